@@ -1,0 +1,201 @@
+//! One SLA clock of one ticket: a working-time budget consumed while the clock runs.
+//!
+//! Invariants: `consumed` is the working time (in the clock's calendar) used up before
+//! `running_since`; while running, the elapsed working time at `t` is
+//! `consumed + working_between(running_since, t)`. Pausing folds the running segment into
+//! `consumed`, so paused time never counts and a pause can only move the deadline later.
+//! Re-targeting replaces `budget` (recomputed from the original `started_at`) and keeps
+//! `consumed`. Positions on the clock (75 %, the breach, +4 h after it) are working-time
+//! offsets from the start, turned into instants only while the clock runs.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::core::calendar::Calendar;
+use crate::core::duration::Span;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClockStatus {
+    Running,
+    Paused,
+    Met,
+    /// Stopped without being met: the ticket closed, re-opened (call-back) or the clock no
+    /// longer applies after a reclassification.
+    Stopped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Clock {
+    /// Increments each time the clock starts afresh (a second call-back, a diagnosis clock
+    /// after a re-open); timer keys carry it so a stale run's timers are recognisably moot.
+    pub run: u32,
+    pub started_at: DateTime<Utc>,
+    pub target: Span,
+    /// The target in working seconds, computed at `started_at`.
+    pub budget: i64,
+    pub consumed: i64,
+    pub running_since: Option<DateTime<Utc>>,
+    pub status: ClockStatus,
+    pub breached_at: Option<DateTime<Utc>>,
+    pub done_at: Option<DateTime<Utc>>,
+    /// The deadline as last computed while running (kept after the clock is done, for
+    /// reports; a pause makes it stale until the clock resumes).
+    #[serde(default)]
+    pub due_at: Option<DateTime<Utc>>,
+    /// Escalation points already fired in this run (by label: `75%`, `100%`, `+4h`).
+    #[serde(default)]
+    pub passed: BTreeSet<String>,
+}
+
+impl Clock {
+    pub fn start(run: u32, at: DateTime<Utc>, target: Span, cal: &Calendar, paused: bool) -> Clock {
+        Clock {
+            run,
+            started_at: at,
+            target,
+            budget: cal.span_seconds(at, target),
+            consumed: 0,
+            running_since: if paused { None } else { Some(at) },
+            status: if paused {
+                ClockStatus::Paused
+            } else {
+                ClockStatus::Running
+            },
+            breached_at: None,
+            done_at: None,
+            due_at: None,
+            passed: BTreeSet::new(),
+        }
+    }
+
+    pub fn is_active(&self) -> bool {
+        matches!(self.status, ClockStatus::Running | ClockStatus::Paused)
+    }
+
+    /// Working seconds used up at `t`.
+    pub fn elapsed_at(&self, cal: &Calendar, t: DateTime<Utc>) -> i64 {
+        self.consumed
+            + self
+                .running_since
+                .map(|s| cal.working_between(s, t))
+                .unwrap_or(0)
+    }
+
+    /// The instant the clock reaches working position `pos`, if it is running. A position
+    /// already behind us maps to `running_since` (it is due now).
+    pub fn instant_of(&self, cal: &Calendar, pos: i64) -> Option<DateTime<Utc>> {
+        let since = self.running_since?;
+        Some(cal.add_working(since, pos - self.consumed))
+    }
+
+    /// The deadline while running; None while paused or done.
+    pub fn due(&self, cal: &Calendar) -> Option<DateTime<Utc>> {
+        self.instant_of(cal, self.budget)
+    }
+
+    pub fn pause(&mut self, cal: &Calendar, t: DateTime<Utc>) {
+        if let Some(s) = self.running_since.take() {
+            self.consumed += cal.working_between(s, t);
+        }
+        if self.status == ClockStatus::Running {
+            self.status = ClockStatus::Paused;
+        }
+    }
+
+    pub fn resume(&mut self, t: DateTime<Utc>) {
+        if self.status == ClockStatus::Paused {
+            self.running_since = Some(t);
+            self.status = ClockStatus::Running;
+        }
+    }
+
+    /// Stops the clock at `t` with the given final status; returns the working time used.
+    pub fn finish(&mut self, cal: &Calendar, t: DateTime<Utc>, status: ClockStatus) -> i64 {
+        self.pause(cal, t);
+        self.status = status;
+        self.done_at = Some(t);
+        self.consumed
+    }
+
+    /// Re-open a met clock (`resolution` after `ticket.reopened`): it continues from the
+    /// working time it had used, as if the resolved period had been a pause.
+    pub fn reopen(&mut self, t: DateTime<Utc>, paused: bool) {
+        self.done_at = None;
+        if paused {
+            self.status = ClockStatus::Paused;
+            self.running_since = None;
+        } else {
+            self.status = ClockStatus::Running;
+            self.running_since = Some(t);
+        }
+    }
+
+    /// New target from the original start; working time used so far is kept.
+    pub fn retarget(&mut self, cal: &Calendar, target: Span) {
+        self.target = target;
+        self.budget = cal.span_seconds(self.started_at, target);
+    }
+}
+
+/// A point on a clock, in working seconds from its start.
+pub fn share_position(budget: i64, percent: u32) -> i64 {
+    // Integer arithmetic on purpose: positions must be identical on every replay.
+    budget.saturating_mul(i64::from(percent)) / 100
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(h: u32, m: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 23, h, m, 0)
+            .single()
+            .expect("valid")
+    }
+
+    #[test]
+    fn pause_moves_the_deadline_later_by_the_paused_time() {
+        let cal = Calendar::always();
+        let mut c = Clock::start(1, t(1, 0), Span::Seconds(3600), &cal, false);
+        assert_eq!(c.due(&cal), Some(t(2, 0)));
+        c.pause(&cal, t(1, 20));
+        assert_eq!(c.due(&cal), None);
+        assert_eq!(c.consumed, 20 * 60);
+        c.resume(t(1, 50));
+        assert_eq!(c.due(&cal), Some(t(2, 30)));
+        assert_eq!(c.elapsed_at(&cal, t(2, 0)), 30 * 60);
+    }
+
+    #[test]
+    fn retarget_keeps_used_time_and_recomputes_from_the_original_start() {
+        let cal = Calendar::always();
+        let mut c = Clock::start(1, t(1, 0), Span::Seconds(24 * 3600), &cal, false);
+        c.pause(&cal, t(1, 10));
+        c.resume(t(1, 40));
+        c.retarget(&cal, Span::Seconds(1800));
+        // 10 minutes used before the pause, 30 minutes paused: due 20 minutes after resuming.
+        assert_eq!(c.due(&cal), Some(t(2, 0)));
+    }
+
+    #[test]
+    fn finish_records_working_time_used() {
+        let cal = Calendar::always();
+        let mut c = Clock::start(1, t(1, 0), Span::Seconds(3600), &cal, false);
+        let used = c.finish(&cal, t(1, 45), ClockStatus::Met);
+        assert_eq!(used, 45 * 60);
+        assert_eq!(c.status, ClockStatus::Met);
+        c.reopen(t(3, 0), false);
+        assert_eq!(c.due(&cal), Some(t(3, 15)));
+    }
+
+    #[test]
+    fn share_positions_are_exact_integers() {
+        assert_eq!(share_position(1800, 75), 1350);
+        assert_eq!(share_position(7, 50), 3);
+        assert_eq!(share_position(3600, 100), 3600);
+    }
+}

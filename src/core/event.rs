@@ -1,0 +1,525 @@
+//! Ticket events as the ticket system sends them (SPEC "Event API"), parsed from JSON into a
+//! typed [`Event`]. Parsing checks shape only (required fields, types, ranges); whether an event
+//! fits a workflow (declared priority, known clock) is [`check_against`]'s job, because it
+//! needs the workflow. Every error names the offending field so the HTTP layer can answer a
+//! precise 400.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, FixedOffset, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::core::model::{Dimension, Workflow};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventKind {
+    #[serde(rename = "ticket.opened")]
+    Opened,
+    #[serde(rename = "ticket.classified")]
+    Classified,
+    #[serde(rename = "ticket.assigned")]
+    Assigned,
+    #[serde(rename = "ticket.responded")]
+    Responded,
+    #[serde(rename = "ticket.plan_agreed")]
+    PlanAgreed,
+    #[serde(rename = "ticket.progress_updated")]
+    ProgressUpdated,
+    #[serde(rename = "ticket.waiting_on_customer")]
+    WaitingOnCustomer,
+    #[serde(rename = "ticket.resumed")]
+    Resumed,
+    #[serde(rename = "ticket.resolved")]
+    Resolved,
+    #[serde(rename = "survey.answered")]
+    SurveyAnswered,
+    #[serde(rename = "callback.completed")]
+    CallbackCompleted,
+    #[serde(rename = "ticket.reopened")]
+    Reopened,
+    #[serde(rename = "ticket.closed")]
+    Closed,
+    /// Extension: meets a clock declared with no built-in event (e.g. seed 001's
+    /// `supervisor_report`), named by the `clock` field.
+    #[serde(rename = "clock.met")]
+    ClockMet,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 14] = [
+        EventKind::Opened,
+        EventKind::Classified,
+        EventKind::Assigned,
+        EventKind::Responded,
+        EventKind::PlanAgreed,
+        EventKind::ProgressUpdated,
+        EventKind::WaitingOnCustomer,
+        EventKind::Resumed,
+        EventKind::Resolved,
+        EventKind::SurveyAnswered,
+        EventKind::CallbackCompleted,
+        EventKind::Reopened,
+        EventKind::Closed,
+        EventKind::ClockMet,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Opened => "ticket.opened",
+            EventKind::Classified => "ticket.classified",
+            EventKind::Assigned => "ticket.assigned",
+            EventKind::Responded => "ticket.responded",
+            EventKind::PlanAgreed => "ticket.plan_agreed",
+            EventKind::ProgressUpdated => "ticket.progress_updated",
+            EventKind::WaitingOnCustomer => "ticket.waiting_on_customer",
+            EventKind::Resumed => "ticket.resumed",
+            EventKind::Resolved => "ticket.resolved",
+            EventKind::SurveyAnswered => "survey.answered",
+            EventKind::CallbackCompleted => "callback.completed",
+            EventKind::Reopened => "ticket.reopened",
+            EventKind::Closed => "ticket.closed",
+            EventKind::ClockMet => "clock.met",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A person named by events. Contact fields stay inside the engine: they are only used to
+/// address messages to that person, never logged, never put in staff messages or metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Party {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    /// Preferred template language (e.g. `en`); the workflow's default otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+}
+
+impl Party {
+    /// Fields present in `newer` replace ours; absent ones keep what we knew.
+    pub fn merge(&mut self, newer: &Party) {
+        if newer.name.is_some() {
+            self.name.clone_from(&newer.name);
+        }
+        if newer.email.is_some() {
+            self.email.clone_from(&newer.email);
+        }
+        if newer.phone.is_some() {
+            self.phone.clone_from(&newer.phone);
+        }
+        if newer.language.is_some() {
+            self.language.clone_from(&newer.language);
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: String,
+    pub ticket: String,
+    #[serde(rename = "type")]
+    pub kind: EventKind,
+    /// When it happened in the ticket system, with the offset it was sent with.
+    pub at: DateTime<FixedOffset>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<Party>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<Party>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<String>,
+}
+
+impl Event {
+    pub fn at_utc(&self) -> DateTime<Utc> {
+        self.at.with_timezone(&Utc)
+    }
+}
+
+/// A rejected event: `code` is stable for clients, `field` names the offending field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{message}")]
+pub struct EventError {
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl EventError {
+    pub fn new(code: &'static str, field: Option<&str>, message: impl Into<String>) -> Self {
+        EventError {
+            code,
+            message: message.into(),
+            field: field.map(str::to_string),
+        }
+    }
+
+    /// Prefix the field with the event's position in a batch (`events[3].priority`).
+    pub fn in_batch(mut self, index: usize) -> Self {
+        self.field = Some(match self.field {
+            Some(f) => format!("events[{index}].{f}"),
+            None => format!("events[{index}]"),
+        });
+        self.message = format!("events[{index}]: {}", self.message);
+        self
+    }
+}
+
+const MAX_ID: usize = 200;
+const MAX_TEXT: usize = 4000;
+const KNOWN_FIELDS: [&str; 14] = [
+    "id",
+    "ticket",
+    "type",
+    "at",
+    "workflow",
+    "priority",
+    "category",
+    "channel",
+    "customer",
+    "assignee",
+    "attributes",
+    "score",
+    "comment",
+    "clock",
+];
+
+fn string_field<'a>(
+    obj: &'a serde_json::Map<String, Value>,
+    name: &str,
+    required: bool,
+    max: usize,
+) -> Result<Option<&'a str>, EventError> {
+    match obj.get(name) {
+        None | Some(Value::Null) if required => Err(EventError::new(
+            "missing_field",
+            Some(name),
+            format!("`{name}` is required"),
+        )),
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            let t = s.trim();
+            if t.is_empty() {
+                return Err(EventError::new(
+                    "invalid_field",
+                    Some(name),
+                    format!("`{name}` must not be empty"),
+                ));
+            }
+            if t.len() > max {
+                return Err(EventError::new(
+                    "invalid_field",
+                    Some(name),
+                    format!("`{name}` is longer than {max} bytes"),
+                ));
+            }
+            Ok(Some(t))
+        }
+        Some(other) => Err(EventError::new(
+            "invalid_field",
+            Some(name),
+            format!("`{name}` must be a string, got {}", json_kind(other)),
+        )),
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn party_field(
+    obj: &serde_json::Map<String, Value>,
+    name: &str,
+) -> Result<Option<Party>, EventError> {
+    match obj.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(p)) => {
+            for k in p.keys() {
+                if !["name", "email", "phone", "language"].contains(&k.as_str()) {
+                    return Err(EventError::new(
+                        "unknown_field",
+                        Some(&format!("{name}.{k}")),
+                        format!(
+                            "`{name}.{k}` is not a known field (expected name, email, phone, language)"
+                        ),
+                    ));
+                }
+            }
+            let get = |k: &str| -> Result<Option<String>, EventError> {
+                string_field(p, k, false, MAX_TEXT)
+                    .map(|o| o.map(str::to_string))
+                    .map_err(|mut e| {
+                        e.field = Some(format!("{name}.{k}"));
+                        e.message = e
+                            .message
+                            .replace(&format!("`{k}`"), &format!("`{name}.{k}`"));
+                        e
+                    })
+            };
+            let party = Party {
+                name: get("name")?,
+                email: get("email")?,
+                phone: get("phone")?,
+                language: get("language")?,
+            };
+            if let Some(e) = &party.email
+                && !looks_like_email(e)
+            {
+                // The address itself is not echoed back: it may be personal data.
+                return Err(EventError::new(
+                    "invalid_field",
+                    Some(&format!("{name}.email")),
+                    format!("`{name}.email` is not an email address"),
+                ));
+            }
+            Ok(Some(party))
+        }
+        Some(other) => Err(EventError::new(
+            "invalid_field",
+            Some(name),
+            format!("`{name}` must be an object, got {}", json_kind(other)),
+        )),
+    }
+}
+
+fn looks_like_email(s: &str) -> bool {
+    match s.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !s.contains(char::is_whitespace)
+                && !domain.contains('@')
+        }
+        None => false,
+    }
+}
+
+/// Parse one event object. `now` bounds `at`: an event may be late, but not more than five
+/// minutes in the future (that is a clock error in the sender, and deadlines would drift).
+pub fn parse_event(v: &Value, now: DateTime<Utc>) -> Result<Event, EventError> {
+    let obj = v.as_object().ok_or_else(|| {
+        EventError::new(
+            "invalid_event",
+            None,
+            format!("an event must be a JSON object, got {}", json_kind(v)),
+        )
+    })?;
+    for k in obj.keys() {
+        if !KNOWN_FIELDS.contains(&k.as_str()) {
+            return Err(EventError::new(
+                "unknown_field",
+                Some(k),
+                format!("`{k}` is not a known event field"),
+            ));
+        }
+    }
+    let id = string_field(obj, "id", true, MAX_ID)?.unwrap_or_default();
+    let ticket = string_field(obj, "ticket", true, MAX_ID)?.unwrap_or_default();
+    let type_s = string_field(obj, "type", true, 64)?.unwrap_or_default();
+    let kind = EventKind::parse(type_s).ok_or_else(|| {
+        EventError::new(
+            "unknown_type",
+            Some("type"),
+            format!(
+                "unknown event type `{type_s}` (expected one of: {})",
+                EventKind::ALL.map(|k| k.as_str()).join(", ")
+            ),
+        )
+    })?;
+    let at_s = string_field(obj, "at", true, 64)?.unwrap_or_default();
+    let at = DateTime::parse_from_rfc3339(at_s).map_err(|e| {
+        EventError::new(
+            "invalid_field",
+            Some("at"),
+            format!(
+                "`at` must be an RFC 3339 time with offset such as 2026-11-23T09:30:00+08:00 ({e})"
+            ),
+        )
+    })?;
+    if at.with_timezone(&Utc) > now + chrono::Duration::minutes(5) {
+        return Err(EventError::new(
+            "at_in_future",
+            Some("at"),
+            format!("`at` ({at_s}) is more than 5 minutes in the future; check the sender's clock"),
+        ));
+    }
+    let opt = |name: &str| string_field(obj, name, false, MAX_ID).map(|o| o.map(str::to_string));
+    let attributes = match obj.get("attributes") {
+        None | Some(Value::Null) => BTreeMap::new(),
+        Some(Value::Object(m)) => {
+            for (k, v) in m {
+                if matches!(v, Value::Object(_) | Value::Array(_)) {
+                    return Err(EventError::new(
+                        "invalid_field",
+                        Some(&format!("attributes.{k}")),
+                        format!("`attributes.{k}` must be a string, number or boolean"),
+                    ));
+                }
+            }
+            m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        }
+        Some(other) => {
+            return Err(EventError::new(
+                "invalid_field",
+                Some("attributes"),
+                format!("`attributes` must be an object, got {}", json_kind(other)),
+            ));
+        }
+    };
+    let score = match obj.get("score") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(s @ 1..=5) => Some(s as u8),
+            _ => {
+                return Err(EventError::new(
+                    "invalid_field",
+                    Some("score"),
+                    format!("`score` must be an integer from 1 to 5, got {n}"),
+                ));
+            }
+        },
+        Some(other) => {
+            return Err(EventError::new(
+                "invalid_field",
+                Some("score"),
+                format!(
+                    "`score` must be an integer from 1 to 5, got {}",
+                    json_kind(other)
+                ),
+            ));
+        }
+    };
+    let ev = Event {
+        id: id.to_string(),
+        ticket: ticket.to_string(),
+        kind,
+        at,
+        workflow: opt("workflow")?,
+        priority: opt("priority")?,
+        category: opt("category")?,
+        channel: opt("channel")?,
+        customer: party_field(obj, "customer")?,
+        assignee: party_field(obj, "assignee")?,
+        attributes,
+        score,
+        comment: string_field(obj, "comment", false, MAX_TEXT)?.map(str::to_string),
+        clock: opt("clock")?,
+    };
+    // Type-specific requirements.
+    match kind {
+        EventKind::SurveyAnswered if ev.score.is_none() => Err(EventError::new(
+            "missing_field",
+            Some("score"),
+            "`score` (1-5) is required for survey.answered",
+        )),
+        EventKind::ClockMet if ev.clock.is_none() => Err(EventError::new(
+            "missing_field",
+            Some("clock"),
+            "`clock` is required for clock.met",
+        )),
+        EventKind::Classified
+            if ev.priority.is_none() && ev.category.is_none() && ev.attributes.is_empty() =>
+        {
+            Err(EventError::new(
+                "missing_field",
+                Some("priority"),
+                "ticket.classified needs `priority` and/or `category` (or `attributes`)",
+            ))
+        }
+        EventKind::Assigned if ev.assignee.is_none() => Err(EventError::new(
+            "missing_field",
+            Some("assignee"),
+            "`assignee` is required for ticket.assigned",
+        )),
+        _ => Ok(ev),
+    }
+}
+
+/// Checks that need the ticket's workflow: the priority is declared, a `clock.met` names a
+/// clock the workflow has, a `ticket.opened` has a priority when the workflow keys targets by
+/// priority.
+pub fn check_against(ev: &Event, wf: &Workflow) -> Result<(), EventError> {
+    if let Some(p) = &ev.priority
+        && wf.priority_rank(p).is_none()
+    {
+        return Err(EventError::new(
+            "unknown_priority",
+            Some("priority"),
+            format!(
+                "priority `{p}` is not declared by workflow `{}` (expected one of: {})",
+                wf.name,
+                wf.priorities.join(", ")
+            ),
+        ));
+    }
+    if ev.kind == EventKind::Opened && ev.priority.is_none() {
+        let keyed = wf
+            .clocks
+            .iter()
+            .any(|c| c.targets.by == Dimension::Priority && c.targets.default.is_none());
+        if keyed {
+            return Err(EventError::new(
+                "missing_field",
+                Some("priority"),
+                format!(
+                    "`priority` is required to open a ticket in workflow `{}` (one of: {})",
+                    wf.name,
+                    wf.priorities.join(", ")
+                ),
+            ));
+        }
+    }
+    if let (EventKind::ClockMet, Some(c)) = (ev.kind, &ev.clock)
+        && wf.clock(c).is_none()
+    {
+        return Err(EventError::new(
+            "unknown_clock",
+            Some("clock"),
+            format!(
+                "workflow `{}` has no clock `{c}` (it has: {})",
+                wf.name,
+                wf.clocks
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,1634 @@
+//! The ticket state machine: one pure transition function over ticket events and timers.
+//!
+//! * [`apply`] takes a ticket's state, one event and `now`, and returns the next state and
+//!   the effects the shell must carry out (schedule / drop timers, notify roles, record clock
+//!   outcomes and counters).
+//! * [`fire`] does the same for a timer coming due.
+//!
+//! Ordering: events take effect at their `at`, never at arrival. Before an event applies,
+//! every pending timer due strictly before its `at` fires first (an event exactly at a
+//! deadline still meets it); after it, every timer due by `now` fires (so a late event alerts
+//! at once). An event older than the last one applied cannot be slotted in incrementally:
+//! [`replay`] rebuilds the state from all the ticket's events in `at` order, and the shell
+//! suppresses effects whose ids were already emitted.
+//!
+//! Idempotency: every externally visible effect (notification, outcome, counter) has an id
+//! that is deterministic given the ticket's events; the state remembers the ids it emitted.
+//! Timer keys are deterministic too, and a timer that is no longer pending (fired, dropped,
+//! or superseded) does nothing when its job runs.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::core::calendar::Calendar;
+use crate::core::clock::{Clock, ClockStatus, share_position};
+use crate::core::duration::{Span, format_seconds};
+use crate::core::event::{Event, EventKind, Party};
+use crate::core::model::{
+    CALLBACK, ClockSpec, Dimension, EscalateAt, FIRST_RESPONSE, MetBy, PROGRESS, RESOLUTION, Role,
+    Stage, Targets, Workflow, attribute_text,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimerKind {
+    Escalation,
+    Progress,
+    Survey,
+    Review,
+}
+
+impl TimerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimerKind::Escalation => "escalation",
+            TimerKind::Progress => "progress",
+            TimerKind::Survey => "survey",
+            TimerKind::Review => "review",
+        }
+    }
+    pub const ALL: [TimerKind; 4] = [
+        TimerKind::Escalation,
+        TimerKind::Progress,
+        TimerKind::Survey,
+        TimerKind::Review,
+    ];
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timer {
+    pub kind: TimerKind,
+    pub due: DateTime<Utc>,
+    /// When it was (re)scheduled; lateness is measured from max(due, scheduled_at) so that a
+    /// timer born overdue (late event) is not blamed on the queue.
+    pub scheduled_at: DateTime<Utc>,
+    /// For progress escalations: the start of the interval they watch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub cycle: u32,
+    pub cycle_start: DateTime<Utc>,
+    pub last_update: Option<DateTime<Utc>>,
+    pub paused: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Feedback {
+    pub survey_sent_at: Option<DateTime<Utc>>,
+    pub score: Option<u8>,
+    pub comment: Option<String>,
+    pub answered_at: Option<DateTime<Utc>>,
+}
+
+/// The state of one ticket. Serialised as JSON by the store; every field is derived from the
+/// ticket's events and the passage of time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ticket {
+    pub id: String,
+    pub workflow: String,
+    pub stage: Stage,
+    pub priority: Option<String>,
+    pub category: Option<String>,
+    pub channel: Option<String>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub customer: Party,
+    #[serde(default)]
+    pub assignee: Party,
+    pub opened_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub waiting_since: Option<DateTime<Utc>>,
+    /// When each stage was last entered (clocks declared by a stage start then).
+    #[serde(default)]
+    pub stage_entered: BTreeMap<Stage, DateTime<Utc>>,
+    #[serde(default)]
+    pub clocks: BTreeMap<String, Clock>,
+    #[serde(default)]
+    pub timers: BTreeMap<String, Timer>,
+    pub progress: Option<Progress>,
+    #[serde(default)]
+    pub feedback: Feedback,
+    pub resolutions: u32,
+    pub reopens: u32,
+    pub plan_agreed: bool,
+    /// The latest event `at` applied; an older event forces a [`replay`].
+    pub last_at: DateTime<Utc>,
+    pub events_applied: u32,
+    /// Ids of notifications, outcomes and counters already emitted.
+    #[serde(default)]
+    pub emitted: BTreeSet<String>,
+}
+
+impl Ticket {
+    pub fn dimension(&self, d: &Dimension) -> Option<String> {
+        match d {
+            Dimension::Priority => self.priority.clone(),
+            Dimension::Category => self.category.clone(),
+            Dimension::Channel => self.channel.clone(),
+            Dimension::Attribute(k) => self.attributes.get(k).map(attribute_text),
+        }
+    }
+    pub fn is_open(&self) -> bool {
+        self.stage != Stage::Closed
+    }
+    pub fn priority_label(&self) -> &str {
+        self.priority.as_deref().unwrap_or("none")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Met,
+    Breached,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Met => "met",
+            Outcome::Breached => "breached",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackOutcome {
+    Scheduled,
+    Completed,
+    Overdue,
+}
+
+impl CallbackOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallbackOutcome::Scheduled => "scheduled",
+            CallbackOutcome::Completed => "completed",
+            CallbackOutcome::Overdue => "overdue",
+        }
+    }
+}
+
+/// A counted fact: what the metrics and the review report are made of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "fact", rename_all = "snake_case")]
+pub enum Fact {
+    Escalation { clock: String, level: u32 },
+    ProgressUpdate { sent: bool },
+    SurveySent,
+    SurveyScore { score: u8 },
+    Callback { outcome: CallbackOutcome },
+    ThankYou,
+    Resolution { first_contact: bool },
+    Reopen,
+}
+
+/// What a notification is about, for the template context.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockRef {
+    pub name: String,
+    pub due: Option<DateTime<Utc>>,
+    pub target: String,
+    pub elapsed: i64,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    /// Deterministic within the ticket (e.g. `esc/first_response/1/75%/1`); the shell derives
+    /// the global notification id (Message-ID, Idempotency-Key) from ticket + this + role.
+    pub source: String,
+    pub template: String,
+    pub notify: Vec<Role>,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<ClockRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockOutcome {
+    pub clock: String,
+    pub run: u32,
+    pub priority: String,
+    pub outcome: Outcome,
+    pub due: Option<DateTime<Utc>>,
+    /// Working seconds from start to met (None for a breach).
+    pub elapsed: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "effect", rename_all = "snake_case")]
+pub enum Effect {
+    Schedule {
+        key: String,
+        kind: TimerKind,
+        due: DateTime<Utc>,
+    },
+    Drop {
+        key: String,
+        reason: String,
+    },
+    Fired {
+        key: String,
+        kind: TimerKind,
+        due: DateTime<Utc>,
+    },
+    Notify(Notification),
+    Outcome(ClockOutcome),
+    /// Working time to meet a clock (also for clocks met late).
+    MetTime {
+        clock: String,
+        priority: String,
+        seconds: i64,
+    },
+    Count(Fact),
+    /// Timeline only: why something did or did not happen.
+    Note {
+        text: String,
+    },
+}
+
+/// An effect and the instant it takes effect (virtual time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Out {
+    pub at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub effect: Effect,
+    /// Dedupe id for externally visible effects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    /// The first event seen for a ticket is not `ticket.opened`: the shell keeps it until the
+    /// opening event arrives (events may arrive out of order).
+    #[error("ticket {0} has not been opened yet")]
+    NotOpened(String),
+}
+
+/// Working state during one transition.
+struct Tx<'a> {
+    wf: &'a Workflow,
+    t: Ticket,
+    out: Vec<Out>,
+}
+
+impl<'a> Tx<'a> {
+    fn cal(&self) -> &'a Calendar {
+        &self.wf.calendar
+    }
+
+    fn push(&mut self, at: DateTime<Utc>, effect: Effect) {
+        self.out.push(Out {
+            at,
+            effect,
+            id: None,
+        });
+    }
+
+    /// Emit an externally visible effect once per id.
+    fn emit(&mut self, at: DateTime<Utc>, id: String, effect: Effect) {
+        if self.t.emitted.insert(id.clone()) {
+            self.out.push(Out {
+                at,
+                effect,
+                id: Some(id),
+            });
+        }
+    }
+
+    fn note(&mut self, at: DateTime<Utc>, text: impl Into<String>) {
+        self.push(at, Effect::Note { text: text.into() });
+    }
+
+    fn schedule(
+        &mut self,
+        now: DateTime<Utc>,
+        key: String,
+        kind: TimerKind,
+        due: DateTime<Utc>,
+        anchor: Option<DateTime<Utc>>,
+    ) {
+        if let Some(old) = self.t.timers.get(&key)
+            && old.due == due
+        {
+            return;
+        }
+        self.t.timers.insert(
+            key.clone(),
+            Timer {
+                kind,
+                due,
+                scheduled_at: now,
+                anchor,
+            },
+        );
+        self.push(now, Effect::Schedule { key, kind, due });
+    }
+
+    fn drop_timer(&mut self, now: DateTime<Utc>, key: &str, reason: &str) {
+        if self.t.timers.remove(key).is_some() {
+            self.push(
+                now,
+                Effect::Drop {
+                    key: key.to_string(),
+                    reason: reason.to_string(),
+                },
+            );
+        }
+    }
+
+    fn drop_prefix(&mut self, now: DateTime<Utc>, prefix: &str, reason: &str) {
+        let keys: Vec<String> = self
+            .t
+            .timers
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
+        for k in keys {
+            self.drop_timer(now, &k, reason);
+        }
+    }
+
+    fn fmt_time(&self, t: DateTime<Utc>) -> String {
+        fmt_local(t, self.cal())
+    }
+
+    fn spec_for(&self, name: &str) -> Option<ClockSpec> {
+        if name == CALLBACK {
+            // A callback clock is declared by a score rule, not a stage.
+            return self
+                .wf
+                .rules
+                .iter()
+                .find_map(|r| r.callback.as_ref())
+                .map(|c| self.wf.callback_clock(c));
+        }
+        self.wf.clock(name).cloned()
+    }
+
+    // ---------------------------------------------------------------- clocks
+
+    /// The escalation points of a clock: (label, working position, rules at that point).
+    /// The breach (`100%`) is always a point, with or without rules, so the outcome is
+    /// recorded on time.
+    fn points(&self, name: &str, clock: &Clock) -> Vec<(String, i64, Vec<usize>)> {
+        let mut pts: BTreeMap<String, (i64, Vec<usize>)> = BTreeMap::new();
+        pts.insert("100%".to_string(), (clock.budget, Vec::new()));
+        for (i, e) in self.wf.escalations.iter().enumerate() {
+            if !e.clock.matches(name) {
+                continue;
+            }
+            let label = e.at.to_string();
+            let pos = match e.at {
+                EscalateAt::Share(p) => share_position(clock.budget, p),
+                EscalateAt::After(span) => {
+                    clock.budget + self.cal().span_seconds(clock.started_at, span)
+                }
+            };
+            pts.entry(label).or_insert((pos, Vec::new())).1.push(i);
+        }
+        let mut v: Vec<_> = pts.into_iter().map(|(l, (p, r))| (l, p, r)).collect();
+        v.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
+        v
+    }
+
+    fn clock_cal(&self, name: &str) -> &'a Calendar {
+        if name == CALLBACK {
+            return self.cal();
+        }
+        match self.wf.clock(name) {
+            Some(spec) => &spec.calendar,
+            None => self.cal(),
+        }
+    }
+
+    /// (Re)schedule the pending points of a running clock; drop them when it is not running.
+    fn arm_clock(&mut self, now: DateTime<Utc>, name: &str) {
+        let Some(clock) = self.t.clocks.get(name).cloned() else {
+            return;
+        };
+        let prefix = format!("esc/{name}/{}/", clock.run);
+        if clock.status != ClockStatus::Running {
+            let reason = match clock.status {
+                ClockStatus::Paused => "clock paused",
+                ClockStatus::Met => "clock met",
+                _ => "clock stopped",
+            };
+            self.drop_prefix(now, &prefix, reason);
+            return;
+        }
+        let cal = self.clock_cal(name);
+        if let Some(c) = self.t.clocks.get_mut(name) {
+            c.due_at = c.due(cal);
+        }
+        for (label, pos, _) in self.points(name, &clock) {
+            if clock.passed.contains(&label) {
+                continue;
+            }
+            let due = clock
+                .instant_of(cal, pos)
+                .unwrap_or(now)
+                // A point already passed (e.g. after a retarget) is due at once.
+                .max(clock.running_since.unwrap_or(now));
+            self.schedule(
+                now,
+                format!("{prefix}{label}"),
+                TimerKind::Escalation,
+                due,
+                None,
+            );
+        }
+    }
+
+    fn start_clock(&mut self, at: DateTime<Utc>, now: DateTime<Utc>, spec: &ClockSpec) {
+        if self.t.clocks.get(&spec.name).is_some_and(Clock::is_active) {
+            return;
+        }
+        let key = self.t.dimension(&spec.targets.by);
+        let Some(span) = spec.targets.lookup(key.as_deref()) else {
+            self.note(
+                now,
+                format!(
+                    "clock {} not started: no target for {} `{}`",
+                    spec.name,
+                    spec.targets.by,
+                    key.as_deref().unwrap_or("(none)")
+                ),
+            );
+            return;
+        };
+        let run = self
+            .t
+            .clocks
+            .get(&spec.name)
+            .map(|c| c.run + 1)
+            .unwrap_or(1);
+        let clock = Clock::start(
+            run,
+            at,
+            span,
+            &spec.calendar,
+            self.t.waiting_since.is_some(),
+        );
+        let due = clock.due(&spec.calendar);
+        self.t.clocks.insert(spec.name.clone(), clock);
+        self.note(
+            now,
+            format!(
+                "clock {} started: target {span}{}",
+                spec.name,
+                match due {
+                    Some(d) => format!(", due {}", self.fmt_time(d)),
+                    None => " (paused: waiting on customer)".to_string(),
+                }
+            ),
+        );
+        self.arm_clock(now, &spec.name);
+    }
+
+    /// Start the clocks a stage declares (`resolution` only ever starts at opening).
+    fn enter_stage(&mut self, at: DateTime<Utc>, now: DateTime<Utc>, stage: Stage) {
+        self.t.stage = stage;
+        self.t.stage_entered.insert(stage, at);
+        let specs: Vec<ClockSpec> = self
+            .wf
+            .clocks
+            .iter()
+            .filter(|c| {
+                if c.name == RESOLUTION {
+                    stage == Stage::Intake
+                } else {
+                    c.stage == stage
+                }
+            })
+            .cloned()
+            .collect();
+        for spec in specs {
+            self.start_clock(at, now, &spec);
+        }
+    }
+
+    fn meet_clock(&mut self, at: DateTime<Utc>, now: DateTime<Utc>, name: &str, why: &str) {
+        let Some(mut clock) = self.t.clocks.get(name).cloned() else {
+            return;
+        };
+        if !clock.is_active() {
+            return;
+        }
+        let cal = self.clock_cal(name);
+        let due = clock.due(cal);
+        let used = clock.finish(cal, at, ClockStatus::Met);
+        let breached = clock.breached_at.is_some() || used > clock.budget;
+        let run = clock.run;
+        let budget = clock.budget;
+        self.t.clocks.insert(name.to_string(), clock);
+        let priority = self.t.priority_label().to_string();
+        self.note(
+            now,
+            format!(
+                "clock {name} met by {why} after {} of {}{}",
+                format_seconds(used),
+                format_seconds(budget),
+                if breached { " (late)" } else { "" }
+            ),
+        );
+        self.emit(
+            at,
+            format!("met/{name}/{run}"),
+            Effect::MetTime {
+                clock: name.to_string(),
+                priority: priority.clone(),
+                seconds: used,
+            },
+        );
+        if !breached {
+            self.emit(
+                at,
+                format!("outcome/{name}/{run}"),
+                Effect::Outcome(ClockOutcome {
+                    clock: name.to_string(),
+                    run,
+                    priority,
+                    outcome: Outcome::Met,
+                    due,
+                    elapsed: Some(used),
+                }),
+            );
+        }
+        if name == CALLBACK {
+            self.emit(
+                at,
+                format!("fact/callback/{run}/completed"),
+                Effect::Count(Fact::Callback {
+                    outcome: CallbackOutcome::Completed,
+                }),
+            );
+        }
+        self.arm_clock(now, name);
+    }
+
+    fn stop_clock(&mut self, at: DateTime<Utc>, now: DateTime<Utc>, name: &str, why: &str) {
+        let Some(mut clock) = self.t.clocks.get(name).cloned() else {
+            return;
+        };
+        if !clock.is_active() {
+            return;
+        }
+        let cal = self.clock_cal(name);
+        clock.finish(cal, at, ClockStatus::Stopped);
+        self.t.clocks.insert(name.to_string(), clock);
+        self.note(now, format!("clock {name} stopped: {why}"));
+        self.arm_clock(now, name);
+    }
+
+    fn active_clock_names(&self) -> Vec<String> {
+        self.t
+            .clocks
+            .iter()
+            .filter(|(_, c)| c.is_active())
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    // ---------------------------------------------------------------- progress
+
+    fn progress_every(&self) -> Option<Span> {
+        let p = self.wf.progress.as_ref()?;
+        let key = self.t.dimension(&p.every.by);
+        p.every.lookup(key.as_deref())
+    }
+
+    fn progress_due(&self, from: DateTime<Utc>, every: Span) -> DateTime<Utc> {
+        let cal = self.cal();
+        cal.add_working(from, cal.span_seconds(from, every))
+    }
+
+    /// Schedule the next progress tick and its escalations for the current cycle.
+    fn arm_progress(&mut self, now: DateTime<Utc>) {
+        self.drop_prefix(now, "progress/", "progress interval re-armed");
+        let Some(p) = self.t.progress.clone() else {
+            return;
+        };
+        if p.paused {
+            return;
+        }
+        let Some(every) = self.progress_every() else {
+            self.note(
+                now,
+                format!(
+                    "no progress interval for priority `{}`",
+                    self.t.priority_label()
+                ),
+            );
+            return;
+        };
+        // A tick already behind us (e.g. reclassified to a shorter interval) fires at once.
+        let due = self.progress_due(p.cycle_start, every).max(now);
+        self.schedule(
+            now,
+            format!("progress/{}", p.cycle),
+            TimerKind::Progress,
+            due,
+            None,
+        );
+        let interval = self.cal().span_seconds(p.cycle_start, every);
+        for e in self.wf.escalations.clone() {
+            if !matches!(&e.clock, crate::core::model::ClockSelector::Named(n) if n == PROGRESS) {
+                continue;
+            }
+            let pos = match e.at {
+                EscalateAt::Share(s) => share_position(interval, s),
+                EscalateAt::After(span) => interval + self.cal().span_seconds(p.cycle_start, span),
+            };
+            let at = self.cal().add_working(p.cycle_start, pos).max(now);
+            self.schedule(
+                now,
+                format!("progress-esc/{}/{}", p.cycle, e.at),
+                TimerKind::Escalation,
+                at,
+                Some(p.cycle_start),
+            );
+        }
+    }
+
+    fn start_progress(&mut self, at: DateTime<Utc>, now: DateTime<Utc>) {
+        if self.wf.progress.is_none() {
+            return;
+        }
+        let cycle = self.t.progress.as_ref().map(|p| p.cycle + 1).unwrap_or(1);
+        self.t.progress = Some(Progress {
+            cycle,
+            cycle_start: at,
+            last_update: None,
+            paused: self.t.waiting_since.is_some(),
+        });
+        self.arm_progress(now);
+    }
+
+    fn stop_progress(&mut self, now: DateTime<Utc>, why: &str) {
+        if self.t.progress.take().is_some() {
+            self.drop_prefix(now, "progress/", why);
+            self.drop_prefix(now, "progress-esc/", why);
+        }
+    }
+
+    // ---------------------------------------------------------------- notifications
+
+    fn clock_ref(&self, name: &str, at_label: &str, at: DateTime<Utc>) -> Option<ClockRef> {
+        let c = self.t.clocks.get(name)?;
+        let cal = self.clock_cal(name);
+        Some(ClockRef {
+            name: name.to_string(),
+            due: c.due(cal).or(c.breached_at),
+            target: c.target.to_string(),
+            elapsed: c.elapsed_at(cal, at),
+            at: at_label.to_string(),
+        })
+    }
+
+    fn notify(&mut self, at: DateTime<Utc>, n: Notification) {
+        let id = format!("notify/{}", n.source);
+        self.emit(at, id, Effect::Notify(n));
+    }
+}
+
+/// Format an instant in the calendar's zone, as staff read it.
+pub fn fmt_local(t: DateTime<Utc>, cal: &Calendar) -> String {
+    t.with_timezone(&cal.tz())
+        .format("%Y-%m-%d %H:%M:%S %:z")
+        .to_string()
+}
+
+// -------------------------------------------------------------------- events
+
+fn open(wf: &Workflow, ev: &Event, now: DateTime<Utc>) -> (Ticket, Vec<Out>) {
+    let at = ev.at_utc();
+    let t = Ticket {
+        id: ev.ticket.clone(),
+        workflow: wf.name.clone(),
+        stage: Stage::Intake,
+        priority: ev.priority.clone(),
+        category: ev.category.clone(),
+        channel: ev.channel.clone(),
+        attributes: ev.attributes.clone(),
+        customer: ev.customer.clone().unwrap_or_default(),
+        assignee: ev.assignee.clone().unwrap_or_default(),
+        opened_at: at,
+        resolved_at: None,
+        closed_at: None,
+        waiting_since: None,
+        stage_entered: BTreeMap::new(),
+        clocks: BTreeMap::new(),
+        timers: BTreeMap::new(),
+        progress: None,
+        feedback: Feedback::default(),
+        resolutions: 0,
+        reopens: 0,
+        plan_agreed: false,
+        last_at: at,
+        events_applied: 1,
+        emitted: BTreeSet::new(),
+    };
+    let mut tx = Tx {
+        wf,
+        t,
+        out: Vec::new(),
+    };
+    tx.note(
+        at,
+        format!(
+            "opened in workflow {} (priority {}, category {})",
+            wf.name,
+            ev.priority.as_deref().unwrap_or("none"),
+            ev.category.as_deref().unwrap_or("none")
+        ),
+    );
+    tx.enter_stage(at, at, Stage::Intake);
+    advance_tx(&mut tx, now);
+    (tx.t, tx.out)
+}
+
+/// Apply one event. `now` is the engine's present: timers due by then fire after the event.
+/// Events older than `state.last_at` must go through [`replay`] instead (the shell checks
+/// [`needs_replay`]); applied here they would be treated as happening at `last_at`.
+pub fn apply(
+    wf: &Workflow,
+    state: Option<Ticket>,
+    ev: &Event,
+    now: DateTime<Utc>,
+) -> Result<(Ticket, Vec<Out>), ApplyError> {
+    let Some(t) = state else {
+        if ev.kind == EventKind::Opened {
+            return Ok(open(wf, ev, now.max(ev.at_utc())));
+        }
+        return Err(ApplyError::NotOpened(ev.ticket.clone()));
+    };
+    let at = ev.at_utc().max(t.last_at);
+    let mut tx = Tx {
+        wf,
+        t,
+        out: Vec::new(),
+    };
+    // Timers due strictly before the event happen first: the event cannot undo them.
+    advance_before(&mut tx, at);
+    tx.t.last_at = at;
+    tx.t.events_applied += 1;
+    on_event(&mut tx, ev, at);
+    advance_tx(&mut tx, now.max(at));
+    Ok((tx.t, tx.out))
+}
+
+/// Whether an event is older than what the state already reflects.
+pub fn needs_replay(state: &Ticket, ev: &Event) -> bool {
+    ev.at_utc() < state.last_at
+}
+
+fn on_event(tx: &mut Tx<'_>, ev: &Event, at: DateTime<Utc>) {
+    if tx.t.stage == Stage::Closed {
+        tx.note(at, format!("{} ignored: the ticket is closed", ev.kind));
+        return;
+    }
+    // Any clock declared to be met by this event type is met by it.
+    let met_by: Vec<String> = tx
+        .active_clock_names()
+        .into_iter()
+        .filter(|n| {
+            tx.spec_for(n)
+                .is_some_and(|s| s.met_by == MetBy::Event(ev.kind.as_str().to_string()))
+        })
+        .collect();
+    match ev.kind {
+        EventKind::Opened => {
+            tx.note(at, "ticket.opened ignored: the ticket is already open");
+        }
+        EventKind::Classified => classify(tx, ev, at),
+        EventKind::Assigned => {
+            if let Some(a) = &ev.assignee {
+                tx.t.assignee.merge(a);
+            }
+            tx.note(at, "assignee changed");
+        }
+        EventKind::Responded => {
+            for n in &met_by {
+                tx.meet_clock(at, at, n, "ticket.responded");
+            }
+            if tx.t.stage == Stage::Intake {
+                tx.enter_stage(at, at, Stage::Diagnosis);
+            }
+        }
+        EventKind::PlanAgreed => {
+            if matches!(tx.t.stage, Stage::Intake | Stage::Diagnosis) {
+                // Agreeing a plan with the customer is a response too.
+                tx.meet_clock(at, at, FIRST_RESPONSE, "ticket.plan_agreed");
+                for n in &met_by {
+                    tx.meet_clock(at, at, n, "ticket.plan_agreed");
+                }
+                tx.t.plan_agreed = true;
+                tx.enter_stage(at, at, Stage::Execution);
+                tx.start_progress(at, at);
+            } else {
+                tx.note(
+                    at,
+                    format!("ticket.plan_agreed ignored in stage {}", tx.t.stage),
+                );
+            }
+        }
+        EventKind::ProgressUpdated => match tx.t.progress.as_mut() {
+            Some(p) => {
+                p.last_update = Some(at);
+                let skip = tx.wf.progress.as_ref().is_some_and(|p| p.skip_if_updated);
+                tx.note(
+                    at,
+                    if skip {
+                        "progress update logged: the next scheduled one is skipped if still within the interval"
+                    } else {
+                        "progress update logged"
+                    },
+                );
+            }
+            None => tx.note(
+                at,
+                format!(
+                    "progress update logged in stage {} (no cycle running)",
+                    tx.t.stage
+                ),
+            ),
+        },
+        EventKind::WaitingOnCustomer => {
+            if tx.t.waiting_since.is_some() {
+                tx.note(at, "already waiting on customer");
+                return;
+            }
+            tx.t.waiting_since = Some(at);
+            for n in tx.active_clock_names() {
+                let cal = tx.clock_cal(&n);
+                if let Some(c) = tx.t.clocks.get_mut(&n) {
+                    c.pause(cal, at);
+                }
+                tx.arm_clock(at, &n);
+            }
+            if let Some(p) = tx.t.progress.as_mut() {
+                p.paused = true;
+            }
+            tx.drop_prefix(at, "progress/", "waiting on customer");
+            tx.drop_prefix(at, "progress-esc/", "waiting on customer");
+            tx.note(at, "waiting on customer: every running clock paused");
+        }
+        EventKind::Resumed => {
+            if tx.t.waiting_since.take().is_none() {
+                tx.note(at, "ticket.resumed ignored: not waiting on customer");
+                return;
+            }
+            for n in tx.active_clock_names() {
+                if let Some(c) = tx.t.clocks.get_mut(&n) {
+                    c.resume(at);
+                }
+                tx.arm_clock(at, &n);
+            }
+            if let Some(p) = tx.t.progress.as_mut() {
+                // A fresh interval: the customer just came back.
+                p.paused = false;
+                p.cycle += 1;
+                p.cycle_start = at;
+            }
+            tx.arm_progress(at);
+            tx.note(at, "resumed: clocks running again");
+        }
+        EventKind::Resolved => {
+            if !matches!(
+                tx.t.stage,
+                Stage::Intake | Stage::Diagnosis | Stage::Execution
+            ) {
+                tx.note(
+                    at,
+                    format!("ticket.resolved ignored in stage {}", tx.t.stage),
+                );
+                return;
+            }
+            // Resolving answers the customer too.
+            tx.meet_clock(at, at, FIRST_RESPONSE, "ticket.resolved");
+            for n in &met_by {
+                tx.meet_clock(at, at, n, "ticket.resolved");
+            }
+            tx.stop_progress(at, "resolved");
+            tx.t.resolutions += 1;
+            tx.t.resolved_at = Some(at);
+            tx.t.feedback = Feedback::default();
+            let first_contact = tx.t.reopens == 0 && !tx.t.plan_agreed;
+            let n = tx.t.resolutions;
+            tx.emit(
+                at,
+                format!("fact/resolution/{n}"),
+                Effect::Count(Fact::Resolution { first_contact }),
+            );
+            tx.enter_stage(at, at, Stage::Feedback);
+            if let Some(s) = tx.wf.survey.clone() {
+                let due = match s.after {
+                    Span::Seconds(secs) => at + chrono::Duration::seconds(secs),
+                    Span::WorkingDays(d) => tx.cal().add_working_days(at, d),
+                };
+                tx.schedule(at, format!("survey/{n}"), TimerKind::Survey, due, None);
+            }
+        }
+        EventKind::SurveyAnswered => answer_survey(tx, ev, at),
+        EventKind::CallbackCompleted => {
+            if tx.t.clocks.get(CALLBACK).is_some_and(Clock::is_active) {
+                tx.meet_clock(at, at, CALLBACK, "callback.completed");
+            } else {
+                tx.note(at, "callback.completed ignored: no call-back is pending");
+            }
+            for n in &met_by {
+                tx.meet_clock(at, at, n, "callback.completed");
+            }
+        }
+        EventKind::Reopened => reopen(tx, at, "ticket.reopened"),
+        EventKind::Closed => {
+            for n in tx.active_clock_names() {
+                tx.stop_clock(at, at, &n, "ticket closed");
+            }
+            tx.stop_progress(at, "ticket closed");
+            let keys: Vec<String> = tx.t.timers.keys().cloned().collect();
+            for k in keys {
+                tx.drop_timer(at, &k, "ticket closed");
+            }
+            tx.t.stage = Stage::Closed;
+            tx.t.closed_at = Some(at);
+            tx.note(at, "closed: every pending timer dropped");
+        }
+        EventKind::ClockMet => {
+            let name = ev.clock.clone().unwrap_or_default();
+            if tx.t.clocks.get(&name).is_some_and(Clock::is_active) {
+                tx.meet_clock(at, at, &name, "clock.met");
+            } else {
+                tx.note(
+                    at,
+                    format!("clock.met ignored: clock {name} is not running"),
+                );
+            }
+        }
+    }
+    // Other event types that are declared to meet a clock (met_by) and were not handled
+    // above meet it here.
+    if !matches!(
+        ev.kind,
+        EventKind::Responded
+            | EventKind::PlanAgreed
+            | EventKind::Resolved
+            | EventKind::CallbackCompleted
+    ) {
+        for n in &met_by {
+            tx.meet_clock(at, at, n, ev.kind.as_str());
+        }
+    }
+}
+
+fn classify(tx: &mut Tx<'_>, ev: &Event, at: DateTime<Utc>) {
+    let old_priority = tx.t.priority.clone();
+    if let Some(p) = &ev.priority {
+        tx.t.priority = Some(p.clone());
+    }
+    if let Some(c) = &ev.category {
+        tx.t.category = Some(c.clone());
+    }
+    for (k, v) in &ev.attributes {
+        tx.t.attributes.insert(k.clone(), v.clone());
+    }
+    tx.note(
+        at,
+        format!(
+            "reclassified: priority {} -> {}, category {}",
+            old_priority.as_deref().unwrap_or("none"),
+            tx.t.priority_label(),
+            tx.t.category.as_deref().unwrap_or("none")
+        ),
+    );
+    // Re-target every clock that is still running from its original start.
+    let specs: Vec<ClockSpec> = tx.wf.clocks.clone();
+    for spec in &specs {
+        let key = tx.t.dimension(&spec.targets.by);
+        let target = spec.targets.lookup(key.as_deref());
+        match (tx.t.clocks.get(&spec.name).cloned(), target) {
+            (Some(c), Some(span)) if c.is_active() && c.target != span => {
+                let mut c2 = c.clone();
+                c2.retarget(&spec.calendar, span);
+                let due = c2.due(&spec.calendar);
+                tx.t.clocks.insert(spec.name.clone(), c2);
+                tx.note(
+                    at,
+                    format!(
+                        "clock {} re-targeted {} -> {span} from its start{}",
+                        spec.name,
+                        c.target,
+                        due.map(|d| format!(", now due {}", tx.fmt_time(d)))
+                            .unwrap_or_default()
+                    ),
+                );
+                tx.arm_clock(at, &spec.name);
+            }
+            (Some(c), None) if c.is_active() => {
+                tx.stop_clock(at, at, &spec.name, "no target for the new classification");
+            }
+            (None, Some(_)) => {
+                // The clock did not apply before; it does now, from when its stage began.
+                let entered = if spec.name == RESOLUTION {
+                    Some(tx.t.opened_at)
+                } else {
+                    tx.t.stage_entered.get(&spec.stage).copied()
+                };
+                let in_stage = spec.name == RESOLUTION || stage_reached(tx.t.stage, spec.stage);
+                if let (Some(from), true) = (entered, in_stage) {
+                    tx.start_clock(from, at, spec);
+                }
+            }
+            _ => {}
+        }
+    }
+    if tx.t.progress.is_some() {
+        tx.arm_progress(at);
+    }
+}
+
+/// Whether a ticket in `current` has entered `declared` and not left it for good (clocks of
+/// a later stage do not start early).
+fn stage_reached(current: Stage, declared: Stage) -> bool {
+    current == declared
+}
+
+fn answer_survey(tx: &mut Tx<'_>, ev: &Event, at: DateTime<Utc>) {
+    let Some(score) = ev.score else {
+        return;
+    };
+    if tx.t.stage != Stage::Feedback {
+        tx.note(
+            at,
+            format!("survey.answered ignored in stage {}", tx.t.stage),
+        );
+        return;
+    }
+    if tx.t.feedback.score.is_some() {
+        tx.note(
+            at,
+            "survey.answered ignored: this resolution already has a score",
+        );
+        return;
+    }
+    let n = tx.t.resolutions;
+    tx.t.feedback.score = Some(score);
+    tx.t.feedback.comment.clone_from(&ev.comment);
+    tx.t.feedback.answered_at = Some(at);
+    tx.drop_timer(
+        at,
+        &format!("survey/{n}"),
+        "answered before the survey was sent",
+    );
+    tx.emit(
+        at,
+        format!("fact/score/{n}"),
+        Effect::Count(Fact::SurveyScore { score }),
+    );
+    let rules = tx.wf.rules.clone();
+    let mut reopen_after = false;
+    for (i, rule) in rules.iter().enumerate() {
+        if !rule.when.matches(score) {
+            continue;
+        }
+        if let Some(cb) = &rule.callback {
+            let spec = tx.wf.callback_clock(cb);
+            tx.start_clock(at, at, &spec);
+            let run = tx.t.clocks.get(CALLBACK).map(|c| c.run).unwrap_or(1);
+            let clock = tx.clock_ref(CALLBACK, "scheduled", at);
+            tx.notify(
+                at,
+                Notification {
+                    source: format!("callback/{run}"),
+                    template: cb.template.clone(),
+                    notify: cb.notify.clone(),
+                    reason: format!("score {score}: call the customer back within {}", cb.within),
+                    clock,
+                    score: Some(score),
+                    comment: ev.comment.clone(),
+                },
+            );
+            tx.emit(
+                at,
+                format!("fact/callback/{run}/scheduled"),
+                Effect::Count(Fact::Callback {
+                    outcome: CallbackOutcome::Scheduled,
+                }),
+            );
+        }
+        if let Some(send) = &rule.send {
+            tx.notify(
+                at,
+                Notification {
+                    source: format!("rule/{n}/{i}"),
+                    template: send.template.clone(),
+                    notify: send.notify.clone(),
+                    reason: format!("score {score} (rule {})", i + 1),
+                    clock: None,
+                    score: Some(score),
+                    comment: ev.comment.clone(),
+                },
+            );
+            if rule.when.at_least.is_some() {
+                tx.emit(
+                    at,
+                    format!("fact/thanks/{n}/{i}"),
+                    Effect::Count(Fact::ThankYou),
+                );
+            }
+        }
+        reopen_after |= rule.reopen;
+    }
+    if reopen_after {
+        reopen(tx, at, &format!("score {score}: not satisfied"));
+    }
+}
+
+fn reopen(tx: &mut Tx<'_>, at: DateTime<Utc>, why: &str) {
+    if tx.t.stage != Stage::Feedback {
+        tx.note(
+            at,
+            format!(
+                "re-open ignored in stage {} (only after resolution)",
+                tx.t.stage
+            ),
+        );
+        return;
+    }
+    tx.t.reopens += 1;
+    let n = tx.t.reopens;
+    tx.emit(at, format!("fact/reopen/{n}"), Effect::Count(Fact::Reopen));
+    tx.drop_prefix(at, "survey/", "re-opened");
+    tx.stop_clock(at, at, CALLBACK, "re-opened");
+    // Clocks of the feedback stage end with it.
+    let feedback_clocks: Vec<String> = tx
+        .wf
+        .clocks
+        .iter()
+        .filter(|c| c.stage == Stage::Feedback)
+        .map(|c| c.name.clone())
+        .collect();
+    for c in feedback_clocks {
+        tx.stop_clock(at, at, &c, "re-opened");
+    }
+    let paused = tx.t.waiting_since.is_some();
+    if let Some(mut c) = tx.t.clocks.get(RESOLUTION).cloned()
+        && c.status == ClockStatus::Met
+    {
+        c.reopen(at, paused);
+        tx.t.clocks.insert(RESOLUTION.to_string(), c);
+        tx.note(at, "clock resolution resumes from the time it had used");
+        tx.arm_clock(at, RESOLUTION);
+    }
+    tx.t.resolved_at = None;
+    tx.note(at, format!("re-opened ({why}): back to diagnosis"));
+    tx.enter_stage(at, at, Stage::Diagnosis);
+}
+
+// -------------------------------------------------------------------- timers
+
+/// Fire timers due strictly before `at`, in due order.
+fn advance_before(tx: &mut Tx<'_>, at: DateTime<Utc>) {
+    while let Some((key, due)) = next_timer(&tx.t) {
+        if due >= at {
+            break;
+        }
+        fire_one(tx, &key, at);
+    }
+}
+
+/// Fire every timer due at or before `now`, in due order.
+fn advance_tx(tx: &mut Tx<'_>, now: DateTime<Utc>) {
+    // Bounded: each firing removes a timer; re-arming cycles never schedule before `now`.
+    let mut guard = 0;
+    while let Some((key, due)) = next_timer(&tx.t) {
+        if due > now || guard > 10_000 {
+            break;
+        }
+        guard += 1;
+        fire_one(tx, &key, now);
+    }
+}
+
+fn next_timer(t: &Ticket) -> Option<(String, DateTime<Utc>)> {
+    t.timers
+        .iter()
+        .min_by(|a, b| a.1.due.cmp(&b.1.due).then(a.0.cmp(b.0)))
+        .map(|(k, v)| (k.clone(), v.due))
+}
+
+/// What happened to a timer job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fired {
+    /// It fired (and so did every timer due before it).
+    Applied,
+    /// No longer pending: fired already, dropped, or superseded by a reschedule.
+    Moot,
+    /// Pending but not yet due (it was rescheduled later); a newer job will fire it.
+    NotYetDue(DateTime<Utc>),
+}
+
+/// Fire the timer `key` if it is pending and due by `now`. Every other timer due by `now`
+/// fires too, in due order, so effects never happen out of order.
+pub fn fire(
+    wf: &Workflow,
+    state: Ticket,
+    key: &str,
+    now: DateTime<Utc>,
+) -> (Ticket, Vec<Out>, Fired) {
+    let Some(timer) = state.timers.get(key) else {
+        return (state, Vec::new(), Fired::Moot);
+    };
+    if timer.due > now {
+        let due = timer.due;
+        return (state, Vec::new(), Fired::NotYetDue(due));
+    }
+    let mut tx = Tx {
+        wf,
+        t: state,
+        out: Vec::new(),
+    };
+    advance_tx(&mut tx, now);
+    (tx.t, tx.out, Fired::Applied)
+}
+
+/// Fire every timer due by `now` (the simulator's and the runtime's catch-up step).
+pub fn advance(wf: &Workflow, state: Ticket, now: DateTime<Utc>) -> (Ticket, Vec<Out>) {
+    let mut tx = Tx {
+        wf,
+        t: state,
+        out: Vec::new(),
+    };
+    advance_tx(&mut tx, now);
+    (tx.t, tx.out)
+}
+
+fn fire_one(tx: &mut Tx<'_>, key: &str, now: DateTime<Utc>) {
+    let Some(timer) = tx.t.timers.remove(key) else {
+        return;
+    };
+    let due = timer.due;
+    tx.push(
+        due,
+        Effect::Fired {
+            key: key.to_string(),
+            kind: timer.kind,
+            due,
+        },
+    );
+    let parts: Vec<&str> = key.split('/').collect();
+    match parts.as_slice() {
+        ["esc", clock, run, label] => fire_escalation(tx, clock, run, label, due),
+        ["progress", cycle] => fire_progress(tx, cycle, due, now),
+        ["progress-esc", cycle, label] => fire_progress_escalation(tx, cycle, label, &timer, due),
+        ["survey", n] => {
+            if let Some(s) = tx.wf.survey.clone() {
+                tx.t.feedback.survey_sent_at = Some(due);
+                tx.notify(
+                    due,
+                    Notification {
+                        source: format!("survey/{n}"),
+                        template: s.template.clone(),
+                        notify: s.notify.clone(),
+                        reason: format!("satisfaction survey {} after resolution", s.after),
+                        clock: None,
+                        score: None,
+                        comment: None,
+                    },
+                );
+                tx.emit(
+                    due,
+                    format!("fact/survey/{n}"),
+                    Effect::Count(Fact::SurveySent),
+                );
+            }
+        }
+        _ => tx.note(due, format!("unknown timer {key} ignored")),
+    }
+}
+
+fn fire_escalation(tx: &mut Tx<'_>, clock: &str, run: &str, label: &str, due: DateTime<Utc>) {
+    let Some(c) = tx.t.clocks.get(clock).cloned() else {
+        return;
+    };
+    if c.run.to_string() != run || c.status != ClockStatus::Running {
+        tx.note(
+            due,
+            format!("escalation {clock} {label} moot: clock not running"),
+        );
+        return;
+    }
+    let mut c2 = c.clone();
+    c2.passed.insert(label.to_string());
+    let cal = tx.clock_cal(clock);
+    let priority = tx.t.priority_label().to_string();
+    if label == "100%" {
+        c2.breached_at = Some(due);
+        tx.t.clocks.insert(clock.to_string(), c2);
+        tx.note(
+            due,
+            format!("clock {clock} breached its {} target", c.target),
+        );
+        tx.emit(
+            due,
+            format!("outcome/{clock}/{}", c.run),
+            Effect::Outcome(ClockOutcome {
+                clock: clock.to_string(),
+                run: c.run,
+                priority,
+                outcome: Outcome::Breached,
+                due: Some(due),
+                elapsed: None,
+            }),
+        );
+        if clock == CALLBACK {
+            tx.emit(
+                due,
+                format!("fact/callback/{}/overdue", c.run),
+                Effect::Count(Fact::Callback {
+                    outcome: CallbackOutcome::Overdue,
+                }),
+            );
+        }
+    } else {
+        tx.t.clocks.insert(clock.to_string(), c2);
+    }
+    let rules: Vec<(usize, crate::core::model::Escalation)> = tx
+        .wf
+        .escalations
+        .iter()
+        .cloned()
+        .enumerate()
+        .filter(|(_, e)| e.clock.matches(clock) && e.at.to_string() == label)
+        .collect();
+    let elapsed = c.elapsed_at(cal, due);
+    for (_, e) in rules {
+        let what = match e.at {
+            EscalateAt::Share(100) => format!("{clock} breached its {} target", c.target),
+            EscalateAt::Share(p) => format!("{clock} reached {p}% of its {} target", c.target),
+            EscalateAt::After(s) => format!("{clock} still not met {s} after its breach"),
+        };
+        let clock_ref = ClockRef {
+            name: clock.to_string(),
+            due: c.due(cal),
+            target: c.target.to_string(),
+            elapsed,
+            at: label.to_string(),
+        };
+        tx.notify(
+            due,
+            Notification {
+                source: format!("esc/{clock}/{}/{label}/{}", c.run, e.level),
+                template: e.template.clone(),
+                notify: e.notify.clone(),
+                reason: what,
+                clock: Some(clock_ref),
+                score: tx.t.feedback.score,
+                comment: None,
+            },
+        );
+        tx.emit(
+            due,
+            format!("fact/esc/{clock}/{}/{label}/{}", c.run, e.level),
+            Effect::Count(Fact::Escalation {
+                clock: clock.to_string(),
+                level: e.level,
+            }),
+        );
+    }
+}
+
+fn fire_progress(tx: &mut Tx<'_>, cycle: &str, due: DateTime<Utc>, now: DateTime<Utc>) {
+    let (Some(spec), Some(p)) = (tx.wf.progress.clone(), tx.t.progress.clone()) else {
+        return;
+    };
+    if p.cycle.to_string() != cycle || p.paused {
+        return;
+    }
+    let Some(every) = tx.progress_every() else {
+        return;
+    };
+    let updated = p.last_update.filter(|u| *u > p.cycle_start);
+    let next_start = if let (true, Some(u)) = (spec.skip_if_updated, updated) {
+        tx.note(
+            due,
+            format!(
+                "progress update skipped: one was logged at {}",
+                tx.fmt_time(u)
+            ),
+        );
+        tx.emit(
+            due,
+            format!("fact/progress/{cycle}"),
+            Effect::Count(Fact::ProgressUpdate { sent: false }),
+        );
+        u
+    } else {
+        tx.notify(
+            due,
+            Notification {
+                source: format!("progress/{cycle}"),
+                template: spec.template.clone(),
+                notify: spec.notify.clone(),
+                reason: format!("progress update due (every {every})"),
+                clock: None,
+                score: None,
+                comment: None,
+            },
+        );
+        tx.emit(
+            due,
+            format!("fact/progress/{cycle}"),
+            Effect::Count(Fact::ProgressUpdate { sent: true }),
+        );
+        // After downtime, one catch-up message, not one per missed interval.
+        if tx.progress_due(due, every) <= now {
+            now
+        } else {
+            due
+        }
+    };
+    if let Some(pp) = tx.t.progress.as_mut() {
+        pp.cycle += 1;
+        pp.cycle_start = next_start;
+    }
+    tx.arm_progress(due);
+}
+
+fn fire_progress_escalation(
+    tx: &mut Tx<'_>,
+    cycle: &str,
+    label: &str,
+    timer: &Timer,
+    due: DateTime<Utc>,
+) {
+    let Some(p) = tx.t.progress.clone() else {
+        return;
+    };
+    let anchor = timer.anchor.unwrap_or(p.cycle_start);
+    if p.paused || p.last_update.is_some_and(|u| u > anchor) {
+        tx.note(
+            due,
+            format!("progress escalation {label} (cycle {cycle}) moot: an update was logged"),
+        );
+        return;
+    }
+    let rules: Vec<crate::core::model::Escalation> = tx
+        .wf
+        .escalations
+        .iter()
+        .filter(|e| {
+            matches!(&e.clock, crate::core::model::ClockSelector::Named(n) if n == PROGRESS)
+                && e.at.to_string() == label
+        })
+        .cloned()
+        .collect();
+    for e in rules {
+        tx.notify(
+            due,
+            Notification {
+                source: format!("progress-esc/{cycle}/{label}/{}", e.level),
+                template: e.template.clone(),
+                notify: e.notify.clone(),
+                reason: format!("no progress update logged ({label} of the interval)"),
+                clock: Some(ClockRef {
+                    name: PROGRESS.to_string(),
+                    due: Some(due),
+                    target: tx
+                        .progress_every()
+                        .map(|s| s.to_string())
+                        .unwrap_or_default(),
+                    elapsed: tx.cal().working_between(anchor, due),
+                    at: label.to_string(),
+                }),
+                score: None,
+                comment: None,
+            },
+        );
+        tx.emit(
+            due,
+            format!("fact/progress-esc/{cycle}/{label}/{}", e.level),
+            Effect::Count(Fact::Escalation {
+                clock: PROGRESS.to_string(),
+                level: e.level,
+            }),
+        );
+    }
+}
+
+// -------------------------------------------------------------------- replay
+
+/// Rebuild a ticket from all its events (sorted here by `at`, ties in the given order) up to
+/// `now`. Effects whose ids are in `already` were emitted before and are left out; the
+/// returned state remembers them, so nothing is notified or counted twice.
+pub fn replay(
+    wf: &Workflow,
+    events: &[Event],
+    now: DateTime<Utc>,
+    already: &BTreeSet<String>,
+) -> (Option<Ticket>, Vec<Out>) {
+    let mut sorted: Vec<&Event> = events.iter().collect();
+    sorted.sort_by_key(|e| e.at_utc());
+    let mut state: Option<Ticket> = None;
+    let mut out = Vec::new();
+    for ev in sorted {
+        let at = ev.at_utc();
+        match apply(wf, state.take(), ev, at) {
+            Ok((t, o)) => {
+                state = Some(t);
+                out.extend(o);
+            }
+            Err(ApplyError::NotOpened(_)) => {
+                out.push(Out {
+                    at,
+                    effect: Effect::Note {
+                        text: format!("{} before ticket.opened: ignored", ev.kind),
+                    },
+                    id: None,
+                });
+            }
+        }
+    }
+    if let Some(t) = state.take() {
+        let (t, o) = advance(wf, t, now);
+        out.extend(o);
+        state = Some(t);
+    }
+    out.retain(|o| o.id.as_ref().is_none_or(|id| !already.contains(id)));
+    if let Some(t) = state.as_mut() {
+        t.emitted.extend(already.iter().cloned());
+    }
+    (state, out)
+}
+
+/// The clocks of a ticket as a report line each: (name, due, done, outcome).
+pub fn clock_summary(wf: &Workflow, t: &Ticket) -> Vec<ClockLine> {
+    t.clocks
+        .iter()
+        .map(|(name, c)| {
+            let cal: &Calendar = if name == CALLBACK {
+                &wf.calendar
+            } else {
+                wf.clock(name).map(|s| &*s.calendar).unwrap_or(&wf.calendar)
+            };
+            let due = match c.status {
+                ClockStatus::Running => c.due(cal),
+                ClockStatus::Paused => None,
+                _ => c.due_at,
+            };
+            let outcome = if c.breached_at.is_some() {
+                "breached"
+            } else {
+                match c.status {
+                    ClockStatus::Met => "met",
+                    ClockStatus::Stopped => "stopped",
+                    _ => "running",
+                }
+            };
+            ClockLine {
+                clock: name.clone(),
+                run: c.run,
+                status: c.status,
+                target: c.target.to_string(),
+                due,
+                done: c.done_at,
+                elapsed: c.consumed,
+                outcome: outcome.to_string(),
+            }
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockLine {
+    pub clock: String,
+    pub run: u32,
+    pub status: ClockStatus,
+    pub target: String,
+    pub due: Option<DateTime<Utc>>,
+    pub done: Option<DateTime<Utc>>,
+    pub elapsed: i64,
+    pub outcome: String,
+}
+
+/// Targets helper used by validation: does a table cover every declared priority?
+pub fn covers_all(t: &Targets, priorities: &[String]) -> bool {
+    t.default.is_some() || priorities.iter().all(|p| t.values.contains_key(p))
+}

@@ -1,0 +1,12 @@
+//! The pure core: workflow model, durations, calendars, SLA clocks, the ticket state machine
+//! and the simulator. Nothing in here performs I/O or reads the system clock: time is always
+//! a parameter, so every behaviour can be replayed in virtual time (`simulate`, tests).
+
+pub mod calendar;
+pub mod clock;
+pub mod duration;
+pub mod event;
+pub mod machine;
+pub mod model;
+pub mod schedule;
+pub mod simulate;

@@ -1,0 +1,229 @@
+//! Database access for both backends through one code path.
+//!
+//! SQL is written once with `$1` placeholders (SQLite accepts them too) and only portable
+//! constructs (`ON CONFLICT`, `RETURNING`, BIGINT milliseconds, JSON as TEXT). The [`Db`] and
+//! [`Tx`] enums dispatch each statement to the right driver through the `sql_*!` macros, so
+//! the conformance suite exercises the same statements on SQLite and PostgreSQL.
+//!
+//! Durability: SQLite runs in WAL mode with `synchronous=FULL`, so a transaction that has
+//! committed (and therefore every event answered 202) survives a process crash and a power
+//! loss; apalis' own `setup()` would set `synchronous=OFF`, so we never call it.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Postgres, Sqlite, Transaction};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("bad database URL `{0}`: expected sqlite://FILE or postgres://USER@HOST/DB")]
+    BadUrl(String),
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl DbError {
+    /// Whether retrying later may succeed (connection trouble, lock contention), as opposed
+    /// to a bug or bad data.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DbError::Sqlx(e) => match e {
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Tls(_) => true,
+                sqlx::Error::Database(d) => {
+                    let code = d.code().map(|c| c.to_string()).unwrap_or_default();
+                    // SQLite BUSY/LOCKED; PostgreSQL serialization, deadlock, admin shutdown,
+                    // connection exceptions.
+                    matches!(code.as_str(), "5" | "6" | "517" | "261" | "40001" | "40P01" | "57P01" | "57P02" | "57P03")
+                        || code.starts_with("08")
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Pg(PgPool),
+}
+
+/// One transaction on either backend.
+pub enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Pg(Transaction<'static, Postgres>),
+}
+
+/// Execute a statement; evaluates to `Result<u64 rows affected, sqlx::Error>`.
+#[macro_export]
+macro_rules! sql_exec {
+    ($tx:expr, $sql:expr $(, $b:expr)* $(,)?) => {
+        match $tx {
+            $crate::shell::db::Tx::Sqlite(t) => sqlx::query($sql)$(.bind($b))*.execute(&mut **t).await.map(|r| r.rows_affected()),
+            $crate::shell::db::Tx::Pg(t) => sqlx::query($sql)$(.bind($b))*.execute(&mut **t).await.map(|r| r.rows_affected()),
+        }
+    };
+}
+
+/// Fetch all rows as tuple type `$t` inside a transaction.
+#[macro_export]
+macro_rules! sql_all {
+    ($tx:expr, $t:ty, $sql:expr $(, $b:expr)* $(,)?) => {
+        match $tx {
+            $crate::shell::db::Tx::Sqlite(t) => sqlx::query_as::<_, $t>($sql)$(.bind($b))*.fetch_all(&mut **t).await,
+            $crate::shell::db::Tx::Pg(t) => sqlx::query_as::<_, $t>($sql)$(.bind($b))*.fetch_all(&mut **t).await,
+        }
+    };
+}
+
+/// Fetch an optional row as tuple type `$t` inside a transaction.
+#[macro_export]
+macro_rules! sql_opt {
+    ($tx:expr, $t:ty, $sql:expr $(, $b:expr)* $(,)?) => {
+        match $tx {
+            $crate::shell::db::Tx::Sqlite(t) => sqlx::query_as::<_, $t>($sql)$(.bind($b))*.fetch_optional(&mut **t).await,
+            $crate::shell::db::Tx::Pg(t) => sqlx::query_as::<_, $t>($sql)$(.bind($b))*.fetch_optional(&mut **t).await,
+        }
+    };
+}
+
+/// Fetch all rows on the pool (no transaction).
+#[macro_export]
+macro_rules! db_all {
+    ($db:expr, $t:ty, $sql:expr $(, $b:expr)* $(,)?) => {
+        match $db {
+            $crate::shell::db::Db::Sqlite(p) => sqlx::query_as::<_, $t>($sql)$(.bind($b))*.fetch_all(p).await,
+            $crate::shell::db::Db::Pg(p) => sqlx::query_as::<_, $t>($sql)$(.bind($b))*.fetch_all(p).await,
+        }
+    };
+}
+
+/// Fetch an optional row on the pool.
+#[macro_export]
+macro_rules! db_opt {
+    ($db:expr, $t:ty, $sql:expr $(, $b:expr)* $(,)?) => {
+        match $db {
+            $crate::shell::db::Db::Sqlite(p) => sqlx::query_as::<_, $t>($sql)$(.bind($b))*.fetch_optional(p).await,
+            $crate::shell::db::Db::Pg(p) => sqlx::query_as::<_, $t>($sql)$(.bind($b))*.fetch_optional(p).await,
+        }
+    };
+}
+
+/// Execute on the pool.
+#[macro_export]
+macro_rules! db_exec {
+    ($db:expr, $sql:expr $(, $b:expr)* $(,)?) => {
+        match $db {
+            $crate::shell::db::Db::Sqlite(p) => sqlx::query($sql)$(.bind($b))*.execute(p).await.map(|r| r.rows_affected()),
+            $crate::shell::db::Db::Pg(p) => sqlx::query($sql)$(.bind($b))*.execute(p).await.map(|r| r.rows_affected()),
+        }
+    };
+}
+
+impl Db {
+    /// Open the pool. SQLite files are created if missing.
+    pub async fn connect(url: &str) -> Result<Db, DbError> {
+        if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)
+                .map_err(|_| DbError::BadUrl(url.to_string()))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+                .pragma("temp_store", "memory")
+                .pragma("cache_size", "-64000");
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .min_connections(1)
+                .acquire_timeout(Duration::from_secs(15))
+                .connect_with(opts)
+                .await?;
+            Ok(Db::Sqlite(pool))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let opts =
+                PgConnectOptions::from_str(url).map_err(|_| DbError::BadUrl(url.to_string()))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(15))
+                .connect_with(opts)
+                .await?;
+            Ok(Db::Pg(pool))
+        } else {
+            Err(DbError::BadUrl(url.to_string()))
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "sqlite",
+            Db::Pg(_) => "postgres",
+        }
+    }
+
+    /// Begin a transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`):
+    /// every transaction here reads then writes, and a deferred one could not upgrade its
+    /// read lock under contention.
+    pub async fn begin(&self) -> Result<Tx, DbError> {
+        Ok(match self {
+            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Pg(p) => Tx::Pg(p.begin().await?),
+        })
+    }
+
+    /// Pool statistics for the `slakeeper_db_pool_connections` gauge: (idle, in use, max).
+    pub fn pool_stats(&self) -> (u32, u32, u32) {
+        match self {
+            Db::Sqlite(p) => {
+                let idle = p.num_idle() as u32;
+                (idle, p.size().saturating_sub(idle), p.options().get_max_connections())
+            }
+            Db::Pg(p) => {
+                let idle = p.num_idle() as u32;
+                (idle, p.size().saturating_sub(idle), p.options().get_max_connections())
+            }
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Db::Sqlite(p) => p.close().await,
+            Db::Pg(p) => p.close().await,
+        }
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), DbError> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Pg(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+
+    pub async fn rollback(self) -> Result<(), DbError> {
+        match self {
+            Tx::Sqlite(t) => t.rollback().await?,
+            Tx::Pg(t) => t.rollback().await?,
+        }
+        Ok(())
+    }
+
+    pub fn is_pg(&self) -> bool {
+        matches!(self, Tx::Pg(_))
+    }
+}

@@ -1,0 +1,573 @@
+//! The store: slakeeper's own tables (see `migrations/`), one function per statement, each
+//! usable inside a [`Tx`] on either backend. Transaction boundaries are decided by the caller
+//! (`engine`), never here.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use crate::core::event::Event;
+use crate::core::machine::Ticket;
+use crate::shell::db::{Db, DbError, Tx};
+use crate::{db_all, db_opt, sql_all, sql_exec, sql_opt};
+
+pub fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub fn from_ms(v: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+/// Insert an event unless its id is known; true when inserted (not a duplicate).
+pub async fn insert_event(
+    tx: &mut Tx,
+    ev: &Event,
+    status: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, DbError> {
+    let body = serde_json::to_string(ev).map_err(|e| DbError::Other(e.to_string()))?;
+    let n = sql_exec!(
+        tx,
+        "INSERT INTO sk_events (id, ticket, type, at, received_at, status, body)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+        &ev.id,
+        &ev.ticket,
+        ev.kind.as_str(),
+        ms(ev.at_utc()),
+        ms(now),
+        status,
+        body
+    )?;
+    Ok(n == 1)
+}
+
+/// All of a ticket's events (applied and parked), in `at` order then arrival order.
+pub async fn ticket_events(tx: &mut Tx, ticket: &str) -> Result<Vec<Event>, DbError> {
+    let rows = sql_all!(
+        tx,
+        (String,),
+        "SELECT body FROM sk_events WHERE ticket = $1 ORDER BY at, received_at, id",
+        ticket
+    )?;
+    rows.into_iter()
+        .map(|(b,)| serde_json::from_str(&b).map_err(|e| DbError::Other(format!("stored event: {e}"))))
+        .collect()
+}
+
+pub async fn mark_events_applied(tx: &mut Tx, ticket: &str) -> Result<(), DbError> {
+    sql_exec!(
+        tx,
+        "UPDATE sk_events SET status = 'applied' WHERE ticket = $1 AND status <> 'applied'",
+        ticket
+    )?;
+    Ok(())
+}
+
+/// The ticket's state, locked for this transaction (row lock on PostgreSQL; SQLite holds the
+/// database write lock from `BEGIN IMMEDIATE`).
+pub async fn load_ticket(tx: &mut Tx, id: &str) -> Result<Option<(Ticket, i64)>, DbError> {
+    let sql = if tx.is_pg() {
+        "SELECT state, version FROM sk_tickets WHERE id = $1 FOR UPDATE"
+    } else {
+        "SELECT state, version FROM sk_tickets WHERE id = $1"
+    };
+    let row = sql_opt!(tx, (String, i64), sql, id)?;
+    match row {
+        None => Ok(None),
+        Some((state, version)) => {
+            let t: Ticket = serde_json::from_str(&state)
+                .map_err(|e| DbError::Other(format!("stored ticket {id}: {e}")))?;
+            Ok(Some((t, version)))
+        }
+    }
+}
+
+pub async fn save_ticket(tx: &mut Tx, t: &Ticket, now: DateTime<Utc>) -> Result<(), DbError> {
+    let state = serde_json::to_string(t).map_err(|e| DbError::Other(e.to_string()))?;
+    sql_exec!(
+        tx,
+        "INSERT INTO sk_tickets (id, workflow, stage, priority, category, is_open, opened_at,
+                                 resolved_at, closed_at, last_at, version, updated_at, state)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $12)
+         ON CONFLICT (id) DO UPDATE SET
+            workflow = excluded.workflow, stage = excluded.stage, priority = excluded.priority,
+            category = excluded.category, is_open = excluded.is_open,
+            opened_at = excluded.opened_at, resolved_at = excluded.resolved_at,
+            closed_at = excluded.closed_at, last_at = excluded.last_at,
+            version = sk_tickets.version + 1, updated_at = excluded.updated_at,
+            state = excluded.state",
+        &t.id,
+        &t.workflow,
+        t.stage.as_str(),
+        t.priority_label(),
+        t.category.clone(),
+        i64::from(t.is_open()),
+        ms(t.opened_at),
+        t.resolved_at.map(ms),
+        t.closed_at.map(ms),
+        ms(t.last_at),
+        ms(now),
+        state
+    )?;
+    Ok(())
+}
+
+pub async fn timeline(
+    tx: &mut Tx,
+    ticket: &str,
+    at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    kind: &str,
+    detail: &serde_json::Value,
+) -> Result<(), DbError> {
+    sql_exec!(
+        tx,
+        "INSERT INTO sk_timeline (ticket, at, recorded_at, kind, detail) VALUES ($1, $2, $3, $4, $5)",
+        ticket,
+        ms(at),
+        ms(now),
+        kind,
+        detail.to_string()
+    )?;
+    Ok(())
+}
+
+pub async fn upsert_timer(
+    tx: &mut Tx,
+    ticket: &str,
+    key: &str,
+    kind: &str,
+    due: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    sql_exec!(
+        tx,
+        "INSERT INTO sk_timers (ticket, key, kind, due, scheduled_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (ticket, key) DO UPDATE SET kind = excluded.kind, due = excluded.due,
+            scheduled_at = excluded.scheduled_at",
+        ticket,
+        key,
+        kind,
+        ms(due),
+        ms(now)
+    )?;
+    Ok(())
+}
+
+pub async fn delete_timer(tx: &mut Tx, ticket: &str, key: &str) -> Result<(), DbError> {
+    sql_exec!(
+        tx,
+        "DELETE FROM sk_timers WHERE ticket = $1 AND key = $2",
+        ticket,
+        key
+    )?;
+    Ok(())
+}
+
+pub async fn delete_timers(tx: &mut Tx, ticket: &str) -> Result<(), DbError> {
+    sql_exec!(tx, "DELETE FROM sk_timers WHERE ticket = $1", ticket)?;
+    Ok(())
+}
+
+/// A notification row (the outbox). Returns false when its id exists (already queued).
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_notification(
+    tx: &mut Tx,
+    id: &str,
+    ticket: Option<&str>,
+    workflow: &str,
+    source: &str,
+    role: &str,
+    template: &str,
+    reason: &str,
+    context: &serde_json::Value,
+    at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<bool, DbError> {
+    let n = sql_exec!(
+        tx,
+        "INSERT INTO sk_notifications (id, ticket, workflow, source, role, template, reason,
+                                       context, at, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+        id,
+        ticket,
+        workflow,
+        source,
+        role,
+        template,
+        reason,
+        context.to_string(),
+        ms(at),
+        ms(now)
+    )?;
+    Ok(n == 1)
+}
+
+pub async fn insert_delivery(
+    tx: &mut Tx,
+    notification: &str,
+    channel: &str,
+    target: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, DbError> {
+    let n = sql_exec!(
+        tx,
+        "INSERT INTO sk_deliveries (notification, channel, target, status, attempts, next_at,
+                                    created_at)
+         VALUES ($1, $2, $3, 'pending', 0, $4, $4) ON CONFLICT DO NOTHING",
+        notification,
+        channel,
+        target,
+        ms(now)
+    )?;
+    Ok(n == 1)
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeliveryRow {
+    pub notification: String,
+    pub channel: String,
+    pub target: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_at: Option<i64>,
+    pub last_error: Option<String>,
+    pub sent_at: Option<i64>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct NotificationRow {
+    pub id: String,
+    pub ticket: Option<String>,
+    pub workflow: String,
+    pub source: String,
+    pub role: String,
+    pub template: String,
+    pub reason: String,
+    pub context: String,
+    pub at: i64,
+    pub created_at: i64,
+}
+
+pub async fn load_delivery(
+    tx: &mut Tx,
+    notification: &str,
+    channel: &str,
+    target: &str,
+) -> Result<Option<(NotificationRow, DeliveryRow)>, DbError> {
+    let d = sql_opt!(
+        tx,
+        DeliveryRow,
+        "SELECT notification, channel, target, status, attempts, next_at, last_error, sent_at,
+                created_at
+         FROM sk_deliveries WHERE notification = $1 AND channel = $2 AND target = $3",
+        notification,
+        channel,
+        target
+    )?;
+    let Some(d) = d else { return Ok(None) };
+    let n = sql_opt!(
+        tx,
+        NotificationRow,
+        "SELECT id, ticket, workflow, source, role, template, reason, context, at, created_at
+         FROM sk_notifications WHERE id = $1",
+        notification
+    )?;
+    Ok(n.map(|n| (n, d)))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn record_attempt(
+    tx: &mut Tx,
+    d: &DeliveryRow,
+    attempt: i64,
+    now: DateTime<Utc>,
+    ok: bool,
+    error: Option<&str>,
+    next_at: Option<DateTime<Utc>>,
+) -> Result<(), DbError> {
+    sql_exec!(
+        tx,
+        "INSERT INTO sk_attempts (notification, channel, target, attempt, at, outcome, error)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        &d.notification,
+        &d.channel,
+        &d.target,
+        attempt,
+        ms(now),
+        if ok { "sent" } else { "failed" },
+        error
+    )?;
+    sql_exec!(
+        tx,
+        "UPDATE sk_deliveries SET status = $4, attempts = $5, next_at = $6, last_error = $7,
+                sent_at = $8
+         WHERE notification = $1 AND channel = $2 AND target = $3",
+        &d.notification,
+        &d.channel,
+        &d.target,
+        if ok { "sent" } else { "retrying" },
+        attempt,
+        next_at.map(ms),
+        error,
+        if ok { Some(ms(now)) } else { None }
+    )?;
+    Ok(())
+}
+
+/// A counted fact; false when its id is already recorded.
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_fact(
+    tx: &mut Tx,
+    id: &str,
+    t: &Ticket,
+    kind: &str,
+    clock: Option<&str>,
+    outcome: Option<&str>,
+    value: Option<i64>,
+    at: DateTime<Utc>,
+) -> Result<bool, DbError> {
+    let n = sql_exec!(
+        tx,
+        "INSERT INTO sk_facts (id, ticket, workflow, priority, category, kind, clock, outcome,
+                               value, at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+        id,
+        &t.id,
+        &t.workflow,
+        t.priority_label(),
+        t.category.clone(),
+        kind,
+        clock,
+        outcome,
+        value,
+        ms(at)
+    )?;
+    Ok(n == 1)
+}
+
+/// Claim the review of one workflow period; false when another worker (or an earlier run)
+/// already did.
+pub async fn claim_review(
+    tx: &mut Tx,
+    workflow: &str,
+    period_end: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<bool, DbError> {
+    let n = sql_exec!(
+        tx,
+        "INSERT INTO sk_reviews (workflow, period_end, status, created_at)
+         VALUES ($1, $2, 'sent', $3) ON CONFLICT DO NOTHING",
+        workflow,
+        ms(period_end),
+        ms(now)
+    )?;
+    Ok(n == 1)
+}
+
+pub async fn last_review(db: &Db, workflow: &str) -> Result<Option<DateTime<Utc>>, DbError> {
+    let row = db_opt!(
+        db,
+        (Option<i64>,),
+        "SELECT MAX(period_end) FROM sk_reviews WHERE workflow = $1",
+        workflow
+    )?;
+    Ok(row.and_then(|(v,)| v).map(from_ms))
+}
+
+/// Take or renew a lease; true when `holder` holds it until `now + ttl_ms`.
+pub async fn take_lease(
+    db: &Db,
+    name: &str,
+    holder: &str,
+    now: DateTime<Utc>,
+    ttl_ms: i64,
+) -> Result<bool, DbError> {
+    let row = db_opt!(
+        db,
+        (String,),
+        "INSERT INTO sk_leases (name, holder, expires_at) VALUES ($1, $2, $3)
+         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+         WHERE sk_leases.holder = excluded.holder OR sk_leases.expires_at < $4
+         RETURNING holder",
+        name,
+        holder,
+        ms(now) + ttl_ms,
+        ms(now)
+    )?;
+    Ok(row.is_some_and(|(h,)| h == holder))
+}
+
+// ------------------------------------------------------------------ read models
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct TimelineRow {
+    pub seq: i64,
+    pub at: i64,
+    pub recorded_at: i64,
+    pub kind: String,
+    pub detail: String,
+}
+
+pub async fn ticket_state(db: &Db, id: &str) -> Result<Option<Ticket>, DbError> {
+    let row = db_opt!(db, (String,), "SELECT state FROM sk_tickets WHERE id = $1", id)?;
+    row.map(|(s,)| {
+        serde_json::from_str(&s).map_err(|e| DbError::Other(format!("stored ticket {id}: {e}")))
+    })
+    .transpose()
+}
+
+pub async fn parked_events(db: &Db, id: &str) -> Result<i64, DbError> {
+    let row = db_opt!(
+        db,
+        (i64,),
+        "SELECT COUNT(*) FROM sk_events WHERE ticket = $1 AND status = 'parked'",
+        id
+    )?;
+    Ok(row.map(|(n,)| n).unwrap_or(0))
+}
+
+pub async fn ticket_timeline(db: &Db, id: &str) -> Result<Vec<TimelineRow>, DbError> {
+    Ok(db_all!(
+        db,
+        TimelineRow,
+        "SELECT seq, at, recorded_at, kind, detail FROM sk_timeline WHERE ticket = $1 ORDER BY seq",
+        id
+    )?)
+}
+
+pub async fn ticket_notifications(
+    db: &Db,
+    id: &str,
+) -> Result<Vec<(NotificationRow, Vec<DeliveryRow>)>, DbError> {
+    let ns = db_all!(
+        db,
+        NotificationRow,
+        "SELECT id, ticket, workflow, source, role, template, reason, context, at, created_at
+         FROM sk_notifications WHERE ticket = $1 ORDER BY at, id",
+        id
+    )?;
+    let ds = db_all!(
+        db,
+        DeliveryRow,
+        "SELECT d.notification, d.channel, d.target, d.status, d.attempts, d.next_at,
+                d.last_error, d.sent_at, d.created_at
+         FROM sk_deliveries d JOIN sk_notifications n ON n.id = d.notification
+         WHERE n.ticket = $1 ORDER BY d.notification, d.channel, d.target",
+        id
+    )?;
+    Ok(ns
+        .into_iter()
+        .map(|n| {
+            let mine = ds
+                .iter()
+                .filter(|d| d.notification == n.id)
+                .cloned()
+                .collect();
+            (n, mine)
+        })
+        .collect())
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct AttemptRow {
+    pub notification: String,
+    pub channel: String,
+    pub target: String,
+    pub attempt: i64,
+    pub at: i64,
+    pub outcome: String,
+    pub error: Option<String>,
+}
+
+pub async fn ticket_attempts(db: &Db, id: &str) -> Result<Vec<AttemptRow>, DbError> {
+    Ok(db_all!(
+        db,
+        AttemptRow,
+        "SELECT a.notification, a.channel, a.target, a.attempt, a.at, a.outcome, a.error
+         FROM sk_attempts a JOIN sk_notifications n ON n.id = a.notification
+         WHERE n.ticket = $1 ORDER BY a.at, a.attempt",
+        id
+    )?)
+}
+
+/// Open tickets by (workflow, stage, priority), for the gauge.
+pub async fn open_counts(db: &Db) -> Result<Vec<(String, String, String, i64)>, DbError> {
+    Ok(db_all!(
+        db,
+        (String, String, String, i64),
+        "SELECT workflow, stage, priority, COUNT(*) FROM sk_tickets WHERE is_open = 1
+         GROUP BY workflow, stage, priority"
+    )?)
+}
+
+pub async fn timer_counts(db: &Db) -> Result<Vec<(String, i64)>, DbError> {
+    Ok(db_all!(
+        db,
+        (String, i64),
+        "SELECT kind, COUNT(*) FROM sk_timers GROUP BY kind"
+    )?)
+}
+
+pub async fn pending_deliveries(db: &Db) -> Result<Vec<(String, i64)>, DbError> {
+    Ok(db_all!(
+        db,
+        (String, i64),
+        "SELECT channel, COUNT(*) FROM sk_deliveries WHERE status <> 'sent' GROUP BY channel"
+    )?)
+}
+
+/// Tickets that have events but no state yet (parked), or whose ids are known.
+pub async fn known_tickets(db: &Db) -> Result<BTreeSet<String>, DbError> {
+    let rows = db_all!(db, (String,), "SELECT id FROM sk_tickets")?;
+    Ok(rows.into_iter().map(|(s,)| s).collect())
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FactRow {
+    pub ticket: String,
+    pub priority: String,
+    pub category: Option<String>,
+    pub kind: String,
+    pub clock: Option<String>,
+    pub outcome: Option<String>,
+    pub value: Option<i64>,
+    pub at: i64,
+}
+
+pub async fn facts_between(
+    db: &Db,
+    workflow: &str,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<FactRow>, DbError> {
+    Ok(db_all!(
+        db,
+        FactRow,
+        "SELECT ticket, priority, category, kind, clock, outcome, value, at FROM sk_facts
+         WHERE workflow = $1 AND at >= $2 AND at < $3 ORDER BY at",
+        workflow,
+        ms(since),
+        ms(until)
+    )?)
+}
+
+/// Tickets opened in a period: (id, priority, category).
+pub async fn opened_between(
+    db: &Db,
+    workflow: &str,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<(String, String, Option<String>)>, DbError> {
+    Ok(db_all!(
+        db,
+        (String, String, Option<String>),
+        "SELECT id, priority, category FROM sk_tickets
+         WHERE workflow = $1 AND opened_at >= $2 AND opened_at < $3 ORDER BY opened_at",
+        workflow,
+        ms(since),
+        ms(until)
+    )?)
+}

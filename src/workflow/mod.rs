@@ -1,0 +1,65 @@
+//! Loading a workflow directory: `*.yaml` workflows, `calendars.yaml`, `routes.yaml` and
+//! `templates/`. Parse, don't validate: YAML becomes the raw shapes of [`raw`], which
+//! [`compile`] turns into the typed model of `crate::core::model`. Every problem found is a
+//! [`Diag`] with file, line and column, and all of them are reported at once.
+
+pub mod compile;
+pub mod raw;
+pub mod templates;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::core::model::Catalog;
+
+pub use compile::{Route, Routes};
+pub use templates::Templates;
+
+/// One problem in a workflow file, printed as `path:line:col: message`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Diag {
+    pub path: PathBuf,
+    pub line: u32,
+    pub col: u32,
+    pub message: String,
+}
+
+impl fmt::Display for Diag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.path.display(),
+            self.line,
+            self.col,
+            self.message
+        )
+    }
+}
+
+/// Everything loaded from a workflow directory.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub dir: PathBuf,
+    pub catalog: Catalog,
+    pub routes: Routes,
+    pub templates: Templates,
+    /// Each workflow's file, for messages.
+    pub files: BTreeMap<String, PathBuf>,
+}
+
+/// Load and check a directory. Either everything is valid, or every error is returned.
+pub fn load_dir(dir: &Path) -> Result<Config, Vec<Diag>> {
+    compile::load(dir)
+}
+
+/// Render a list of diagnostics the way `validate` prints them.
+pub fn render_diags(diags: &[Diag]) -> String {
+    let mut s = String::new();
+    for d in diags {
+        s.push_str(&d.to_string());
+        s.push('\n');
+    }
+    s
+}
