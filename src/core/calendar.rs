@@ -388,10 +388,25 @@ impl Calendar {
         if secs <= 0 {
             return start;
         }
-        let s = start.timestamp();
         let Rules::Weekly(weekly) = &self.rules else {
-            return s.checked_add(secs).map_or_else(far_future, instant);
+            // Exact, sub-second included: a deadline must never come early.
+            return chrono::Duration::try_seconds(secs)
+                .and_then(|d| start.checked_add_signed(d))
+                .filter(|r| *r < far_future())
+                .unwrap_or_else(far_future);
         };
+        // Shift arithmetic works in whole seconds; a start inside a shift keeps its fraction
+        // so the result is never earlier than the true instant (at most <1 s later).
+        if self.is_working(start) {
+            let frac = chrono::Duration::nanoseconds(i64::from(start.timestamp_subsec_nanos()));
+            let whole = start - frac;
+            return self.add_working_whole(weekly, whole, secs) + frac;
+        }
+        self.add_working_whole(weekly, start, secs)
+    }
+
+    fn add_working_whole(&self, weekly: &Weekly, start: DateTime<Utc>, secs: i64) -> DateTime<Utc> {
+        let s = start.timestamp();
         let mut remaining = secs;
         for day in self.days_from(weekly, s).take(SEARCH_HORIZON_DAYS) {
             for &(a, b) in &day.intervals {
@@ -420,10 +435,10 @@ impl Calendar {
     /// Tue 18:30 (after hours) + 3wd = Mon 09:00. On `always`, 1wd = 24h.
     pub fn add_working_days(&self, start: DateTime<Utc>, n: u32) -> DateTime<Utc> {
         let Rules::Weekly(weekly) = &self.rules else {
-            return start
-                .timestamp()
-                .checked_add(i64::from(n) * DAY_SECS)
-                .map_or_else(far_future, instant);
+            return chrono::Duration::try_seconds(i64::from(n) * DAY_SECS)
+                .and_then(|d| start.checked_add_signed(d))
+                .filter(|r| *r < far_future())
+                .unwrap_or_else(far_future);
         };
         let first = self.next_working_instant(start);
         if first >= far_future() {
@@ -1393,12 +1408,22 @@ mod tests {
     }
 
     #[test]
-    fn sub_second_inputs_are_floored() {
+    fn sub_second_inputs_keep_their_fraction_in_deadlines() {
         let cal = cn();
-        let t = local(SHANGHAI, "2026-09-29 10:00") + chrono::TimeDelta::milliseconds(700);
+        let ms700 = chrono::TimeDelta::milliseconds(700);
+        let t = local(SHANGHAI, "2026-09-29 10:00") + ms700;
         assert!(cal.is_working(t));
         assert_eq!(cal.next_working_instant(t), t);
-        assert_eq!(cal.add_working(t, 60), local(SHANGHAI, "2026-09-29 10:01"));
+        // A deadline is never earlier than start + working time (it keeps the fraction).
+        assert_eq!(
+            cal.add_working(t, 60),
+            local(SHANGHAI, "2026-09-29 10:01") + ms700
+        );
+        assert_eq!(
+            Calendar::always().add_working(t, 60),
+            local(SHANGHAI, "2026-09-29 10:01") + ms700
+        );
+        // Measuring floors to whole seconds.
         assert_eq!(
             cal.working_between(t, local(SHANGHAI, "2026-09-29 10:01")),
             60

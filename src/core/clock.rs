@@ -192,6 +192,62 @@ mod tests {
         assert_eq!(c.due(&cal), Some(t(3, 15)));
     }
 
+    /// Split shifts in Shanghai with a holiday and a make-up Saturday (2026-10-10).
+    fn office() -> Calendar {
+        use crate::core::calendar::parse_shifts;
+        let split = parse_shifts("09:00-12:00,13:00-18:00").expect("shifts");
+        let mut weekly: [Vec<crate::core::calendar::Shift>; 7] = Default::default();
+        for day in weekly.iter_mut().take(5) {
+            day.clone_from(&split);
+        }
+        let date = |s: &str| s.parse::<chrono::NaiveDate>().expect("date");
+        Calendar::new(
+            "office",
+            chrono_tz::Asia::Shanghai,
+            weekly,
+            [date("2026-10-01"), date("2026-10-02"), date("2026-10-05")].into(),
+            [date("2026-10-10")].into(),
+        )
+        .expect("calendar")
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Whatever the pauses, a pause never brings the deadline forward, and the deadline
+        /// always lies `budget` working seconds after the start plus the paused working time.
+        #[test]
+        fn pauses_never_make_a_deadline_earlier(
+            start_min in 0i64..(14 * 24 * 60),
+            target_min in 1i64..(5 * 24 * 60),
+            steps in proptest::collection::vec((0u32..=1000, 0i64..(4 * 24 * 60)), 0..8),
+        ) {
+            let cal = office();
+            let start = t(0, 0) - chrono::Duration::days(60) + chrono::Duration::minutes(start_min);
+            let mut c = Clock::start(1, start, Span::Seconds(target_min * 60), &cal, false);
+            let budget = c.budget;
+            let mut due = c.due(&cal).expect("running");
+            proptest::prop_assert_eq!(cal.working_between(start, due), budget);
+            let mut now = start;
+            let mut paused = 0;
+            for (frac, len) in steps {
+                let room = (due - now).num_seconds();
+                let pause_at = now + chrono::Duration::seconds(room * i64::from(frac) / 1001);
+                let resume_at = pause_at + chrono::Duration::minutes(len);
+                c.pause(&cal, pause_at);
+                proptest::prop_assert_eq!(c.due(&cal), None);
+                c.resume(resume_at);
+                paused += cal.working_between(pause_at, resume_at);
+                let new_due = c.due(&cal).expect("running again");
+                proptest::prop_assert!(new_due >= due, "{} -> {}", due, new_due);
+                proptest::prop_assert_eq!(cal.working_between(start, new_due) - paused, budget);
+                proptest::prop_assert_eq!(c.elapsed_at(&cal, new_due), budget);
+                due = new_due;
+                now = resume_at;
+            }
+        }
+    }
+
     #[test]
     fn share_positions_are_exact_integers() {
         assert_eq!(share_position(1800, 75), 1350);

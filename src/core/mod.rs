@@ -8,5 +8,6 @@ pub mod duration;
 pub mod event;
 pub mod machine;
 pub mod model;
+pub mod report;
 pub mod schedule;
 pub mod simulate;

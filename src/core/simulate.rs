@@ -10,7 +10,8 @@ use serde_json::json;
 
 use crate::core::event::{Event, EventError, EventKind, check_against};
 use crate::core::machine::{
-    ApplyError, ClockLine, Effect, Out, Ticket, advance, apply, clock_summary,
+    ApplyError, ClockLine, Effect, Out, Ticket, advance_virtual, advance_virtual_before, apply,
+    clock_summary,
 };
 use crate::core::model::{Catalog, Workflow};
 
@@ -152,6 +153,15 @@ pub fn simulate(
             if at > until {
                 continue;
             }
+            // Virtual time runs on between events: every timer fires at its own due instant
+            // (applying the event directly would treat the gap as engine downtime).
+            if let Some(t) = state.take() {
+                let (t, outs) = advance_virtual_before(wf, t, at);
+                for o in outs {
+                    push(o, &mut timeline);
+                }
+                state = Some(t);
+            }
             match apply(wf, state.take(), &se.event, at) {
                 Ok((t, outs)) => {
                     state = Some(t);
@@ -172,7 +182,7 @@ pub fn simulate(
             }
         }
         if let Some(t) = state {
-            let (t, outs) = advance(wf, t, until);
+            let (t, outs) = advance_virtual(wf, t, until);
             for o in outs {
                 push(o, &mut timeline);
             }

@@ -45,8 +45,10 @@ impl DbError {
                     let code = d.code().map(|c| c.to_string()).unwrap_or_default();
                     // SQLite BUSY/LOCKED; PostgreSQL serialization, deadlock, admin shutdown,
                     // connection exceptions.
-                    matches!(code.as_str(), "5" | "6" | "517" | "261" | "40001" | "40P01" | "57P01" | "57P02" | "57P03")
-                        || code.starts_with("08")
+                    matches!(
+                        code.as_str(),
+                        "5" | "6" | "517" | "261" | "40001" | "40P01" | "57P01" | "57P02" | "57P03"
+                    ) || code.starts_with("08")
                 }
                 _ => false,
             },
@@ -189,11 +191,19 @@ impl Db {
         match self {
             Db::Sqlite(p) => {
                 let idle = p.num_idle() as u32;
-                (idle, p.size().saturating_sub(idle), p.options().get_max_connections())
+                (
+                    idle,
+                    p.size().saturating_sub(idle),
+                    p.options().get_max_connections(),
+                )
             }
             Db::Pg(p) => {
                 let idle = p.num_idle() as u32;
-                (idle, p.size().saturating_sub(idle), p.options().get_max_connections())
+                (
+                    idle,
+                    p.size().saturating_sub(idle),
+                    p.options().get_max_connections(),
+                )
             }
         }
     }

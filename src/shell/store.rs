@@ -51,7 +51,9 @@ pub async fn ticket_events(tx: &mut Tx, ticket: &str) -> Result<Vec<Event>, DbEr
         ticket
     )?;
     rows.into_iter()
-        .map(|(b,)| serde_json::from_str(&b).map_err(|e| DbError::Other(format!("stored event: {e}"))))
+        .map(|(b,)| {
+            serde_json::from_str(&b).map_err(|e| DbError::Other(format!("stored event: {e}")))
+        })
         .collect()
 }
 
@@ -412,7 +414,12 @@ pub struct TimelineRow {
 }
 
 pub async fn ticket_state(db: &Db, id: &str) -> Result<Option<Ticket>, DbError> {
-    let row = db_opt!(db, (String,), "SELECT state FROM sk_tickets WHERE id = $1", id)?;
+    let row = db_opt!(
+        db,
+        (String,),
+        "SELECT state FROM sk_tickets WHERE id = $1",
+        id
+    )?;
     row.map(|(s,)| {
         serde_json::from_str(&s).map_err(|e| DbError::Other(format!("stored ticket {id}: {e}")))
     })

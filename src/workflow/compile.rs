@@ -917,7 +917,9 @@ fn compile_workflow(
         {
             Some(ClockSelector::Named(c.to_string()))
         } else {
-            let mut known: Vec<String> = clocks.iter().map(|k| k.name.clone()).collect();
+            // `any` first: with no clock declared (or none compiled) the list is just `any`.
+            let mut known: Vec<String> = vec!["any".into()];
+            known.extend(clocks.iter().map(|k| k.name.clone()));
             if has_callback {
                 known.push(CALLBACK.into());
             }
@@ -927,7 +929,7 @@ fn compile_workflow(
             cx.err(
                 &e.value.clock,
                 format!(
-                    "escalation on unknown clock `{c}` (this workflow has: any, {})",
+                    "escalation on unknown clock `{c}` (this workflow has: {})",
                     known.join(", ")
                 ),
             );

@@ -1,0 +1,361 @@
+//! Prometheus metrics (SPEC "Metrics" plus engine health). Counters and histograms are
+//! per process (Prometheus sums them across instances). The database-wide gauges
+//! (`slakeeper_tickets_open`, `slakeeper_timers_pending`, `slakeeper_notifications_pending`)
+//! are recomputed from the database by exactly one process at a time — the holder of the
+//! `gauges` lease — so `sum()` across instances stays correct with several workers; the
+//! others stop exporting them (idle timeout) within 30 s of losing the lease.
+//!
+//! Labels never hold a ticket id, a person or an address: only workflow, stage, priority,
+//! clock, outcome, level, kind, channel, queue, score, type and version, all bounded by the
+//! workflow files.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
+
+use crate::core::event::EventKind;
+use crate::core::machine::{Fact, TimerKind};
+use crate::core::model::Catalog;
+
+/// Seconds to days: SLA times span from a 15-second phone answer to a 7-day resolution.
+const SLA_BUCKETS: [f64; 18] = [
+    15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 43200.0,
+    86400.0, 172800.0, 259200.0, 432000.0, 604800.0, 1209600.0,
+];
+/// Lateness and job durations: milliseconds to minutes.
+const FAST_BUCKETS: [f64; 16] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+/// Delivery lag: seconds to hours (retries with backoff).
+const LAG_BUCKETS: [f64; 14] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0,
+];
+
+/// Install the global recorder (once per process) and describe every metric.
+pub fn install() -> Result<PrometheusHandle, String> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("slakeeper_sla_time_seconds".into()),
+            &SLA_BUCKETS,
+        )
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full("slakeeper_timer_lateness_seconds".into()),
+                &FAST_BUCKETS,
+            )
+        })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full("slakeeper_job_duration_seconds".into()),
+                &FAST_BUCKETS,
+            )
+        })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full("slakeeper_notification_delivery_lag_seconds".into()),
+                &LAG_BUCKETS,
+            )
+        })
+        .map_err(|e| e.to_string())?
+        // Gauges this process stops updating (lease lost) disappear instead of going stale.
+        .idle_timeout(MetricKindMask::GAUGE, Some(Duration::from_secs(30)))
+        .install_recorder()
+        .map_err(|e| e.to_string())?;
+    describe();
+    Ok(handle)
+}
+
+fn describe() {
+    describe_counter!(
+        "slakeeper_events_total",
+        "Ticket events received, by type and outcome."
+    );
+    describe_gauge!(
+        "slakeeper_tickets_open",
+        "Open tickets by workflow, stage and priority."
+    );
+    describe_counter!(
+        "slakeeper_sla_outcomes_total",
+        "SLA clocks met on time or breached."
+    );
+    describe_histogram!(
+        "slakeeper_sla_time_seconds",
+        Unit::Seconds,
+        "Working time from a clock's start to meeting it."
+    );
+    describe_counter!(
+        "slakeeper_escalations_total",
+        "Escalations fired, by level."
+    );
+    describe_counter!(
+        "slakeeper_progress_updates_total",
+        "Progress updates due: sent, or skipped because one was logged."
+    );
+    describe_counter!("slakeeper_surveys_sent_total", "Satisfaction surveys sent.");
+    describe_counter!(
+        "slakeeper_survey_scores_total",
+        "Survey answers by score (1-5)."
+    );
+    describe_counter!(
+        "slakeeper_callbacks_total",
+        "Supervisor call-backs scheduled, completed and overdue."
+    );
+    describe_counter!(
+        "slakeeper_thank_yous_total",
+        "Thank-you messages after a top score."
+    );
+    describe_counter!(
+        "slakeeper_resolutions_total",
+        "Resolutions; first_contact=true when resolved without a plan stage or re-open."
+    );
+    describe_counter!(
+        "slakeeper_reopens_total",
+        "Tickets re-opened after resolution."
+    );
+    describe_counter!(
+        "slakeeper_notifications_total",
+        "Notification deliveries: sent, failed attempts, retries scheduled."
+    );
+    describe_gauge!(
+        "slakeeper_notifications_pending",
+        "Deliveries not yet sent (the outbox backlog)."
+    );
+    describe_histogram!(
+        "slakeeper_notification_delivery_lag_seconds",
+        Unit::Seconds,
+        "From a notification being due to its successful delivery."
+    );
+    describe_gauge!("slakeeper_timers_pending", "Pending ticket timers by kind.");
+    describe_histogram!(
+        "slakeeper_timer_lateness_seconds",
+        Unit::Seconds,
+        "Timer fired minus due (or minus scheduled, for timers born overdue)."
+    );
+    describe_counter!(
+        "slakeeper_jobs_total",
+        "Queue jobs by outcome: applied, moot (no longer pending), deferred, failed."
+    );
+    describe_histogram!(
+        "slakeeper_job_duration_seconds",
+        Unit::Seconds,
+        "Time to run one queue job."
+    );
+    describe_gauge!(
+        "slakeeper_db_pool_connections",
+        "Database pool connections of this process by state."
+    );
+    describe_counter!(
+        "slakeeper_worker_restarts_total",
+        "Queue workers rebuilt after a backend failure."
+    );
+    describe_counter!(
+        "slakeeper_reviews_total",
+        "Review reports sent on schedule or caught up after downtime."
+    );
+    describe_gauge!("slakeeper_build_info", "Build information.");
+}
+
+/// Register counters at zero for every known label combination, so `increase()` sees the
+/// first event of each series and dashboards show 0 rather than no data.
+pub fn preregister(catalog: &Catalog) {
+    gauge!("slakeeper_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    for k in EventKind::ALL {
+        for o in ["accepted", "duplicate", "rejected"] {
+            counter!("slakeeper_events_total", "type" => k.as_str(), "outcome" => o).absolute(0);
+        }
+    }
+    for ch in ["email", "webhook"] {
+        for o in ["sent", "failed", "retried"] {
+            counter!("slakeeper_notifications_total", "channel" => ch, "outcome" => o).absolute(0);
+        }
+    }
+    for q in crate::shell::queue::QUEUES {
+        for o in ["applied", "moot", "deferred", "failed"] {
+            counter!("slakeeper_jobs_total", "queue" => q, "outcome" => o).absolute(0);
+        }
+        counter!("slakeeper_worker_restarts_total", "queue" => q).absolute(0);
+    }
+    for wf in catalog.workflows.values() {
+        let w = wf.name.clone();
+        let mut clocks: BTreeSet<String> = wf.clocks.iter().map(|c| c.name.clone()).collect();
+        if wf.rules.iter().any(|r| r.callback.is_some()) {
+            clocks.insert(crate::core::model::CALLBACK.to_string());
+        }
+        for c in &clocks {
+            for p in &wf.priorities {
+                for o in ["met", "breached"] {
+                    counter!("slakeeper_sla_outcomes_total", "workflow" => w.clone(), "clock" => c.clone(), "priority" => p.clone(), "outcome" => o).absolute(0);
+                }
+            }
+        }
+        for o in ["sent", "skipped"] {
+            counter!("slakeeper_progress_updates_total", "workflow" => w.clone(), "outcome" => o)
+                .absolute(0);
+        }
+        counter!("slakeeper_surveys_sent_total", "workflow" => w.clone()).absolute(0);
+        for s in 1..=5 {
+            counter!("slakeeper_survey_scores_total", "workflow" => w.clone(), "score" => s.to_string()).absolute(0);
+        }
+        for o in ["scheduled", "completed", "overdue"] {
+            counter!("slakeeper_callbacks_total", "workflow" => w.clone(), "outcome" => o)
+                .absolute(0);
+        }
+        counter!("slakeeper_thank_yous_total", "workflow" => w.clone()).absolute(0);
+        counter!("slakeeper_reopens_total", "workflow" => w.clone()).absolute(0);
+        for p in &wf.priorities {
+            for fc in ["true", "false"] {
+                counter!("slakeeper_resolutions_total", "workflow" => w.clone(), "priority" => p.clone(), "first_contact" => fc).absolute(0);
+            }
+        }
+        for o in ["sent", "caught_up"] {
+            counter!("slakeeper_reviews_total", "workflow" => w.clone(), "outcome" => o)
+                .absolute(0);
+        }
+    }
+}
+
+/// A metric change decided inside a transaction, applied only after it commits.
+#[derive(Debug, Clone)]
+pub enum Metric {
+    Event {
+        kind: &'static str,
+        outcome: &'static str,
+    },
+    Outcome {
+        workflow: String,
+        clock: String,
+        priority: String,
+        outcome: &'static str,
+    },
+    SlaTime {
+        workflow: String,
+        clock: String,
+        priority: String,
+        seconds: f64,
+    },
+    Fact {
+        workflow: String,
+        priority: String,
+        fact: Fact,
+    },
+    Lateness {
+        kind: TimerKind,
+        seconds: f64,
+    },
+    Review {
+        workflow: String,
+        outcome: &'static str,
+    },
+}
+
+pub fn record(m: &Metric) {
+    match m {
+        Metric::Event { kind, outcome } => {
+            counter!("slakeeper_events_total", "type" => *kind, "outcome" => *outcome).increment(1)
+        }
+        Metric::Outcome {
+            workflow,
+            clock,
+            priority,
+            outcome,
+        } => counter!("slakeeper_sla_outcomes_total", "workflow" => workflow.clone(), "clock" => clock.clone(), "priority" => priority.clone(), "outcome" => *outcome).increment(1),
+        Metric::SlaTime {
+            workflow,
+            clock,
+            priority,
+            seconds,
+        } => histogram!("slakeeper_sla_time_seconds", "workflow" => workflow.clone(), "clock" => clock.clone(), "priority" => priority.clone()).record(*seconds),
+        Metric::Fact {
+            workflow,
+            priority,
+            fact,
+        } => {
+            let w = workflow.clone();
+            match fact {
+                Fact::Escalation { clock, level } => counter!("slakeeper_escalations_total", "workflow" => w, "clock" => clock.clone(), "level" => level.to_string()).increment(1),
+                Fact::ProgressUpdate { sent } => counter!("slakeeper_progress_updates_total", "workflow" => w, "outcome" => if *sent { "sent" } else { "skipped" }).increment(1),
+                Fact::SurveySent => counter!("slakeeper_surveys_sent_total", "workflow" => w).increment(1),
+                Fact::SurveyScore { score } => counter!("slakeeper_survey_scores_total", "workflow" => w, "score" => score.to_string()).increment(1),
+                Fact::Callback { outcome } => counter!("slakeeper_callbacks_total", "workflow" => w, "outcome" => outcome.as_str()).increment(1),
+                Fact::ThankYou => counter!("slakeeper_thank_yous_total", "workflow" => w).increment(1),
+                Fact::Resolution { first_contact } => counter!("slakeeper_resolutions_total", "workflow" => w, "priority" => priority.clone(), "first_contact" => if *first_contact { "true" } else { "false" }).increment(1),
+                Fact::Reopen => counter!("slakeeper_reopens_total", "workflow" => w).increment(1),
+            }
+        }
+        Metric::Lateness { kind, seconds } => {
+            histogram!("slakeeper_timer_lateness_seconds", "kind" => kind.as_str())
+                .record(seconds.max(0.0))
+        }
+        Metric::Review { workflow, outcome } => {
+            counter!("slakeeper_reviews_total", "workflow" => workflow.clone(), "outcome" => *outcome).increment(1)
+        }
+    }
+}
+
+pub fn job(queue: &'static str, outcome: &'static str, seconds: f64) {
+    counter!("slakeeper_jobs_total", "queue" => queue, "outcome" => outcome).increment(1);
+    histogram!("slakeeper_job_duration_seconds", "queue" => queue).record(seconds);
+}
+
+pub fn notification(channel: &str, outcome: &'static str) {
+    counter!("slakeeper_notifications_total", "channel" => channel.to_string(), "outcome" => outcome).increment(1);
+}
+
+pub fn delivery_lag(channel: &str, seconds: f64) {
+    histogram!("slakeeper_notification_delivery_lag_seconds", "channel" => channel.to_string())
+        .record(seconds.max(0.0));
+}
+
+pub fn worker_restart(queue: &'static str) {
+    counter!("slakeeper_worker_restarts_total", "queue" => queue).increment(1);
+}
+
+pub fn pool(idle: u32, in_use: u32, max: u32) {
+    gauge!("slakeeper_db_pool_connections", "state" => "idle").set(f64::from(idle));
+    gauge!("slakeeper_db_pool_connections", "state" => "in_use").set(f64::from(in_use));
+    gauge!("slakeeper_db_pool_connections", "state" => "max").set(f64::from(max));
+}
+
+/// Last exported label sets of the database-wide gauges, so series that dropped to zero
+/// are exported as 0 instead of keeping their old value.
+#[derive(Default)]
+pub struct GaugeState {
+    open: Mutex<BTreeSet<(String, String, String)>>,
+}
+
+pub fn set_db_gauges(
+    state: &GaugeState,
+    open: &[(String, String, String, i64)],
+    timers: &[(String, i64)],
+    pending: &[(String, i64)],
+) {
+    let now: BTreeSet<(String, String, String)> = open
+        .iter()
+        .map(|(w, s, p, _)| (w.clone(), s.clone(), p.clone()))
+        .collect();
+    if let Ok(mut prev) = state.open.lock() {
+        for (w, s, p) in prev.difference(&now) {
+            gauge!("slakeeper_tickets_open", "workflow" => w.clone(), "stage" => s.clone(), "priority" => p.clone()).set(0.0);
+        }
+        *prev = now;
+    }
+    for (w, s, p, n) in open {
+        gauge!("slakeeper_tickets_open", "workflow" => w.clone(), "stage" => s.clone(), "priority" => p.clone()).set(*n as f64);
+    }
+    let t: BTreeMap<&str, i64> = timers.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+    for k in TimerKind::ALL {
+        gauge!("slakeeper_timers_pending", "kind" => k.as_str())
+            .set(t.get(k.as_str()).copied().unwrap_or(0) as f64);
+    }
+    let p: BTreeMap<&str, i64> = pending.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+    for ch in ["email", "webhook"] {
+        gauge!("slakeeper_notifications_pending", "channel" => ch)
+            .set(p.get(ch).copied().unwrap_or(0) as f64);
+    }
+}

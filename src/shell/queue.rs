@@ -1,0 +1,347 @@
+//! The durable job queue: apalis 1.0 on SQLite or PostgreSQL, used around its sharp edges
+//! (../shared/APALIS-NOTES.md):
+//!
+//! * Jobs are pushed with `push_tasks` inside *our* transaction, so a timer exists exactly
+//!   when the ticket state that scheduled it was committed.
+//! * apalis cannot cancel: a job for a timer that is no longer pending is harmless because the
+//!   handler re-checks the ticket state in the transaction that applies the effect.
+//! * `run_at` has whole seconds: jobs are stored at the second the timer falls in and the
+//!   handler waits out the remaining fraction, so lateness is the poll interval, not ~1 s.
+//! * Retries with backoff are ours (a new job with a later `run_at`); apalis' own retries
+//!   re-run at once and `RetryAfter` is broken.
+//! * A database error kills an apalis worker: every worker runs under a supervisor that
+//!   rebuilds it with a fresh, unique name.
+//! * Finished rows are pruned: apalis keeps them forever and its SQLite ack path slows down
+//!   as they accumulate; apalis' own `vacuum_before` deletes everything on SQLite.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apalis::prelude::*;
+use apalis_core::task::builder::TaskBuilder;
+use apalis_postgres::PostgresStorage;
+use apalis_sqlite::SqliteStorage;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::shell::db::{Db, DbError, Tx};
+
+pub const TIMERS: &str = "slakeeper.timers";
+pub const OUTBOX: &str = "slakeeper.outbox";
+pub const REVIEW: &str = "slakeeper.review";
+pub const QUEUES: [&str; 3] = [TIMERS, OUTBOX, REVIEW];
+
+/// A ticket timer coming due.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TimerJob {
+    pub ticket: String,
+    pub key: String,
+    /// The exact due instant in milliseconds (apalis' `run_at` only has seconds).
+    pub due_ms: i64,
+}
+
+/// One delivery attempt of a notification.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeliveryJob {
+    pub notification: String,
+    pub channel: String,
+    pub target: String,
+    /// The attempt this job makes (1-based); a job whose attempt is not the next one is a
+    /// stale duplicate and does nothing.
+    pub attempt: i64,
+}
+
+/// A workflow's review report for the period ending at `period_end_ms`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReviewJob {
+    pub workflow: String,
+    pub period_end_ms: i64,
+}
+
+/// Push one job on `queue` inside `tx`, to run at `run_at_ms` (or at once when in the past).
+pub async fn push<T: Serialize>(
+    tx: &mut Tx,
+    queue: &str,
+    payload: &T,
+    run_at_ms: i64,
+) -> Result<(), DbError> {
+    let bytes = serde_json::to_vec(payload).map_err(|e| DbError::Other(e.to_string()))?;
+    // Floor to the second: the handler waits out the fraction (see module docs).
+    let secs = run_at_ms.div_euclid(1000).max(0) as u64;
+    let task = TaskBuilder::new(bytes)
+        .run_at_timestamp(secs)
+        .max_attempts(25)
+        .build();
+    match tx {
+        Tx::Sqlite(t) => apalis_sqlite::queries::push_tasks(&mut **t, queue, &[task])
+            .await
+            .map_err(|e| DbError::Other(format!("push job: {e}")))?,
+        Tx::Pg(t) => apalis_postgres::queries::push_tasks(&mut **t, queue, vec![task])
+            .await
+            .map_err(|e| DbError::Other(format!("push job: {e}")))?,
+    }
+    Ok(())
+}
+
+/// apalis' migrations (in apalis' own history table) then ours (`slakeeper_migrations`),
+/// plus the indexes that keep polling cheap when most jobs are in the future.
+pub async fn migrate(db: &Db) -> Result<(), DbError> {
+    match db {
+        Db::Sqlite(p) => {
+            SqliteStorage::<()>::migrations().run(p).await?;
+            let mut ours = sqlx::migrate!("./migrations/sqlite");
+            ours.dangerous_set_table_name("slakeeper_migrations");
+            ours.run(p).await?;
+        }
+        Db::Pg(p) => {
+            PostgresStorage::<()>::migrations().run(p).await?;
+            let mut ours = sqlx::migrate!("./migrations/postgres");
+            ours.dangerous_set_table_name("slakeeper_migrations");
+            ours.run(p).await?;
+        }
+    }
+    Ok(())
+}
+
+/// How many of our migrations the binary carries (for `/readyz`).
+pub fn expected_migrations(db: &Db) -> usize {
+    match db {
+        Db::Sqlite(_) => sqlx::migrate!("./migrations/sqlite").iter().count(),
+        Db::Pg(_) => sqlx::migrate!("./migrations/postgres").iter().count(),
+    }
+}
+
+/// Delete finished jobs older than `keep`. Returns rows deleted.
+pub async fn prune(db: &Db, keep: Duration, now_s: i64) -> Result<u64, DbError> {
+    let before = now_s - keep.as_secs() as i64;
+    let n = match db {
+        Db::Sqlite(p) => sqlx::query(
+            "DELETE FROM Jobs WHERE job_type IN ($1, $2, $3)
+               AND status IN ('Done', 'Killed') AND done_at < $4",
+        )
+        .bind(TIMERS)
+        .bind(OUTBOX)
+        .bind(REVIEW)
+        .bind(before)
+        .execute(p)
+        .await?
+        .rows_affected(),
+        Db::Pg(p) => sqlx::query(
+            "DELETE FROM apalis.jobs WHERE job_type IN ($1, $2, $3)
+               AND status IN ('Done', 'Killed') AND done_at < to_timestamp($4)",
+        )
+        .bind(TIMERS)
+        .bind(OUTBOX)
+        .bind(REVIEW)
+        .bind(before as f64)
+        .execute(p)
+        .await?
+        .rows_affected(),
+    };
+    Ok(n)
+}
+
+/// Jobs waiting on our queues (pending or failed-to-retry), for `ticket show` and benches.
+pub async fn queued(db: &Db) -> Result<i64, DbError> {
+    let n: i64 = match db {
+        Db::Sqlite(p) => {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM Jobs WHERE job_type IN ($1, $2, $3)
+               AND status IN ('Pending', 'Queued', 'Running', 'Failed')",
+            )
+            .bind(TIMERS)
+            .bind(OUTBOX)
+            .bind(REVIEW)
+            .fetch_one(p)
+            .await?
+        }
+        Db::Pg(p) => {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM apalis.jobs WHERE job_type IN ($1, $2, $3)
+               AND status IN ('Pending', 'Queued', 'Running', 'Failed')",
+            )
+            .bind(TIMERS)
+            .bind(OUTBOX)
+            .bind(REVIEW)
+            .fetch_one(p)
+            .await?
+        }
+    };
+    Ok(n)
+}
+
+/// Tuning of the workers.
+#[derive(Debug, Clone)]
+pub struct WorkerOpts {
+    pub poll: Duration,
+    pub concurrency: usize,
+    pub batch_size: usize,
+    pub heartbeat: Duration,
+    pub missed_heartbeats: usize,
+}
+
+impl WorkerOpts {
+    /// Orphaned jobs are re-queued after `orphan_after`: heartbeat × missed heartbeats.
+    pub fn new(poll: Duration, concurrency: usize, orphan_after: Duration) -> WorkerOpts {
+        let missed = 3;
+        let heartbeat = (orphan_after / missed as u32).max(Duration::from_secs(1));
+        WorkerOpts {
+            poll,
+            concurrency: concurrency.max(1),
+            batch_size: concurrency.clamp(1, 50),
+            heartbeat,
+            missed_heartbeats: missed,
+        }
+    }
+}
+
+/// A job handler: the runtime's side of one queue.
+pub trait Handler<J>: Clone + Send + Sync + 'static {
+    fn handle(&self, job: J) -> impl std::future::Future<Output = Result<(), String>> + Send;
+}
+
+#[derive(Clone)]
+struct Wrap<H>(H);
+
+async fn run_job<J, H>(job: J, h: Data<Wrap<H>>) -> Result<(), BoxDynError>
+where
+    J: Send + 'static,
+    H: Handler<J>,
+{
+    let w: &Wrap<H> = &h;
+    w.0.handle(job).await.map_err(|e| e.into())
+}
+
+fn unique_name(queue: &str) -> String {
+    format!(
+        "{queue}-{}-{}",
+        std::process::id(),
+        ulid::Ulid::new().to_string().to_lowercase()
+    )
+}
+
+async fn run_worker<J, H>(
+    db: &Db,
+    queue: &'static str,
+    o: &WorkerOpts,
+    h: H,
+    ctx: WorkerContext,
+) -> Result<(), String>
+where
+    J: Serialize + for<'de> Deserialize<'de> + Send + Sync + Unpin + 'static,
+    H: Handler<J>,
+{
+    match db {
+        Db::Sqlite(pool) => {
+            let cfg = apalis_sqlite::Config::default()
+                .queue(queue)
+                .batch_size(o.batch_size)
+                .heartbeat_interval(o.heartbeat)
+                .missed_heartbeats(o.missed_heartbeats)
+                .lock_tasks(true)
+                .persist_results(true);
+            let backend = SqliteStorage::<J>::new(pool)
+                .with_config(cfg)
+                .poll_with_interval(o.poll);
+            WorkerBuilder::new(&ctx)
+                .backend(backend)
+                .concurrency(o.concurrency)
+                .data(Wrap(h))
+                .build(run_job::<J, H>)
+                .run()
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Db::Pg(pool) => {
+            let cfg = apalis_postgres::Config::default()
+                .queue(queue)
+                .batch_size(o.batch_size)
+                .heartbeat_interval(o.heartbeat)
+                .missed_heartbeats(o.missed_heartbeats)
+                .lock_tasks(true)
+                .persist_results(true);
+            let strategy = Strategy::new()
+                .stream(apalis_postgres::Pubsub::new(
+                    pool.clone(),
+                    queue.to_string(),
+                ))
+                .interval(o.poll);
+            let backend = PostgresStorage::<J>::new(pool)
+                .with_config(cfg)
+                .poll_with_strategy(strategy);
+            WorkerBuilder::new(&ctx)
+                .backend(backend)
+                .concurrency(o.concurrency)
+                .data(Wrap(h))
+                .build(run_job::<J, H>)
+                .run()
+                .await
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Resolves once shutdown is requested (the watch guard is dropped before returning, so
+/// the future stays `Send`).
+pub async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+/// Run one queue's worker until shutdown, rebuilding it whenever apalis gives up on the
+/// backend (a database outage must not end the service). `on_restart` counts restarts.
+pub async fn supervise<J, H>(
+    db: Db,
+    queue: &'static str,
+    o: WorkerOpts,
+    h: H,
+    mut shutdown: watch::Receiver<bool>,
+    on_restart: Arc<dyn Fn(&'static str) + Send + Sync>,
+) where
+    J: Serialize + for<'de> Deserialize<'de> + Send + Sync + Unpin + 'static,
+    H: Handler<J>,
+{
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let ctx = WorkerContext::new(&unique_name(queue));
+        let started = Instant::now();
+        tracing::debug!(queue, worker = ctx.name(), "worker starting");
+        let run = run_worker::<J, H>(&db, queue, &o, h.clone(), ctx.clone());
+        tokio::pin!(run);
+        let res = tokio::select! {
+            r = &mut run => r,
+            _ = stopped(&mut shutdown) => {
+                let _ = ctx.stop();
+                // In-flight handlers finish; a handler that hangs is left to the orphan
+                // re-queue of whichever worker runs next.
+                match tokio::time::timeout(Duration::from_secs(30), &mut run).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        tracing::warn!(queue, "in-flight jobs did not finish within 30 s");
+                        Ok(())
+                    }
+                }
+            }
+        };
+        if *shutdown.borrow() {
+            tracing::debug!(queue, "worker stopped");
+            return;
+        }
+        match res {
+            Ok(()) => tracing::warn!(queue, "worker ended; restarting"),
+            Err(e) => tracing::warn!(queue, error = %e, "worker failed; restarting"),
+        }
+        on_restart(queue);
+        if started.elapsed() > Duration::from_secs(30) {
+            backoff = Duration::from_millis(250);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stopped(&mut shutdown) => return,
+        }
+        // Short cap: timers are waiting.
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}

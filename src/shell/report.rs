@@ -1,0 +1,175 @@
+//! Loading the review report's rows from the database and shaping it for templates, text
+//! and JSON. The arithmetic is `crate::core::report`'s.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::core::duration::format_seconds;
+use crate::core::model::Workflow;
+use crate::core::report::{self, FactRow, OpenedRow, Report};
+use crate::shell::db::{Db, DbError};
+use crate::shell::store::{self, from_ms};
+
+pub async fn build(
+    db: &Db,
+    wf: &Workflow,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Report, DbError> {
+    let opened: Vec<OpenedRow> = store::opened_between(db, &wf.name, since, until)
+        .await?
+        .into_iter()
+        .map(|(ticket, priority, category)| OpenedRow {
+            ticket,
+            priority,
+            category,
+        })
+        .collect();
+    let facts: Vec<FactRow> = store::facts_between(db, &wf.name, since, until)
+        .await?
+        .into_iter()
+        .map(|f| FactRow {
+            ticket: f.ticket,
+            priority: f.priority,
+            kind: f.kind,
+            clock: f.clock,
+            outcome: f.outcome,
+            value: f.value,
+            at: from_ms(f.at),
+        })
+        .collect();
+    Ok(report::build(
+        &wf.name,
+        wf.calendar.tz().name(),
+        &wf.priorities,
+        since,
+        until,
+        &opened,
+        &facts,
+    ))
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map(|x| format!("{:.1}%", x * 100.0))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+fn local(r: &Report, t: DateTime<Utc>) -> String {
+    match r.timezone.parse::<chrono_tz::Tz>() {
+        Ok(tz) => t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string(),
+        Err(_) => t.format("%Y-%m-%d %H:%M UTC").to_string(),
+    }
+}
+
+/// The `report` object templates see (strings already formatted; see the templates).
+pub fn template_context(r: &Report) -> Value {
+    let shares = |v: &[report::Share]| -> Vec<Value> {
+        v.iter()
+            .map(|s| json!({"name": s.name, "count": s.count, "share": pct(Some(s.share))}))
+            .collect()
+    };
+    json!({
+        "workflow": r.workflow,
+        "since": local(r, r.since),
+        "until": local(r, r.until),
+        "timezone": r.timezone,
+        "volume": r.volume,
+        "resolved": r.resolved,
+        "by_category": shares(&r.by_category),
+        "by_priority": shares(&r.by_priority),
+        "handling_time": {
+            "mean": r.handling_mean_s.map(format_seconds).unwrap_or_else(|| "n/a".into()),
+            "p90": r.handling_p90_s.map(format_seconds).unwrap_or_else(|| "n/a".into()),
+        },
+        "satisfaction": {
+            "mean": r.satisfaction_mean.map(|m| format!("{m:.1}")).unwrap_or_else(|| "n/a".into()),
+            "responses": r.responses,
+        },
+        "csat": pct(r.csat),
+        "fcr": pct(r.fcr),
+        "attainment": r.attainment.iter().map(|a| json!({
+            "clock": a.clock, "priority": a.priority, "met": a.met, "breached": a.breached,
+            "rate": pct(a.rate),
+        })).collect::<Vec<_>>(),
+        "breaches": r.breaches.iter().map(|b| json!({
+            "ticket": b.ticket, "clock": b.clock, "priority": b.priority, "due": local(r, b.due),
+        })).collect::<Vec<_>>(),
+        "top_categories": r.top_categories.iter().map(|s| json!({"name": s.name, "count": s.count})).collect::<Vec<_>>(),
+    })
+}
+
+/// Plain-text rendering for `slakeeper report`.
+pub fn render_text(r: &Report) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "Review: {}  {} — {} ({})\n",
+        r.workflow,
+        local(r, r.since),
+        local(r, r.until),
+        r.timezone
+    ));
+    s.push_str(&format!(
+        "  volume {}   resolved {}   handling mean {}  p90 {}\n",
+        r.volume,
+        r.resolved,
+        r.handling_mean_s
+            .map(format_seconds)
+            .unwrap_or_else(|| "n/a".into()),
+        r.handling_p90_s
+            .map(format_seconds)
+            .unwrap_or_else(|| "n/a".into())
+    ));
+    s.push_str(&format!(
+        "  satisfaction {} ({} responses)   CSAT {} (target 90%)   FCR {} (target 85%)\n",
+        r.satisfaction_mean
+            .map(|m| format!("{m:.2}"))
+            .unwrap_or_else(|| "n/a".into()),
+        r.responses,
+        pct(r.csat),
+        pct(r.fcr)
+    ));
+    s.push_str("  by category:\n");
+    for c in &r.by_category {
+        s.push_str(&format!(
+            "    {:<24} {:>5}  {}\n",
+            c.name,
+            c.count,
+            pct(Some(c.share))
+        ));
+    }
+    s.push_str("  by priority:\n");
+    for c in &r.by_priority {
+        s.push_str(&format!(
+            "    {:<24} {:>5}  {}\n",
+            c.name,
+            c.count,
+            pct(Some(c.share))
+        ));
+    }
+    s.push_str("  SLA attainment:\n");
+    for a in &r.attainment {
+        s.push_str(&format!(
+            "    {:<24} {:<14} met {:>4}  breached {:>4}  {}\n",
+            a.clock,
+            a.priority,
+            a.met,
+            a.breached,
+            pct(a.rate)
+        ));
+    }
+    s.push_str(&format!("  breaches ({}):\n", r.breaches.len()));
+    for b in &r.breaches {
+        s.push_str(&format!(
+            "    {:<20} {:<24} {:<12} due {}\n",
+            b.ticket,
+            b.clock,
+            b.priority,
+            local(r, b.due)
+        ));
+    }
+    s.push_str("  top categories:\n");
+    for (i, c) in r.top_categories.iter().enumerate() {
+        s.push_str(&format!("    {}. {} ({})\n", i + 1, c.name, c.count));
+    }
+    s
+}

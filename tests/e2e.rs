@@ -1,0 +1,582 @@
+//! End to end through the real binary: second-scale workflows, a real SMTP server
+//! (aiosmtpd), a webhook receiver checking signatures, SQLite files and the real PostgreSQL.
+//! Set-up: `bash scripts/test-env.sh` (the README's test command does it).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime};
+
+use common::*;
+use serde_json::json;
+
+const LONG: Duration = Duration::from_secs(30);
+
+fn breach_alert_is_sent_at_the_deadline(backend: Backend) {
+    // Arrange
+    let smtp = Smtp::start();
+    let hooks = Hooks::start();
+    let wf = workflows(hooks.port, false);
+    let db = TestDb::new(backend);
+    let app = App::start(AppOpts::new(&db.url, wf.dir.path(), smtp.port));
+    let opened_at = SystemTime::now();
+    // Act: urgent first response is due in 3 s.
+    let (s, body) = app.post(&opened("b1", "T-BREACH", "urgent", &now_rfc3339(0)));
+    assert_eq!(s, 202, "{body}");
+    // Assert: warning to the assignee at 75 %, breach to supervisor and on-call at 100 %.
+    let mails = smtp.wait_mails(LONG, |m| {
+        !matching(m, "supervisor@test.local", "[SLA breach] T-BREACH").is_empty()
+            && !matching(m, "oncall@test.local", "[SLA breach] T-BREACH").is_empty()
+    });
+    let warn = matching(&mails, "assignee@test.local", "[SLA warning] T-BREACH");
+    let breach = matching(&mails, "supervisor@test.local", "[SLA breach] T-BREACH");
+    assert_eq!(warn.len(), 1, "one warning: {mails:#?}\n{}", app.stderr());
+    assert_eq!(breach.len(), 1, "one breach mail: {mails:#?}");
+    // Not before the deadline (3 s after opening).
+    let after = breach[0]
+        .received
+        .duration_since(opened_at)
+        .unwrap_or_default();
+    let times: Vec<_> = mails
+        .iter()
+        .map(|m| {
+            (
+                m.subject().to_string(),
+                m.received.duration_since(opened_at).unwrap_or_default(),
+                m.header("date").to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        after >= Duration::from_millis(2900),
+        "breach mail after {after:?}: {times:#?}"
+    );
+    // The webhook got the same notification, signed.
+    let hooks_got = wait_for(LONG, || {
+        let h = hooks.all();
+        (!h.is_empty()).then_some(h)
+    })
+    .expect("a webhook call");
+    assert!(hooks_got.iter().all(|h| h.signature_ok), "{hooks_got:?}");
+    assert_eq!(hooks_got[0].body["template"], "sla_breach");
+    assert_eq!(hooks_got[0].body["ticket"], "T-BREACH");
+    assert_eq!(
+        hooks_got[0].idempotency_key,
+        hooks_got[0].body["id"].as_str().unwrap_or("")
+    );
+    // Message-ID is the notification id.
+    let mid = breach[0].message_id();
+    assert!(
+        mid.starts_with("<n-") && mid.ends_with("@slakeeper>"),
+        "{mid}"
+    );
+    // No customer contact data in staff messages.
+    for m in mails.iter().filter(|m| !m.to().contains("customer.test")) {
+        assert!(!m.body.contains("T-BREACH@customer.test"), "leak in {m:#?}");
+    }
+    // ticket show via the API shows the fired timers.
+    let (s, t) = app.get("/v1/tickets/T-BREACH");
+    assert_eq!(s, 200);
+    let fired = t["timeline"]
+        .as_array()
+        .map(|a| a.iter().filter(|r| r["kind"] == "timer.fired").count())
+        .unwrap_or(0);
+    assert!(fired >= 2, "{t:#}");
+}
+
+#[test]
+fn breach_alert_is_sent_at_the_deadline_sqlite() {
+    breach_alert_is_sent_at_the_deadline(Backend::Sqlite);
+}
+
+#[test]
+fn breach_alert_is_sent_at_the_deadline_postgres() {
+    breach_alert_is_sent_at_the_deadline(Backend::Postgres);
+}
+
+#[test]
+fn progress_cadence_stops_at_resolution() {
+    let smtp = Smtp::start();
+    let hooks = Hooks::start();
+    let wf = workflows(hooks.port, false);
+    let db = TestDb::new(Backend::Sqlite);
+    let app = App::start(AppOpts::new(&db.url, wf.dir.path(), smtp.port));
+    let batch = json!({"events": [
+        opened("p1", "T-PROG", "urgent", &now_rfc3339(0)),
+        event("p2", "T-PROG", "ticket.responded", &now_rfc3339(0)),
+        event("p3", "T-PROG", "ticket.plan_agreed", &now_rfc3339(0)),
+    ]});
+    assert_eq!(app.post(&batch).0, 202);
+    // Urgent: an update every 2 s. Wait for two, then resolve.
+    let mails = smtp.wait_mails(LONG, |m| {
+        matching(m, "T-PROG@customer.test", "Update on your request").len() >= 2
+    });
+    assert!(matching(&mails, "T-PROG@customer.test", "Update on your request").len() >= 2);
+    assert_eq!(
+        app.post(&event("p4", "T-PROG", "ticket.resolved", &now_rfc3339(0)))
+            .0,
+        202
+    );
+    let at_resolution = matching(
+        &smtp.mails(),
+        "T-PROG@customer.test",
+        "Update on your request",
+    )
+    .len();
+    // The survey comes 2 s after resolution; by then at least one more interval has passed.
+    let mails = smtp.wait_mails(LONG, |m| {
+        !matching(m, "T-PROG@customer.test", "How did we do").is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(2500));
+    let after = matching(
+        &smtp.mails(),
+        "T-PROG@customer.test",
+        "Update on your request",
+    )
+    .len();
+    assert_eq!(
+        after, at_resolution,
+        "no progress update after resolution: {mails:#?}"
+    );
+}
+
+#[test]
+fn low_score_gets_a_callback_and_its_escalation() {
+    let smtp = Smtp::start();
+    let hooks = Hooks::start();
+    let wf = workflows(hooks.port, false);
+    let db = TestDb::new(Backend::Sqlite);
+    let app = App::start(AppOpts::new(&db.url, wf.dir.path(), smtp.port));
+    let batch = json!({"events": [
+        opened("c1", "T-CB", "normal", &now_rfc3339(0)),
+        event("c2", "T-CB", "ticket.resolved", &now_rfc3339(0)),
+    ]});
+    assert_eq!(app.post(&batch).0, 202);
+    // Survey 2 s after resolution.
+    smtp.wait_mails(LONG, |m| {
+        !matching(m, "T-CB@customer.test", "How did we do").is_empty()
+    });
+    let answer = json!({"id": "c3", "ticket": "T-CB", "type": "survey.answered",
+                        "at": now_rfc3339(0), "score": 2, "comment": "too slow"});
+    assert_eq!(app.post(&answer).0, 202);
+    // The supervisor is asked to call back; nobody does: the callback clock breaches (2 s)
+    // and escalates to the manager 2 s later.
+    let mails = smtp.wait_mails(LONG, |m| {
+        !matching(m, "manager@test.local", "[SLA escalation] T-CB").is_empty()
+    });
+    assert_eq!(
+        matching(&mails, "supervisor@test.local", "[Call-back] T-CB").len(),
+        1,
+        "{mails:#?}"
+    );
+    assert_eq!(
+        matching(&mails, "supervisor@test.local", "[SLA breach] T-CB").len(),
+        1
+    );
+    assert_eq!(
+        matching(&mails, "manager@test.local", "[SLA escalation] T-CB").len(),
+        1
+    );
+    let m = app.metrics();
+    assert!(
+        m.contains(r#"slakeeper_callbacks_total{workflow="fast",outcome="overdue"} 1"#),
+        "{}",
+        m.lines()
+            .filter(|l| l.contains("callbacks"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[test]
+fn top_score_gets_thanks_and_a_completed_callback_is_not_escalated() {
+    let smtp = Smtp::start();
+    let hooks = Hooks::start();
+    let wf = workflows(hooks.port, false);
+    let db = TestDb::new(Backend::Sqlite);
+    let app = App::start(AppOpts::new(&db.url, wf.dir.path(), smtp.port));
+    let batch = json!({"events": [
+        opened("t1", "T-THX", "normal", &now_rfc3339(0)),
+        event("t2", "T-THX", "ticket.resolved", &now_rfc3339(0)),
+        {"id": "t3", "ticket": "T-THX", "type": "survey.answered", "at": now_rfc3339(0), "score": 5},
+        opened("t4", "T-OK", "normal", &now_rfc3339(0)),
+        event("t5", "T-OK", "ticket.resolved", &now_rfc3339(0)),
+        {"id": "t6", "ticket": "T-OK", "type": "survey.answered", "at": now_rfc3339(0), "score": 3},
+        event("t7", "T-OK", "callback.completed", &now_rfc3339(0)),
+    ]});
+    let (s, b) = app.post(&batch);
+    assert_eq!(s, 202, "{b}");
+    assert_eq!(b["accepted"], 7);
+    let mails = smtp.wait_mails(LONG, |m| {
+        !matching(m, "T-THX@customer.test", "Thank you").is_empty()
+            && !matching(m, "supervisor@test.local", "[Call-back] T-OK").is_empty()
+    });
+    assert_eq!(
+        matching(&mails, "T-THX@customer.test", "Thank you").len(),
+        1
+    );
+    // The call-back was completed at once: no breach, no escalation for T-OK.
+    std::thread::sleep(Duration::from_secs(5));
+    let mails = smtp.mails();
+    assert!(
+        matching(&mails, "", "[SLA breach] T-OK").is_empty(),
+        "{mails:#?}"
+    );
+    assert!(matching(&mails, "", "[SLA escalation] T-OK").is_empty());
+    // The survey answered before it was due is not sent afterwards.
+    assert!(matching(&mails, "T-OK@customer.test", "How did we do").is_empty());
+}
+
+#[test]
+fn duplicate_event_ids_are_counted_not_applied() {
+    let smtp = Smtp::start();
+    let hooks = Hooks::start();
+    let wf = workflows(hooks.port, false);
+    let db = TestDb::new(Backend::Sqlite);
+    let app = App::start(AppOpts::new(&db.url, wf.dir.path(), smtp.port));
+    let ev = opened("d1", "T-DUP", "normal", &now_rfc3339(0));
+    assert_eq!(app.post(&ev).1, json!({"accepted": 1, "duplicates": 0}));
+    assert_eq!(app.post(&ev).1, json!({"accepted": 0, "duplicates": 1}));
+    let batch = json!({"events": [ev, event("d2", "T-DUP", "ticket.responded", &now_rfc3339(0))]});
+    assert_eq!(app.post(&batch).1, json!({"accepted": 1, "duplicates": 1}));
+    let (_, t) = app.get("/v1/tickets/T-DUP");
+    let events: Vec<_> = t["timeline"]
+        .as_array()
+        .map(|a| a.iter().filter(|r| r["kind"] == "event").collect())
+        .unwrap_or_default();
+    assert_eq!(events.len(), 2, "{t:#}");
+}
+
+#[test]
+fn bad_input_changes_nothing() {
+    let smtp = Smtp::start();
+    let hooks = Hooks::start();
+    let wf = workflows(hooks.port, false);
+    let db = TestDb::new(Backend::Sqlite);
+    let app = App::start(AppOpts::new(&db.url, wf.dir.path(), smtp.port));
+    let c = common::reqwest::blocking_client();
+    let url = format!("{}/v1/events", app.base);
+    let (s, b) = c.post_raw(&url, "{not json");
+    assert_eq!(s, 400);
+    assert_eq!(b["error"]["code"], "invalid_json");
+    // One bad event in a batch: nothing of the batch is stored.
+    let mut bad = opened("x2", "T-BAD2", "critical", &now_rfc3339(0));
+    bad["priority"] = json!("critical");
+    let batch = json!({"events": [opened("x1", "T-BAD1", "urgent", &now_rfc3339(0)), bad]});
+    let (s, b) = app.post(&batch);
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(b["error"]["code"], "unknown_priority");
+    assert_eq!(b["error"]["field"], "events[1].priority");
+    let (s, b) = app
+        .post(&json!({"id": "x3", "ticket": "T-BAD3", "type": "ticket.opened", "at": "yesterday"}));
+    assert_eq!(s, 400);
+    assert_eq!(b["error"]["field"], "at");
+    let (s, b) = app.post(&json!({"id": "x4", "ticket": "T-BAD4", "type": "survey.answered", "at": now_rfc3339(0), "score": 9}));
+    assert_eq!(s, 400);
+    assert_eq!(b["error"]["field"], "score");
+    for t in ["T-BAD1", "T-BAD2", "T-BAD3", "T-BAD4"] {
+        assert_eq!(
+            app.get(&format!("/v1/tickets/{t}")).0,
+            404,
+            "{t} must not exist"
+        );
+    }
+    // The first (valid) event of the rejected batch can still be sent: its id was not used.
+    assert_eq!(
+        app.post(&opened("x1", "T-BAD1", "urgent", &now_rfc3339(0)))
+            .1,
+        json!({"accepted": 1, "duplicates": 0})
+    );
+}
+
+#[test]
+fn a_late_event_alerts_at_once() {
+    let smtp = Smtp::start();
+    let hooks = Hooks::start();
+    let wf = workflows(hooks.port, false);
+    let db = TestDb::new(Backend::Sqlite);
+    let app = App::start(AppOpts::new(&db.url, wf.dir.path(), smtp.port));
+    // Opened an hour ago (urgent 3 s): it breached long ago.
+    assert_eq!(
+        app.post(&opened("l1", "T-LATE", "urgent", &now_rfc3339(-3600)))
+            .0,
+        202
+    );
+    // Both its first response (3 s) and its resolution (10 min) breached while it was unknown.
+    let mails = smtp.wait_mails(LONG, |m| {
+        matching(m, "supervisor@test.local", "[SLA breach] T-LATE").len() >= 2
+    });
+    let breaches = matching(&mails, "supervisor@test.local", "[SLA breach] T-LATE");
+    assert_eq!(
+        breaches
+            .iter()
+            .filter(|m| m.subject().contains("first response"))
+            .count(),
+        1,
+        "{mails:#?}"
+    );
+    assert_eq!(
+        breaches
+            .iter()
+            .filter(|m| m.subject().contains("resolution"))
+            .count(),
+        1
+    );
+    // Fired inside the ingest transaction, before the 202: the timeline says so.
+    let (_, t) = app.get("/v1/tickets/T-LATE");
+    let fired: Vec<_> = t["timeline"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|r| r["kind"] == "timer.fired")
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(fired.len() >= 2, "{t:#}");
+}
+
+#[test]
+fn sigkill_then_restart_loses_no_timer_and_sends_no_alert_twice() {
+    let smtp = Smtp::start();
+    let hooks = Hooks::start();
+    let wf = workflows(hooks.port, false);
+    let db = TestDb::new(Backend::Sqlite);
+    let mut app = App::start(AppOpts::new(&db.url, wf.dir.path(), smtp.port));
+    // Five tickets whose first response (normal: 6 s) breaches while the engine is down.
+    let events: Vec<_> = (0..5)
+        .map(|i| {
+            opened(
+                &format!("k{i}"),
+                &format!("T-KILL{i}"),
+                "normal",
+                &now_rfc3339(0),
+            )
+        })
+        .collect();
+    assert_eq!(app.post(&json!({"events": events})).1["accepted"], 5);
+    std::thread::sleep(Duration::from_millis(1000));
+    app.kill9();
+    // Down past every deadline.
+    std::thread::sleep(Duration::from_secs(7));
+    let before_restart = smtp.mails();
+    assert!(
+        matching(
+            &before_restart,
+            "supervisor@test.local",
+            "[SLA breach] T-KILL"
+        )
+        .is_empty()
+    );
+    let app = App::start(AppOpts::new(&db.url, wf.dir.path(), smtp.port));
+    let mails = smtp.wait_mails(LONG, |m| {
+        matching(m, "supervisor@test.local", "[SLA breach] T-KILL").len() >= 5
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let mails_after = smtp.mails();
+    for i in 0..5 {
+        let n = matching(
+            &mails_after,
+            "supervisor@test.local",
+            &format!("[SLA breach] T-KILL{i}"),
+        )
+        .len();
+        assert_eq!(
+            n,
+            1,
+            "T-KILL{i}: {n} breach mails\n{mails:#?}\n{}",
+            app.stderr()
+        );
+        let w = matching(
+            &mails_after,
+            "assignee@test.local",
+            &format!("[SLA warning] T-KILL{i}"),
+        )
+        .len();
+        assert_eq!(w, 1, "T-KILL{i}: {w} warnings");
+    }
+    // Counted as late.
+    let m = app.metrics();
+    assert!(m.contains("slakeeper_timer_lateness_seconds_bucket"), "{m}");
+}
+
+#[test]
+fn two_workers_on_postgres_one_killed_every_alert_exactly_once() {
+    let smtp = Smtp::start();
+    let hooks = Hooks::start();
+    let wf = workflows(hooks.port, false);
+    let db = TestDb::new(Backend::Postgres);
+    let api = App::start(AppOpts {
+        role: "api",
+        ..AppOpts::new(&db.url, wf.dir.path(), smtp.port)
+    });
+    let mut w1 = App::start(AppOpts {
+        role: "worker",
+        ..AppOpts::new(&db.url, wf.dir.path(), smtp.port)
+    });
+    let _w2 = App::start(AppOpts {
+        role: "worker",
+        ..AppOpts::new(&db.url, wf.dir.path(), smtp.port)
+    });
+    let n = 20;
+    let events: Vec<_> = (0..n)
+        .map(|i| {
+            opened(
+                &format!("w{i}"),
+                &format!("T-PG{i:02}"),
+                "urgent",
+                &now_rfc3339(0),
+            )
+        })
+        .collect();
+    assert_eq!(api.post(&json!({"events": events})).1["accepted"], n);
+    // Kill one worker mid-run: after the 75 % warnings (2.25 s), while it holds breach jobs
+    // (fetched at the start of their due second, then waiting out the fraction).
+    std::thread::sleep(Duration::from_millis(2900));
+    w1.kill9();
+    let mails = smtp.wait_mails(Duration::from_secs(45), |m| {
+        matching(m, "supervisor@test.local", "[SLA breach] T-PG").len() >= n
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    let mails = if mails.len() < smtp.mails().len() {
+        smtp.mails()
+    } else {
+        mails
+    };
+    let mut per: BTreeMap<String, usize> = BTreeMap::new();
+    for m in matching(&mails, "supervisor@test.local", "[SLA breach] T-PG") {
+        let t = m
+            .subject()
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or("")
+            .trim_end_matches(':')
+            .to_string();
+        *per.entry(t).or_default() += 1;
+    }
+    assert_eq!(per.len(), n, "every ticket breached: {per:?}");
+    assert!(per.values().all(|c| *c == 1), "exactly once: {per:?}");
+    let warnings = matching(&mails, "assignee@test.local", "[SLA warning] T-PG");
+    let ids: BTreeSet<&str> = warnings.iter().map(|m| m.message_id()).collect();
+    assert_eq!(ids.len(), n, "one warning per ticket");
+    assert_eq!(warnings.len(), n, "no duplicate warnings");
+}
+
+#[test]
+fn smtp_down_then_up_delivers_every_mail() {
+    let port = free_port();
+    let hooks = Hooks::start();
+    let wf = workflows(hooks.port, false);
+    let db = TestDb::new(Backend::Sqlite);
+    // Nothing listens on `port` yet.
+    let app = App::start(AppOpts::new(&db.url, wf.dir.path(), port));
+    let events: Vec<_> = (0..3)
+        .map(|i| {
+            opened(
+                &format!("s{i}"),
+                &format!("T-SMTP{i}"),
+                "urgent",
+                &now_rfc3339(-60),
+            )
+        })
+        .collect();
+    assert_eq!(app.post(&json!({"events": events})).0, 202);
+    // Deliveries fail and are retried (visible in ticket show).
+    let failed = wait_for(LONG, || {
+        let (_, t) = app.get("/v1/tickets/T-SMTP0");
+        let attempts = t["notifications"]
+            .as_array()?
+            .iter()
+            .flat_map(|n| n["deliveries"].as_array().cloned().unwrap_or_default())
+            .filter(|d| d["channel"] == "email")
+            .map(|d| d["attempts"].as_i64().unwrap_or(0))
+            .max()?;
+        (attempts >= 2).then_some(t)
+    })
+    .expect("failed attempts recorded");
+    assert!(failed.to_string().contains("retrying"), "{failed:#}");
+    // The SMTP server comes back: every mail arrives.
+    let smtp = Smtp::start_on(port);
+    let mails = smtp.wait_mails(LONG, |m| {
+        (0..3).all(|i| {
+            !matching(
+                m,
+                "supervisor@test.local",
+                &format!("[SLA breach] T-SMTP{i}"),
+            )
+            .is_empty()
+                && !matching(
+                    m,
+                    "assignee@test.local",
+                    &format!("[SLA warning] T-SMTP{i}"),
+                )
+                .is_empty()
+        })
+    });
+    for i in 0..3 {
+        assert_eq!(
+            matching(
+                &mails,
+                "supervisor@test.local",
+                &format!("[SLA breach] T-SMTP{i}")
+            )
+            .len(),
+            1,
+            "{mails:#?}\n{}",
+            app.stderr()
+        );
+    }
+    let m = app.metrics();
+    assert!(m.contains(r#"slakeeper_notifications_total{channel="email",outcome="retried"}"#));
+}
+
+#[test]
+fn sigterm_drains_and_exits_cleanly() {
+    let smtp = Smtp::start();
+    let hooks = Hooks::start();
+    let wf = workflows(hooks.port, false);
+    let db = TestDb::new(Backend::Sqlite);
+    let mut app = App::start(AppOpts::new(&db.url, wf.dir.path(), smtp.port));
+    assert_eq!(
+        app.post(&opened("q1", "T-TERM", "normal", &now_rfc3339(0)))
+            .0,
+        202
+    );
+    let status = app
+        .terminate(Duration::from_secs(40))
+        .expect("exits after SIGTERM");
+    assert!(status.success(), "exit status {status:?}\n{}", app.stderr());
+    assert!(app.stderr().contains("stopped"), "{}", app.stderr());
+}
+
+#[test]
+fn review_report_runs_once_per_period_with_two_workers() {
+    let smtp = Smtp::start();
+    let hooks = Hooks::start();
+    let wf = workflows(hooks.port, true);
+    let db = TestDb::new(Backend::Postgres);
+    let _a = App::start(AppOpts::new(&db.url, wf.dir.path(), smtp.port));
+    let _b = App::start(AppOpts {
+        role: "worker",
+        ..AppOpts::new(&db.url, wf.dir.path(), smtp.port)
+    });
+    // A review every 3 s: wait for three periods.
+    let mails = smtp.wait_mails(LONG, |m| {
+        matching(m, "supervisor@test.local", "[Weekly review] fast-review").len() >= 3
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let mails = if smtp.mails().len() > mails.len() {
+        smtp.mails()
+    } else {
+        mails
+    };
+    let reviews = matching(
+        &mails,
+        "supervisor@test.local",
+        "[Weekly review] fast-review",
+    );
+    // A period sent twice would repeat its Message-ID (the id is derived from the period).
+    let ids: BTreeSet<&str> = reviews.iter().map(|m| m.message_id()).collect();
+    assert_eq!(ids.len(), reviews.len(), "one report per period: {ids:#?}");
+    assert!(reviews.len() >= 3);
+}
