@@ -594,11 +594,16 @@ pub mod reqwest {
                 (s, r.json().await.unwrap_or(Value::Null))
             })
         }
+        /// GET; status 0 when the server cannot be reached (still starting).
         pub fn get(&self, url: &str) -> (u16, Value) {
             self.rt.block_on(async {
-                let r = self.c.get(url).send().await.expect("GET");
-                let s = r.status().as_u16();
-                (s, r.json().await.unwrap_or(Value::Null))
+                match self.c.get(url).send().await {
+                    Ok(r) => {
+                        let s = r.status().as_u16();
+                        (s, r.json().await.unwrap_or(Value::Null))
+                    }
+                    Err(_) => (0, Value::Null),
+                }
             })
         }
         pub fn text(&self, url: &str) -> String {

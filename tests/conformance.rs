@@ -1,0 +1,2024 @@
+//! Storage/engine conformance suite: one set of behaviour tests, each run against SQLite and
+//! PostgreSQL (STYLE.md item 9, after river's `riverdrivertest`).
+//!
+//! Every test gets a fresh database (a SQLite file in a tempdir, or a new PostgreSQL database
+//! `sk_conf_<ulid>` dropped at the end), the shipped `workflows/`, and an engine whose clock
+//! is virtual: time moves only when a test sets it, so nothing here sleeps. The tests drive
+//! the library directly (`ingest`, `on_timer`, `on_delivery`, `on_review`,
+//! `schedule_reviews`, `store::*`, `show::load`) and read the tables, including apalis' jobs
+//! table, to prove that each effect was committed together with the state it came from.
+//! No apalis worker runs here: that is the end-to-end suite's job.
+//!
+//! PostgreSQL comes from `SLAKEEPER_TEST_PG_URL` (else `.test-env/env`, else
+//! `postgres://postgres@127.0.0.1:5432/test`). When it is unreachable the PostgreSQL variants
+//! fail with a message saying so, unless `SLAKEEPER_TEST_SKIP_PG=1`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, FixedOffset, TimeZone, Utc};
+use serde_json::{Value, json};
+use sqlx::postgres::PgPoolOptions;
+
+use slakeeper::core::clock::ClockStatus;
+use slakeeper::core::event::{Event, parse_event};
+use slakeeper::core::machine::Ticket;
+use slakeeper::core::model::Stage;
+use slakeeper::shell::db::Db;
+use slakeeper::shell::engine::{Clock, Engine, IngestError, Ingested, RetryPolicy};
+use slakeeper::shell::notify::Notifier;
+use slakeeper::shell::queue::{self, DeliveryJob, ReviewJob, TimerJob};
+use slakeeper::shell::store::{self, DeliveryRow, NotificationRow, from_ms, ms};
+use slakeeper::shell::{report, show};
+use slakeeper::workflow::{Config, load_dir};
+use slakeeper::{db_all, db_opt};
+
+const GS: &str = "general-service";
+const CUSTOMER_EMAIL: &str = "li.private@example.com";
+const CUSTOMER_PHONE: &str = "+86 138 0013 8000";
+const PAGER: &str = "https://pager.example.com/hook";
+
+// ====================================================================== harness
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+fn setting(key: &str) -> Option<String> {
+    if let Ok(v) = std::env::var(key) {
+        return Some(v);
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".test-env/env");
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .find(|(k, _)| k.trim() == key)
+        .map(|(_, v)| v.trim().to_string())
+}
+
+fn pg_url() -> String {
+    setting("SLAKEEPER_TEST_PG_URL")
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+fn skip_pg() -> bool {
+    std::env::var("SLAKEEPER_TEST_SKIP_PG").is_ok_and(|v| v == "1")
+}
+
+/// The same server URL naming another database (query string kept).
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let host_start = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[host_start..]
+        .find('/')
+        .map_or(base.len(), |i| i + host_start);
+    match query {
+        Some(q) => format!("{}/{db}?{q}", &base[..host_end]),
+        None => format!("{}/{db}", &base[..host_end]),
+    }
+}
+
+fn config() -> Arc<Config> {
+    static CFG: std::sync::OnceLock<Arc<Config>> = std::sync::OnceLock::new();
+    CFG.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows");
+        match load_dir(&dir) {
+            Ok(c) => Arc::new(c),
+            Err(d) => panic!("shipped workflows do not load: {d:?}"),
+        }
+    })
+    .clone()
+}
+
+/// The database a test owns; removed when the test ends, also when it panics.
+enum TestDb {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Pg { admin: String, name: String },
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let TestDb::Pg { admin, name } = self else {
+            return;
+        };
+        let (admin, name) = (admin.clone(), name.clone());
+        // Drop runs inside the test's runtime: do the async work on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(pool) = PgPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect(&admin)
+                    .await
+                {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
+                    pool.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The engine under test, its virtual clock and its database. Field order matters: the
+/// engine (and its pool) goes before the database is dropped.
+pub struct Harness {
+    pub engine: Engine,
+    clock: Arc<AtomicI64>,
+    _db: TestDb,
+}
+
+/// 2026-11-24 09:30 in Shanghai (a Tuesday): the start of most scenarios.
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 24, 1, 30, 0)
+        .single()
+        .expect("valid instant")
+}
+
+fn mins(m: i64) -> chrono::Duration {
+    chrono::Duration::minutes(m)
+}
+
+fn secs(s: i64) -> chrono::Duration {
+    chrono::Duration::seconds(s)
+}
+
+impl Harness {
+    /// A fresh, migrated database on `backend`, or None when PostgreSQL is to be skipped.
+    pub async fn new(backend: Backend) -> Option<Harness> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (url, guard) = match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let url = format!("sqlite://{}", dir.path().join("conformance.db").display());
+                (url, TestDb::Sqlite(dir))
+            }
+            Backend::Postgres => {
+                if skip_pg() {
+                    eprintln!("SLAKEEPER_TEST_SKIP_PG=1: PostgreSQL variant skipped");
+                    return None;
+                }
+                let admin = pg_url();
+                let pool = match PgPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect(&admin)
+                    .await
+                {
+                    Ok(p) => p,
+                    Err(e) => panic!(
+                        "PostgreSQL is unreachable at {} ({e}). Start it (`bash scripts/test-env.sh`, \
+                         or `pg_ctlcluster --skip-systemctl-redirect 15 main start`), point \
+                         SLAKEEPER_TEST_PG_URL at a server, or set SLAKEEPER_TEST_SKIP_PG=1 to skip \
+                         the PostgreSQL variants",
+                        slakeeper::shell::redact(&admin)
+                    ),
+                };
+                let name = format!("sk_conf_{}", ulid::Ulid::new().to_string().to_lowercase());
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&pool)
+                    .await
+                    .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+                pool.close().await;
+                let url = with_database(&admin, &name);
+                (url, TestDb::Pg { admin, name })
+            }
+        };
+        let db = Db::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("connect {}: {e}", slakeeper::shell::redact(&url)));
+        queue::migrate(&db).await.expect("migrations apply");
+        let clock = Arc::new(AtomicI64::new(ms(t0())));
+        let c = clock.clone();
+        let virtual_clock: Clock = Arc::new(move || from_ms(c.load(Ordering::SeqCst)));
+        let engine = Engine {
+            db,
+            cfg: config(),
+            notifier: Notifier::new(None, "slakeeper@localhost", None).expect("notifier"),
+            retry: RetryPolicy {
+                base: Duration::from_secs(5),
+                max: Duration::from_secs(600),
+            },
+            clock: virtual_clock,
+        };
+        Some(Harness {
+            engine,
+            clock,
+            _db: guard,
+        })
+    }
+
+    fn db(&self) -> &Db {
+        &self.engine.db
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.engine.now()
+    }
+
+    fn set_clock(&self, t: DateTime<Utc>) {
+        self.clock.store(ms(t), Ordering::SeqCst);
+    }
+
+    /// Parse events as the API does (against the current virtual time).
+    fn events(&self, vs: &[Value]) -> Vec<Event> {
+        vs.iter()
+            .map(|v| {
+                parse_event(v, self.now()).unwrap_or_else(|e| panic!("bad test event {v}: {e}"))
+            })
+            .collect()
+    }
+
+    async fn try_ingest(&self, vs: &[Value]) -> Result<Ingested, IngestError> {
+        let evs = self.events(vs);
+        self.engine.ingest(&evs, evs.len() > 1).await
+    }
+
+    async fn ingest(&self, vs: &[Value]) -> Ingested {
+        self.try_ingest(vs)
+            .await
+            .unwrap_or_else(|e| panic!("ingest failed: {e}"))
+    }
+
+    /// Ingest one event with the clock set to its `at` (events that arrive on time).
+    async fn ingest_at(&self, at: DateTime<Utc>, v: Value) -> Ingested {
+        if at > self.now() {
+            self.set_clock(at);
+        }
+        self.ingest(&[v]).await
+    }
+
+    /// Pending timers of a ticket, from `sk_timers`: key -> (kind, due ms).
+    async fn timers(&self, ticket: &str) -> BTreeMap<String, (String, i64)> {
+        db_all!(
+            self.db(),
+            (String, String, i64),
+            "SELECT key, kind, due FROM sk_timers WHERE ticket = $1",
+            ticket
+        )
+        .expect("sk_timers")
+        .into_iter()
+        .map(|(k, kind, due)| (k, (kind, due)))
+        .collect()
+    }
+
+    async fn due(&self, ticket: &str, key: &str) -> DateTime<Utc> {
+        let timers = self.timers(ticket).await;
+        let (_, due) = timers
+            .get(key)
+            .unwrap_or_else(|| panic!("no pending timer {key} for {ticket}: {timers:?}"));
+        from_ms(*due)
+    }
+
+    /// The timer job for a pending timer, with the clock moved to its due instant.
+    async fn job_at_due(&self, ticket: &str, key: &str) -> TimerJob {
+        let due = self.due(ticket, key).await;
+        if due > self.now() {
+            self.set_clock(due);
+        }
+        TimerJob {
+            ticket: ticket.into(),
+            key: key.into(),
+            due_ms: ms(due),
+        }
+    }
+
+    async fn on_timer(&self, job: &TimerJob) -> &'static str {
+        self.engine.on_timer(job).await.expect("on_timer")
+    }
+
+    async fn state(&self, ticket: &str) -> Ticket {
+        store::ticket_state(self.db(), ticket)
+            .await
+            .expect("ticket_state")
+            .unwrap_or_else(|| panic!("no state for {ticket}"))
+    }
+
+    async fn notifications(&self, ticket: &str) -> Vec<(NotificationRow, Vec<DeliveryRow>)> {
+        store::ticket_notifications(self.db(), ticket)
+            .await
+            .expect("notifications")
+    }
+
+    /// (template, role) of a ticket's notifications, sorted.
+    async fn sent(&self, ticket: &str) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = self
+            .notifications(ticket)
+            .await
+            .into_iter()
+            .map(|(n, _)| (n.template, n.role))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A ticket's facts: (id without the ticket prefix, kind, clock, outcome, value, at).
+    #[allow(clippy::type_complexity)]
+    async fn facts(
+        &self,
+        ticket: &str,
+    ) -> Vec<(
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        i64,
+    )> {
+        let rows = db_all!(
+            self.db(),
+            (
+                String,
+                String,
+                Option<String>,
+                Option<String>,
+                Option<i64>,
+                i64
+            ),
+            "SELECT id, kind, clock, outcome, value, at FROM sk_facts WHERE ticket = $1 ORDER BY id",
+            ticket
+        )
+        .expect("sk_facts");
+        rows.into_iter()
+            .map(|(id, k, c, o, v, at)| {
+                let id = id
+                    .strip_prefix(&format!("{ticket}/"))
+                    .unwrap_or(&id)
+                    .to_string();
+                (id, k, c, o, v, at)
+            })
+            .collect()
+    }
+
+    async fn fact(&self, ticket: &str, id: &str) -> Option<(String, Option<String>, Option<i64>)> {
+        self.facts(ticket)
+            .await
+            .into_iter()
+            .find(|f| f.0 == id)
+            .map(|f| (f.1, f.3, f.4))
+    }
+
+    /// (kind, detail) of a ticket's timeline rows, in order.
+    async fn timeline(&self, ticket: &str) -> Vec<(String, Value)> {
+        store::ticket_timeline(self.db(), ticket)
+            .await
+            .expect("timeline")
+            .into_iter()
+            .map(|r| {
+                let d = serde_json::from_str(&r.detail).expect("timeline detail is JSON");
+                (r.kind, d)
+            })
+            .collect()
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        let sql = sql.to_string();
+        db_opt!(self.db(), (i64,), sqlx::AssertSqlSafe(sql))
+            .expect("count")
+            .map_or(0, |(n,)| n)
+    }
+
+    /// The jobs on one of our queues: (payload, run_at in whole seconds).
+    async fn jobs(&self, queue_name: &str) -> Vec<(Value, i64)> {
+        let rows: Vec<(Vec<u8>, i64)> = match self.db() {
+            Db::Sqlite(p) => {
+                sqlx::query_as(
+                    "SELECT job, run_at FROM Jobs WHERE job_type = $1 ORDER BY run_at, id",
+                )
+                .bind(queue_name)
+                .fetch_all(p)
+                .await
+            }
+            Db::Pg(p) => {
+                sqlx::query_as(
+                    "SELECT job, CAST(EXTRACT(EPOCH FROM run_at) AS BIGINT) FROM apalis.jobs
+                     WHERE job_type = $1 ORDER BY run_at, id",
+                )
+                .bind(queue_name)
+                .fetch_all(p)
+                .await
+            }
+        }
+        .expect("jobs table");
+        rows.into_iter()
+            .map(|(b, run_at)| {
+                (
+                    serde_json::from_slice(&b).expect("job payload is JSON"),
+                    run_at,
+                )
+            })
+            .collect()
+    }
+
+    async fn timer_jobs(&self, ticket: &str) -> Vec<(TimerJob, i64)> {
+        self.jobs(queue::TIMERS)
+            .await
+            .into_iter()
+            .map(|(v, r)| (serde_json::from_value::<TimerJob>(v).expect("TimerJob"), r))
+            .filter(|(j, _)| j.ticket == ticket)
+            .collect()
+    }
+
+    async fn delivery_jobs(&self) -> Vec<(DeliveryJob, i64)> {
+        self.jobs(queue::OUTBOX)
+            .await
+            .into_iter()
+            .map(|(v, r)| {
+                (
+                    serde_json::from_value::<DeliveryJob>(v).expect("DeliveryJob"),
+                    r,
+                )
+            })
+            .collect()
+    }
+
+    async fn review_jobs(&self, workflow: &str) -> Vec<(ReviewJob, i64)> {
+        self.jobs(queue::REVIEW)
+            .await
+            .into_iter()
+            .map(|(v, r)| {
+                (
+                    serde_json::from_value::<ReviewJob>(v).expect("ReviewJob"),
+                    r,
+                )
+            })
+            .filter(|(j, _)| j.workflow == workflow)
+            .collect()
+    }
+
+    /// Row counts of every table a use case writes, apalis' jobs included.
+    async fn snapshot(&self) -> BTreeMap<&'static str, i64> {
+        let mut m = BTreeMap::new();
+        for t in [
+            "sk_events",
+            "sk_tickets",
+            "sk_timeline",
+            "sk_timers",
+            "sk_notifications",
+            "sk_deliveries",
+            "sk_attempts",
+            "sk_facts",
+            "sk_reviews",
+        ] {
+            m.insert(t, self.count(&format!("SELECT COUNT(*) FROM {t}")).await);
+        }
+        for q in queue::QUEUES {
+            m.insert(q, self.jobs(q).await.len() as i64);
+        }
+        m
+    }
+}
+
+// ====================================================================== events
+
+fn at_text(at: DateTime<Utc>) -> String {
+    // Sent with the ticket system's own offset, as real senders do.
+    at.with_timezone(&FixedOffset::east_opt(8 * 3600).expect("offset"))
+        .to_rfc3339()
+}
+
+fn event(id: &str, ticket: &str, kind: &str, at: DateTime<Utc>, extra: Value) -> Value {
+    let mut v = json!({"id": id, "ticket": ticket, "type": kind, "at": at_text(at)});
+    if let (Some(o), Value::Object(e)) = (v.as_object_mut(), extra) {
+        o.extend(e);
+    }
+    v
+}
+
+fn opened(ticket: &str, at: DateTime<Utc>, priority: &str, category: &str) -> Value {
+    event(
+        &format!("{ticket}-opened"),
+        ticket,
+        "ticket.opened",
+        at,
+        json!({
+            "priority": priority, "category": category, "channel": "phone",
+            "customer": {"name": "Li", "email": CUSTOMER_EMAIL, "phone": CUSTOMER_PHONE},
+            "assignee": {"name": "Wang", "email": "wang@example.com"},
+            "attributes": {"order": "A-77"},
+        }),
+    )
+}
+
+fn simple(ticket: &str, kind: &str, at: DateTime<Utc>) -> Value {
+    event(
+        &format!("{ticket}-{}", kind.replace('.', "-")),
+        ticket,
+        kind,
+        at,
+        json!({}),
+    )
+}
+
+fn answered(ticket: &str, at: DateTime<Utc>, score: u8) -> Value {
+    event(
+        &format!("{ticket}-survey"),
+        ticket,
+        "survey.answered",
+        at,
+        json!({"score": score, "comment": "ok"}),
+    )
+}
+
+const FR75: &str = "esc/first_response/1/75%";
+const FR100: &str = "esc/first_response/1/100%";
+
+/// Open an urgent complaint at `t0()` with the clock there.
+async fn open_urgent(h: &Harness, ticket: &str) {
+    h.set_clock(t0());
+    let r = h
+        .ingest(&[opened(ticket, t0(), "urgent", "complaint")])
+        .await;
+    assert_eq!(r.accepted, 1);
+}
+
+/// Open, respond and resolve an urgent ticket on time; returns the resolution instant.
+async fn resolved_ticket(h: &Harness, ticket: &str) -> DateTime<Utc> {
+    open_urgent(h, ticket).await;
+    h.ingest_at(
+        t0() + mins(5),
+        simple(ticket, "ticket.responded", t0() + mins(5)),
+    )
+    .await;
+    let at = t0() + mins(60);
+    h.ingest_at(at, simple(ticket, "ticket.resolved", at)).await;
+    at
+}
+
+// ====================================================================== the suite
+
+/// Generates `sqlite::NAME` and `postgres::NAME` for every behaviour below.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(h) = super::Harness::new(super::Backend::Sqlite).await {
+                        super::$name(h).await;
+                    }
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(h) = super::Harness::new(super::Backend::Postgres).await {
+                        super::$name(h).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    migrations_apply_twice_and_keep_histories_apart,
+    single_event_is_accepted_and_applied,
+    batch_counts_accepted_and_duplicates,
+    duplicate_event_is_counted_and_not_applied_again,
+    batch_with_one_bad_event_changes_nothing,
+    ticket_opened_pushes_timer_jobs_matching_sk_timers,
+    breach_alert_fires_at_deadline_exactly_once,
+    timer_made_moot_by_a_response_sends_nothing,
+    late_opened_event_breaches_at_once_inside_ingest,
+    backlog_batch_is_applied_at_event_time,
+    out_of_order_event_gives_same_clocks_as_in_order,
+    rebuild_after_breach_does_not_notify_again,
+    events_before_opened_are_parked_then_applied,
+    waiting_on_customer_and_resumed_move_the_deadline,
+    survey_is_sent_after_resolution,
+    low_score_schedules_callback_with_its_clock,
+    top_score_sends_thank_you,
+    reopen_drops_survey_timers,
+    close_drops_every_timer,
+    failed_delivery_is_recorded_and_retried_with_backoff,
+    schedule_reviews_on_fresh_db_records_pre_deployment_period,
+    review_for_a_period_is_sent_once,
+    missed_review_periods_are_pushed_at_next_schedule,
+    lease_is_exclusive_until_expiry,
+    open_and_timer_counts_reflect_state,
+    report_numbers_match_a_small_scenario,
+    ticket_show_never_contains_customer_contact_data,
+);
+
+// ---------------------------------------------------------------------- migrations
+
+async fn migrations_apply_twice_and_keep_histories_apart(h: Harness) {
+    // Arrange: the harness migrated once; keep a row to prove a re-run touches no data.
+    open_urgent(&h, "M1").await;
+    let before = h.snapshot().await;
+
+    // Act
+    queue::migrate(h.db()).await.expect("second migrate");
+    queue::migrate(h.db()).await.expect("third migrate");
+
+    // Assert: ours in `slakeeper_migrations`, apalis' in its own table, neither in the other.
+    assert_eq!(h.snapshot().await, before);
+    let ours = db_all!(
+        h.db(),
+        (i64, bool),
+        "SELECT version, success FROM slakeeper_migrations ORDER BY version"
+    )
+    .expect("slakeeper_migrations exists");
+    assert_eq!(ours.len(), queue::expected_migrations(h.db()));
+    assert!(ours.iter().all(|(_, ok)| *ok), "{ours:?}");
+    let (apalis_table, apalis_expected) = match h.db() {
+        Db::Sqlite(_) => (
+            "_sqlx_migrations",
+            apalis_sqlite::SqliteStorage::<()>::migrations()
+                .iter()
+                .count(),
+        ),
+        Db::Pg(_) => (
+            "apalis._sqlx_migrations",
+            apalis_postgres::PostgresStorage::<()>::migrations()
+                .iter()
+                .count(),
+        ),
+    };
+    let theirs = db_all!(
+        h.db(),
+        (i64, bool),
+        sqlx::AssertSqlSafe(format!(
+            "SELECT version, success FROM {apalis_table} ORDER BY version"
+        ))
+    )
+    .expect("apalis migration history exists");
+    assert_eq!(theirs.len(), apalis_expected);
+    assert!(theirs.iter().all(|(_, ok)| *ok));
+    let our_versions: BTreeSet<i64> = ours.iter().map(|(v, _)| *v).collect();
+    let their_versions: BTreeSet<i64> = theirs.iter().map(|(v, _)| *v).collect();
+    assert!(
+        our_versions.is_disjoint(&their_versions),
+        "histories mixed: {our_versions:?} / {their_versions:?}"
+    );
+    if let Db::Pg(_) = h.db() {
+        let public = h
+            .count(
+                "SELECT COUNT(*) FROM information_schema.tables
+                 WHERE table_schema = 'public' AND table_name = '_sqlx_migrations'",
+            )
+            .await;
+        assert_eq!(public, 0, "apalis' history must stay in its own schema");
+    }
+}
+
+// ---------------------------------------------------------------------- ingestion
+
+async fn single_event_is_accepted_and_applied(h: Harness) {
+    // Act
+    let res = h.ingest(&[opened("S1", t0(), "urgent", "complaint")]).await;
+
+    // Assert
+    assert_eq!(
+        res,
+        Ingested {
+            accepted: 1,
+            duplicates: 0
+        }
+    );
+    let evs = db_all!(
+        h.db(),
+        (String, String, String, i64, String),
+        "SELECT id, ticket, type, at, status FROM sk_events"
+    )
+    .expect("sk_events");
+    assert_eq!(
+        evs,
+        vec![(
+            "S1-opened".into(),
+            "S1".into(),
+            "ticket.opened".into(),
+            ms(t0()),
+            "applied".into()
+        )]
+    );
+    let row = db_opt!(
+        h.db(),
+        (String, String, String, Option<String>, i64, i64, i64),
+        "SELECT workflow, stage, priority, category, is_open, opened_at, version
+         FROM sk_tickets WHERE id = $1",
+        "S1"
+    )
+    .expect("sk_tickets")
+    .expect("a ticket row");
+    assert_eq!(
+        row,
+        (
+            GS.into(),
+            "intake".into(),
+            "urgent".into(),
+            Some("complaint".into()),
+            1,
+            ms(t0()),
+            1
+        )
+    );
+    let state = h.state("S1").await;
+    assert_eq!(state.stage, Stage::Intake);
+    assert_eq!(state.clocks["first_response"].status, ClockStatus::Running);
+    let tl = h.timeline("S1").await;
+    assert_eq!(tl[0].0, "event");
+    assert_eq!(tl[0].1["event"], "ticket.opened");
+    assert_eq!(tl[0].1["id"], "S1-opened");
+}
+
+async fn batch_counts_accepted_and_duplicates(h: Harness) {
+    // Arrange + Act: a first batch of new events.
+    let first = h
+        .ingest(&[
+            opened("B1", t0(), "urgent", "complaint"),
+            opened("B2", t0(), "normal", "consultation"),
+            simple("B1", "ticket.responded", t0()),
+        ])
+        .await;
+    assert_eq!(
+        first,
+        Ingested {
+            accepted: 3,
+            duplicates: 0
+        }
+    );
+
+    // Act: a batch mixing known ids, a new event and an id repeated inside the batch.
+    let second = h
+        .ingest(&[
+            simple("B1", "ticket.responded", t0()),
+            opened("B3", t0(), "important", "business"),
+            opened("B2", t0(), "normal", "consultation"),
+            opened("B3", t0(), "important", "business"),
+        ])
+        .await;
+
+    // Assert
+    assert_eq!(
+        second,
+        Ingested {
+            accepted: 1,
+            duplicates: 3
+        }
+    );
+    assert_eq!(h.count("SELECT COUNT(*) FROM sk_events").await, 4);
+    assert_eq!(h.count("SELECT COUNT(*) FROM sk_tickets").await, 3);
+    assert_eq!(h.state("B1").await.stage, Stage::Diagnosis);
+}
+
+async fn duplicate_event_is_counted_and_not_applied_again(h: Harness) {
+    // Arrange
+    open_urgent(&h, "D1").await;
+    let responded = simple("D1", "ticket.responded", t0() + mins(5));
+    h.ingest_at(t0() + mins(5), responded.clone()).await;
+    let state = h.state("D1").await;
+    let timeline = h.timeline("D1").await;
+    let before = h.snapshot().await;
+
+    // Act: the same id again, once as sent and once with a later `at` (a resend with a
+    // changed body is still the same event).
+    h.set_clock(t0() + mins(10));
+    let again = h.ingest(&[responded.clone()]).await;
+    let mut changed = responded;
+    changed["at"] = json!(at_text(t0() + mins(9)));
+    let changed_again = h.ingest(&[changed]).await;
+
+    // Assert
+    assert_eq!(
+        again,
+        Ingested {
+            accepted: 0,
+            duplicates: 1
+        }
+    );
+    assert_eq!(changed_again, again);
+    assert_eq!(h.state("D1").await, state);
+    assert_eq!(h.timeline("D1").await, timeline);
+    assert_eq!(h.snapshot().await, before);
+}
+
+async fn batch_with_one_bad_event_changes_nothing(h: Harness) {
+    // Arrange: an existing ticket, so "nothing changes" covers updates too.
+    open_urgent(&h, "G1").await;
+    let before = h.snapshot().await;
+    let state = h.state("G1").await;
+    let good = [
+        simple("G1", "ticket.responded", t0()),
+        opened("G2", t0(), "normal", "complaint"),
+    ];
+    let mut unknown_workflow = opened("G4", t0(), "urgent", "complaint");
+    unknown_workflow["workflow"] = json!("no-such-workflow");
+    let cases = [
+        (
+            "unknown_priority",
+            opened("G3", t0(), "critical", "complaint"),
+            "events[2].priority",
+        ),
+        ("unknown_workflow", unknown_workflow, "events[2].workflow"),
+        (
+            "no_workflow",
+            opened("G5", t0(), "urgent", "gardening"),
+            "events[2].category",
+        ),
+    ];
+    for (code, bad, field) in cases {
+        // Act
+        let mut batch = good.to_vec();
+        batch.push(bad);
+        batch.push(simple("G2", "ticket.responded", t0()));
+        let res = h.try_ingest(&batch).await;
+
+        // Assert
+        match res {
+            Err(IngestError::Bad(e)) => {
+                assert_eq!(e.code, code);
+                assert_eq!(e.field.as_deref(), Some(field), "{e:?}");
+            }
+            other => panic!("{code}: expected a rejection, got {other:?}"),
+        }
+        assert_eq!(
+            h.snapshot().await,
+            before,
+            "{code}: the batch left rows behind"
+        );
+        assert_eq!(h.state("G1").await, state);
+    }
+}
+
+// ---------------------------------------------------------------------- timers
+
+async fn ticket_opened_pushes_timer_jobs_matching_sk_timers(h: Harness) {
+    // Act
+    open_urgent(&h, "J1").await;
+
+    // Assert: five escalation points (first_response 75%, 100%, +4h; resolution 100%, +4h).
+    let timers = h.timers("J1").await;
+    let expected: BTreeMap<String, (String, i64)> = [
+        (FR75, t0() + secs(22 * 60 + 30)),
+        (FR100, t0() + mins(30)),
+        ("esc/first_response/1/+4h", t0() + mins(30 + 240)),
+        ("esc/resolution/1/100%", t0() + chrono::Duration::days(1)),
+        (
+            "esc/resolution/1/+4h",
+            t0() + chrono::Duration::days(1) + mins(240),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, due)| (k.to_string(), ("escalation".to_string(), ms(due))))
+    .collect();
+    assert_eq!(timers, expected);
+    // Every pending timer has its job, pushed in the same transaction, payload = row.
+    let jobs = h.timer_jobs("J1").await;
+    assert_eq!(jobs.len(), timers.len());
+    let from_jobs: BTreeMap<String, i64> = jobs
+        .iter()
+        .map(|(j, run_at)| {
+            assert_eq!(
+                *run_at,
+                j.due_ms.div_euclid(1000),
+                "run_at is the due second"
+            );
+            (j.key.clone(), j.due_ms)
+        })
+        .collect();
+    let from_rows: BTreeMap<String, i64> =
+        timers.iter().map(|(k, (_, d))| (k.clone(), *d)).collect();
+    assert_eq!(from_jobs, from_rows);
+    // The state's timer set is what sk_timers mirrors.
+    let state = h.state("J1").await;
+    let from_state: BTreeMap<String, i64> = state
+        .timers
+        .iter()
+        .map(|(k, t)| (k.clone(), ms(t.due)))
+        .collect();
+    assert_eq!(from_state, from_rows);
+}
+
+async fn breach_alert_fires_at_deadline_exactly_once(h: Harness) {
+    // Arrange: the 75% warning has gone out.
+    open_urgent(&h, "X1").await;
+    let warn = h.job_at_due("X1", FR75).await;
+    assert_eq!(h.on_timer(&warn).await, "applied");
+    assert_eq!(
+        h.sent("X1").await,
+        vec![("sla_warning".to_string(), "assignee".to_string())]
+    );
+    let breach = TimerJob {
+        ticket: "X1".into(),
+        key: FR100.into(),
+        due_ms: ms(t0() + mins(30)),
+    };
+    // A job that runs well before its due (a stale schedule) does nothing.
+    h.set_clock(t0() + mins(25));
+    let early = h.snapshot().await;
+    assert_eq!(h.on_timer(&breach).await, "deferred");
+    assert_eq!(h.snapshot().await, early);
+
+    // Act: at the deadline.
+    h.set_clock(t0() + mins(30));
+    let before = h.snapshot().await;
+    assert_eq!(h.on_timer(&breach).await, "applied");
+
+    // Assert: the outcome fact, the escalation, the outbox rows and their jobs, the timeline.
+    assert_eq!(
+        h.fact("X1", "outcome/first_response/1").await,
+        Some((
+            "outcome".to_string(),
+            Some("breached".to_string()),
+            Some(ms(t0() + mins(30)))
+        ))
+    );
+    let breaches: Vec<(NotificationRow, Vec<DeliveryRow>)> = h
+        .notifications("X1")
+        .await
+        .into_iter()
+        .filter(|(n, _)| n.template == "sla_breach")
+        .collect();
+    let mut targets: Vec<(String, String, String, String, i64)> = breaches
+        .iter()
+        .flat_map(|(n, ds)| {
+            ds.iter().map(move |d| {
+                (
+                    n.role.clone(),
+                    d.channel.clone(),
+                    d.target.clone(),
+                    d.status.clone(),
+                    d.attempts,
+                )
+            })
+        })
+        .collect();
+    targets.sort();
+    let p = |r: &str, c: &str, t: &str| (r.into(), c.into(), t.into(), "pending".into(), 0);
+    assert_eq!(
+        targets,
+        vec![
+            p("oncall", "email", "role:oncall"),
+            p("oncall", "webhook", PAGER),
+            p("supervisor", "email", "role:supervisor"),
+        ]
+    );
+    assert!(breaches.iter().all(|(n, _)| n.at == ms(t0() + mins(30))));
+    let ids: BTreeSet<String> = breaches.iter().map(|(n, _)| n.id.clone()).collect();
+    let mut jobs: Vec<(String, String, String, i64)> = h
+        .delivery_jobs()
+        .await
+        .into_iter()
+        .filter(|(j, _)| ids.contains(&j.notification))
+        .map(|(j, _)| (j.notification, j.channel, j.target, j.attempt))
+        .collect();
+    jobs.sort();
+    let mut expected_jobs: Vec<(String, String, String, i64)> = breaches
+        .iter()
+        .flat_map(|(n, ds)| {
+            ds.iter()
+                .map(move |d| (n.id.clone(), d.channel.clone(), d.target.clone(), 1))
+        })
+        .collect();
+    expected_jobs.sort();
+    assert_eq!(jobs, expected_jobs);
+    let tl = h.timeline("X1").await;
+    assert!(
+        tl.iter()
+            .any(|(k, d)| k == "timer.fired" && d["key"] == FR100)
+    );
+    assert!(tl.iter().any(|(k, d)| k == "clock"
+        && d["clock"] == "first_response"
+        && d["outcome"] == "breached"));
+    let notes: Vec<&Value> = tl
+        .iter()
+        .filter(|(k, d)| k == "notification" && d["template"] == "sla_breach")
+        .map(|(_, d)| d)
+        .collect();
+    assert_eq!(notes.len(), 2);
+    assert!(!h.timers("X1").await.contains_key(FR100));
+    let state = h.state("X1").await;
+    assert_eq!(
+        state.clocks["first_response"].breached_at,
+        Some(t0() + mins(30))
+    );
+    let after = h.snapshot().await;
+    assert_eq!(after["sk_notifications"] - before["sk_notifications"], 2);
+    assert_eq!(after["sk_deliveries"] - before["sk_deliveries"], 3);
+    assert_eq!(after[queue::OUTBOX] - before[queue::OUTBOX], 3);
+
+    // Act again: the same job a second time (at-least-once queue).
+    h.set_clock(t0() + mins(31));
+    assert_eq!(h.on_timer(&breach).await, "moot");
+
+    // Assert: nothing added.
+    assert_eq!(h.snapshot().await, after);
+}
+
+async fn timer_made_moot_by_a_response_sends_nothing(h: Harness) {
+    // Arrange
+    open_urgent(&h, "R1").await;
+    let jobs = h.timer_jobs("R1").await;
+    h.ingest_at(
+        t0() + mins(10),
+        simple("R1", "ticket.responded", t0() + mins(10)),
+    )
+    .await;
+    let before = h.snapshot().await;
+
+    // Act: the first_response jobs run when they were due.
+    let mut outcomes = Vec::new();
+    for key in [FR75, FR100] {
+        let (job, _) = jobs
+            .iter()
+            .find(|(j, _)| j.key == key)
+            .expect("job pushed at opening")
+            .clone();
+        h.set_clock(from_ms(job.due_ms));
+        outcomes.push(h.on_timer(&job).await);
+    }
+
+    // Assert
+    assert_eq!(outcomes, vec!["moot", "moot"]);
+    assert_eq!(h.snapshot().await, before);
+    assert!(h.notifications("R1").await.is_empty());
+    assert_eq!(
+        h.fact("R1", "outcome/first_response/1").await,
+        Some(("outcome".to_string(), Some("met".to_string()), Some(600)))
+    );
+    assert!(
+        h.timers("R1")
+            .await
+            .keys()
+            .all(|k| !k.starts_with("esc/first_response/"))
+    );
+}
+
+async fn late_opened_event_breaches_at_once_inside_ingest(h: Harness) {
+    // Arrange: the ticket system tells us two hours late.
+    h.set_clock(t0() + mins(120));
+
+    // Act
+    h.ingest(&[opened("L1", t0(), "urgent", "complaint")]).await;
+
+    // Assert: warning and breach are already in the outbox, with their delivery jobs.
+    assert_eq!(
+        h.fact("L1", "outcome/first_response/1").await,
+        Some((
+            "outcome".to_string(),
+            Some("breached".to_string()),
+            Some(ms(t0() + mins(30)))
+        ))
+    );
+    assert_eq!(
+        h.sent("L1").await,
+        vec![
+            ("sla_breach".to_string(), "oncall".to_string()),
+            ("sla_breach".to_string(), "supervisor".to_string()),
+            ("sla_warning".to_string(), "assignee".to_string()),
+        ]
+    );
+    let deliveries: usize = h
+        .notifications("L1")
+        .await
+        .iter()
+        .map(|(_, d)| d.len())
+        .sum();
+    assert_eq!(deliveries, 4);
+    assert_eq!(h.delivery_jobs().await.len(), 4);
+    let tl = h.timeline("L1").await;
+    assert!(tl[0].1["late_by"].is_string(), "{:?}", tl[0]);
+    let timers = h.timers("L1").await;
+    assert!(!timers.contains_key(FR75) && !timers.contains_key(FR100));
+    assert!(timers.contains_key("esc/first_response/1/+4h"));
+    assert!(timers.contains_key("esc/resolution/1/100%"));
+}
+
+async fn backlog_batch_is_applied_at_event_time(h: Harness) {
+    // Arrange: after an outage the ticket system sends its backlog in one batch: the ticket
+    // was answered 10 minutes after it was opened, two hours ago.
+    h.set_clock(t0() + mins(120));
+
+    // Act
+    h.ingest(&[
+        opened("K1", t0(), "urgent", "complaint"),
+        simple("K1", "ticket.responded", t0() + mins(10)),
+    ])
+    .await;
+
+    // Assert: deadlines come from `at`, so nothing was breached and nobody was alerted.
+    assert_eq!(
+        h.fact("K1", "outcome/first_response/1").await,
+        Some(("outcome".to_string(), Some("met".to_string()), Some(600)))
+    );
+    assert!(h.sent("K1").await.is_empty(), "{:?}", h.sent("K1").await);
+    assert_eq!(h.state("K1").await.stage, Stage::Diagnosis);
+}
+
+/// Everything about a ticket's clocks and timers that must not depend on arrival order.
+#[allow(clippy::type_complexity)]
+async fn clock_view(
+    h: &Harness,
+    ticket: &str,
+) -> (
+    Value,
+    BTreeMap<String, (String, i64)>,
+    Vec<(
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        i64,
+    )>,
+    Vec<(String, String)>,
+) {
+    let s = h.state(ticket).await;
+    let clocks = serde_json::to_value(&s.clocks).expect("clocks");
+    (
+        clocks,
+        h.timers(ticket).await,
+        h.facts(ticket).await,
+        h.sent(ticket).await,
+    )
+}
+
+async fn out_of_order_event_gives_same_clocks_as_in_order(h: Harness) {
+    // Arrange: the same history for two tickets; B's response arrives after its
+    // classification although it happened before it.
+    let history = |t: &str| {
+        [
+            opened(t, t0(), "normal", "complaint"),
+            simple(t, "ticket.responded", t0() + mins(5)),
+            event(
+                &format!("{t}-classified"),
+                t,
+                "ticket.classified",
+                t0() + mins(10),
+                json!({"priority": "urgent"}),
+            ),
+        ]
+    };
+    h.set_clock(t0() + mins(12));
+    let [a0, a1, a2] = history("OA");
+    let [b0, b1, b2] = history("OB");
+
+    // Act
+    for e in [a0, a1, a2] {
+        h.ingest(&[e]).await;
+    }
+    for e in [b0, b2, b1] {
+        h.ingest(&[e]).await;
+    }
+
+    // Assert
+    let a = clock_view(&h, "OA").await;
+    let b = clock_view(&h, "OB").await;
+    assert_eq!(a, b);
+    assert_eq!(
+        a.0["first_response"]["status"],
+        json!("met"),
+        "met by the response at +5m: {}",
+        a.0
+    );
+    assert_eq!(
+        h.due("OB", "esc/resolution/1/100%").await,
+        t0() + chrono::Duration::days(1),
+        "resolution re-targeted to urgent from the opening"
+    );
+    assert!(h.timeline("OB").await.iter().any(|(k, _)| k == "rebuild"));
+    // A stale job pushed before the rebuild (first_response as urgent) stays harmless.
+    let stale = h
+        .timer_jobs("OB")
+        .await
+        .into_iter()
+        .find(|(j, _)| j.key == FR100)
+        .expect("a first_response job from the classification");
+    h.set_clock(from_ms(stale.0.due_ms));
+    assert_eq!(h.on_timer(&stale.0).await, "moot");
+    assert!(h.sent("OB").await.is_empty());
+}
+
+async fn rebuild_after_breach_does_not_notify_again(h: Harness) {
+    // Arrange: warning and breach went out; then an event, then an older one.
+    open_urgent(&h, "N1").await;
+    let job = h.job_at_due("N1", FR100).await;
+    assert_eq!(h.on_timer(&job).await, "applied");
+    let sent = h.sent("N1").await;
+    assert_eq!(sent.len(), 3);
+    h.ingest_at(
+        t0() + mins(31),
+        event(
+            "N1-assigned",
+            "N1",
+            "ticket.assigned",
+            t0() + mins(31),
+            json!({"assignee": {"name": "Zhao"}}),
+        ),
+    )
+    .await;
+    let before = h.snapshot().await;
+
+    // Act: a classification that happened at +15m arrives now.
+    h.set_clock(t0() + mins(32));
+    h.ingest(&[event(
+        "N1-classified",
+        "N1",
+        "ticket.classified",
+        t0() + mins(15),
+        json!({"category": "business"}),
+    )])
+    .await;
+
+    // Assert: rebuilt, but no notification, delivery, job or fact repeated.
+    let after = h.snapshot().await;
+    for t in [
+        "sk_notifications",
+        "sk_deliveries",
+        "sk_facts",
+        queue::OUTBOX,
+    ] {
+        assert_eq!(after[t], before[t], "{t} changed on rebuild");
+    }
+    assert_eq!(h.sent("N1").await, sent);
+    let s = h.state("N1").await;
+    assert_eq!(s.category.as_deref(), Some("business"));
+    assert_eq!(s.assignee.name.as_deref(), Some("Zhao"));
+    assert!(s.clocks["first_response"].breached_at.is_some());
+    assert!(h.timeline("N1").await.iter().any(|(k, _)| k == "rebuild"));
+}
+
+async fn events_before_opened_are_parked_then_applied(h: Harness) {
+    // Arrange: the response arrives first.
+    h.set_clock(t0() + mins(20));
+    h.ingest(&[simple("P1", "ticket.responded", t0() + mins(5))])
+        .await;
+    assert_eq!(store::ticket_state(h.db(), "P1").await.expect("read"), None);
+    assert_eq!(store::parked_events(h.db(), "P1").await.expect("read"), 1);
+    let view = show::load(&h.engine, "P1")
+        .await
+        .expect("show")
+        .expect("a view of a parked ticket");
+    assert_eq!(view.parked, 1);
+    assert!(show::to_text(&view).contains("parked"));
+    assert_eq!(h.count("SELECT COUNT(*) FROM sk_timers").await, 0);
+
+    // Act
+    h.ingest(&[opened("P1", t0(), "urgent", "complaint")]).await;
+
+    // Assert: both applied in `at` order; the response met the first_response clock.
+    assert_eq!(store::parked_events(h.db(), "P1").await.expect("read"), 0);
+    let statuses = db_all!(h.db(), (String,), "SELECT status FROM sk_events").expect("sk_events");
+    assert!(statuses.iter().all(|(s,)| s == "applied"), "{statuses:?}");
+    let s = h.state("P1").await;
+    assert_eq!(s.stage, Stage::Diagnosis);
+    assert_eq!(s.clocks["first_response"].status, ClockStatus::Met);
+    assert_eq!(
+        h.fact("P1", "outcome/first_response/1").await,
+        Some(("outcome".to_string(), Some("met".to_string()), Some(300)))
+    );
+    assert!(h.sent("P1").await.is_empty());
+    let timers = h.timers("P1").await;
+    let keys: BTreeSet<&str> = timers.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from(["esc/resolution/1/+4h", "esc/resolution/1/100%"])
+    );
+    let jobs: BTreeMap<String, i64> = h
+        .timer_jobs("P1")
+        .await
+        .into_iter()
+        .map(|(j, _)| (j.key, j.due_ms))
+        .collect();
+    let rows: BTreeMap<String, i64> = timers.into_iter().map(|(k, (_, d))| (k, d)).collect();
+    assert_eq!(jobs, rows);
+}
+
+async fn waiting_on_customer_and_resumed_move_the_deadline(h: Harness) {
+    // Arrange: 10 minutes used, then the customer is asked for something.
+    open_urgent(&h, "W1").await;
+    let old = h.timer_jobs("W1").await;
+    let old_breach = old
+        .iter()
+        .find(|(j, _)| j.key == FR100)
+        .expect("breach job")
+        .0
+        .clone();
+    h.ingest_at(
+        t0() + mins(10),
+        simple("W1", "ticket.waiting_on_customer", t0() + mins(10)),
+    )
+    .await;
+    assert!(h.timers("W1").await.is_empty(), "every clock paused");
+    assert_eq!(
+        h.state("W1").await.clocks["first_response"].status,
+        ClockStatus::Paused
+    );
+    h.set_clock(t0() + mins(30));
+    assert_eq!(h.on_timer(&old_breach).await, "moot");
+
+    // Act: the customer answers after an hour.
+    h.ingest_at(
+        t0() + mins(70),
+        simple("W1", "ticket.resumed", t0() + mins(70)),
+    )
+    .await;
+
+    // Assert: 20 minutes were left, so the deadline is +90m; a job exists for it.
+    assert_eq!(h.due("W1", FR100).await, t0() + mins(90));
+    assert_eq!(h.due("W1", FR75).await, t0() + secs(82 * 60 + 30));
+    assert_eq!(
+        h.due("W1", "esc/resolution/1/100%").await,
+        t0() + chrono::Duration::days(1) + mins(60)
+    );
+    let new_breach = h
+        .timer_jobs("W1")
+        .await
+        .into_iter()
+        .find(|(j, _)| j.key == FR100 && j.due_ms == ms(t0() + mins(90)))
+        .expect("a job for the moved deadline")
+        .0;
+    // The old job, run after the resume but before the new deadline, waits for the new one.
+    h.set_clock(t0() + mins(85));
+    let before = h.snapshot().await;
+    assert_eq!(h.on_timer(&old_breach).await, "deferred");
+    assert_eq!(h.snapshot().await, before);
+    assert!(h.sent("W1").await.is_empty());
+    h.set_clock(t0() + mins(90));
+    assert_eq!(h.on_timer(&new_breach).await, "applied");
+    assert_eq!(
+        h.fact("W1", "outcome/first_response/1").await,
+        Some((
+            "outcome".to_string(),
+            Some("breached".to_string()),
+            Some(ms(t0() + mins(90)))
+        ))
+    );
+}
+
+// ---------------------------------------------------------------------- feedback
+
+async fn survey_is_sent_after_resolution(h: Harness) {
+    // Arrange
+    let resolved = resolved_ticket(&h, "F1").await;
+    assert_eq!(
+        h.due("F1", "survey/1").await,
+        resolved + chrono::Duration::hours(24)
+    );
+    assert_eq!(h.timers("F1").await["survey/1"].0, "survey");
+    assert!(
+        h.timers("F1")
+            .await
+            .keys()
+            .all(|k| !k.starts_with("esc/resolution/")),
+        "resolution met: its escalations are dropped"
+    );
+
+    // Act
+    let job = h.job_at_due("F1", "survey/1").await;
+    assert_eq!(h.on_timer(&job).await, "applied");
+
+    // Assert
+    let ns = h.notifications("F1").await;
+    let survey: Vec<_> = ns.iter().filter(|(n, _)| n.template == "survey").collect();
+    assert_eq!(survey.len(), 1);
+    assert_eq!(survey[0].0.role, "customer");
+    let targets: Vec<(&str, &str)> = survey[0]
+        .1
+        .iter()
+        .map(|d| (d.channel.as_str(), d.target.as_str()))
+        .collect();
+    assert_eq!(targets, vec![("email", "customer")]);
+    assert_eq!(
+        h.fact("F1", "fact/survey/1").await.map(|f| f.0),
+        Some("survey_sent".to_string())
+    );
+    assert_eq!(
+        h.state("F1").await.feedback.survey_sent_at,
+        Some(resolved + chrono::Duration::hours(24))
+    );
+    assert_eq!(h.on_timer(&job).await, "moot");
+}
+
+async fn low_score_schedules_callback_with_its_clock(h: Harness) {
+    // Arrange
+    let resolved = resolved_ticket(&h, "C1").await;
+    let at = resolved + chrono::Duration::hours(25);
+
+    // Act
+    h.ingest_at(at, answered("C1", at, 2)).await;
+
+    // Assert: the supervisor is asked to call back within 1 h, and that clock runs.
+    assert_eq!(
+        h.sent("C1").await,
+        vec![("callback_request".to_string(), "supervisor".to_string())]
+    );
+    let s = h.state("C1").await;
+    let cb = &s.clocks["callback"];
+    assert_eq!(cb.status, ClockStatus::Running);
+    assert_eq!(cb.started_at, at);
+    assert_eq!(h.due("C1", "esc/callback/1/100%").await, at + mins(60));
+    assert_eq!(
+        h.fact("C1", "fact/score/1").await,
+        Some(("score".to_string(), None, Some(2)))
+    );
+    assert_eq!(
+        h.fact("C1", "fact/callback/1/scheduled").await,
+        Some(("callback".to_string(), Some("scheduled".to_string()), None))
+    );
+    assert!(!h.timers("C1").await.contains_key("survey/1"));
+
+    // Act: the call-back is made in 40 minutes.
+    h.ingest_at(
+        at + mins(40),
+        simple("C1", "callback.completed", at + mins(40)),
+    )
+    .await;
+
+    // Assert
+    assert_eq!(
+        h.fact("C1", "outcome/callback/1").await,
+        Some(("outcome".to_string(), Some("met".to_string()), Some(2400)))
+    );
+    assert!(
+        h.timers("C1")
+            .await
+            .keys()
+            .all(|k| !k.starts_with("esc/callback/"))
+    );
+}
+
+async fn top_score_sends_thank_you(h: Harness) {
+    // Arrange
+    let resolved = resolved_ticket(&h, "T1").await;
+    let at = resolved + chrono::Duration::hours(2);
+
+    // Act
+    h.ingest_at(at, answered("T1", at, 5)).await;
+
+    // Assert
+    assert_eq!(
+        h.sent("T1").await,
+        vec![("thank_you".to_string(), "customer".to_string())]
+    );
+    let s = h.state("T1").await;
+    assert!(!s.clocks.contains_key("callback"));
+    assert_eq!(s.feedback.score, Some(5));
+    assert!(h.facts("T1").await.iter().any(|f| f.1 == "thank_you"));
+    assert!(
+        h.timers("T1").await.is_empty(),
+        "survey answered: nothing pending"
+    );
+}
+
+async fn reopen_drops_survey_timers(h: Harness) {
+    // Arrange
+    let resolved = resolved_ticket(&h, "O1").await;
+    let survey = h
+        .timer_jobs("O1")
+        .await
+        .into_iter()
+        .find(|(j, _)| j.key == "survey/1")
+        .expect("survey job")
+        .0;
+
+    // Act
+    let at = resolved + mins(60);
+    h.ingest_at(at, simple("O1", "ticket.reopened", at)).await;
+
+    // Assert
+    let timers = h.timers("O1").await;
+    assert!(
+        timers.keys().all(|k| !k.starts_with("survey/")),
+        "{timers:?}"
+    );
+    assert!(
+        timers.contains_key("esc/resolution/1/100%"),
+        "resolution resumes"
+    );
+    let s = h.state("O1").await;
+    assert_eq!(s.stage, Stage::Diagnosis);
+    assert_eq!(s.reopens, 1);
+    h.set_clock(from_ms(survey.due_ms));
+    assert_eq!(h.on_timer(&survey).await, "moot");
+    assert!(h.sent("O1").await.iter().all(|(t, _)| t != "survey"));
+}
+
+async fn close_drops_every_timer(h: Harness) {
+    // Arrange: a ticket in execution with a progress cycle and clocks running.
+    open_urgent(&h, "Z1").await;
+    h.ingest_at(
+        t0() + mins(5),
+        simple("Z1", "ticket.responded", t0() + mins(5)),
+    )
+    .await;
+    h.ingest_at(
+        t0() + mins(10),
+        simple("Z1", "ticket.plan_agreed", t0() + mins(10)),
+    )
+    .await;
+    let timers = h.timers("Z1").await;
+    assert!(timers.contains_key("progress/1"), "{timers:?}");
+    let jobs = h.timer_jobs("Z1").await;
+
+    // Act
+    h.ingest_at(
+        t0() + mins(20),
+        simple("Z1", "ticket.closed", t0() + mins(20)),
+    )
+    .await;
+
+    // Assert
+    assert!(h.timers("Z1").await.is_empty());
+    let s = h.state("Z1").await;
+    assert!(s.timers.is_empty());
+    assert_eq!(s.stage, Stage::Closed);
+    assert_eq!(
+        h.count("SELECT COUNT(*) FROM sk_tickets WHERE is_open = 1")
+            .await,
+        0
+    );
+    // Every job pushed while open is now harmless, whenever it runs.
+    h.set_clock(t0() + chrono::Duration::days(10));
+    let before = h.snapshot().await;
+    for (job, _) in &jobs {
+        assert_eq!(h.on_timer(job).await, "moot", "{job:?}");
+    }
+    assert_eq!(h.snapshot().await, before);
+    assert!(h.sent("Z1").await.is_empty());
+}
+
+// ---------------------------------------------------------------------- deliveries
+
+async fn failed_delivery_is_recorded_and_retried_with_backoff(h: Harness) {
+    // Arrange: a breach queued an email to the supervisor; no SMTP server is configured.
+    open_urgent(&h, "E1").await;
+    let job = h.job_at_due("E1", FR100).await;
+    h.on_timer(&job).await;
+    let (n, _) = h
+        .notifications("E1")
+        .await
+        .into_iter()
+        .find(|(n, _)| n.template == "sla_breach" && n.role == "supervisor")
+        .expect("breach to supervisor");
+    let first = h
+        .delivery_jobs()
+        .await
+        .into_iter()
+        .map(|(j, _)| j)
+        .find(|j| j.notification == n.id && j.channel == "email")
+        .expect("delivery job");
+    assert_eq!(first.attempt, 1);
+    assert_eq!(first.target, "role:supervisor");
+    let delivery = |h: &Harness| {
+        let id = n.id.clone();
+        let db = h.db().clone();
+        async move {
+            db_opt!(
+                &db,
+                (String, i64, Option<i64>, Option<String>),
+                "SELECT status, attempts, next_at, last_error FROM sk_deliveries
+                 WHERE notification = $1 AND channel = 'email'",
+                id
+            )
+            .expect("sk_deliveries")
+            .expect("a delivery row")
+        }
+    };
+    h.set_clock(t0() + mins(30) + secs(1));
+    let now = h.now();
+
+    // Act
+    assert_eq!(
+        h.engine.on_delivery(&first).await.expect("on_delivery"),
+        "applied"
+    );
+
+    // Assert: one failed attempt, a retry job 5 s later (attempt 1 backoff).
+    let (status, attempts, next_at, err) = delivery(&h).await;
+    assert_eq!((status.as_str(), attempts), ("retrying", 1));
+    assert_eq!(next_at, Some(ms(now + secs(5))));
+    assert!(
+        err.as_deref().is_some_and(|e| e.contains("SMTP")),
+        "{err:?}"
+    );
+    let attempts_rows = db_all!(
+        h.db(),
+        (i64, i64, String),
+        "SELECT attempt, at, outcome FROM sk_attempts WHERE notification = $1",
+        &n.id
+    )
+    .expect("sk_attempts");
+    assert_eq!(attempts_rows, vec![(1, ms(now), "failed".to_string())]);
+    let retry: Vec<(DeliveryJob, i64)> = h
+        .delivery_jobs()
+        .await
+        .into_iter()
+        .filter(|(j, _)| j.notification == n.id && j.channel == "email" && j.attempt == 2)
+        .collect();
+    assert_eq!(retry.len(), 1);
+    assert_eq!(retry[0].1, ms(now + secs(5)).div_euclid(1000));
+
+    // A stale duplicate of attempt 1, or a job from the future, does nothing.
+    let before = h.snapshot().await;
+    assert_eq!(h.engine.on_delivery(&first).await.expect("dup"), "moot");
+    let skipped = DeliveryJob {
+        attempt: 3,
+        ..first.clone()
+    };
+    assert_eq!(h.engine.on_delivery(&skipped).await.expect("ahead"), "moot");
+    assert_eq!(h.snapshot().await, before);
+
+    // The retry fails again: the next delay doubles.
+    h.set_clock(now + secs(5));
+    assert_eq!(
+        h.engine.on_delivery(&retry[0].0).await.expect("retry"),
+        "applied"
+    );
+    let (status, attempts, next_at, _) = delivery(&h).await;
+    assert_eq!((status.as_str(), attempts), ("retrying", 2));
+    assert_eq!(next_at, Some(ms(now + secs(15))));
+    assert!(
+        h.delivery_jobs()
+            .await
+            .iter()
+            .any(|(j, _)| j.notification == n.id && j.attempt == 3)
+    );
+}
+
+// ---------------------------------------------------------------------- reviews
+
+/// Monday 09:00 in Shanghai on the given November/December 2026 day.
+fn monday_9am(month: u32, day: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, month, day, 1, 0, 0)
+        .single()
+        .expect("valid instant")
+}
+
+async fn schedule_reviews_on_fresh_db_records_pre_deployment_period(h: Harness) {
+    // Act: first start on Tuesday 2026-11-24.
+    h.engine.schedule_reviews().await.expect("schedule");
+
+    // Assert: the period that ended before deployment is recorded, not sent; next is queued.
+    let rows = db_all!(
+        h.db(),
+        (String, i64, String),
+        "SELECT workflow, period_end, status FROM sk_reviews ORDER BY workflow"
+    )
+    .expect("sk_reviews");
+    let with_review: Vec<String> = h
+        .engine
+        .cfg
+        .catalog
+        .workflows
+        .values()
+        .filter(|w| w.review.is_some())
+        .map(|w| w.name.clone())
+        .collect();
+    assert_eq!(rows.len(), with_review.len());
+    for (wf, end, status) in &rows {
+        assert!(with_review.contains(wf));
+        assert_eq!(*end, ms(monday_9am(11, 23)), "{wf}");
+        assert_eq!(status, "before_deployment");
+    }
+    let jobs = h.review_jobs(GS).await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].0.period_end_ms, ms(monday_9am(11, 30)));
+    assert_eq!(jobs[0].1, ms(monday_9am(11, 30)) / 1000);
+    assert_eq!(
+        h.jobs(queue::REVIEW).await.len(),
+        with_review.len(),
+        "one next-period job per workflow"
+    );
+    assert_eq!(h.count("SELECT COUNT(*) FROM sk_notifications").await, 0);
+
+    // A restart before the next tick adds no period.
+    h.set_clock(t0() + mins(60));
+    h.engine.schedule_reviews().await.expect("schedule again");
+    assert_eq!(
+        h.count("SELECT COUNT(*) FROM sk_reviews").await,
+        rows.len() as i64
+    );
+}
+
+async fn review_for_a_period_is_sent_once(h: Harness) {
+    // Arrange
+    h.engine.schedule_reviews().await.expect("schedule");
+    let job = h.review_jobs(GS).await.remove(0).0;
+    let end = from_ms(job.period_end_ms);
+    h.set_clock(end - mins(10));
+    assert_eq!(
+        h.engine.on_review(&job).await.expect("early"),
+        "deferred",
+        "a period that has not ended is not reported"
+    );
+
+    // Act
+    h.set_clock(end);
+    let first = h.engine.on_review(&job).await.expect("review");
+    let after = h.snapshot().await;
+    let second = h.engine.on_review(&job).await.expect("review again");
+
+    // Assert
+    assert_eq!((first, second), ("applied", "moot"));
+    assert_eq!(h.snapshot().await, after);
+    let status = db_opt!(
+        h.db(),
+        (String,),
+        "SELECT status FROM sk_reviews WHERE workflow = $1 AND period_end = $2",
+        GS,
+        ms(end)
+    )
+    .expect("sk_reviews")
+    .expect("claimed");
+    assert_eq!(status.0, "sent");
+    let ns = db_all!(
+        h.db(),
+        (String, Option<String>, String, String),
+        "SELECT id, ticket, role, template FROM sk_notifications WHERE workflow = $1",
+        GS
+    )
+    .expect("sk_notifications");
+    assert_eq!(ns.len(), 1);
+    assert_eq!(ns[0].1, None);
+    assert_eq!(
+        (ns[0].2.as_str(), ns[0].3.as_str()),
+        ("supervisor", "weekly_review")
+    );
+    let deliveries = h
+        .delivery_jobs()
+        .await
+        .into_iter()
+        .filter(|(j, _)| j.notification == ns[0].0)
+        .map(|(j, _)| (j.channel, j.target))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        deliveries,
+        vec![("email".to_string(), "role:supervisor".to_string())]
+    );
+    let ends: BTreeSet<i64> = h
+        .review_jobs(GS)
+        .await
+        .into_iter()
+        .map(|(j, _)| j.period_end_ms)
+        .collect();
+    assert!(ends.contains(&ms(monday_9am(12, 7))), "next period queued");
+}
+
+async fn missed_review_periods_are_pushed_at_next_schedule(h: Harness) {
+    // Arrange: deployed on 2026-11-24, then down for three weeks.
+    h.engine.schedule_reviews().await.expect("schedule");
+    h.set_clock(monday_9am(12, 14) + mins(120));
+
+    // Act
+    h.engine
+        .schedule_reviews()
+        .await
+        .expect("schedule after downtime");
+
+    // Assert: every missed Monday is queued, plus the next one.
+    let ends: Vec<i64> = h
+        .review_jobs(GS)
+        .await
+        .into_iter()
+        .map(|(j, _)| j.period_end_ms)
+        .collect();
+    for (m, d) in [(11, 30), (12, 7), (12, 14), (12, 21)] {
+        assert!(
+            ends.contains(&ms(monday_9am(m, d))),
+            "period ending {m}-{d} not queued: {ends:?}"
+        );
+    }
+    // Each runs once, late, even when queued twice.
+    let mut outcomes = Vec::new();
+    for (job, _) in h.review_jobs(GS).await {
+        if from_ms(job.period_end_ms) <= h.now() {
+            outcomes.push((
+                job.period_end_ms,
+                h.engine.on_review(&job).await.expect("review"),
+            ));
+        }
+    }
+    let applied: BTreeSet<i64> = outcomes
+        .iter()
+        .filter(|(_, o)| *o == "applied")
+        .map(|(e, _)| *e)
+        .collect();
+    assert_eq!(
+        applied,
+        BTreeSet::from([
+            ms(monday_9am(11, 30)),
+            ms(monday_9am(12, 7)),
+            ms(monday_9am(12, 14))
+        ])
+    );
+    assert_eq!(
+        outcomes.iter().filter(|(_, o)| *o == "applied").count(),
+        3,
+        "{outcomes:?}"
+    );
+}
+
+// ---------------------------------------------------------------------- store reads
+
+async fn lease_is_exclusive_until_expiry(h: Harness) {
+    let db = h.db();
+    let ttl = 15_000;
+    let t = t0();
+    let take = |who: &'static str, at: DateTime<Utc>| async move {
+        store::take_lease(db, "gauges", who, at, ttl)
+            .await
+            .expect("take_lease")
+    };
+    assert!(take("a", t).await, "free lease is taken");
+    assert!(!take("b", t + secs(1)).await, "held by a");
+    assert!(take("a", t + secs(2)).await, "a renews (until +17s)");
+    assert!(!take("b", t + secs(16)).await, "a's renewal still holds");
+    assert!(take("b", t + secs(18)).await, "expired: b takes over");
+    assert!(!take("a", t + secs(19)).await, "now held by b");
+    assert!(take("a", t + secs(18) + chrono::Duration::milliseconds(ttl + 1)).await);
+}
+
+async fn open_and_timer_counts_reflect_state(h: Harness) {
+    // Arrange
+    h.set_clock(t0() + mins(10));
+    h.ingest(&[
+        opened("Q1", t0(), "urgent", "complaint"),
+        opened("Q2", t0(), "normal", "consultation"),
+        simple("Q2", "ticket.responded", t0() + mins(5)),
+        opened("Q3", t0(), "important", "business"),
+        simple("Q3", "ticket.closed", t0() + mins(6)),
+    ])
+    .await;
+
+    // Act
+    let mut open = store::open_counts(h.db()).await.expect("open_counts");
+    open.sort();
+    let timers = store::timer_counts(h.db()).await.expect("timer_counts");
+
+    // Assert
+    assert_eq!(
+        open,
+        vec![
+            (GS.into(), "diagnosis".into(), "normal".into(), 1),
+            (GS.into(), "intake".into(), "urgent".into(), 1),
+        ]
+    );
+    // Q1: first_response 75%/100%/+4h and resolution 100%/+4h; Q2: resolution only.
+    assert_eq!(timers, vec![("escalation".to_string(), 7)]);
+
+    // A survey timer shows up under its own kind.
+    h.ingest_at(
+        t0() + mins(30),
+        simple("Q2", "ticket.resolved", t0() + mins(30)),
+    )
+    .await;
+    let mut timers = store::timer_counts(h.db()).await.expect("timer_counts");
+    timers.sort();
+    assert_eq!(
+        timers,
+        vec![("escalation".to_string(), 5), ("survey".to_string(), 1)]
+    );
+    let mut open = store::open_counts(h.db()).await.expect("open_counts");
+    open.sort();
+    assert_eq!(open[0], (GS.into(), "feedback".into(), "normal".into(), 1));
+}
+
+async fn report_numbers_match_a_small_scenario(h: Harness) {
+    // Arrange: R1 answered and resolved at first contact (score 5); R2 needed a plan
+    // (score 2); R3 was never answered and breached its 30 minutes.
+    let steps: Vec<(i64, Value)> = vec![
+        (0, opened("R1", t0(), "urgent", "complaint")),
+        (5, opened("R2", t0() + mins(5), "normal", "consultation")),
+        (10, simple("R1", "ticket.responded", t0() + mins(10))),
+        (10, opened("R3", t0() + mins(10), "urgent", "complaint")),
+        (20, simple("R2", "ticket.responded", t0() + mins(20))),
+        (30, simple("R2", "ticket.plan_agreed", t0() + mins(30))),
+        (60, simple("R1", "ticket.resolved", t0() + mins(60))),
+        (120, answered("R1", t0() + mins(120), 5)),
+        (125, simple("R2", "ticket.resolved", t0() + mins(125))),
+        (150, answered("R2", t0() + mins(150), 2)),
+    ];
+    for (m, e) in steps {
+        h.ingest_at(t0() + mins(m), e).await;
+    }
+    h.set_clock(t0() + mins(180));
+    let job = h.job_at_due("R3", FR100).await;
+    assert_eq!(h.on_timer(&job).await, "applied");
+    let wf = h.engine.cfg.catalog.get(GS).expect("workflow").clone();
+
+    // Act
+    let r = report::build(
+        h.db(),
+        &wf,
+        t0() - chrono::Duration::hours(1),
+        t0() + chrono::Duration::hours(12),
+    )
+    .await
+    .expect("report");
+
+    // Assert
+    assert_eq!(r.volume, 3);
+    let cats: Vec<(&str, u64)> = r
+        .by_category
+        .iter()
+        .map(|s| (s.name.as_str(), s.count))
+        .collect();
+    assert_eq!(cats, vec![("complaint", 2), ("consultation", 1)]);
+    let prios: Vec<(&str, u64)> = r
+        .by_priority
+        .iter()
+        .map(|s| (s.name.as_str(), s.count))
+        .collect();
+    assert_eq!(prios, vec![("urgent", 2), ("normal", 1)]);
+    assert_eq!(r.resolved, 2);
+    assert_eq!(r.handling_mean_s, Some((3600 + 7200) / 2));
+    assert_eq!(r.responses, 2);
+    assert_eq!(r.satisfaction_mean, Some(3.5));
+    assert_eq!(r.csat, Some(0.5));
+    assert_eq!(r.fcr, Some(0.5));
+    let att: Vec<(&str, &str, u64, u64)> = r
+        .attainment
+        .iter()
+        .map(|a| (a.clock.as_str(), a.priority.as_str(), a.met, a.breached))
+        .collect();
+    assert_eq!(
+        att,
+        vec![
+            ("first_response", "urgent", 1, 1),
+            ("first_response", "normal", 1, 0),
+            ("resolution", "urgent", 1, 0),
+            ("resolution", "normal", 1, 0),
+        ]
+    );
+    assert_eq!(r.attainment[0].rate, Some(0.5));
+    assert_eq!(r.breaches.len(), 1);
+    assert_eq!(r.breaches[0].ticket, "R3");
+    assert_eq!(r.breaches[0].due, t0() + mins(40));
+    // A period that does not hold the scenario is empty.
+    let empty = report::build(
+        h.db(),
+        &wf,
+        t0() + chrono::Duration::days(2),
+        t0() + chrono::Duration::days(9),
+    )
+    .await
+    .expect("report");
+    assert_eq!((empty.volume, empty.resolved, empty.csat), (0, 0, None));
+}
+
+async fn ticket_show_never_contains_customer_contact_data(h: Harness) {
+    // Arrange: a ticket with staff alerts, a customer survey and a failed delivery.
+    let resolved = resolved_ticket(&h, "V1").await;
+    let mut late = opened("V2", t0(), "urgent", "complaint");
+    late["id"] = json!("V2-opened");
+    h.ingest(&[late]).await;
+    let job = h.job_at_due("V1", "survey/1").await;
+    h.on_timer(&job).await;
+    for (j, _) in h.delivery_jobs().await {
+        if j.channel == "email" {
+            h.engine.on_delivery(&j).await.expect("delivery");
+        }
+    }
+    assert!(resolved < h.now());
+
+    for id in ["V1", "V2"] {
+        // Act
+        let view = show::load(&h.engine, id)
+            .await
+            .expect("show")
+            .expect("known ticket");
+        let text = show::to_text(&view);
+        let json = show::to_json(&view).to_string();
+
+        // Assert
+        assert!(text.contains(id));
+        assert!(text.contains("email on file"), "{text}");
+        for secret in [CUSTOMER_EMAIL, CUSTOMER_PHONE, "138 0013"] {
+            assert!(!text.contains(secret), "{id}: text shows {secret}:\n{text}");
+            assert!(!json.contains(secret), "{id}: JSON shows {secret}");
+        }
+    }
+    // Nor is it stored where staff messages and the timeline are rendered from.
+    let stored = db_all!(
+        h.db(),
+        (String,),
+        "SELECT detail FROM sk_timeline UNION ALL SELECT context FROM sk_notifications
+         UNION ALL SELECT COALESCE(last_error, '') FROM sk_deliveries"
+    )
+    .expect("rows");
+    assert!(
+        stored
+            .iter()
+            .all(|(s,)| !s.contains(CUSTOMER_EMAIL) && !s.contains(CUSTOMER_PHONE))
+    );
+}

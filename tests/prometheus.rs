@@ -1,0 +1,319 @@
+//! The monitoring contract, proven with a real Prometheus (Debian's 2.42 and promtool,
+//! installed by scripts/test-env.sh):
+//!
+//! 1. `promtool check rules` and `promtool test rules` on the alert rules;
+//! 2. a live `slakeeper serve` driven through a scenario (breach, progress, survey scores,
+//!    call-backs, re-open, failed webhook), its `/metrics` linted by `promtool check metrics`;
+//! 3. a Prometheus scraping it; every dashboard panel's and every rule's PromQL evaluated
+//!    through the HTTP API: each must parse and evaluate, and every `slakeeper_*` series it
+//!    reads must be one the engine exported in the scenario (no typos, no dead panels).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+fn tool(key: &str, default: &str) -> String {
+    let t = setting(key).unwrap_or_else(|| default.to_string());
+    assert!(
+        Path::new(&t).exists(),
+        "{t} not found: run `bash scripts/test-env.sh` (installs Debian's prometheus)"
+    );
+    t
+}
+
+fn repo(p: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(p)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn alert_rules_pass_promtool_check_and_unit_tests() {
+    let promtool = tool("SLAKEEPER_TEST_PROMTOOL", "/usr/bin/promtool");
+    let out = Command::new(&promtool)
+        .args([
+            "check",
+            "rules",
+            &repo("grafana/alerts/slakeeper-rules.yaml"),
+        ])
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check rules:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(&promtool)
+        .args([
+            "test",
+            "rules",
+            &repo("grafana/alerts/slakeeper-rules.test.yaml"),
+        ])
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool test rules:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn dashboards_are_valid_grafana_models() {
+    let out = Command::new("python3")
+        .arg(repo("scripts/check_dashboards.py"))
+        .args(["--check-series", &repo("grafana/known-series.txt")])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Metric family names in a Prometheus exposition (histogram suffixes folded).
+fn exported_names(exposition: &str) -> BTreeSet<String> {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(|n| {
+            n.trim_end_matches("_bucket")
+                .trim_end_matches("_sum")
+                .trim_end_matches("_count")
+                .to_string()
+        })
+        .collect()
+}
+
+/// `slakeeper_*` names an expression reads (histogram suffixes folded).
+fn referenced(expr: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let b = expr.as_bytes();
+    let mut i = 0;
+    while let Some(pos) = expr[i..].find("slakeeper_") {
+        let start = i + pos;
+        let mut end = start;
+        while end < b.len()
+            && (b[end].is_ascii_lowercase() || b[end] == b'_' || b[end].is_ascii_digit())
+        {
+            end += 1;
+        }
+        let name = &expr[start..end];
+        out.insert(
+            name.trim_end_matches("_bucket")
+                .trim_end_matches("_sum")
+                .trim_end_matches("_count")
+                .to_string(),
+        );
+        i = end;
+    }
+    out
+}
+
+fn drive_scenario(app: &App, smtp: &Smtp) {
+    let t = |s| now_rfc3339(s);
+    let events = json!({"events": [
+        // Breached first response (urgent, 3 s), then resolved at first contact, score 5.
+        opened("m1", "M-1", "urgent", &t(-10)),
+        event("m2", "M-1", "ticket.resolved", &t(-1)),
+        {"id": "m3", "ticket": "M-1", "type": "survey.answered", "at": t(0), "score": 5},
+        // Met first response, plan, progress, resolution, low score, call-back overdue.
+        opened("m4", "M-2", "urgent", &t(0)),
+        event("m5", "M-2", "ticket.responded", &t(0)),
+        event("m6", "M-2", "ticket.plan_agreed", &t(0)),
+        event("m7", "M-2", "ticket.progress_updated", &t(0)),
+        // A ticket that re-opens.
+        opened("m8", "M-3", "normal", &t(0)),
+        event("m9", "M-3", "ticket.resolved", &t(0)),
+        event("m10", "M-3", "ticket.reopened", &t(0)),
+        // One that stays open.
+        opened("m11", "M-4", "normal", &t(0)),
+    ]});
+    let (s, b) = app.post(&events);
+    assert_eq!(s, 202, "{b}");
+    // A duplicate and a rejected event, for the events counter's other outcomes.
+    app.post(&opened("m11", "M-4", "normal", &t(0)));
+    app.post(&json!({"id": "bad", "ticket": "M-5", "type": "nope", "at": t(0)}));
+    std::thread::sleep(Duration::from_secs(5));
+    let more = json!({"events": [
+        event("m12", "M-2", "ticket.resolved", &t(0)),
+        {"id": "m13", "ticket": "M-2", "type": "survey.answered", "at": t(0), "score": 2},
+        {"id": "m14", "ticket": "M-1", "type": "callback.completed", "at": t(0)},
+    ]});
+    assert_eq!(app.post(&more).0, 202);
+    smtp.wait_mails(Duration::from_secs(30), |m| {
+        !matching(m, "manager@test.local", "[SLA escalation] M-2").is_empty()
+    });
+}
+
+#[test]
+fn every_panel_and_rule_evaluates_against_a_live_engine() {
+    let prometheus = tool("SLAKEEPER_TEST_PROMETHEUS", "/usr/bin/prometheus");
+    let promtool = tool("SLAKEEPER_TEST_PROMTOOL", "/usr/bin/promtool");
+    // Arrange: a live engine; the webhook target is down so failures and retries happen.
+    let smtp = Smtp::start();
+    let wf = workflows(free_port(), true);
+    let db = TestDb::new(Backend::Sqlite);
+    let app = App::start(AppOpts::new(&db.url, wf.dir.path(), smtp.port));
+    drive_scenario(&app, &smtp);
+    let exposition = app.metrics();
+    // The exposition passes promtool's lint.
+    let mut child = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(exposition.as_bytes()).expect("write");
+    }
+    let lint = child.wait_with_output().expect("promtool output");
+    assert!(
+        lint.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr)
+    );
+    let exported = exported_names(&exposition);
+    // No label value may be a ticket id, a person or an address.
+    for line in exposition.lines().filter(|l| !l.starts_with('#')) {
+        for needle in ["M-1", "M-2", "@", "Li", "Wang"] {
+            assert!(!line.contains(needle), "personal data in a metric: {line}");
+        }
+    }
+
+    // Act: Prometheus scrapes the engine.
+    let prom_port = free_port();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let target = app.base.trim_start_matches("http://").to_string();
+    let cfg = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: slakeeper\n    static_configs:\n      - targets: ['{target}']\n",
+        repo("grafana/alerts/slakeeper-rules.yaml")
+    );
+    let cfg_path = tmp.path().join("prometheus.yml");
+    std::fs::write(&cfg_path, cfg).expect("config");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _prometheus = Kill(
+        Command::new(&prometheus)
+            .arg(format!("--config.file={}", cfg_path.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                tmp.path().join("data").display()
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus"),
+    );
+    let client = common::reqwest::blocking_client();
+    let api = format!("http://127.0.0.1:{prom_port}/api/v1");
+    let query = |q: &str| -> Value {
+        let url = format!("{api}/query?query={}", url_encode(q));
+        client.get(&url).1
+    };
+    wait_for(Duration::from_secs(30), || {
+        let r = query("up{job=\"slakeeper\"}");
+        (r["data"]["result"][0]["value"][1] == "1").then_some(())
+    })
+    .expect("Prometheus scrapes the engine");
+    // A few scrapes, so rate() over the shortest windows has two samples.
+    std::thread::sleep(Duration::from_secs(4));
+
+    // Every expression of every panel, variable query and rule.
+    let out = Command::new("python3")
+        .arg(repo("scripts/check_dashboards.py"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exprs: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(exprs.len() >= 40, "only {} expressions found", exprs.len());
+    let mut failures = Vec::new();
+    let mut read = BTreeSet::new();
+    for e in &exprs {
+        let expr = e["expr"].as_str().unwrap_or("");
+        let where_ = format!("{} / {}", e["source"], e["panel"]);
+        let r = query(expr);
+        if r["status"] != "success" {
+            failures.push(format!("{where_}: {expr}\n    -> {}", r["error"]));
+        }
+        for name in referenced(expr) {
+            if !exported.contains(&name) {
+                failures.push(format!(
+                    "{where_}: reads `{name}`, which the engine did not export"
+                ));
+            }
+            read.insert(name);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // And the boards read every SPEC metric (nothing the engine exports goes unwatched).
+    for spec in [
+        "slakeeper_events_total",
+        "slakeeper_tickets_open",
+        "slakeeper_sla_outcomes_total",
+        "slakeeper_sla_time_seconds",
+        "slakeeper_escalations_total",
+        "slakeeper_progress_updates_total",
+        "slakeeper_surveys_sent_total",
+        "slakeeper_survey_scores_total",
+        "slakeeper_callbacks_total",
+        "slakeeper_notifications_total",
+        "slakeeper_timers_pending",
+        "slakeeper_timer_lateness_seconds",
+        "slakeeper_build_info",
+    ] {
+        assert!(exported.contains(spec), "{spec} not exported");
+        assert!(read.contains(spec), "{spec} is on no board or rule");
+    }
+    // The scenario's numbers reach Prometheus: a breach and the CSAT inputs.
+    let breached = query("sum(slakeeper_sla_outcomes_total{outcome=\"breached\"})");
+    let v: f64 = breached["data"]["result"][0]["value"][1]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.0);
+    assert!(v >= 1.0, "{breached}");
+}
+
+fn url_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
