@@ -108,13 +108,13 @@ pub struct ServeArgs {
     #[arg(long, env = "SLAKEEPER_POLL_MS", default_value_t = 200)]
     pub poll_ms: u64,
     /// Jobs a worker runs at once.
-    #[arg(long, env = "SLAKEEPER_CONCURRENCY", default_value_t = 8)]
+    #[arg(long, env = "SLAKEEPER_CONCURRENCY", default_value_t = 32)]
     pub concurrency: usize,
     /// Seconds after which a silent worker's jobs are taken over by another.
     #[arg(long, env = "SLAKEEPER_ORPHAN_AFTER", default_value_t = 10)]
     pub orphan_after_secs: u64,
     /// Finished jobs older than this many seconds are deleted (keeps the queue fast).
-    #[arg(long, env = "SLAKEEPER_KEEP_DONE_SECS", default_value_t = 3600)]
+    #[arg(long, env = "SLAKEEPER_KEEP_DONE_SECS", default_value_t = 600)]
     pub keep_done_secs: u64,
 }
 

@@ -48,7 +48,9 @@ fn simulate_prints_notifications_breaches_and_clocks_as_text() {
         );
     }
     let (events, clocks) = out.split_once("\nclocks:\n").expect("a clocks section");
-    assert_eq!(events.lines().filter(|l| l.contains(" -> ")).count(), 9);
+    // 9 for the general-service tickets and the survey of CS20261123003, plus its two
+    // progress reminders (every working day).
+    assert_eq!(events.lines().filter(|l| l.contains(" -> ")).count(), 11);
     assert_eq!(events.lines().filter(|l| l.contains(" BREACH ")).count(), 1);
     assert_eq!(clocks.lines().count(), 7);
     // Customer contact data never appears in the output.
@@ -76,7 +78,7 @@ fn simulate_json_prints_one_object_per_line_with_the_spec_fields() {
     }
     let kind = |k: &'static str| of_kind(&objs, k);
 
-    assert_eq!(kind("notification").count(), 9);
+    assert_eq!(kind("notification").count(), 11);
     for n in kind("notification") {
         for field in ["at", "ticket", "template", "reason"] {
             assert!(n[field].is_string(), "{field} in {n}");

@@ -44,16 +44,20 @@ CREATE TABLE sk_timeline (
 );
 CREATE INDEX sk_timeline_ticket ON sk_timeline (ticket, seq);
 
--- Pending timers (a mirror of the state's timer set, for gauges and `ticket show`).
+-- Pending timers: the durable mirror of the state's timer set. A timer due within the
+-- promotion horizon gets its apalis job in the transaction that scheduled it (`promoted` = 1);
+-- later ones are promoted shortly before they are due, so apalis' tables only ever hold
+-- near-term jobs and polling stays cheap however many timers wait.
 CREATE TABLE sk_timers (
     ticket       TEXT NOT NULL,
     key          TEXT NOT NULL,
     kind         TEXT NOT NULL,
     due          BIGINT NOT NULL,
     scheduled_at BIGINT NOT NULL,
+    promoted     BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (ticket, key)
 );
-CREATE INDEX sk_timers_due ON sk_timers (due);
+CREATE INDEX sk_timers_promote ON sk_timers (promoted, due);
 
 -- The outbox: one notification per (source, role); deliveries per channel and target.
 CREATE TABLE sk_notifications (
@@ -82,7 +86,7 @@ CREATE TABLE sk_deliveries (
     created_at   BIGINT NOT NULL,
     PRIMARY KEY (notification, channel, target)
 );
-CREATE INDEX sk_deliveries_status ON sk_deliveries (status);
+CREATE INDEX sk_deliveries_open ON sk_deliveries (next_at) WHERE status <> 'sent';
 
 CREATE TABLE sk_attempts (
     notification TEXT NOT NULL,

@@ -23,7 +23,8 @@ use sha2::{Digest, Sha256};
 use crate::core::duration::format_seconds;
 use crate::core::event::{Event, EventError, EventKind, check_against};
 use crate::core::machine::{
-    Effect, Fact, Fired, Notification, Out, Ticket, Timer, apply, fire, needs_replay, replay,
+    Effect, Fact, Fired, Notification, Out, Ticket, Timer, advance, apply, fire, needs_replay,
+    replay,
 };
 use crate::core::model::{Role, Workflow};
 use crate::core::simulate::choose_workflow;
@@ -34,6 +35,15 @@ use crate::shell::queue::{self, DeliveryJob, ReviewJob, TimerJob};
 use crate::shell::report;
 use crate::shell::store::{self, from_ms, ms};
 use crate::workflow::Config;
+
+/// Timers due within this horizon get their apalis job in the transaction that schedules
+/// them; later ones wait in `sk_timers` and are promoted by [`Engine::promote`]. Keeps
+/// apalis' tables (and so the cost of every poll) small however many timers are pending.
+pub const PROMOTE_HORIZON: chrono::Duration = chrono::Duration::seconds(60);
+/// A promoted timer still pending this long after its due time lost its job: push another.
+pub const STALE_TIMER: chrono::Duration = chrono::Duration::minutes(2);
+/// A delivery whose attempt is this overdue (or stuck `sending` after a crash) lost its job.
+pub const STALE_DELIVERY: chrono::Duration = chrono::Duration::minutes(5);
 
 /// Where "now" comes from (injected so tests and benches can control it).
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -88,6 +98,52 @@ pub struct Engine {
     pub notifier: Notifier,
     pub retry: RetryPolicy,
     pub clock: Clock,
+}
+
+/// Collects timer jobs from concurrent handlers and fires them in shared transactions.
+#[derive(Clone)]
+pub struct TimerBatcher {
+    tx: tokio::sync::mpsc::Sender<(
+        TimerJob,
+        tokio::sync::oneshot::Sender<Result<&'static str, String>>,
+    )>,
+}
+
+impl TimerBatcher {
+    /// At most `max` jobs per transaction; a batch is whatever is waiting when the previous
+    /// one commits, so under light load a job is fired alone, without delay.
+    pub fn start(engine: Arc<Engine>, max: usize) -> TimerBatcher {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(
+            TimerJob,
+            tokio::sync::oneshot::Sender<Result<&'static str, String>>,
+        )>(max * 4);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < max {
+                    match rx.try_recv() {
+                        Ok(r) => batch.push(r),
+                        Err(_) => break,
+                    }
+                }
+                let jobs: Vec<TimerJob> = batch.iter().map(|(j, _)| j.clone()).collect();
+                let results = engine.fire_batch(&jobs).await;
+                for ((_, reply), r) in batch.into_iter().zip(results) {
+                    let _ = reply.send(r.map_err(|e| e.to_string()));
+                }
+            }
+        });
+        TimerBatcher { tx }
+    }
+
+    pub async fn fire(&self, job: TimerJob) -> Result<&'static str, String> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send((job, reply))
+            .await
+            .map_err(|_| "timer batcher stopped".to_string())?;
+        rx.await.map_err(|_| "timer batcher stopped".to_string())?
+    }
 }
 
 /// A ticket being changed inside a transaction.
@@ -171,7 +227,27 @@ impl Engine {
         let mut res = Ingested::default();
         let mut slots: HashMap<String, Option<Slot>> = HashMap::new();
         let bad = |e: EventError, i: usize| IngestError::Bad(if batch { e.in_batch(i) } else { e });
+        // A batch may carry a ticket's history (a backlog sent after an outage): each event is
+        // applied as of just before the ticket's next event in the batch, not as of now, so a
+        // deadline that a later event meets is not reported breached first. Timers due by now
+        // fire once the whole batch is applied (see the save loop below).
+        let mut horizons = vec![None; events.len()];
+        let mut next_at: HashMap<&str, DateTime<Utc>> = HashMap::new();
+        for (i, ev) in events.iter().enumerate().rev() {
+            horizons[i] = next_at.get(ev.ticket.as_str()).copied();
+            let at = ev.at_utc();
+            let e = next_at.entry(ev.ticket.as_str()).or_insert(at);
+            *e = (*e).min(at);
+        }
+        // Each ticket's timers as committed before this batch: a timer born in the batch and
+        // fired in it is the sender's lateness, not the queue's (see `carry_out`).
+        let mut committed: HashMap<String, BTreeMap<String, Timer>> = HashMap::new();
         for (i, ev) in events.iter().enumerate() {
+            let until = horizons[i].map_or(now, |h: DateTime<Utc>| {
+                (h - chrono::Duration::nanoseconds(1))
+                    .min(now)
+                    .max(ev.at_utc())
+            });
             if !store::insert_event(&mut tx, ev, "applied", now).await? {
                 res.duplicates += 1;
                 after.metrics.push(Metric::Event {
@@ -189,6 +265,7 @@ impl Engine {
                 let loaded = match store::load_ticket(&mut tx, &ev.ticket).await? {
                     Some((state, _)) => {
                         let wf = self.workflow(&state.workflow).map_err(|e| bad(e, i))?;
+                        committed.insert(ev.ticket.clone(), state.timers.clone());
                         Some(Slot {
                             wf,
                             state,
@@ -204,17 +281,25 @@ impl Engine {
                 Some(mut s) => {
                     check_against(ev, &s.wf).map_err(|e| bad(e, i))?;
                     if needs_replay(&s.state, ev) {
-                        self.rebuild(&mut tx, &s.wf, Some(&s.state), &ev.ticket, now, &mut after)
-                            .await?
-                            .map(|state| Slot {
-                                wf: s.wf.clone(),
-                                state,
-                                dirty: true,
-                            })
+                        self.rebuild(
+                            &mut tx,
+                            &s.wf,
+                            Some(&s.state),
+                            &ev.ticket,
+                            now,
+                            until,
+                            &mut after,
+                        )
+                        .await?
+                        .map(|state| Slot {
+                            wf: s.wf.clone(),
+                            state,
+                            dirty: true,
+                        })
                     } else {
-                        let before = s.state.timers.clone();
+                        let before = committed.get(&ev.ticket).cloned().unwrap_or_default();
                         self.timeline_event(&mut tx, ev, now).await?;
-                        let (state, outs) = apply(&s.wf, Some(s.state), ev, now)
+                        let (state, outs) = apply(&s.wf, Some(s.state), ev, until)
                             .map_err(|e| IngestError::Db(DbError::Other(e.to_string())))?;
                         self.carry_out(&mut tx, &s.wf, &state, &before, &outs, now, &mut after)
                             .await?;
@@ -231,7 +316,7 @@ impl Engine {
                     let parked = store::ticket_events(&mut tx, &ev.ticket).await?.len() > 1;
                     if parked {
                         // Events arrived before the opening one: replay them all in order.
-                        self.rebuild(&mut tx, &wf, None, &ev.ticket, now, &mut after)
+                        self.rebuild(&mut tx, &wf, None, &ev.ticket, now, until, &mut after)
                             .await?
                             .map(|state| Slot {
                                 wf: wf.clone(),
@@ -240,7 +325,7 @@ impl Engine {
                             })
                     } else {
                         self.timeline_event(&mut tx, ev, now).await?;
-                        match apply(&wf, None, ev, now) {
+                        match apply(&wf, None, ev, until) {
                             Ok((state, outs)) => {
                                 self.carry_out(
                                     &mut tx,
@@ -285,8 +370,13 @@ impl Engine {
             };
             slots.insert(ev.ticket.clone(), next);
         }
-        for slot in slots.values().flatten() {
+        for slot in slots.values_mut().flatten() {
             if slot.dirty {
+                let before = committed.get(&slot.state.id).cloned().unwrap_or_default();
+                let (state, outs) = advance(&slot.wf, slot.state.clone(), now);
+                self.carry_out(&mut tx, &slot.wf, &state, &before, &outs, now, &mut after)
+                    .await?;
+                slot.state = state;
                 store::save_ticket(&mut tx, &slot.state, now).await?;
             }
         }
@@ -320,8 +410,10 @@ impl Engine {
     }
 
     /// Rebuild a ticket from all its stored events (an event older than the last applied
-    /// one, or events that arrived before `ticket.opened`). Pending timers are replaced by
-    /// the rebuilt set; notifications and facts already emitted are not repeated.
+    /// one, or events that arrived before `ticket.opened`), in virtual time up to `until`.
+    /// Pending timers are replaced by the rebuilt set; notifications and facts already
+    /// emitted are not repeated.
+    #[allow(clippy::too_many_arguments)]
     async fn rebuild(
         &self,
         tx: &mut Tx,
@@ -329,12 +421,13 @@ impl Engine {
         old: Option<&Ticket>,
         ticket: &str,
         now: DateTime<Utc>,
+        until: DateTime<Utc>,
         after: &mut After,
     ) -> Result<Option<Ticket>, IngestError> {
         let events = store::ticket_events(tx, ticket).await?;
         let empty = Default::default();
         let already = old.map(|t| &t.emitted).unwrap_or(&empty);
-        let (state, outs) = replay(wf, &events, now, already);
+        let (state, outs) = replay(wf, &events, until, already);
         let Some(state) = state else {
             return Ok(None);
         };
@@ -351,10 +444,29 @@ impl Engine {
         .await?;
         // Timers: the rebuilt pending set replaces the old one; jobs only for new dues.
         let old_timers = old.map(|t| t.timers.clone()).unwrap_or_default();
-        store::delete_timers(tx, ticket).await?;
+        for key in old_timers.keys() {
+            if !state.timers.contains_key(key) {
+                store::delete_timer(tx, ticket, key).await?;
+            }
+        }
         for (key, t) in &state.timers {
-            store::upsert_timer(tx, ticket, key, t.kind.as_str(), t.due, t.scheduled_at).await?;
-            if old_timers.get(key).is_none_or(|o| o.due != t.due) {
+            // An unchanged timer keeps its row, so its `promoted` flag stays true to whether
+            // it has a job (marking a far one promoted would leave it to the stale sweep).
+            if old_timers.get(key).is_some_and(|o| o.due == t.due) {
+                continue;
+            }
+            let promote = t.due <= now + PROMOTE_HORIZON;
+            store::upsert_timer(
+                tx,
+                ticket,
+                key,
+                t.kind.as_str(),
+                t.due,
+                t.scheduled_at,
+                promote,
+            )
+            .await?;
+            if promote {
                 queue::push(
                     tx,
                     queue::TIMERS,
@@ -401,18 +513,23 @@ impl Engine {
         for o in outs {
             match &o.effect {
                 Effect::Schedule { key, kind, due } => {
-                    store::upsert_timer(tx, &t.id, key, kind.as_str(), *due, now).await?;
-                    queue::push(
-                        tx,
-                        queue::TIMERS,
-                        &TimerJob {
-                            ticket: t.id.clone(),
-                            key: key.clone(),
-                            due_ms: ms(*due),
-                        },
-                        ms(*due),
-                    )
-                    .await?;
+                    // Near-term timers get their job now, in this transaction; later ones are
+                    // promoted shortly before they are due (see `promote`).
+                    let promote = *due <= now + PROMOTE_HORIZON;
+                    store::upsert_timer(tx, &t.id, key, kind.as_str(), *due, now, promote).await?;
+                    if promote {
+                        queue::push(
+                            tx,
+                            queue::TIMERS,
+                            &TimerJob {
+                                ticket: t.id.clone(),
+                                key: key.clone(),
+                                due_ms: ms(*due),
+                            },
+                            ms(*due),
+                        )
+                        .await?;
+                    }
                     store::timeline(
                         tx,
                         &t.id,
@@ -719,12 +836,8 @@ impl Engine {
     /// Run a timer job. Ok(outcome) names what happened for the metrics.
     pub async fn on_timer(&self, job: &TimerJob) -> Result<&'static str, DbError> {
         // apalis ran us at the start of the due second; wait out the fraction.
-        let wait = job.due_ms - ms(self.now());
-        if wait > 0 {
-            if wait > 1500 {
-                return Ok("deferred");
-            }
-            tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+        if !self.wait_until_due(job).await {
+            return Ok("deferred");
         }
         let mut attempt = 0;
         loop {
@@ -736,6 +849,101 @@ impl Engine {
                 other => return other,
             }
         }
+    }
+
+    /// Wait out the fraction of a second between apalis' whole-second `run_at` and the due
+    /// instant. False when the job is early by more than that (a newer job exists).
+    pub async fn wait_until_due(&self, job: &TimerJob) -> bool {
+        let wait = job.due_ms - ms(self.now());
+        if wait > 1500 {
+            // Early by more than the rounding: the database's clock runs ahead of ours.
+            // Queue it again for its due time rather than leave it to the lost-job sweep.
+            let requeue = async {
+                let mut tx = self.db.begin().await?;
+                queue::push(&mut tx, queue::TIMERS, job, job.due_ms).await?;
+                tx.commit().await
+            };
+            if let Err(e) = requeue.await {
+                tracing::warn!(error = %e, "could not re-queue an early timer job; the sweep will");
+            }
+            return false;
+        }
+        if wait > 0 {
+            tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+        }
+        true
+    }
+
+    /// Fire several timer jobs in one transaction (group commit: one fsync for all of them
+    /// on SQLite). Falls back to one transaction per job if the batch fails for a reason
+    /// other than contention, so one bad ticket cannot hold the others back.
+    pub async fn fire_batch(&self, jobs: &[TimerJob]) -> Vec<Result<&'static str, DbError>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.fire_batch_once(jobs).await {
+                Ok(r) => return r.into_iter().map(Ok).collect(),
+                Err(e) if e.is_transient() && attempt < 5 => {
+                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, jobs = jobs.len(), "timer batch failed; firing one by one");
+                    let mut out = Vec::with_capacity(jobs.len());
+                    for j in jobs {
+                        out.push(self.on_timer_once(j).await);
+                    }
+                    return out;
+                }
+            }
+        }
+    }
+
+    async fn fire_batch_once(&self, jobs: &[TimerJob]) -> Result<Vec<&'static str>, DbError> {
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        let mut after = After::default();
+        let mut slots: HashMap<String, Option<Slot>> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            if !slots.contains_key(&job.ticket) {
+                let loaded = match store::load_ticket(&mut tx, &job.ticket).await? {
+                    Some((state, _)) => self.workflow(&state.workflow).ok().map(|wf| Slot {
+                        wf,
+                        state,
+                        dirty: false,
+                    }),
+                    None => None,
+                };
+                slots.insert(job.ticket.clone(), loaded);
+            }
+            let Some(Some(slot)) = slots.get_mut(&job.ticket) else {
+                outcomes.push("moot");
+                continue;
+            };
+            let before = slot.state.timers.clone();
+            let (state, outs, fired) = fire(&slot.wf, slot.state.clone(), &job.key, now);
+            match fired {
+                Fired::Moot => outcomes.push("moot"),
+                Fired::NotYetDue(_) => outcomes.push("deferred"),
+                Fired::Applied => {
+                    self.carry_out(&mut tx, &slot.wf, &state, &before, &outs, now, &mut after)
+                        .await?;
+                    slot.state = state;
+                    slot.dirty = true;
+                    outcomes.push("applied");
+                }
+            }
+        }
+        for slot in slots.values().flatten() {
+            if slot.dirty {
+                store::save_ticket(&mut tx, &slot.state, now).await?;
+            }
+        }
+        tx.commit().await?;
+        for m in &after.metrics {
+            metrics::record(m);
+        }
+        Ok(outcomes)
     }
 
     async fn on_timer_once(&self, job: &TimerJob) -> Result<&'static str, DbError> {
@@ -789,6 +997,14 @@ impl Engine {
             // Sent already, or a stale duplicate of an earlier retry.
             return Ok("moot");
         }
+        // Claim the attempt first: two jobs for one attempt (a sweep racing a slow queue)
+        // must not both send.
+        let mut tx = self.db.begin().await?;
+        if !store::claim_delivery(&mut tx, &d, job.attempt, self.now()).await? {
+            tx.rollback().await?;
+            return Ok("moot");
+        }
+        tx.commit().await?;
         let result = self.deliver(&n, &d).await;
         let now = self.now();
         let mut tx = self.db.begin().await?;
@@ -1068,6 +1284,55 @@ impl Engine {
             tx.commit().await?;
         }
         Ok(())
+    }
+
+    /// Promote timers entering the horizon to apalis jobs, and re-push jobs for timers and
+    /// deliveries whose jobs were lost. Returns (timers, deliveries) pushed. Cheap when idle:
+    /// both queries are index range scans.
+    pub async fn promote(&self) -> Result<(usize, usize), DbError> {
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        let timers =
+            store::timers_to_promote(&mut tx, now + PROMOTE_HORIZON, now - STALE_TIMER, 1000)
+                .await?;
+        for (ticket, key, due) in &timers {
+            queue::push(
+                &mut tx,
+                queue::TIMERS,
+                &TimerJob {
+                    ticket: ticket.clone(),
+                    key: key.clone(),
+                    due_ms: *due,
+                },
+                *due,
+            )
+            .await?;
+            store::mark_promoted(&mut tx, ticket, key, now).await?;
+        }
+        let stale = store::deliveries_to_sweep(&mut tx, now - STALE_DELIVERY, 500).await?;
+        for d in &stale {
+            store::requeue_delivery(&mut tx, d, now).await?;
+            queue::push(
+                &mut tx,
+                queue::OUTBOX,
+                &DeliveryJob {
+                    notification: d.notification.clone(),
+                    channel: d.channel.clone(),
+                    target: d.target.clone(),
+                    attempt: d.attempts + 1,
+                },
+                ms(now),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        if !stale.is_empty() {
+            tracing::warn!(
+                deliveries = stale.len(),
+                "re-queued deliveries whose jobs were lost"
+            );
+        }
+        Ok((timers.len(), stale.len()))
     }
 
     /// Recompute the database-wide gauges (the caller holds the `gauges` lease).

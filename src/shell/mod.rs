@@ -178,8 +178,17 @@ async fn report_cmd(a: ReportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The job handlers of every queue (the runtime's side of apalis). Timer jobs go through
+/// a [`engine::TimerBatcher`] so concurrent firings share one transaction.
 #[derive(Clone)]
-struct Jobs(Arc<Engine>);
+pub(crate) struct Jobs(pub(crate) Arc<Engine>, pub(crate) engine::TimerBatcher);
+
+impl Jobs {
+    pub(crate) fn new(engine: Arc<Engine>, batch: usize) -> Jobs {
+        let b = engine::TimerBatcher::start(engine.clone(), batch);
+        Jobs(engine, b)
+    }
+}
 
 fn finish(
     queue: &'static str,
@@ -203,7 +212,13 @@ fn finish(
 impl Handler<TimerJob> for Jobs {
     async fn handle(&self, job: TimerJob) -> Result<(), String> {
         let t = Instant::now();
-        finish(queue::TIMERS, t, self.0.on_timer(&job).await)
+        if !self.0.wait_until_due(&job).await {
+            return finish(queue::TIMERS, t, Ok("deferred"));
+        }
+        match self.1.fire(job).await {
+            Ok(outcome) => finish(queue::TIMERS, t, Ok(outcome)),
+            Err(e) => finish(queue::TIMERS, t, Err(db::DbError::Other(e))),
+        }
     }
 }
 
@@ -324,7 +339,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             Duration::from_secs(a.orphan_after_secs.max(3)),
         );
         let restart: Arc<dyn Fn(&'static str) + Send + Sync> = Arc::new(metrics::worker_restart);
-        let jobs = Jobs(engine.clone());
+        let jobs = Jobs::new(engine.clone(), 64);
         tasks.spawn(queue::supervise::<TimerJob, _>(
             db.clone(),
             queue::TIMERS,
@@ -353,6 +368,24 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             stop_rx.clone(),
             restart,
         ));
+        // Promoter: timers entering the horizon become jobs; lost jobs are re-pushed.
+        {
+            let eng = engine.clone();
+            let mut stop = stop_rx.clone();
+            tasks.spawn(async move {
+                loop {
+                    match eng.promote().await {
+                        Ok((t, _)) if t >= 1000 => continue, // more waiting: go on at once
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "promoting timers failed; retrying"),
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = queue::stopped(&mut stop) => return,
+                    }
+                }
+            });
+        }
         // Pruner: finished jobs older than --keep-done-secs.
         let pdb = db.clone();
         let keep = Duration::from_secs(a.keep_done_secs);

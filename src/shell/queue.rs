@@ -13,6 +13,10 @@
 //!   rebuilds it with a fresh, unique name.
 //! * Finished rows are pruned: apalis keeps them forever and its SQLite ack path slows down
 //!   as they accumulate; apalis' own `vacuum_before` deletes everything on SQLite.
+//! * `lock_tasks(false)`: the fetch already claims rows for the worker; the extra Lock
+//!   round-trip only made SQLite's lock query scan every claimable row (4,189 vs 727 jobs/s).
+//! * Jobs get 3 attempts: apalis retries at once, which helps with a blip; anything longer
+//!   is covered by `Engine::promote`, which re-pushes timers and deliveries whose jobs gave up.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -70,7 +74,7 @@ pub async fn push<T: Serialize>(
     let secs = run_at_ms.div_euclid(1000).max(0) as u64;
     let task = TaskBuilder::new(bytes)
         .run_at_timestamp(secs)
-        .max_attempts(25)
+        .max_attempts(3)
         .build();
     match tx {
         Tx::Sqlite(t) => apalis_sqlite::queries::push_tasks(&mut **t, queue, &[task])
@@ -111,34 +115,43 @@ pub fn expected_migrations(db: &Db) -> usize {
     }
 }
 
-/// Delete finished jobs older than `keep`. Returns rows deleted.
+/// Delete finished jobs older than `keep`, in batches so the write lock is never held long.
+/// Returns rows deleted.
 pub async fn prune(db: &Db, keep: Duration, now_s: i64) -> Result<u64, DbError> {
     let before = now_s - keep.as_secs() as i64;
-    let n = match db {
-        Db::Sqlite(p) => sqlx::query(
-            "DELETE FROM Jobs WHERE job_type IN ($1, $2, $3)
-               AND status IN ('Done', 'Killed') AND done_at < $4",
-        )
-        .bind(TIMERS)
-        .bind(OUTBOX)
-        .bind(REVIEW)
-        .bind(before)
-        .execute(p)
-        .await?
-        .rows_affected(),
-        Db::Pg(p) => sqlx::query(
-            "DELETE FROM apalis.jobs WHERE job_type IN ($1, $2, $3)
-               AND status IN ('Done', 'Killed') AND done_at < to_timestamp($4)",
-        )
-        .bind(TIMERS)
-        .bind(OUTBOX)
-        .bind(REVIEW)
-        .bind(before as f64)
-        .execute(p)
-        .await?
-        .rows_affected(),
-    };
-    Ok(n)
+    let mut total = 0;
+    loop {
+        let n = match db {
+            Db::Sqlite(p) => sqlx::query(
+                "DELETE FROM Jobs WHERE rowid IN (
+                    SELECT rowid FROM Jobs WHERE job_type IN ($1, $2, $3)
+                      AND status IN ('Done', 'Killed') AND done_at < $4 LIMIT 2000)",
+            )
+            .bind(TIMERS)
+            .bind(OUTBOX)
+            .bind(REVIEW)
+            .bind(before)
+            .execute(p)
+            .await?
+            .rows_affected(),
+            Db::Pg(p) => sqlx::query(
+                "DELETE FROM apalis.jobs WHERE id IN (
+                    SELECT id FROM apalis.jobs WHERE job_type IN ($1, $2, $3)
+                      AND status IN ('Done', 'Killed') AND done_at < to_timestamp($4) LIMIT 2000)",
+            )
+            .bind(TIMERS)
+            .bind(OUTBOX)
+            .bind(REVIEW)
+            .bind(before as f64)
+            .execute(p)
+            .await?
+            .rows_affected(),
+        };
+        total += n;
+        if n < 2000 {
+            return Ok(total);
+        }
+    }
 }
 
 /// Jobs waiting on our queues (pending or failed-to-retry), for `ticket show` and benches.
@@ -238,7 +251,7 @@ where
                 .batch_size(o.batch_size)
                 .heartbeat_interval(o.heartbeat)
                 .missed_heartbeats(o.missed_heartbeats)
-                .lock_tasks(true)
+                .lock_tasks(false)
                 .persist_results(true);
             let backend = SqliteStorage::<J>::new(pool)
                 .with_config(cfg)
@@ -258,7 +271,7 @@ where
                 .batch_size(o.batch_size)
                 .heartbeat_interval(o.heartbeat)
                 .missed_heartbeats(o.missed_heartbeats)
-                .lock_tasks(true)
+                .lock_tasks(false)
                 .persist_results(true);
             let strategy = Strategy::new()
                 .stream(apalis_postgres::Pubsub::new(

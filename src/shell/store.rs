@@ -135,6 +135,7 @@ pub async fn timeline(
     Ok(())
 }
 
+/// Record a pending timer; `promoted` says whether its apalis job exists already.
 pub async fn upsert_timer(
     tx: &mut Tx,
     ticket: &str,
@@ -142,16 +143,66 @@ pub async fn upsert_timer(
     kind: &str,
     due: DateTime<Utc>,
     now: DateTime<Utc>,
+    promoted: bool,
 ) -> Result<(), DbError> {
     sql_exec!(
         tx,
-        "INSERT INTO sk_timers (ticket, key, kind, due, scheduled_at) VALUES ($1, $2, $3, $4, $5)
+        "INSERT INTO sk_timers (ticket, key, kind, due, scheduled_at, promoted)
+         VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (ticket, key) DO UPDATE SET kind = excluded.kind, due = excluded.due,
-            scheduled_at = excluded.scheduled_at",
+            scheduled_at = excluded.scheduled_at, promoted = excluded.promoted",
         ticket,
         key,
         kind,
         ms(due),
+        ms(now),
+        i64::from(promoted)
+    )?;
+    Ok(())
+}
+
+/// Timers that need an apalis job: not yet promoted and due before `horizon`, or promoted
+/// but still pending long after `stale_before` (their job was lost or gave up). Locked
+/// against other promoters on PostgreSQL.
+pub async fn timers_to_promote(
+    tx: &mut Tx,
+    horizon: DateTime<Utc>,
+    stale_before: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<(String, String, i64)>, DbError> {
+    let sql = if tx.is_pg() {
+        "SELECT ticket, key, due FROM sk_timers
+         WHERE (promoted = 0 AND due <= $1) OR (promoted = 1 AND due < $2 AND scheduled_at < $2)
+         ORDER BY due LIMIT $3 FOR UPDATE SKIP LOCKED"
+    } else {
+        "SELECT ticket, key, due FROM sk_timers
+         WHERE (promoted = 0 AND due <= $1) OR (promoted = 1 AND due < $2 AND scheduled_at < $2)
+         ORDER BY due LIMIT $3"
+    };
+    Ok(sql_all!(
+        tx,
+        (String, String, i64),
+        sql,
+        ms(horizon),
+        ms(stale_before),
+        limit
+    )?)
+}
+
+/// Mark a timer promoted; a re-pushed stale one also gets `scheduled_at = now`, so the
+/// sweep waits another full interval before pushing it again.
+pub async fn mark_promoted(
+    tx: &mut Tx,
+    ticket: &str,
+    key: &str,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    sql_exec!(
+        tx,
+        "UPDATE sk_timers SET promoted = 1, scheduled_at = CASE WHEN promoted = 1 THEN $3 ELSE scheduled_at END
+         WHERE ticket = $1 AND key = $2",
+        ticket,
+        key,
         ms(now)
     )?;
     Ok(())
@@ -278,6 +329,66 @@ pub async fn load_delivery(
         notification
     )?;
     Ok(n.map(|n| (n, d)))
+}
+
+/// Claim a delivery for attempt `attempt` (1-based) before sending; false when it was sent
+/// already or another job holds that attempt, so two jobs never send the same attempt.
+pub async fn claim_delivery(
+    tx: &mut Tx,
+    d: &DeliveryRow,
+    attempt: i64,
+    now: DateTime<Utc>,
+) -> Result<bool, DbError> {
+    let n = sql_exec!(
+        tx,
+        "UPDATE sk_deliveries SET status = 'sending', next_at = $5
+         WHERE notification = $1 AND channel = $2 AND target = $3 AND attempts = $4
+           AND status IN ('pending', 'retrying')",
+        &d.notification,
+        &d.channel,
+        &d.target,
+        attempt - 1,
+        ms(now)
+    )?;
+    Ok(n == 1)
+}
+
+/// Deliveries whose job was lost: waiting (or stuck sending after a crash) since before
+/// `stale_before`. Locked against other sweepers on PostgreSQL.
+pub async fn deliveries_to_sweep(
+    tx: &mut Tx,
+    stale_before: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<DeliveryRow>, DbError> {
+    let sql = if tx.is_pg() {
+        "SELECT notification, channel, target, status, attempts, next_at, last_error, sent_at,
+                created_at
+         FROM sk_deliveries WHERE status <> 'sent' AND next_at < $1
+         ORDER BY next_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+    } else {
+        "SELECT notification, channel, target, status, attempts, next_at, last_error, sent_at,
+                created_at
+         FROM sk_deliveries WHERE status <> 'sent' AND next_at < $1 ORDER BY next_at LIMIT $2"
+    };
+    Ok(sql_all!(tx, DeliveryRow, sql, ms(stale_before), limit)?)
+}
+
+/// Give a swept delivery back to the queue: status `retrying`, next attempt now.
+pub async fn requeue_delivery(
+    tx: &mut Tx,
+    d: &DeliveryRow,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    sql_exec!(
+        tx,
+        "UPDATE sk_deliveries SET status = 'retrying', next_at = $4
+         WHERE notification = $1 AND channel = $2 AND target = $3",
+        &d.notification,
+        &d.channel,
+        &d.target,
+        ms(now)
+    )?;
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
