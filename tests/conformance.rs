@@ -1145,7 +1145,7 @@ async fn breach_alert_fires_at_deadline_exactly_once(h: Harness) {
     h.set_clock(t0() + mins(25));
     let mut early = h.snapshot().await;
     assert_eq!(h.on_timer(&breach).await, "deferred");
-    *early.entry("slakeeper.timers".into()).or_default() += 1;
+    *early.entry("slakeeper.timers").or_default() += 1;
     assert_eq!(h.snapshot().await, early);
 
     // Act: at the deadline.
