@@ -89,7 +89,7 @@ pub struct ServeArgs {
     pub role: Role,
     /// SMTP server for email, e.g. smtp://127.0.0.1:2525 or smtps://user:pass@host:465;
     /// `?tls=starttls` requires STARTTLS. Without it, email notifications wait in the outbox.
-    #[arg(long, env = "SLAKEEPER_SMTP_URL")]
+    #[arg(long, env = "SLAKEEPER_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
     /// Sender address of emails.
     #[arg(
@@ -113,6 +113,12 @@ pub struct ServeArgs {
     /// Seconds after which a silent worker's jobs are taken over by another.
     #[arg(long, env = "SLAKEEPER_ORPHAN_AFTER", default_value_t = 10)]
     pub orphan_after_secs: u64,
+    /// First retry delay of a failed notification, in milliseconds; doubles per attempt.
+    #[arg(long, env = "SLAKEEPER_RETRY_BASE_MS", default_value_t = 5_000)]
+    pub retry_base_ms: u64,
+    /// Longest delay between notification retries, in milliseconds (retries never stop).
+    #[arg(long, env = "SLAKEEPER_RETRY_MAX_MS", default_value_t = 600_000)]
+    pub retry_max_ms: u64,
     /// Finished jobs older than this many seconds are deleted (keeps the queue fast).
     #[arg(long, env = "SLAKEEPER_KEEP_DONE_SECS", default_value_t = 600)]
     pub keep_done_secs: u64,

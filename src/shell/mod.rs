@@ -257,13 +257,6 @@ async fn shutdown_signal(tx: watch::Sender<bool>) {
     let _ = tx.send(true);
 }
 
-fn env_ms(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let cfg = load_workflows(&a.wf.workflows)?;
     let db = Db::connect(&a.db.database)
@@ -288,8 +281,8 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("no SMTP server configured (SLAKEEPER_SMTP_URL): emails wait in the outbox");
     }
     let retry = RetryPolicy {
-        base: Duration::from_millis(env_ms("SLAKEEPER_RETRY_BASE_MS", 5_000)),
-        max: Duration::from_millis(env_ms("SLAKEEPER_RETRY_MAX_MS", 600_000)),
+        base: Duration::from_millis(a.retry_base_ms.max(1)),
+        max: Duration::from_millis(a.retry_max_ms.max(a.retry_base_ms.max(1))),
     };
     let engine = Arc::new(Engine {
         db: db.clone(),
