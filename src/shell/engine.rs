@@ -171,6 +171,50 @@ pub fn notification_id(ticket: &str, source: &str, role: &str) -> String {
     format!("n-{}", &hex::encode(h.finalize())[..32])
 }
 
+/// Queue the review job of one period.
+async fn push_review(
+    tx: &mut Tx,
+    workflow: &str,
+    period_end: DateTime<Utc>,
+) -> Result<(), DbError> {
+    queue::push(
+        tx,
+        queue::REVIEW,
+        &ReviewJob {
+            workflow: workflow.to_string(),
+            period_end_ms: ms(period_end),
+        },
+        ms(period_end),
+    )
+    .await
+}
+
+/// One delivery row and its first job per (channel, target) of a new notification.
+async fn queue_deliveries(
+    tx: &mut Tx,
+    id: &str,
+    targets: &[(&'static str, String)],
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    for (channel, target) in targets {
+        if store::insert_delivery(tx, id, channel, target, now).await? {
+            queue::push(
+                tx,
+                queue::OUTBOX,
+                &DeliveryJob {
+                    notification: id.to_string(),
+                    channel: channel.to_string(),
+                    target: target.clone(),
+                    attempt: 1,
+                },
+                ms(now),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 fn fmt_local(wf: &Workflow, t: DateTime<Utc>) -> String {
     t.with_timezone(&wf.calendar.tz())
         .format("%Y-%m-%d %H:%M")
@@ -775,47 +819,13 @@ impl Engine {
             if !inserted {
                 continue;
             }
-            let mut targets: Vec<(&str, String)> = Vec::new();
-            match role {
-                Role::Customer if t.customer.email.is_some() => {
-                    targets.push(("email", "customer".into()))
-                }
-                Role::Assignee if t.assignee.email.is_some() => {
-                    targets.push(("email", "assignee".into()))
-                }
-                Role::Named(name) => {
-                    if let Some(r) = self.cfg.routes.get(name) {
-                        if !r.email.is_empty() {
-                            targets.push(("email", format!("role:{name}")));
-                        }
-                        for url in &r.webhook {
-                            targets.push(("webhook", url.clone()));
-                        }
-                    }
-                }
-                _ => {}
-            }
+            let targets = self.targets(role, Some(t));
             let note = if targets.is_empty() {
                 Some(format!("no address known for {role}: not sent"))
             } else {
                 None
             };
-            for (channel, target) in &targets {
-                if store::insert_delivery(tx, &id, channel, target, now).await? {
-                    queue::push(
-                        tx,
-                        queue::OUTBOX,
-                        &DeliveryJob {
-                            notification: id.clone(),
-                            channel: channel.to_string(),
-                            target: target.clone(),
-                            attempt: 1,
-                        },
-                        ms(now),
-                    )
-                    .await?;
-                }
-            }
+            queue_deliveries(tx, &id, &targets, now).await?;
             store::timeline(
                 tx,
                 &t.id,
@@ -829,6 +839,33 @@ impl Engine {
             .await?;
         }
         Ok(())
+    }
+
+    /// Where a role's notification goes: (channel, target). Targets name the role, not the
+    /// address (`customer`, `assignee`, `role:supervisor`, or a webhook URL), so no contact
+    /// data is stored with deliveries; addresses are looked up at send time.
+    fn targets(&self, role: &Role, t: Option<&Ticket>) -> Vec<(&'static str, String)> {
+        let mut targets = Vec::new();
+        match role {
+            Role::Customer if t.is_some_and(|t| t.customer.email.is_some()) => {
+                targets.push(("email", "customer".into()))
+            }
+            Role::Assignee if t.is_some_and(|t| t.assignee.email.is_some()) => {
+                targets.push(("email", "assignee".into()))
+            }
+            Role::Named(name) => {
+                if let Some(r) = self.cfg.routes.get(name) {
+                    if !r.email.is_empty() {
+                        targets.push(("email", format!("role:{name}")));
+                    }
+                    for url in &r.webhook {
+                        targets.push(("webhook", url.clone()));
+                    }
+                }
+            }
+            _ => {}
+        }
+        targets
     }
 
     // ------------------------------------------------------------------ timers
@@ -1180,45 +1217,11 @@ impl Engine {
             {
                 continue;
             }
-            if let Role::Named(name) = role
-                && let Some(r) = self.cfg.routes.get(name)
-            {
-                let mut targets = Vec::new();
-                if !r.email.is_empty() {
-                    targets.push(("email", format!("role:{name}")));
-                }
-                for url in &r.webhook {
-                    targets.push(("webhook", url.clone()));
-                }
-                for (channel, target) in targets {
-                    if store::insert_delivery(&mut tx, &id, channel, &target, now).await? {
-                        queue::push(
-                            &mut tx,
-                            queue::OUTBOX,
-                            &DeliveryJob {
-                                notification: id.clone(),
-                                channel: channel.to_string(),
-                                target,
-                                attempt: 1,
-                            },
-                            ms(now),
-                        )
-                        .await?;
-                    }
-                }
-            }
+            let targets = self.targets(role, None);
+            queue_deliveries(&mut tx, &id, &targets, now).await?;
         }
         if let Some(next) = review.schedule.next_after(until) {
-            queue::push(
-                &mut tx,
-                queue::REVIEW,
-                &ReviewJob {
-                    workflow: wf.name.clone(),
-                    period_end_ms: ms(next),
-                },
-                ms(next),
-            )
-            .await?;
+            push_review(&mut tx, &wf.name, next).await?;
         }
         tx.commit().await?;
         let caught_up = now - until > chrono::Duration::seconds(60);
@@ -1243,16 +1246,7 @@ impl Engine {
                 Some(last) => {
                     let missed = review.schedule.ticks(last, now);
                     for tick in missed.iter().rev().take(10).rev() {
-                        queue::push(
-                            &mut tx,
-                            queue::REVIEW,
-                            &ReviewJob {
-                                workflow: wf.name.clone(),
-                                period_end_ms: ms(*tick),
-                            },
-                            ms(*tick),
-                        )
-                        .await?;
+                        push_review(&mut tx, &wf.name, *tick).await?;
                     }
                 }
                 None => {
@@ -1270,16 +1264,7 @@ impl Engine {
                 }
             }
             if let Some(next) = review.schedule.next_after(now) {
-                queue::push(
-                    &mut tx,
-                    queue::REVIEW,
-                    &ReviewJob {
-                        workflow: wf.name.clone(),
-                        period_end_ms: ms(next),
-                    },
-                    ms(next),
-                )
-                .await?;
+                push_review(&mut tx, &wf.name, next).await?;
             }
             tx.commit().await?;
         }

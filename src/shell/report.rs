@@ -128,23 +128,19 @@ pub fn render_text(r: &Report) -> String {
         pct(r.csat),
         pct(r.fcr)
     ));
-    s.push_str("  by category:\n");
-    for c in &r.by_category {
-        s.push_str(&format!(
-            "    {:<24} {:>5}  {}\n",
-            c.name,
-            c.count,
-            pct(Some(c.share))
-        ));
-    }
-    s.push_str("  by priority:\n");
-    for c in &r.by_priority {
-        s.push_str(&format!(
-            "    {:<24} {:>5}  {}\n",
-            c.name,
-            c.count,
-            pct(Some(c.share))
-        ));
+    for (title, list) in [
+        ("by category", &r.by_category),
+        ("by priority", &r.by_priority),
+    ] {
+        s.push_str(&format!("  {title}:\n"));
+        for c in list {
+            s.push_str(&format!(
+                "    {:<24} {:>5}  {}\n",
+                c.name,
+                c.count,
+                pct(Some(c.share))
+            ));
+        }
     }
     s.push_str("  SLA attainment:\n");
     for a in &r.attainment {

@@ -567,18 +567,7 @@ pub mod reqwest {
 
     impl Client {
         pub fn post(&self, url: &str, body: &Value) -> (u16, Value) {
-            self.rt.block_on(async {
-                let r = self
-                    .c
-                    .post(url)
-                    .header("content-type", "application/json")
-                    .body(body.to_string())
-                    .send()
-                    .await
-                    .expect("POST");
-                let s = r.status().as_u16();
-                (s, r.json().await.unwrap_or(Value::Null))
-            })
+            self.post_raw(url, &body.to_string())
         }
         pub fn post_raw(&self, url: &str, body: &str) -> (u16, Value) {
             self.rt.block_on(async {
