@@ -580,3 +580,90 @@ fn review_report_runs_once_per_period_with_two_workers() {
     assert_eq!(ids.len(), reviews.len(), "one report per period: {ids:#?}");
     assert!(reviews.len() >= 3);
 }
+
+#[test]
+fn api_token_is_required_when_set() {
+    let smtp = Smtp::start();
+    let hooks = Hooks::start();
+    let wf = workflows(hooks.port, false);
+    let db = TestDb::new(Backend::Sqlite);
+    let app = App::start(AppOpts {
+        extra_env: vec![("SLAKEEPER_API_TOKEN", "s3cret".to_string())],
+        ..AppOpts::new(&db.url, wf.dir.path(), smtp.port)
+    });
+    let ev = opened("a1", "T-AUTH", "normal", &now_rfc3339(0));
+    let (s, b) = app.post(&ev);
+    assert_eq!(s, 401, "{b}");
+    assert_eq!(b["error"]["code"], "unauthorized");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let status = rt.block_on(async {
+        ::reqwest::Client::new()
+            .post(format!("{}/v1/events", app.base))
+            .bearer_auth("s3cret")
+            .header("content-type", "application/json")
+            .body(ev.to_string())
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    });
+    assert_eq!(status, 202);
+    // Health, readiness and metrics stay open for probes and Prometheus.
+    assert_eq!(app.get("/healthz").0, 200);
+    assert_eq!(app.get("/readyz").0, 200);
+    assert!(app.metrics().contains("slakeeper_build_info"));
+}
+
+#[test]
+fn report_command_summarises_the_period() {
+    let smtp = Smtp::start();
+    let hooks = Hooks::start();
+    let wf = workflows(hooks.port, false);
+    let db = TestDb::new(Backend::Sqlite);
+    let app = App::start(AppOpts::new(&db.url, wf.dir.path(), smtp.port));
+    let batch = json!({"events": [
+        opened("r1", "T-R1", "urgent", &now_rfc3339(-600)),
+        event("r2", "T-R1", "ticket.resolved", &now_rfc3339(-500)),
+        {"id": "r3", "ticket": "T-R1", "type": "survey.answered", "at": now_rfc3339(-400), "score": 5},
+        opened("r4", "T-R2", "normal", &now_rfc3339(-300)),
+        event("r5", "T-R2", "ticket.responded", &now_rfc3339(-290)),
+        event("r6", "T-R2", "ticket.resolved", &now_rfc3339(-200)),
+        {"id": "r7", "ticket": "T-R2", "type": "survey.answered", "at": now_rfc3339(-100), "score": 3},
+    ]});
+    assert_eq!(app.post(&batch).0, 202);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_slakeeper"))
+        .args([
+            "report",
+            "--database",
+            &db.url,
+            "--format",
+            "json",
+            "--since",
+        ])
+        .arg(now_rfc3339(-3600))
+        .arg("--until")
+        .arg(now_rfc3339(60))
+        .arg("--workflows")
+        .arg(wf.dir.path())
+        .output()
+        .expect("report");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).expect("json report");
+    assert_eq!(r["workflow"], "fast");
+    assert_eq!(r["volume"], 2);
+    assert_eq!(r["resolved"], 2);
+    assert_eq!(r["csat"], 0.5);
+    assert_eq!(r["responses"], 2);
+    // T-R1 breached its 3 s first response (resolved 100 s later); T-R2 was answered in 10 s
+    // against 6 s, and nobody called back after its score of 3 (2 s).
+    assert_eq!(r["breaches"].as_array().map(|a| a.len()), Some(3), "{r:#}");
+    assert_eq!(r["fcr"], 1.0);
+}
