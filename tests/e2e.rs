@@ -667,3 +667,103 @@ fn report_command_summarises_the_period() {
     assert_eq!(r["breaches"].as_array().map(|a| a.len()), Some(3), "{r:#}");
     assert_eq!(r["fcr"], 1.0);
 }
+
+/// Cut a PostgreSQL test database off (no new connections, existing ones terminated) for a
+/// while, without touching the server or other tests' databases.
+fn cut_off(db: &TestDb, secs: u64) {
+    let name = db.url.rsplit('/').next().unwrap_or_default().to_string();
+    let admin = setting("SLAKEEPER_TEST_PG_URL")
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
+    let run = |sql: String| {
+        let st = std::process::Command::new("psql")
+            .args([admin.as_str(), "-q", "-c", &sql])
+            .status()
+            .expect("psql");
+        assert!(st.success(), "{sql}");
+    };
+    run(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"));
+    run(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ));
+    std::thread::sleep(Duration::from_secs(secs));
+    run(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"));
+}
+
+#[test]
+fn a_database_outage_does_not_end_the_process_and_loses_no_timer() {
+    let smtp = Smtp::start();
+    let hooks = Hooks::start();
+    let wf = workflows(hooks.port, false);
+    let db = TestDb::new(Backend::Postgres);
+    let mut app = App::start(AppOpts::new(&db.url, wf.dir.path(), smtp.port));
+    // First responses due in 6 s; the database disappears from 1 s to 9 s.
+    let events: Vec<_> = (0..3)
+        .map(|i| {
+            opened(
+                &format!("o{i}"),
+                &format!("T-OUT{i}"),
+                "normal",
+                &now_rfc3339(0),
+            )
+        })
+        .collect();
+    assert_eq!(app.post(&json!({"events": events})).0, 202);
+    std::thread::sleep(Duration::from_secs(1));
+    cut_off(&db, 8);
+    // It is back: every breach is alerted once.
+    let mails = smtp.wait_mails(Duration::from_secs(60), |m| {
+        (0..3).all(|i| {
+            !matching(
+                m,
+                "supervisor@test.local",
+                &format!("[SLA breach] T-OUT{i}"),
+            )
+            .is_empty()
+        })
+    });
+    assert!(
+        app.child.try_wait().ok().flatten().is_none(),
+        "the process ended:\n{}",
+        app.stderr()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let mails = if smtp.mails().len() > mails.len() {
+        smtp.mails()
+    } else {
+        mails
+    };
+    for i in 0..3 {
+        assert_eq!(
+            matching(
+                &mails,
+                "supervisor@test.local",
+                &format!("[SLA breach] T-OUT{i}")
+            )
+            .len(),
+            1,
+            "{mails:#?}\n{}",
+            app.stderr()
+        );
+    }
+    // The workers noticed, and were rebuilt rather than left dead.
+    let restarts: f64 = app
+        .metrics()
+        .lines()
+        .filter(|l| l.starts_with("slakeeper_worker_restarts_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        restarts >= 1.0,
+        "no worker restart recorded:\n{}",
+        app.stderr()
+    );
+    assert_eq!(
+        app.post(&opened("o9", "T-OUT9", "normal", &now_rfc3339(0)))
+            .0,
+        202
+    );
+    let status = app
+        .terminate(Duration::from_secs(40))
+        .expect("exits after SIGTERM");
+    assert!(status.success());
+}

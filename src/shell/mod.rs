@@ -130,6 +130,18 @@ fn load_workflows(dir: &std::path::Path) -> anyhow::Result<Arc<Config>> {
 
 async fn offline_engine(db_url: &str, workflows: &std::path::Path) -> anyhow::Result<Engine> {
     let cfg = load_workflows(workflows)?;
+    // Inspecting must not create an empty database at a mistyped path.
+    if let Some(path) = db_url
+        .strip_prefix("sqlite://")
+        .or_else(|| db_url.strip_prefix("sqlite:"))
+    {
+        let file = path.split('?').next().unwrap_or(path);
+        if !file.is_empty() && file != ":memory:" && !std::path::Path::new(file).exists() {
+            anyhow::bail!(
+                "database file {file} does not exist (pass --database or set SLAKEEPER_DATABASE_URL)"
+            );
+        }
+    }
     let db = Db::connect(db_url)
         .await
         .with_context(|| format!("connecting to {}", redact(db_url)))?;
