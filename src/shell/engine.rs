@@ -1323,7 +1323,16 @@ impl Engine {
     /// Recompute the database-wide gauges (the caller holds the `gauges` lease).
     pub async fn refresh_gauges(&self, state: &metrics::GaugeState) -> Result<(), DbError> {
         let open = store::open_counts(&self.db).await?;
-        let timers = store::timer_counts(&self.db).await?;
+        let mut timers = store::timer_counts(&self.db).await?;
+        // Each workflow with a review stage always has its next period pending.
+        let reviews = self
+            .cfg
+            .catalog
+            .workflows
+            .values()
+            .filter(|w| w.review.is_some())
+            .count() as i64;
+        timers.push(("review".to_string(), reviews));
         let pending = store::pending_deliveries(&self.db).await?;
         metrics::set_db_gauges(state, &open, &timers, &pending);
         Ok(())
