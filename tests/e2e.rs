@@ -96,11 +96,8 @@ fn breach_alert_is_sent_at_the_deadline_postgres() {
 
 #[test]
 fn progress_cadence_stops_at_resolution() {
-    let smtp = Smtp::start();
-    let hooks = Hooks::start();
-    let wf = workflows(hooks.port, false);
-    let db = TestDb::new(Backend::Sqlite);
-    let app = App::start(AppOpts::new(&db.url, wf.dir.path(), smtp.port));
+    let env = Env::start(Backend::Sqlite);
+    let (smtp, app) = (&env.smtp, &env.app);
     let batch = json!({"events": [
         opened("p1", "T-PROG", "urgent", &now_rfc3339(0)),
         event("p2", "T-PROG", "ticket.responded", &now_rfc3339(0)),
@@ -142,11 +139,8 @@ fn progress_cadence_stops_at_resolution() {
 
 #[test]
 fn low_score_gets_a_callback_and_its_escalation() {
-    let smtp = Smtp::start();
-    let hooks = Hooks::start();
-    let wf = workflows(hooks.port, false);
-    let db = TestDb::new(Backend::Sqlite);
-    let app = App::start(AppOpts::new(&db.url, wf.dir.path(), smtp.port));
+    let env = Env::start(Backend::Sqlite);
+    let (smtp, app) = (&env.smtp, &env.app);
     let batch = json!({"events": [
         opened("c1", "T-CB", "normal", &now_rfc3339(0)),
         event("c2", "T-CB", "ticket.resolved", &now_rfc3339(0)),
@@ -190,11 +184,8 @@ fn low_score_gets_a_callback_and_its_escalation() {
 
 #[test]
 fn top_score_gets_thanks_and_a_completed_callback_is_not_escalated() {
-    let smtp = Smtp::start();
-    let hooks = Hooks::start();
-    let wf = workflows(hooks.port, false);
-    let db = TestDb::new(Backend::Sqlite);
-    let app = App::start(AppOpts::new(&db.url, wf.dir.path(), smtp.port));
+    let env = Env::start(Backend::Sqlite);
+    let (smtp, app) = (&env.smtp, &env.app);
     let batch = json!({"events": [
         opened("t1", "T-THX", "normal", &now_rfc3339(0)),
         event("t2", "T-THX", "ticket.resolved", &now_rfc3339(0)),
@@ -229,11 +220,8 @@ fn top_score_gets_thanks_and_a_completed_callback_is_not_escalated() {
 
 #[test]
 fn duplicate_event_ids_are_counted_not_applied() {
-    let smtp = Smtp::start();
-    let hooks = Hooks::start();
-    let wf = workflows(hooks.port, false);
-    let db = TestDb::new(Backend::Sqlite);
-    let app = App::start(AppOpts::new(&db.url, wf.dir.path(), smtp.port));
+    let env = Env::start(Backend::Sqlite);
+    let app = &env.app;
     let ev = opened("d1", "T-DUP", "normal", &now_rfc3339(0));
     assert_eq!(app.post(&ev).1, json!({"accepted": 1, "duplicates": 0}));
     assert_eq!(app.post(&ev).1, json!({"accepted": 0, "duplicates": 1}));
@@ -249,11 +237,8 @@ fn duplicate_event_ids_are_counted_not_applied() {
 
 #[test]
 fn bad_input_changes_nothing() {
-    let smtp = Smtp::start();
-    let hooks = Hooks::start();
-    let wf = workflows(hooks.port, false);
-    let db = TestDb::new(Backend::Sqlite);
-    let app = App::start(AppOpts::new(&db.url, wf.dir.path(), smtp.port));
+    let env = Env::start(Backend::Sqlite);
+    let app = &env.app;
     let c = common::reqwest::blocking_client();
     let url = format!("{}/v1/events", app.base);
     let (s, b) = c.post_raw(&url, "{not json");
@@ -291,11 +276,8 @@ fn bad_input_changes_nothing() {
 
 #[test]
 fn a_late_event_alerts_at_once() {
-    let smtp = Smtp::start();
-    let hooks = Hooks::start();
-    let wf = workflows(hooks.port, false);
-    let db = TestDb::new(Backend::Sqlite);
-    let app = App::start(AppOpts::new(&db.url, wf.dir.path(), smtp.port));
+    let env = Env::start(Backend::Sqlite);
+    let (smtp, app) = (&env.smtp, &env.app);
     // Opened an hour ago (urgent 3 s): it breached long ago.
     assert_eq!(
         app.post(&opened("l1", "T-LATE", "urgent", &now_rfc3339(-3600)))
@@ -619,11 +601,8 @@ fn api_token_is_required_when_set() {
 
 #[test]
 fn report_command_summarises_the_period() {
-    let smtp = Smtp::start();
-    let hooks = Hooks::start();
-    let wf = workflows(hooks.port, false);
-    let db = TestDb::new(Backend::Sqlite);
-    let app = App::start(AppOpts::new(&db.url, wf.dir.path(), smtp.port));
+    let env = Env::start(Backend::Sqlite);
+    let app = &env.app;
     let batch = json!({"events": [
         opened("r1", "T-R1", "urgent", &now_rfc3339(-600)),
         event("r2", "T-R1", "ticket.resolved", &now_rfc3339(-500)),
@@ -638,7 +617,7 @@ fn report_command_summarises_the_period() {
         .args([
             "report",
             "--database",
-            &db.url,
+            &env.db.url,
             "--format",
             "json",
             "--since",
@@ -647,7 +626,7 @@ fn report_command_summarises_the_period() {
         .arg("--until")
         .arg(now_rfc3339(60))
         .arg("--workflows")
-        .arg(wf.dir.path())
+        .arg(env.wf.dir.path())
         .output()
         .expect("report");
     assert!(

@@ -128,49 +128,47 @@ async fn post_events(
         )
     })?;
     let now = st.engine.now();
+    // Every shape error of a batch names the `events` field.
+    let batch_error = |status, code, message: String| {
+        rejected(None);
+        ApiError {
+            field: Some("events".into()),
+            ..ApiError::new(status, code, message)
+        }
+    };
     let (items, batch): (Vec<Value>, bool) = match v {
         Value::Object(ref o) if o.contains_key("events") => match o.get("events") {
             Some(Value::Array(a)) if o.len() == 1 => (a.clone(), true),
             Some(Value::Array(_)) => {
-                rejected(None);
-                return Err(ApiError {
-                    field: Some("events".into()),
-                    ..ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_batch",
-                        "a batch is {\"events\": [...]} with no other fields",
-                    )
-                });
+                return Err(batch_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_batch",
+                    "a batch is {\"events\": [...]} with no other fields".into(),
+                ));
             }
             _ => {
-                rejected(None);
-                return Err(ApiError {
-                    field: Some("events".into()),
-                    ..ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_batch",
-                        "`events` must be an array",
-                    )
-                });
+                return Err(batch_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_batch",
+                    "`events` must be an array".into(),
+                ));
             }
         },
         other => (vec![other], false),
     };
     if items.is_empty() {
-        return Err(ApiError {
-            field: Some("events".into()),
-            ..ApiError::new(StatusCode::BAD_REQUEST, "empty_batch", "`events` is empty")
-        });
+        return Err(batch_error(
+            StatusCode::BAD_REQUEST,
+            "empty_batch",
+            "`events` is empty".into(),
+        ));
     }
     if items.len() > MAX_BATCH {
-        return Err(ApiError {
-            field: Some("events".into()),
-            ..ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "batch_too_large",
-                format!("at most {MAX_BATCH} events per request"),
-            )
-        });
+        return Err(batch_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!("at most {MAX_BATCH} events per request"),
+        ));
     }
     let mut events = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {

@@ -610,6 +610,34 @@ pub mod reqwest {
     }
 }
 
+/// The usual arrangement: an SMTP receiver, a webhook receiver, the test workflows, a fresh
+/// database and one `serve` process. Fields drop in order, so the process stops before its
+/// database is dropped.
+pub struct Env {
+    pub app: App,
+    pub db: TestDb,
+    pub wf: Workflows,
+    pub hooks: Hooks,
+    pub smtp: Smtp,
+}
+
+impl Env {
+    pub fn start(backend: Backend) -> Env {
+        let smtp = Smtp::start();
+        let hooks = Hooks::start();
+        let wf = workflows(hooks.port, false);
+        let db = TestDb::new(backend);
+        let app = App::start(AppOpts::new(&db.url, wf.dir.path(), smtp.port));
+        Env {
+            app,
+            db,
+            wf,
+            hooks,
+            smtp,
+        }
+    }
+}
+
 pub fn opened(id: &str, ticket: &str, priority: &str, at: &str) -> Value {
     serde_json::json!({
         "id": id, "ticket": ticket, "type": "ticket.opened", "at": at,
