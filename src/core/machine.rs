@@ -29,7 +29,7 @@ use crate::core::duration::{Span, format_seconds};
 use crate::core::event::{Event, EventKind, Party};
 use crate::core::model::{
     CALLBACK, ClockSpec, Dimension, EscalateAt, FIRST_RESPONSE, MetBy, PROGRESS, RESOLUTION, Role,
-    Stage, Targets, Workflow, attribute_text,
+    Stage, Workflow, attribute_text,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -1063,7 +1063,7 @@ fn classify(tx: &mut Tx<'_>, ev: &Event, at: DateTime<Utc>) {
                 } else {
                     tx.t.stage_entered.get(&spec.stage).copied()
                 };
-                let in_stage = spec.name == RESOLUTION || stage_reached(tx.t.stage, spec.stage);
+                let in_stage = spec.name == RESOLUTION || tx.t.stage == spec.stage;
                 if let (Some(from), true) = (entered, in_stage) {
                     tx.start_clock(from, at, spec);
                 }
@@ -1074,12 +1074,6 @@ fn classify(tx: &mut Tx<'_>, ev: &Event, at: DateTime<Utc>) {
     if tx.t.progress.is_some() {
         tx.arm_progress(at);
     }
-}
-
-/// Whether a ticket in `current` has entered `declared` and not left it for good (clocks of
-/// a later stage do not start early).
-fn stage_reached(current: Stage, declared: Stage) -> bool {
-    current == declared
 }
 
 fn answer_survey(tx: &mut Tx<'_>, ev: &Event, at: DateTime<Utc>) {
@@ -1700,11 +1694,6 @@ pub struct ClockLine {
     pub done: Option<DateTime<Utc>>,
     pub elapsed: i64,
     pub outcome: String,
-}
-
-/// Targets helper used by validation: does a table cover every declared priority?
-pub fn covers_all(t: &Targets, priorities: &[String]) -> bool {
-    t.default.is_some() || priorities.iter().all(|p| t.values.contains_key(p))
 }
 
 #[cfg(test)]

@@ -406,32 +406,6 @@ impl Workflow {
         }
     }
 
-    /// Every template name the workflow uses (validation checks each exists per language).
-    pub fn templates(&self) -> BTreeSet<&str> {
-        let mut t = BTreeSet::new();
-        if let Some(p) = &self.progress {
-            t.insert(p.template.as_str());
-        }
-        if let Some(s) = &self.survey {
-            t.insert(s.template.as_str());
-        }
-        for r in &self.rules {
-            if let Some(c) = &r.callback {
-                t.insert(c.template.as_str());
-            }
-            if let Some(s) = &r.send {
-                t.insert(s.template.as_str());
-            }
-        }
-        if let Some(r) = &self.review {
-            t.insert(r.template.as_str());
-        }
-        for e in &self.escalations {
-            t.insert(e.template.as_str());
-        }
-        t
-    }
-
     pub fn priority_rank(&self, p: &str) -> Option<usize> {
         self.priorities.iter().position(|x| x == p)
     }

@@ -876,16 +876,10 @@ impl Engine {
         if !self.wait_until_due(job).await {
             return Ok("deferred");
         }
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.on_timer_once(job).await {
-                Err(e) if e.is_transient() && attempt < 5 => {
-                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
-                }
-                other => return other,
-            }
-        }
+        self.fire_batch(std::slice::from_ref(job))
+            .await
+            .pop()
+            .unwrap_or(Ok("moot"))
     }
 
     /// Wait out the fraction of a second between apalis' whole-second `run_at` and the due
@@ -927,7 +921,11 @@ impl Engine {
                     tracing::warn!(error = %e, jobs = jobs.len(), "timer batch failed; firing one by one");
                     let mut out = Vec::with_capacity(jobs.len());
                     for j in jobs {
-                        out.push(self.on_timer_once(j).await);
+                        out.push(
+                            self.fire_batch_once(std::slice::from_ref(j))
+                                .await
+                                .map(|mut r| r.pop().unwrap_or("moot")),
+                        );
                     }
                     return out;
                 }
@@ -944,11 +942,17 @@ impl Engine {
         for job in jobs {
             if !slots.contains_key(&job.ticket) {
                 let loaded = match store::load_ticket(&mut tx, &job.ticket).await? {
-                    Some((state, _)) => self.workflow(&state.workflow).ok().map(|wf| Slot {
-                        wf,
-                        state,
-                        dirty: false,
-                    }),
+                    Some((state, _)) => match self.workflow(&state.workflow) {
+                        Ok(wf) => Some(Slot {
+                            wf,
+                            state,
+                            dirty: false,
+                        }),
+                        Err(_) => {
+                            tracing::warn!(workflow = %state.workflow, "timer for a workflow that is no longer loaded");
+                            None
+                        }
+                    },
                     None => None,
                 };
                 slots.insert(job.ticket.clone(), loaded);
@@ -981,43 +985,6 @@ impl Engine {
             metrics::record(m);
         }
         Ok(outcomes)
-    }
-
-    async fn on_timer_once(&self, job: &TimerJob) -> Result<&'static str, DbError> {
-        let now = self.now();
-        let mut tx = self.db.begin().await?;
-        let Some((state, _)) = store::load_ticket(&mut tx, &job.ticket).await? else {
-            tx.rollback().await?;
-            return Ok("moot");
-        };
-        let Ok(wf) = self.workflow(&state.workflow) else {
-            tx.rollback().await?;
-            tracing::warn!(workflow = %state.workflow, "timer for a workflow that is no longer loaded");
-            return Ok("moot");
-        };
-        let before = state.timers.clone();
-        let (state, outs, fired) = fire(&wf, state, &job.key, now);
-        match fired {
-            Fired::Moot => {
-                tx.rollback().await?;
-                Ok("moot")
-            }
-            Fired::NotYetDue(_) => {
-                tx.rollback().await?;
-                Ok("deferred")
-            }
-            Fired::Applied => {
-                let mut after = After::default();
-                self.carry_out(&mut tx, &wf, &state, &before, &outs, now, &mut after)
-                    .await?;
-                store::save_ticket(&mut tx, &state, now).await?;
-                tx.commit().await?;
-                for m in &after.metrics {
-                    metrics::record(m);
-                }
-                Ok("applied")
-            }
-        }
     }
 
     // ------------------------------------------------------------------ deliveries

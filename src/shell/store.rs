@@ -2,8 +2,6 @@
 //! usable inside a [`Tx`] on either backend. Transaction boundaries are decided by the caller
 //! (`engine`), never here.
 
-use std::collections::BTreeSet;
-
 use chrono::{DateTime, TimeZone, Utc};
 
 use crate::core::event::Event;
@@ -635,12 +633,6 @@ pub async fn pending_deliveries(db: &Db) -> Result<Vec<(String, i64)>, DbError> 
         (String, i64),
         "SELECT channel, COUNT(*) FROM sk_deliveries WHERE status <> 'sent' GROUP BY channel"
     )?)
-}
-
-/// Tickets that have events but no state yet (parked), or whose ids are known.
-pub async fn known_tickets(db: &Db) -> Result<BTreeSet<String>, DbError> {
-    let rows = db_all!(db, (String,), "SELECT id FROM sk_tickets")?;
-    Ok(rows.into_iter().map(|(s,)| s).collect())
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

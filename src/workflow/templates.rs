@@ -94,14 +94,6 @@ impl Templates {
             .contains_key(&(name.to_string(), language.to_string()))
     }
 
-    pub fn languages_of(&self, name: &str) -> Vec<String> {
-        self.sources
-            .keys()
-            .filter(|(n, _)| n == name)
-            .map(|(_, l)| l.clone())
-            .collect()
-    }
-
     /// Render `name` in `language`, falling back to `fallback` when that language has no
     /// version of it.
     pub fn render(
