@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, State};
+use axum::http::{HeaderMap, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 use crate::core::event::{EventError, EventKind, parse_event};
 use crate::shell::engine::{Engine, IngestError};
 use crate::shell::metrics::{self, Metric};
-use crate::shell::{queue, show};
+use crate::shell::secret::Secret;
+use crate::shell::{queue, show, store};
 
 /// Largest accepted request body and batch.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
@@ -25,7 +26,7 @@ pub const MAX_BATCH: usize = 1000;
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     pub metrics: Option<PrometheusHandle>,
 }
 
@@ -37,7 +38,18 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
+}
+
+/// One span per request: the route template (never the raw path, which holds ticket ids
+/// chosen by clients) and a request id to tie its log lines together.
+fn request_span<B>(req: &Request<B>) -> tracing::Span {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    tracing::info_span!("http", method = %req.method(), route, request = %ulid::Ulid::new())
 }
 
 pub struct ApiError {
@@ -78,6 +90,7 @@ fn authorize(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &st.token else {
         return Ok(());
     };
+    let token = token.expose();
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -252,13 +265,8 @@ async fn get_ticket(
 async fn readyz(State(st): State<AppState>) -> Response {
     let db = &st.engine.db;
     let expected = queue::expected_migrations(db) as i64;
-    let applied: Result<Option<(i64,)>, sqlx::Error> = crate::db_opt!(
-        db,
-        (i64,),
-        "SELECT COUNT(*) FROM slakeeper_migrations WHERE success = TRUE"
-    );
-    match applied {
-        Ok(Some((n,))) if n >= expected => (StatusCode::OK, "ready\n").into_response(),
+    match store::applied_migrations(db).await {
+        Ok(n) if n >= expected => (StatusCode::OK, "ready\n").into_response(),
         Ok(_) => (StatusCode::SERVICE_UNAVAILABLE, "migrations not applied\n").into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n").into_response(),
     }

@@ -24,7 +24,7 @@ pub async fn insert_event(
     status: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, DbError> {
-    let body = serde_json::to_string(ev).map_err(|e| DbError::Other(e.to_string()))?;
+    let body = serde_json::to_string(ev).map_err(DbError::json("event"))?;
     let n = sql_exec!(
         tx,
         "INSERT INTO sk_events (id, ticket, type, at, received_at, status, body)
@@ -49,9 +49,7 @@ pub async fn ticket_events(tx: &mut Tx, ticket: &str) -> Result<Vec<Event>, DbEr
         ticket
     )?;
     rows.into_iter()
-        .map(|(b,)| {
-            serde_json::from_str(&b).map_err(|e| DbError::Other(format!("stored event: {e}")))
-        })
+        .map(|(b,)| serde_json::from_str(&b).map_err(DbError::json("stored event")))
         .collect()
 }
 
@@ -76,15 +74,15 @@ pub async fn load_ticket(tx: &mut Tx, id: &str) -> Result<Option<(Ticket, i64)>,
     match row {
         None => Ok(None),
         Some((state, version)) => {
-            let t: Ticket = serde_json::from_str(&state)
-                .map_err(|e| DbError::Other(format!("stored ticket {id}: {e}")))?;
+            let t: Ticket =
+                serde_json::from_str(&state).map_err(DbError::json("stored ticket state"))?;
             Ok(Some((t, version)))
         }
     }
 }
 
 pub async fn save_ticket(tx: &mut Tx, t: &Ticket, now: DateTime<Utc>) -> Result<(), DbError> {
-    let state = serde_json::to_string(t).map_err(|e| DbError::Other(e.to_string()))?;
+    let state = serde_json::to_string(t).map_err(DbError::json("ticket state"))?;
     sql_exec!(
         tx,
         "INSERT INTO sk_tickets (id, workflow, stage, priority, category, is_open, opened_at,
@@ -223,36 +221,71 @@ pub async fn delete_timers(tx: &mut Tx, ticket: &str) -> Result<(), DbError> {
 
 /// A notification row (the outbox). Returns false when its id exists (already queued).
 #[allow(clippy::too_many_arguments)]
+/// A notification to record in the outbox.
+pub struct NewNotification<'a> {
+    pub id: &'a str,
+    pub ticket: Option<&'a str>,
+    pub workflow: &'a str,
+    pub source: &'a str,
+    pub role: &'a str,
+    pub template: &'a str,
+    pub reason: &'a str,
+    pub context: &'a serde_json::Value,
+    pub at: DateTime<Utc>,
+}
+
+/// Record a notification; false when its id is already recorded (a replay, a re-run).
 pub async fn insert_notification(
     tx: &mut Tx,
-    id: &str,
-    ticket: Option<&str>,
-    workflow: &str,
-    source: &str,
-    role: &str,
-    template: &str,
-    reason: &str,
-    context: &serde_json::Value,
-    at: DateTime<Utc>,
+    n: &NewNotification<'_>,
     now: DateTime<Utc>,
 ) -> Result<bool, DbError> {
-    let n = sql_exec!(
+    let affected = sql_exec!(
         tx,
         "INSERT INTO sk_notifications (id, ticket, workflow, source, role, template, reason,
                                        context, at, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
-        id,
-        ticket,
-        workflow,
-        source,
-        role,
-        template,
-        reason,
-        context.to_string(),
-        ms(at),
+        n.id,
+        n.ticket,
+        n.workflow,
+        n.source,
+        n.role,
+        n.template,
+        n.reason,
+        n.context.to_string(),
+        ms(n.at),
         ms(now)
     )?;
-    Ok(n == 1)
+    Ok(affected == 1)
+}
+
+/// Keep an event that arrived before its ticket's `ticket.opened`.
+pub async fn park_event(tx: &mut Tx, id: &str) -> Result<(), DbError> {
+    sql_exec!(
+        tx,
+        "UPDATE sk_events SET status = 'parked' WHERE id = $1",
+        id
+    )?;
+    Ok(())
+}
+
+/// At the first start: the period before the deployment counts as reviewed, so it is not
+/// reported as missed.
+pub async fn mark_review_before_deployment(
+    tx: &mut Tx,
+    workflow: &str,
+    period_end: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    sql_exec!(
+        tx,
+        "INSERT INTO sk_reviews (workflow, period_end, status, created_at)
+         VALUES ($1, $2, 'before_deployment', $3) ON CONFLICT DO NOTHING",
+        workflow,
+        ms(period_end),
+        ms(now)
+    )?;
+    Ok(())
 }
 
 pub async fn insert_delivery(
@@ -389,16 +422,34 @@ pub async fn requeue_delivery(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// How one delivery attempt ended.
+#[derive(Debug, Clone, Copy)]
+pub enum Attempt<'a> {
+    Sent,
+    /// `next`: when the next attempt runs; None when there is none (given up).
+    Failed {
+        error: &'a str,
+        next: Option<DateTime<Utc>>,
+    },
+}
+
 pub async fn record_attempt(
     tx: &mut Tx,
     d: &DeliveryRow,
     attempt: i64,
     now: DateTime<Utc>,
-    ok: bool,
-    error: Option<&str>,
-    next_at: Option<DateTime<Utc>>,
+    result: &Attempt<'_>,
 ) -> Result<(), DbError> {
+    let (outcome, status, error, next_at, sent_at) = match *result {
+        Attempt::Sent => ("sent", "sent", None, None, Some(ms(now))),
+        Attempt::Failed { error, next } => (
+            "failed",
+            if next.is_some() { "retrying" } else { "failed" },
+            Some(error),
+            next.map(ms),
+            None,
+        ),
+    };
     sql_exec!(
         tx,
         "INSERT INTO sk_attempts (notification, channel, target, attempt, at, outcome, error)
@@ -408,7 +459,7 @@ pub async fn record_attempt(
         &d.target,
         attempt,
         ms(now),
-        if ok { "sent" } else { "failed" },
+        outcome,
         error
     )?;
     sql_exec!(
@@ -419,11 +470,11 @@ pub async fn record_attempt(
         &d.notification,
         &d.channel,
         &d.target,
-        if ok { "sent" } else { "retrying" },
+        status,
         attempt,
-        next_at.map(ms),
+        next_at,
         error,
-        if ok { Some(ms(now)) } else { None }
+        sent_at
     )?;
     Ok(())
 }
@@ -529,10 +580,8 @@ pub async fn ticket_state(db: &Db, id: &str) -> Result<Option<Ticket>, DbError> 
         "SELECT state FROM sk_tickets WHERE id = $1",
         id
     )?;
-    row.map(|(s,)| {
-        serde_json::from_str(&s).map_err(|e| DbError::Other(format!("stored ticket {id}: {e}")))
-    })
-    .transpose()
+    row.map(|(s,)| serde_json::from_str(&s).map_err(DbError::json("stored ticket state")))
+        .transpose()
 }
 
 pub async fn parked_events(db: &Db, id: &str) -> Result<i64, DbError> {
@@ -680,4 +729,31 @@ pub async fn opened_between(
         ms(since),
         ms(until)
     )?)
+}
+
+/// How many of our migrations the database has applied (for `/readyz`).
+pub async fn applied_migrations(db: &Db) -> Result<i64, DbError> {
+    let n: Option<(i64,)> = db_opt!(
+        db,
+        (i64,),
+        "SELECT COUNT(*) FROM slakeeper_migrations WHERE success = TRUE"
+    )?;
+    Ok(n.map_or(0, |(n,)| n))
+}
+
+/// Pending timers in `sk_timers` (the bench waits for them to drain).
+pub async fn timers_pending(db: &Db) -> Result<i64, DbError> {
+    let n: Option<(i64,)> = db_opt!(db, (i64,), "SELECT COUNT(*) FROM sk_timers")?;
+    Ok(n.map_or(0, |(n,)| n))
+}
+
+/// Every timeline detail of one kind, across tickets (the bench reads timer lateness).
+pub async fn timeline_of_kind(db: &Db, kind: &str) -> Result<Vec<String>, DbError> {
+    let rows: Vec<(String,)> = db_all!(
+        db,
+        (String,),
+        "SELECT detail FROM sk_timeline WHERE kind = $1",
+        kind
+    )?;
+    Ok(rows.into_iter().map(|(d,)| d).collect())
 }
