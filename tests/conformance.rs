@@ -796,6 +796,9 @@ conformance!(
     close_drops_every_timer,
     failed_delivery_is_recorded_and_retried_with_backoff,
     lost_delivery_job_is_requeued_and_sent_once,
+    dead_claimers_delivery_is_requeued_when_its_lease_runs_out,
+    same_event_id_with_another_body_is_a_conflict,
+    parked_event_with_an_undeclared_priority_is_refused,
     schedule_reviews_on_fresh_db_records_pre_deployment_period,
     review_for_a_period_is_sent_once,
     missed_review_periods_are_pushed_at_next_schedule,
@@ -976,13 +979,13 @@ async fn duplicate_event_is_counted_and_not_applied_again(h: Harness) {
     let timeline = h.timeline("D1").await;
     let before = h.snapshot().await;
 
-    // Act: the same id again, once as sent and once with a later `at` (a resend with a
-    // changed body is still the same event).
+    // Act: the same id again, once as sent and once with a later `at` (the same id with a
+    // changed body is a client bug: refused as a conflict, never silently dropped).
     h.set_clock(t0() + mins(10));
     let again = h.ingest(std::slice::from_ref(&responded)).await;
     let mut changed = responded;
     changed["at"] = json!(at_text(t0() + mins(9)));
-    let changed_again = h.ingest(&[changed]).await;
+    let conflict = h.try_ingest(&[changed]).await;
 
     // Assert
     assert_eq!(
@@ -992,7 +995,10 @@ async fn duplicate_event_is_counted_and_not_applied_again(h: Harness) {
             duplicates: 1
         }
     );
-    assert_eq!(changed_again, again);
+    assert!(
+        matches!(conflict, Err(IngestError::Conflict(_))),
+        "{conflict:?}"
+    );
     assert_eq!(h.state("D1").await, state);
     assert_eq!(h.timeline("D1").await, timeline);
     assert_eq!(h.snapshot().await, before);
@@ -2461,4 +2467,106 @@ async fn ticket_show_never_contains_customer_contact_data(h: Harness) {
             .iter()
             .all(|(s,)| !s.contains(CUSTOMER_EMAIL) && !s.contains(CUSTOMER_PHONE))
     );
+}
+
+async fn dead_claimers_delivery_is_requeued_when_its_lease_runs_out(h: Harness) {
+    // Arrange: a breach queued deliveries; a worker claimed one and died before sending.
+    open_urgent(&h, "L1").await;
+    let job = h.job_at_due("L1", FR100).await;
+    h.on_timer(&job).await;
+    let (n, ds) = h
+        .notifications("L1")
+        .await
+        .into_iter()
+        .find(|(n, _)| n.template == "sla_breach" && n.role == "supervisor")
+        .expect("breach to supervisor");
+    let d = ds.into_iter().next().expect("a delivery");
+    let claimed_at = h.now();
+    let mut tx = h.db().begin().await.expect("tx");
+    let lease = claimed_at + chrono::Duration::seconds(30);
+    assert!(
+        store::claim_delivery(&mut tx, &d, 1, lease)
+            .await
+            .expect("claim")
+    );
+    tx.commit().await.expect("commit");
+    let claimed = |j: &DeliveryJob| {
+        j.notification == n.id && j.channel == d.channel && j.target == d.target && j.attempt == 1
+    };
+    let before = h
+        .delivery_jobs()
+        .await
+        .iter()
+        .filter(|(j, _)| claimed(j))
+        .count();
+
+    // Act + Assert: within the lease nothing moves; just after it, the attempt is re-queued.
+    h.set_clock(claimed_at + secs(29));
+    h.engine.promote().await.expect("sweep");
+    let within = h
+        .delivery_jobs()
+        .await
+        .iter()
+        .filter(|(j, _)| claimed(j))
+        .count();
+    assert_eq!(within, before, "re-queued inside the lease");
+    h.set_clock(claimed_at + secs(31));
+    let (_, swept) = h.engine.promote().await.expect("sweep");
+    assert!(swept >= 1, "the dead claimer's delivery was not swept");
+    let after = h
+        .delivery_jobs()
+        .await
+        .iter()
+        .filter(|(j, _)| claimed(j))
+        .count();
+    assert_eq!(after, before + 1);
+    let (status,): (String,) = db_opt!(
+        h.db(),
+        (String,),
+        "SELECT status FROM sk_deliveries WHERE notification = $1 AND channel = $2 AND target = $3",
+        &n.id,
+        &d.channel,
+        &d.target
+    )
+    .expect("status")
+    .expect("row");
+    assert_eq!(status, "retrying");
+}
+
+async fn same_event_id_with_another_body_is_a_conflict(h: Harness) {
+    // Arrange
+    open_urgent(&h, "C1").await;
+    let before = h.snapshot().await;
+    let mut other = simple("C2", "ticket.responded", t0());
+    other["id"] = json!("C1-opened");
+
+    // Act
+    let r = h.try_ingest(&[other]).await;
+
+    // Assert: refused as a conflict, nothing changed; the same body again is a duplicate.
+    match r {
+        Err(IngestError::Conflict(e)) => {
+            assert_eq!(e.code, "conflict");
+            assert_eq!(e.field.as_deref(), Some("id"));
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(h.snapshot().await, before);
+}
+
+async fn parked_event_with_an_undeclared_priority_is_refused(h: Harness) {
+    // Arrange: nothing is known of the ticket yet.
+    let mut ev = simple("P9", "ticket.classified", t0());
+    ev["priority"] = json!("evil-label-7");
+    let before = h.snapshot().await;
+
+    // Act
+    let r = h.try_ingest(&[ev]).await;
+
+    // Assert
+    match r {
+        Err(IngestError::Bad(e)) => assert_eq!(e.field.as_deref(), Some("priority")),
+        other => panic!("expected a 400, got {other:?}"),
+    }
+    assert_eq!(h.snapshot().await, before);
 }

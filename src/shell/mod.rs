@@ -14,6 +14,7 @@ pub mod db;
 pub mod engine;
 pub mod http;
 pub mod jobs;
+pub mod json_input;
 pub mod metrics;
 pub mod queue;
 pub mod report;

@@ -96,7 +96,7 @@ impl App {
     async fn spawn_http(
         &self,
         tasks: &mut JoinSet<()>,
-        mut stop: watch::Receiver<bool>,
+        stop: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
         let listen = &self.settings.listen;
         let listener = tokio::net::TcpListener::bind(listen)
@@ -108,14 +108,7 @@ impl App {
             token: self.settings.api_token.clone(),
             metrics: Some(self.metrics.clone()),
         });
-        tasks.spawn(async move {
-            let res = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { queue::stopped(&mut stop).await })
-                .await;
-            if let Err(e) = res {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        });
+        tasks.spawn(http::serve(listener, app, stop));
         // Printed on stdout so scripts (and tests) can find the port when --listen used :0.
         println!("slakeeper listening on http://{addr}");
         tracing::info!(%addr, workflows = self.engine.cfg.catalog.workflows.len(),

@@ -17,13 +17,44 @@ pub fn from_ms(v: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(v).single().unwrap_or_default()
 }
 
-/// Insert an event unless its id is known; true when inserted (not a duplicate).
+/// What storing an event came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    New,
+    /// The same id with the same body: a retry.
+    Duplicate,
+    /// The same id with a different body: a client bug that must not pass silently.
+    Conflict,
+}
+
+/// Serialise the transactions that touch these tickets. PostgreSQL: a transaction-scoped
+/// advisory lock per ticket, taken in sorted order (no deadlock between two batches), so
+/// opening, parking and un-parking one ticket are never interleaved; a row lock could not
+/// cover a ticket that has no row yet. SQLite: `BEGIN IMMEDIATE` already holds the database.
+pub async fn lock_tickets(tx: &mut Tx, tickets: &[&str]) -> Result<(), DbError> {
+    if !tx.is_pg() {
+        return Ok(());
+    }
+    let mut ids: Vec<&str> = tickets.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    for id in ids {
+        sql_exec!(
+            tx,
+            "SELECT 1 FROM (SELECT pg_advisory_xact_lock(hashtextextended($1, 7))) AS l",
+            id
+        )?;
+    }
+    Ok(())
+}
+
+/// Insert an event unless its id is known.
 pub async fn insert_event(
     tx: &mut Tx,
     ev: &Event,
     status: &str,
     now: DateTime<Utc>,
-) -> Result<bool, DbError> {
+) -> Result<Stored, DbError> {
     let body = serde_json::to_string(ev).map_err(DbError::json("event"))?;
     let n = sql_exec!(
         tx,
@@ -35,9 +66,21 @@ pub async fn insert_event(
         ms(ev.at_utc()),
         ms(now),
         status,
-        body
+        &body
     )?;
-    Ok(n == 1)
+    if n == 1 {
+        return Ok(Stored::New);
+    }
+    let stored = sql_opt!(
+        tx,
+        (String,),
+        "SELECT body FROM sk_events WHERE id = $1",
+        &ev.id
+    )?;
+    Ok(match stored {
+        Some((b,)) if b == body => Stored::Duplicate,
+        _ => Stored::Conflict,
+    })
 }
 
 /// All of a ticket's events (applied and parked), in `at` order then arrival order.
@@ -363,12 +406,14 @@ pub async fn load_delivery(
 }
 
 /// Claim a delivery for attempt `attempt` (1-based) before sending; false when it was sent
-/// already or another job holds that attempt, so two jobs never send the same attempt.
+/// already or another job holds that attempt, so two jobs never send the same attempt. The
+/// claim is a lease: `next_at` becomes `lease_until`, after which a sweep gives the attempt
+/// to another worker (its claimer died mid-send).
 pub async fn claim_delivery(
     tx: &mut Tx,
     d: &DeliveryRow,
     attempt: i64,
-    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
 ) -> Result<bool, DbError> {
     let n = sql_exec!(
         tx,
@@ -379,29 +424,43 @@ pub async fn claim_delivery(
         &d.channel,
         &d.target,
         attempt - 1,
-        ms(now)
+        ms(lease_until)
     )?;
     Ok(n == 1)
 }
 
-/// Deliveries whose job was lost: waiting (or stuck sending after a crash) since before
-/// `stale_before`. Locked against other sweepers on PostgreSQL.
+/// Deliveries to give back to the queue: claimed (`sending`) with the lease run out by
+/// `now` (the claimer died), or waiting since before `lost_before` (their job was lost).
+/// Locked against other sweepers on PostgreSQL.
 pub async fn deliveries_to_sweep(
     tx: &mut Tx,
-    stale_before: DateTime<Utc>,
+    now: DateTime<Utc>,
+    lost_before: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<DeliveryRow>, DbError> {
     let sql = if tx.is_pg() {
         "SELECT notification, channel, target, status, attempts, next_at, last_error, sent_at,
                 created_at
-         FROM sk_deliveries WHERE status <> 'sent' AND next_at < $1
-         ORDER BY next_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+         FROM sk_deliveries
+         WHERE status <> 'sent' AND next_at < $2
+           AND (status = 'sending' OR next_at < $1)
+         ORDER BY next_at LIMIT $3 FOR UPDATE SKIP LOCKED"
     } else {
         "SELECT notification, channel, target, status, attempts, next_at, last_error, sent_at,
                 created_at
-         FROM sk_deliveries WHERE status <> 'sent' AND next_at < $1 ORDER BY next_at LIMIT $2"
+         FROM sk_deliveries
+         WHERE status <> 'sent' AND next_at < $2
+           AND (status = 'sending' OR next_at < $1)
+         ORDER BY next_at LIMIT $3"
     };
-    Ok(sql_all!(tx, DeliveryRow, sql, ms(stale_before), limit)?)
+    Ok(sql_all!(
+        tx,
+        DeliveryRow,
+        sql,
+        ms(lost_before),
+        ms(now),
+        limit
+    )?)
 }
 
 /// Give a swept delivery back to the queue: status `retrying`, next attempt now.

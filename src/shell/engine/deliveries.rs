@@ -11,6 +11,11 @@ use crate::core::model::Workflow;
 use crate::shell::channels::{ChannelKind, Message, Reply};
 use crate::shell::db::DbError;
 use crate::shell::engine::{Engine, JobOutcome, STALE_DELIVERY};
+
+/// How long a claimed attempt may take before another worker takes it over. Longer than any
+/// send can last (SMTP gives up after 15 s, HTTP after 10 s), so only a dead claimer loses
+/// its lease; short enough that its death delays the message by at most this much.
+pub const DELIVERY_LEASE: chrono::Duration = chrono::Duration::seconds(30);
 use crate::shell::metrics;
 use crate::shell::queue::{self, DeliveryJob};
 use crate::shell::store::{self, Attempt, DeliveryRow, NotificationRow, from_ms, ms};
@@ -36,7 +41,8 @@ impl Engine {
             return Ok(JobOutcome::Moot);
         }
         let mut tx = self.db.begin().await?;
-        if !store::claim_delivery(&mut tx, &d, job.attempt, self.now()).await? {
+        let lease = self.now() + DELIVERY_LEASE;
+        if !store::claim_delivery(&mut tx, &d, job.attempt, lease).await? {
             tx.rollback().await?;
             return Ok(JobOutcome::Moot);
         }
@@ -181,11 +187,11 @@ impl Engine {
         }
     }
 
-    /// Re-queue deliveries whose jobs were lost (waiting, or stuck sending after a crash,
-    /// since before [`STALE_DELIVERY`]). Returns how many.
+    /// Re-queue deliveries whose claimer died ([`DELIVERY_LEASE`] ran out) or whose job was
+    /// lost (waiting longer than [`STALE_DELIVERY`]). Returns how many.
     pub async fn sweep_deliveries(&self, now: DateTime<Utc>) -> Result<usize, DbError> {
         let mut tx = self.db.begin().await?;
-        let stale = store::deliveries_to_sweep(&mut tx, now - STALE_DELIVERY, 500).await?;
+        let stale = store::deliveries_to_sweep(&mut tx, now, now - STALE_DELIVERY, 500).await?;
         for d in &stale {
             store::requeue_delivery(&mut tx, d, now).await?;
             let job = DeliveryJob {

@@ -19,12 +19,15 @@ use crate::shell::db::{DbError, Tx};
 use crate::shell::engine::timers::{PROMOTE_HORIZON, push_timer};
 use crate::shell::engine::{After, Engine, Slot};
 use crate::shell::metrics::Metric;
-use crate::shell::store;
+use crate::shell::store::{self, Stored};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("{0}")]
     Bad(EventError),
+    /// An id already stored with a different body.
+    #[error("{0}")]
+    Conflict(EventError),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -124,6 +127,8 @@ impl Engine {
         batch: bool,
     ) -> Result<(Ingested, After), IngestError> {
         let mut tx = self.db.begin().await?;
+        let tickets: Vec<&str> = events.iter().map(|e| e.ticket.as_str()).collect();
+        store::lock_tickets(&mut tx, &tickets).await?;
         let mut b = Batch::new(events, batch, self.now());
         for i in 0..events.len() {
             self.ingest_event(&mut tx, &mut b, i).await?;
@@ -141,10 +146,29 @@ impl Engine {
         i: usize,
     ) -> Result<(), IngestError> {
         let ev = &b.events[i];
-        if !store::insert_event(tx, ev, "applied", b.now).await? {
-            b.res.duplicates += 1;
-            b.count(ev, "duplicate");
-            return Ok(());
+        match store::insert_event(tx, ev, "applied", b.now).await? {
+            Stored::New => {}
+            Stored::Duplicate => {
+                b.res.duplicates += 1;
+                b.count(ev, "duplicate");
+                return Ok(());
+            }
+            Stored::Conflict => {
+                let e = EventError::new(
+                    "conflict",
+                    Some("id"),
+                    format!(
+                        "event id `{}` was already accepted with a different body; \
+                         give a new event a new id",
+                        ev.id
+                    ),
+                );
+                return Err(IngestError::Conflict(if b.batch {
+                    e.in_batch(i)
+                } else {
+                    e
+                }));
+            }
         }
         b.res.accepted += 1;
         b.count(ev, "accepted");
@@ -157,6 +181,7 @@ impl Engine {
             Some(s) => Some(self.apply_to_open(tx, b, i, s).await?),
             None if ev.kind == EventKind::Opened => self.open_ticket(tx, b, i).await?,
             None => {
+                self.check_unopened(ev).map_err(|e| b.bad(e, i))?;
                 self.park(tx, ev, b.now).await?;
                 None
             }
@@ -279,6 +304,32 @@ impl Engine {
             state,
             dirty: true,
         }))
+    }
+
+    /// An event for a ticket not opened yet is checked now, not when it is un-parked: against
+    /// the workflow it names, else against every workflow (it must fit at least one), so a
+    /// value no workflow declares never reaches a ticket or a metric label.
+    fn check_unopened(&self, ev: &Event) -> Result<(), EventError> {
+        if let Some(name) = &ev.workflow {
+            let wf = self.cfg.catalog.get(name).ok_or_else(|| {
+                EventError::new(
+                    "unknown_workflow",
+                    Some("workflow"),
+                    format!("no workflow `{name}` is loaded"),
+                )
+            })?;
+            return check_against(ev, wf);
+        }
+        let mut first = None;
+        for wf in self.cfg.catalog.workflows.values() {
+            match check_against(ev, wf) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 
     /// Not opened yet: keep it until `ticket.opened` arrives.
