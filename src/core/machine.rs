@@ -822,7 +822,7 @@ fn on_event(tx: &mut Tx<'_>, ev: &Event, at: DateTime<Utc>) {
         .into_iter()
         .filter(|n| {
             tx.spec_for(n)
-                .is_some_and(|s| s.met_by == MetBy::Event(ev.kind.as_str().to_string()))
+                .is_some_and(|s| s.met_by == MetBy::Event(ev.kind))
         })
         .collect();
     match ev.kind {
