@@ -23,8 +23,8 @@ use sha2::{Digest, Sha256};
 use crate::core::duration::format_seconds;
 use crate::core::event::{Event, EventError, EventKind, check_against};
 use crate::core::machine::{
-    Effect, Fact, Fired, Notification, Out, Ticket, Timer, advance, apply, fire, needs_replay,
-    replay,
+    Effect, Fact, Fired, Notification, Out, Ticket, Timer, TimerKey, advance, apply, fire,
+    needs_replay, replay,
 };
 use crate::core::model::{Role, Workflow};
 use crate::core::simulate::choose_workflow;
@@ -285,7 +285,7 @@ impl Engine {
         }
         // Each ticket's timers as committed before this batch: a timer born in the batch and
         // fired in it is the sender's lateness, not the queue's (see `carry_out`).
-        let mut committed: HashMap<String, BTreeMap<String, Timer>> = HashMap::new();
+        let mut committed: HashMap<String, BTreeMap<TimerKey, Timer>> = HashMap::new();
         for (i, ev) in events.iter().enumerate() {
             let until = horizons[i].map_or(now, |h: DateTime<Utc>| {
                 (h - chrono::Duration::nanoseconds(1))
@@ -490,7 +490,7 @@ impl Engine {
         let old_timers = old.map(|t| t.timers.clone()).unwrap_or_default();
         for key in old_timers.keys() {
             if !state.timers.contains_key(key) {
-                store::delete_timer(tx, ticket, key).await?;
+                store::delete_timer(tx, ticket, &key.to_string()).await?;
             }
         }
         for (key, t) in &state.timers {
@@ -503,7 +503,7 @@ impl Engine {
             store::upsert_timer(
                 tx,
                 ticket,
-                key,
+                &key.to_string(),
                 t.kind.as_str(),
                 t.due,
                 t.scheduled_at,
@@ -516,7 +516,7 @@ impl Engine {
                     queue::TIMERS,
                     &TimerJob {
                         ticket: ticket.to_string(),
-                        key: key.clone(),
+                        key: key.to_string(),
                         due_ms: ms(t.due),
                     },
                     ms(t.due),
@@ -549,7 +549,7 @@ impl Engine {
         tx: &mut Tx,
         wf: &Workflow,
         t: &Ticket,
-        before: &BTreeMap<String, Timer>,
+        before: &BTreeMap<TimerKey, Timer>,
         outs: &[Out],
         now: DateTime<Utc>,
         after: &mut After,
@@ -560,14 +560,23 @@ impl Engine {
                     // Near-term timers get their job now, in this transaction; later ones are
                     // promoted shortly before they are due (see `promote`).
                     let promote = *due <= now + PROMOTE_HORIZON;
-                    store::upsert_timer(tx, &t.id, key, kind.as_str(), *due, now, promote).await?;
+                    store::upsert_timer(
+                        tx,
+                        &t.id,
+                        &key.to_string(),
+                        kind.as_str(),
+                        *due,
+                        now,
+                        promote,
+                    )
+                    .await?;
                     if promote {
                         queue::push(
                             tx,
                             queue::TIMERS,
                             &TimerJob {
                                 ticket: t.id.clone(),
-                                key: key.clone(),
+                                key: key.to_string(),
                                 due_ms: ms(*due),
                             },
                             ms(*due),
@@ -585,7 +594,7 @@ impl Engine {
                     .await?;
                 }
                 Effect::Drop { key, reason } => {
-                    store::delete_timer(tx, &t.id, key).await?;
+                    store::delete_timer(tx, &t.id, &key.to_string()).await?;
                     store::timeline(
                         tx,
                         &t.id,
@@ -597,7 +606,7 @@ impl Engine {
                     .await?;
                 }
                 Effect::Fired { key, kind, due } => {
-                    store::delete_timer(tx, &t.id, key).await?;
+                    store::delete_timer(tx, &t.id, &key.to_string()).await?;
                     // A timer scheduled in this very transition (born overdue) is not late.
                     let born = before.get(key).map(|b| b.scheduled_at).unwrap_or(now);
                     let late = (now - (*due).max(born)).num_milliseconds() as f64 / 1000.0;
