@@ -457,8 +457,10 @@ impl<'a> Tx<'a> {
             let due = clock
                 .instant_of(cal, pos)
                 .unwrap_or(now)
-                // A point already passed (e.g. after a retarget) is due at once.
-                .max(clock.running_since.unwrap_or(now));
+                // A point already passed (e.g. after a retarget) is due at once: at `now`, the
+                // instant of the event that moved it, never earlier. An alert dated before
+                // its cause would claim staff were warned before anything was wrong.
+                .max(now);
             self.schedule(
                 now,
                 TimerKey::Escalation {
@@ -1490,7 +1492,9 @@ fn fire_escalation(tx: &mut Tx<'_>, clock: &str, run: u32, label: &str, due: Dat
                 run: c.run,
                 priority,
                 outcome: Outcome::Breached,
-                due: Some(due),
+                // The deadline itself; the breach is recorded at `due`, which is later when a
+                // reclassification moved the deadline into the past.
+                due: c.due(cal).or(Some(due)),
                 elapsed: None,
             }),
         );

@@ -756,6 +756,36 @@ fn reclassification_past_the_new_deadline_breaches_at_once() {
     );
 }
 
+/// Issue 8 row 11: a normal ticket reclassified urgent at 11:00 is warned and breached at
+/// 11:00, not at 09:22 / 09:30 (before anyone could have known).
+#[test]
+fn alerts_after_a_reclassification_are_never_dated_before_it() {
+    let mut s = Sim::new(base());
+    s.on(opened(hm(9, 0), "normal"));
+    let out = s.on(ev(
+        "ticket.classified",
+        hm(11, 0),
+        json!({"priority": "urgent"}),
+    ));
+    let n = notifications(&out);
+    let mut templates: Vec<&str> = n.iter().map(|(_, n)| n.template.as_str()).collect();
+    templates.sort_unstable();
+    assert_eq!(templates, ["sla_breach", "sla_warning"], "{out:#?}");
+    assert!(n.iter().all(|(at, _)| *at == hm(11, 0)), "{n:#?}");
+    let oc = outcomes(&out);
+    assert_eq!(oc.len(), 1);
+    assert_eq!(
+        oc[0].0,
+        hm(11, 0),
+        "the breach is recorded when it became known"
+    );
+    assert_eq!(
+        oc[0].1.due,
+        Some(hm(9, 30)),
+        "the outcome keeps the real deadline"
+    );
+}
+
 #[test]
 fn reclassification_to_a_priority_without_a_target_stops_the_clock() {
     let mut s = Sim::new(base());
@@ -1110,7 +1140,8 @@ fn an_unsatisfied_score_reopens_to_diagnosis_and_resolution_resumes_from_its_use
     assert_eq!(s.clock("resolution").consumed, 150 * 60);
     let due = hm(12, 30) + Duration::hours(24) - mins(150);
     assert_eq!(s.due("resolution"), Some(due));
-    assert_eq!(s.timer("esc/resolution/1/100%"), Some(due));
+    // The re-opened stretch is run 2 of the clock (its outcome has its own id).
+    assert_eq!(s.timer("esc/resolution/2/100%"), Some(due));
 
     // The score is also <= 3: the supervisor's call-back is still owed (and tracked).
     assert_eq!(
@@ -1125,6 +1156,24 @@ fn an_unsatisfied_score_reopens_to_diagnosis_and_resolution_resumes_from_its_use
     assert!(facts(&out).contains(&&Fact::Callback {
         outcome: CallbackOutcome::Overdue
     }));
+}
+
+/// Issue 8 row 9: an urgent ticket resolved, re-opened and never resolved again breaches in
+/// its second run, and that breach is recorded (its id differs from run 1's `met`).
+#[test]
+fn a_reopened_run_that_breaches_records_its_own_outcome() {
+    let mut s = urgent_resolved(base());
+    assert!(s.ticket().emitted.contains("outcome/resolution/1"));
+    s.on(plain("ticket.reopened", hm(13, 0)));
+    let out = s.advance(t(25, 0, 0));
+    let breaches: Vec<_> = outcomes(&out)
+        .into_iter()
+        .filter(|(_, o)| o.clock == "resolution" && o.outcome == Outcome::Breached)
+        .collect();
+    assert_eq!(breaches.len(), 1, "{out:#?}");
+    assert_eq!(breaches[0].1.run, 2);
+    // 2h30m of the 1d budget were used before the re-open at 13:00.
+    assert_eq!(breaches[0].0, t(24, 10, 30));
 }
 
 #[test]
