@@ -1729,15 +1729,34 @@ pub fn replay(
 }
 
 /// The clocks of a ticket as a report line each: (name, due, done, outcome).
+/// The calendar a clock counts in.
+fn clock_calendar<'a>(wf: &'a Workflow, name: &str) -> &'a Calendar {
+    if name == CALLBACK {
+        &wf.calendar
+    } else {
+        wf.clock(name).map(|s| &*s.calendar).unwrap_or(&wf.calendar)
+    }
+}
+
+/// [`clock_summary`] as of `now`: a running clock's elapsed time counts up to `now`, not
+/// to its last pause or re-target (what `ticket show` and the API display).
+pub fn clock_summary_at(wf: &Workflow, t: &Ticket, now: DateTime<Utc>) -> Vec<ClockLine> {
+    let mut lines = clock_summary(wf, t);
+    for l in &mut lines {
+        if l.status == ClockStatus::Running
+            && let Some(c) = t.clocks.get(&l.clock)
+        {
+            l.elapsed = c.elapsed_at(clock_calendar(wf, &l.clock), now);
+        }
+    }
+    lines
+}
+
 pub fn clock_summary(wf: &Workflow, t: &Ticket) -> Vec<ClockLine> {
     t.clocks
         .iter()
         .map(|(name, c)| {
-            let cal: &Calendar = if name == CALLBACK {
-                &wf.calendar
-            } else {
-                wf.clock(name).map(|s| &*s.calendar).unwrap_or(&wf.calendar)
-            };
+            let cal = clock_calendar(wf, name);
             let due = match c.status {
                 ClockStatus::Running => c.due(cal),
                 ClockStatus::Paused => None,
