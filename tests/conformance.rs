@@ -1870,8 +1870,9 @@ async fn reopen_drops_survey_timers(h: Harness) {
         timers.keys().all(|k| !k.starts_with("survey/")),
         "{timers:?}"
     );
+    // The re-opened stretch is run 2 of the clock: its outcome gets its own id.
     assert!(
-        timers.contains_key("esc/resolution/1/100%"),
+        timers.contains_key("esc/resolution/2/100%"),
         "resolution resumes"
     );
     let s = h.state("O1").await;
