@@ -267,6 +267,14 @@ fn string_field<'a>(
     }
 }
 
+/// At most `max` characters of `s`, with `…` when cut.
+fn shorten(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
 fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -357,10 +365,12 @@ pub fn parse_event(v: &Value, now: DateTime<Utc>) -> Result<Event, EventError> {
     })?;
     for k in obj.keys() {
         if !KNOWN_FIELDS.contains(&k.as_str()) {
+            // The name is the sender's text: cut so a huge key cannot make a huge reply.
+            let name = shorten(k, 64);
             return Err(EventError::new(
                 "unknown_field",
-                Some(k),
-                format!("`{k}` is not a known event field"),
+                Some(&name),
+                format!("`{name}` is not a known event field"),
             ));
         }
     }
