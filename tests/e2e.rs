@@ -382,24 +382,24 @@ fn sigkill_then_restart_loses_no_timer_and_sends_no_alert_twice() {
     assert!(m.contains("slakeeper_timer_lateness_seconds_bucket"), "{m}");
 }
 
+/// One API process and two worker processes on one database.
+fn api_and_two_workers(db: &TestDb, wf: &Workflows, smtp: &Smtp) -> (App, App, App) {
+    let start = |role| {
+        App::start(AppOpts {
+            role,
+            ..AppOpts::new(&db.url, wf.dir.path(), smtp.port)
+        })
+    };
+    (start("api"), start("worker"), start("worker"))
+}
+
 #[test]
 fn two_workers_on_postgres_one_killed_every_alert_exactly_once() {
     let smtp = Smtp::start();
     let hooks = Hooks::start();
     let wf = workflows(hooks.port, false);
     let db = TestDb::new(Backend::Postgres);
-    let api = App::start(AppOpts {
-        role: "api",
-        ..AppOpts::new(&db.url, wf.dir.path(), smtp.port)
-    });
-    let mut w1 = App::start(AppOpts {
-        role: "worker",
-        ..AppOpts::new(&db.url, wf.dir.path(), smtp.port)
-    });
-    let _w2 = App::start(AppOpts {
-        role: "worker",
-        ..AppOpts::new(&db.url, wf.dir.path(), smtp.port)
-    });
+    let (api, mut w1, _w2) = api_and_two_workers(&db, &wf, &smtp);
     let n = 20;
     let events: Vec<_> = (0..n)
         .map(|i| {
@@ -756,18 +756,7 @@ fn kill_a_worker_while_sending() -> (Vec<f64>, usize) {
     let hooks = Hooks::start_slow(Duration::from_secs(2));
     let wf = workflows(hooks.port, false);
     let db = TestDb::new(Backend::Postgres);
-    let api = App::start(AppOpts {
-        role: "api",
-        ..AppOpts::new(&db.url, wf.dir.path(), smtp.port)
-    });
-    let mut w1 = App::start(AppOpts {
-        role: "worker",
-        ..AppOpts::new(&db.url, wf.dir.path(), smtp.port)
-    });
-    let _w2 = App::start(AppOpts {
-        role: "worker",
-        ..AppOpts::new(&db.url, wf.dir.path(), smtp.port)
-    });
+    let (api, mut w1, _w2) = api_and_two_workers(&db, &wf, &smtp);
     let n = 20;
     let opened_at = chrono::Utc::now();
     let events: Vec<_> = (0..n)

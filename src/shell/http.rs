@@ -136,6 +136,13 @@ fn precheck(item: &Value) -> Result<(), EventError> {
     let Some(obj) = item.as_object() else {
         return Ok(());
     };
+    if obj.contains_key("received_at") {
+        return Err(EventError::new(
+            "unknown_field",
+            Some("received_at"),
+            "`received_at` is set by slakeeper when it accepts an event; leave it out",
+        ));
+    }
     for k in obj.keys() {
         if k.chars().count() > MAX_KEY {
             return Err(EventError::new(

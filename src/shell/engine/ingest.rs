@@ -128,10 +128,20 @@ impl Engine {
         events: &[Event],
         batch: bool,
     ) -> Result<(Ingested, After), IngestError> {
+        let now = self.now();
+        // Every event is received now: the core dates what it causes from its arrival (an
+        // alert is never dated before the event that caused it), as `simulate` does.
+        let events: Vec<Event> = events
+            .iter()
+            .map(|e| Event {
+                received_at: Some(now.with_timezone(e.at.offset())),
+                ..e.clone()
+            })
+            .collect();
         let mut tx = self.db.begin().await?;
         let tickets: Vec<&str> = events.iter().map(|e| e.ticket.as_str()).collect();
         store::lock_tickets(&mut tx, &tickets).await?;
-        let mut b = Batch::new(events, batch, self.now());
+        let mut b = Batch::new(&events, batch, now);
         for i in 0..events.len() {
             self.ingest_event(&mut tx, &mut b, i).await?;
         }
