@@ -128,6 +128,12 @@ impl Engine {
         events: &[Event],
         batch: bool,
     ) -> Result<(Ingested, After), IngestError> {
+        let mut tx = self.db.begin().await?;
+        let tickets: Vec<&str> = events.iter().map(|e| e.ticket.as_str()).collect();
+        store::lock_tickets(&mut tx, &tickets).await?;
+        // Read the clock only once the tickets are ours: two requests about one ticket then
+        // get their `received_at` in the order they are applied, which is the order
+        // `simulate` replays them in.
         let now = self.now();
         // Every event is received now: the core dates what it causes from its arrival (an
         // alert is never dated before the event that caused it), as `simulate` does.
@@ -138,9 +144,6 @@ impl Engine {
                 ..e.clone()
             })
             .collect();
-        let mut tx = self.db.begin().await?;
-        let tickets: Vec<&str> = events.iter().map(|e| e.ticket.as_str()).collect();
-        store::lock_tickets(&mut tx, &tickets).await?;
         let mut b = Batch::new(&events, batch, now);
         for i in 0..events.len() {
             self.ingest_event(&mut tx, &mut b, i).await?;
