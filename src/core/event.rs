@@ -210,6 +210,8 @@ impl EventError {
 
 const MAX_ID: usize = 200;
 const MAX_TEXT: usize = 4000;
+/// Attributes become template context and match keys, not a document store.
+const MAX_ATTRIBUTES: usize = 50;
 const KNOWN_FIELDS: [&str; 15] = [
     "id",
     "ticket",
@@ -295,6 +297,7 @@ fn party_field(
         Some(Value::Object(p)) => {
             for k in p.keys() {
                 if !["name", "email", "phone", "language"].contains(&k.as_str()) {
+                    let k = shorten(k, 64);
                     return Err(EventError::new(
                         "unknown_field",
                         Some(&format!("{name}.{k}")),
@@ -460,12 +463,40 @@ fn attributes_field(
     match obj.get("attributes") {
         None | Some(Value::Null) => Ok(BTreeMap::new()),
         Some(Value::Object(m)) => {
+            if m.len() > MAX_ATTRIBUTES {
+                return Err(EventError::new(
+                    "invalid_field",
+                    Some("attributes"),
+                    format!(
+                        "`attributes` has {} keys; at most {MAX_ATTRIBUTES} are kept",
+                        m.len()
+                    ),
+                ));
+            }
             for (k, v) in m {
+                // Keys and values are the sender's text: bounded, and cut when echoed.
+                let field = format!("attributes.{}", shorten(k, 64));
+                if k.is_empty() || k.len() > MAX_ID {
+                    return Err(EventError::new(
+                        "invalid_field",
+                        Some(&field),
+                        format!("`{field}`: attribute names are 1 to {MAX_ID} bytes"),
+                    ));
+                }
                 if matches!(v, Value::Object(_) | Value::Array(_)) {
                     return Err(EventError::new(
                         "invalid_field",
-                        Some(&format!("attributes.{k}")),
-                        format!("`attributes.{k}` must be a string, number or boolean"),
+                        Some(&field),
+                        format!("`{field}` must be a string, number or boolean"),
+                    ));
+                }
+                if let Value::String(text) = v
+                    && text.len() > MAX_TEXT
+                {
+                    return Err(EventError::new(
+                        "invalid_field",
+                        Some(&field),
+                        format!("`{field}` is longer than {MAX_TEXT} bytes"),
                     ));
                 }
             }
