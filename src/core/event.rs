@@ -210,8 +210,6 @@ impl EventError {
 
 const MAX_ID: usize = 200;
 const MAX_TEXT: usize = 4000;
-/// Attributes become template context and match keys, not a document store.
-const MAX_ATTRIBUTES: usize = 50;
 const KNOWN_FIELDS: [&str; 15] = [
     "id",
     "ticket",
@@ -463,40 +461,15 @@ fn attributes_field(
     match obj.get("attributes") {
         None | Some(Value::Null) => Ok(BTreeMap::new()),
         Some(Value::Object(m)) => {
-            if m.len() > MAX_ATTRIBUTES {
-                return Err(EventError::new(
-                    "invalid_field",
-                    Some("attributes"),
-                    format!(
-                        "`attributes` has {} keys; at most {MAX_ATTRIBUTES} are kept",
-                        m.len()
-                    ),
-                ));
-            }
             for (k, v) in m {
-                // Keys and values are the sender's text: bounded, and cut when echoed.
+                // The key is the sender's text: cut when echoed. (Size limits on attributes
+                // are the HTTP layer's, `shell::http::MAX_ATTRIBUTE`.)
                 let field = format!("attributes.{}", shorten(k, 64));
-                if k.is_empty() || k.len() > MAX_ID {
-                    return Err(EventError::new(
-                        "invalid_field",
-                        Some(&field),
-                        format!("`{field}`: attribute names are 1 to {MAX_ID} bytes"),
-                    ));
-                }
                 if matches!(v, Value::Object(_) | Value::Array(_)) {
                     return Err(EventError::new(
                         "invalid_field",
                         Some(&field),
                         format!("`{field}` must be a string, number or boolean"),
-                    ));
-                }
-                if let Value::String(text) = v
-                    && text.len() > MAX_TEXT
-                {
-                    return Err(EventError::new(
-                        "invalid_field",
-                        Some(&field),
-                        format!("`{field}` is longer than {MAX_TEXT} bytes"),
                     ));
                 }
             }
