@@ -295,6 +295,7 @@ fn party_field(
         Some(Value::Object(p)) => {
             for k in p.keys() {
                 if !["name", "email", "phone", "language"].contains(&k.as_str()) {
+                    let k = shorten(k, 64);
                     return Err(EventError::new(
                         "unknown_field",
                         Some(&format!("{name}.{k}")),
@@ -461,11 +462,14 @@ fn attributes_field(
         None | Some(Value::Null) => Ok(BTreeMap::new()),
         Some(Value::Object(m)) => {
             for (k, v) in m {
+                // The key is the sender's text: cut when echoed. (Size limits on attributes
+                // are the HTTP layer's, `shell::http::MAX_ATTRIBUTE`.)
+                let field = format!("attributes.{}", shorten(k, 64));
                 if matches!(v, Value::Object(_) | Value::Array(_)) {
                     return Err(EventError::new(
                         "invalid_field",
-                        Some(&format!("attributes.{k}")),
-                        format!("`attributes.{k}` must be a string, number or boolean"),
+                        Some(&field),
+                        format!("`{field}` must be a string, number or boolean"),
                     ));
                 }
             }

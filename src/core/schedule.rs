@@ -80,7 +80,7 @@ impl Schedule {
             )));
         }
         if !expr.trim_start().starts_with('@') {
-            check_fields(expr).map_err(invalid)?;
+            check_fields(expr).map_err(|e| invalid(e.to_string()))?;
         }
         // Our own check above words every mistake we know of; the parser's texts are written
         // for programmers and are sometimes wrong ("Hours must be less than 23" for 24), so
@@ -253,12 +253,31 @@ const CRON_FIELDS: [Field; 7] = [
     },
 ];
 
-/// Check every field's values, ranges and steps, with a message naming the field and what it
+/// What is wrong with a cron expression's fields; each message names the field and what it
 /// allows.
-fn check_fields(expr: &str) -> Result<(), String> {
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum FieldError {
+    #[error("it has {0} fields but needs 6 or 7")]
+    Count(usize),
+    #[error("the {field} step `/0` never advances; use /1 or more")]
+    ZeroStep { field: &'static str },
+    #[error("the {field} step `/{step}` is not a whole number")]
+    BadStep { field: &'static str, step: String },
+    #[error("the {field} range `{range}` runs backwards; write the smaller value first")]
+    Backwards { field: &'static str, range: String },
+    #[error("the {field} field has `{value}`, but {allowed}")]
+    OutOfRange {
+        field: &'static str,
+        value: String,
+        allowed: String,
+    },
+}
+
+/// Check every field's values, ranges and steps.
+fn check_fields(expr: &str) -> Result<(), FieldError> {
     let parts: Vec<&str> = expr.split_whitespace().collect();
     if !(6..=7).contains(&parts.len()) {
-        return Err(format!("it has {} fields but needs 6 or 7", parts.len()));
+        return Err(FieldError::Count(parts.len()));
     }
     for (text, field) in parts.iter().zip(CRON_FIELDS.iter()) {
         for item in text.split(',') {
@@ -268,25 +287,20 @@ fn check_fields(expr: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_item(item: &str, f: &Field) -> Result<(), String> {
+fn check_item(item: &str, f: &Field) -> Result<(), FieldError> {
     let (range, step) = match item.split_once('/') {
         Some((r, s)) => (r, Some(s)),
         None => (item, None),
     };
     if let Some(step) = step {
         match step.parse::<u32>() {
-            Ok(0) => {
-                return Err(format!(
-                    "the {} step `/0` never advances; use /1 or more",
-                    f.name
-                ));
-            }
+            Ok(0) => return Err(FieldError::ZeroStep { field: f.name }),
             Ok(_) => {}
             Err(_) => {
-                return Err(format!(
-                    "the {} step `/{step}` is not a whole number",
-                    f.name
-                ));
+                return Err(FieldError::BadStep {
+                    field: f.name,
+                    step: step.to_string(),
+                });
             }
         }
     }
@@ -300,35 +314,37 @@ fn check_item(item: &str, f: &Field) -> Result<(), String> {
     if let Some(hi) = hi
         && hi < lo
     {
-        return Err(format!(
-            "the {} range `{range}` runs backwards; write the smaller value first",
-            f.name
-        ));
+        return Err(FieldError::Backwards {
+            field: f.name,
+            range: range.to_string(),
+        });
     }
     Ok(())
 }
 
 /// A number or (month, day-of-week) name, within the field's range.
-fn value(text: &str, f: &Field) -> Result<u32, String> {
-    let allowed = if f.names.is_empty() {
-        format!("{} run from {} to {}", f.plural, f.min, f.max)
-    } else {
-        format!(
-            "{} run from {} to {} or are named {}-{}",
-            f.plural,
-            f.min,
-            f.max,
-            f.names[0],
-            f.names[f.names.len() - 1]
-        )
-    };
+fn value(text: &str, f: &Field) -> Result<u32, FieldError> {
     let lower = text.to_ascii_lowercase();
     if let Some(i) = f.names.iter().position(|n| lower.starts_with(n)) {
         return Ok(f.min + i as u32);
     }
     match text.parse::<u32>() {
         Ok(n) if (f.min..=f.max).contains(&n) => Ok(n),
-        _ => Err(format!("the {} field has `{text}`, but {allowed}", f.name)),
+        _ => Err(FieldError::OutOfRange {
+            field: f.name,
+            value: text.to_string(),
+            allowed: allowed(f),
+        }),
+    }
+}
+
+fn allowed(f: &Field) -> String {
+    match (f.names.first(), f.names.last()) {
+        (Some(first), Some(last)) => format!(
+            "{} run from {} to {} or are named {first}-{last}",
+            f.plural, f.min, f.max
+        ),
+        _ => format!("{} run from {} to {}", f.plural, f.min, f.max),
     }
 }
 

@@ -356,3 +356,22 @@ proptest! {
         }
     }
 }
+
+/// Found by the fuzzer: a long unknown key inside `customer` was echoed whole.
+#[test]
+fn long_keys_are_cut_when_echoed() {
+    let mut m = valid_event();
+    m.insert("customer".into(), json!({ "x".repeat(5000): 1 }));
+    let e = parse_event(&Value::Object(m), now()).expect_err("unknown key");
+    assert!(
+        e.field.as_deref().is_some_and(|f| f.chars().count() < 80),
+        "{e:?}"
+    );
+    let mut m = valid_event();
+    m.insert("attributes".into(), json!({ "k".repeat(5000): [1] }));
+    let e = parse_event(&Value::Object(m), now()).expect_err("nested value");
+    assert!(
+        e.field.as_deref().is_some_and(|f| f.chars().count() < 80),
+        "{e:?}"
+    );
+}
