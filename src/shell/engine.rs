@@ -405,7 +405,7 @@ impl Engine {
                         ev.at_utc(),
                         now,
                         "event",
-                        &json!({"event": ev.kind.as_str(), "id": ev.id,
+                        &json!({"event": ev.kind.as_str(), "id": ev.id, "source": ev.source,
                                 "note": "parked until ticket.opened arrives"}),
                     )
                     .await?;
@@ -446,6 +446,9 @@ impl Engine {
         }
         if let Some(c) = &ev.clock {
             d["clock"] = json!(c);
+        }
+        if let Some(src) = &ev.source {
+            d["source"] = json!(src);
         }
         if now - ev.at_utc() > chrono::Duration::seconds(60) {
             d["late_by"] = json!(format_seconds((now - ev.at_utc()).num_seconds()));

@@ -11,6 +11,7 @@ pub mod notify;
 pub mod queue;
 pub mod report;
 pub mod show;
+pub mod sources;
 pub mod store;
 
 use std::process::ExitCode;
@@ -283,6 +284,10 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     }
     let handle = metrics::install().map_err(anyhow::Error::msg)?;
     metrics::preregister(&cfg.catalog);
+    let source_registry = Arc::new(
+        sources::Registry::build(&cfg.sources, &|k| std::env::var(k).ok())
+            .map_err(anyhow::Error::msg)?,
+    );
     let notifier = notify::Notifier::new(
         a.smtp_url.as_deref(),
         &a.smtp_from,
@@ -317,7 +322,11 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             engine: engine.clone(),
             token: a.api_token.clone(),
             metrics: Some(handle.clone()),
-        });
+        })
+        .merge(sources::route::router(
+            engine.clone(),
+            source_registry.clone(),
+        ));
         let mut stop = stop_rx.clone();
         tasks.spawn(async move {
             let res = axum::serve(listener, app)

@@ -123,7 +123,11 @@ pub fn load(dir: &Path) -> Result<Config, Vec<Diag>> {
                 (name.ends_with(".yaml") || name.ends_with(".yml"))
                     && !matches!(
                         name,
-                        "calendars.yaml" | "calendars.yml" | "routes.yaml" | "routes.yml"
+                        "calendars.yaml"
+                            | "calendars.yml"
+                            | "routes.yaml"
+                            | "routes.yml"
+                            | "sources.yaml"
                     )
             })
             .collect(),
@@ -227,6 +231,8 @@ pub fn load(dir: &Path) -> Result<Config, Vec<Diag>> {
         }
     }
 
+    let wfs: Vec<&Workflow> = compiled.iter().map(|(w, _, _)| w).collect();
+    let sources = super::sources::load(dir, &wfs, &mut diags);
     if !diags.is_empty() {
         diags.sort();
         diags.dedup();
@@ -244,6 +250,7 @@ pub fn load(dir: &Path) -> Result<Config, Vec<Diag>> {
         routes,
         templates,
         files: names,
+        sources,
     })
 }
 
