@@ -439,8 +439,9 @@ fn jira_webhooks_and_jsm_automation() {
     for (i, f) in [
         "issue-created.json",
         "comment-created.json",
-        "issue-updated-waiting.json",
+        // Out of order: the priority change (10:05) arrives before the wait (10:00).
         "issue-updated-priority.json",
+        "issue-updated-waiting.json",
         "issue-updated-resolved.json",
     ]
     .iter()
@@ -475,14 +476,21 @@ fn jira_webhooks_and_jsm_automation() {
     assert_eq!(t["priority"], "high", "{t:#}");
     assert_eq!(clock(&t, "first_response")["status"], "met", "{t:#}");
     assert_eq!(t["stage"], "feedback", "{t:#}");
+    // The late one rebuilt the ticket and is still in its timeline, with its source.
+    assert!(
+        t["timeline"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|r| r["kind"] == "rebuild")),
+        "{t:#}"
+    );
     let kinds: Vec<String> = sourced(&t, "jira").into_iter().map(|(k, _)| k).collect();
     assert_eq!(
         kinds,
         [
             "ticket.opened",
             "ticket.responded",
-            "ticket.waiting_on_customer",
             "ticket.classified",
+            "ticket.waiting_on_customer",
             "ticket.resolved"
         ]
     );

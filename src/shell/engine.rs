@@ -325,6 +325,9 @@ impl Engine {
                 Some(mut s) => {
                     check_against(ev, &s.wf).map_err(|e| bad(e, i))?;
                     if needs_replay(&s.state, ev) {
+                        // Recorded before the rebuild, so an out-of-order event (and the
+                        // source it came from) still shows in the timeline.
+                        self.timeline_event(&mut tx, ev, now).await?;
                         self.rebuild(
                             &mut tx,
                             &s.wf,
@@ -360,6 +363,7 @@ impl Engine {
                     let parked = store::ticket_events(&mut tx, &ev.ticket).await?.len() > 1;
                     if parked {
                         // Events arrived before the opening one: replay them all in order.
+                        self.timeline_event(&mut tx, ev, now).await?;
                         self.rebuild(&mut tx, &wf, None, &ev.ticket, now, until, &mut after)
                             .await?
                             .map(|state| Slot {
