@@ -58,6 +58,10 @@ struct Served {
 
 impl Served {
     fn start() -> Served {
+        Served::on(Backend::Sqlite)
+    }
+
+    fn on(backend: Backend) -> Served {
         let wf = tempfile::tempdir().expect("tempdir");
         copy_dir(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows"),
@@ -68,7 +72,7 @@ impl Served {
             wf.path().join("sources.yaml"),
         )
         .expect("sources.yaml");
-        let db = TestDb::new(Backend::Sqlite);
+        let db = TestDb::new(backend);
         let mut o = AppOpts::new(&db.url, wf.path(), 0);
         o.smtp_port = None;
         o.extra_env = vec![
@@ -250,8 +254,17 @@ fn clock<'a>(t: &'a Value, name: &str) -> &'a Value {
 
 #[test]
 fn zendesk_trigger_deliveries_drive_the_clocks() {
+    zendesk_triggers(Backend::Sqlite);
+}
+
+#[test]
+fn zendesk_trigger_deliveries_drive_the_clocks_postgres() {
+    zendesk_triggers(Backend::Postgres);
+}
+
+fn zendesk_triggers(backend: Backend) {
     // Arrange
-    let s = Served::start();
+    let s = Served::on(backend);
     let created = fixture("zendesk", "trigger-created.json");
     // Act: the documented trigger bodies, in order.
     accepted(&s.post(

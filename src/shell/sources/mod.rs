@@ -501,6 +501,30 @@ impl Registry {
 }
 
 const MAX_ID: usize = 200;
+/// The event API's limit on free text (comments, names): vendor text beyond it is cut.
+const MAX_TEXT: usize = 4000;
+
+fn cut(s: Option<String>) -> Option<String> {
+    s.map(|mut s| {
+        if s.len() > MAX_TEXT {
+            let mut end = MAX_TEXT;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s.truncate(end);
+        }
+        s
+    })
+}
+
+fn cut_party(p: Option<Party>) -> Option<Party> {
+    p.map(|p| Party {
+        name: cut(p.name),
+        email: cut(p.email),
+        phone: cut(p.phone),
+        language: cut(p.language),
+    })
+}
 
 /// Drafts → events: ids derived from the delivery, the id prefix, the source's workflow and
 /// category for new tickets, and the source reference for the timeline.
@@ -545,11 +569,11 @@ fn finish(
             priority: d.priority,
             category,
             channel: d.channel,
-            customer: d.customer,
-            assignee: d.assignee,
+            customer: cut_party(d.customer),
+            assignee: cut_party(d.assignee),
             attributes: d.attributes,
             score: d.score,
-            comment: d.comment,
+            comment: cut(d.comment),
             clock: d.clock,
             source: Some(SourceRef {
                 name: spec.name.clone(),
@@ -670,6 +694,71 @@ mod tests {
             body: b"{}",
         };
         assert!(token_ok(&r, &Secret::new("abc")));
+    }
+
+    fn registry(yaml: &str) -> Result<Registry, String> {
+        let mut d = Vec::new();
+        let cfg =
+            crate::workflow::sources::parse(std::path::Path::new("s.yaml"), yaml, &[], &mut d);
+        assert!(d.is_empty(), "{d:?}");
+        Registry::build(&cfg, &|k| (k == "SET").then(|| "tok".to_string()))
+    }
+
+    #[test]
+    fn unset_variables_stop_the_build_and_name_only_the_variable() {
+        let e =
+            registry("sources:\n  a: { kind: freshdesk, token_env: UNSET }\n").expect_err("unset");
+        assert!(e.contains("UNSET"), "{e}");
+        assert!(registry("sources:\n  a: { kind: freshdesk, token_env: SET }\n").is_ok());
+    }
+
+    #[test]
+    fn ids_come_from_source_delivery_and_index() {
+        let r =
+            registry("sources:\n  fd: { kind: freshdesk, token_env: SET, id_prefix: \"FD-\" }\n")
+                .expect("registry");
+        let h = testing::headers(&[("authorization", "Bearer tok")]);
+        let body = testing::fixture("freshdesk", "status-pending.json");
+        let req = Request {
+            headers: &h,
+            query: None,
+            body: &body,
+        };
+        let now = Utc::now();
+        let d = r.handle("fd", &req, now).expect("handled");
+        // Freshdesk sends no delivery id: the body's hash stands in, the same on a repeat.
+        assert!(d.delivery.starts_with("sha256-"), "{}", d.delivery);
+        assert_eq!(
+            r.handle("fd", &req, now).expect("again").delivery,
+            d.delivery
+        );
+        assert_eq!(d.events.len(), 1);
+        assert_eq!(d.events[0].id, format!("fd:{}:0", d.delivery));
+        assert_eq!(d.events[0].ticket, "FD-11");
+        let src = d.events[0].source.clone().expect("source");
+        assert_eq!(
+            (src.name.as_str(), src.delivery.as_str()),
+            ("fd", d.delivery.as_str())
+        );
+        assert!(d.events[0].at <= now.fixed_offset(), "never after arrival");
+        assert_eq!(r.handle("nope", &req, now), Err(Refused::NotFound));
+        let h = testing::headers(&[("authorization", "Bearer other")]);
+        let bad = Request {
+            headers: &h,
+            query: None,
+            body: &body,
+        };
+        assert_eq!(
+            r.handle("fd", &bad, now),
+            Err(Refused::BadSignature(Unverified::Token))
+        );
+    }
+
+    #[test]
+    fn long_text_is_cut_at_a_char_boundary() {
+        let s = "é".repeat(3000);
+        let c = cut(Some(s)).expect("text");
+        assert!(c.len() <= MAX_TEXT && c.chars().all(|ch| ch == 'é'));
     }
 
     #[test]
