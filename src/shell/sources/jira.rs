@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use super::{
     Draft, Request, Secret, Source, Unreadable, Unverified, hmac_sha256_ok, parse_body, parse_time,
-    party, prefixed_hex, status_events, text, token_ok, unix,
+    party, prefixed_hex, status_events, text, time_value, token_ok,
 };
 use crate::core::event::EventKind;
 use crate::workflow::sources::{SourceSpec, Status};
@@ -37,8 +37,9 @@ pub struct Jira {
 #[serde(rename_all = "camelCase")]
 struct Payload {
     webhook_event: String,
+    /// Epoch milliseconds; a number from webhooks, possibly a string from automation bodies.
     #[serde(default)]
-    timestamp: Option<f64>,
+    timestamp: Option<serde_json::Value>,
     #[serde(default)]
     issue_event_type_name: Option<String>,
     #[serde(default)]
@@ -183,7 +184,8 @@ impl Source for Jira {
         let p: Payload = parse_body(req.body)?;
         let at = p
             .timestamp
-            .and_then(unix)
+            .as_ref()
+            .and_then(time_value)
             .unwrap_or_else(|| now.fixed_offset());
         let Some(issue) = &p.issue else {
             // Project, sprint, user … events: nothing for a ticket's clocks.
