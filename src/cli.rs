@@ -1,17 +1,17 @@
 //! The command line: one binary, clap-style `--help` on every command, every flag with an
-//! environment variable (SPEC "Commands"). Commands that need no database (`validate`,
-//! `simulate`) are run here; the others hand over to the shell.
+//! environment variable (SPEC "Commands"). This module (with `main.rs`) is the only one that
+//! knows clap: it turns arguments into the plain settings of [`crate::shell::settings`] and
+//! hands them to [`crate::shell::run`].
 
-use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::core::event::parse_event;
-use crate::core::simulate::{SimEvent, render_json, render_text, simulate};
-use crate::workflow::{load_dir, render_diags};
+use crate::shell::secret::Secret;
+use crate::shell::settings::{self as st, Command as Cmd, Place};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -53,7 +53,8 @@ pub struct DbArgs {
     #[arg(
         long,
         env = "SLAKEEPER_DATABASE_URL",
-        default_value = "sqlite://slakeeper.db"
+        default_value = "sqlite://slakeeper.db",
+        hide_env_values = true
     )]
     pub database: String,
 }
@@ -146,8 +147,8 @@ pub struct SimulateArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Run virtual time on to this instant (RFC 3339); default: 7 days after the last event.
-    #[arg(long)]
-    pub until: Option<String>,
+    #[arg(long, value_parser = parse_instant)]
+    pub until: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -175,11 +176,11 @@ pub struct ReportArgs {
     #[command(flatten)]
     pub wf: WorkflowArgs,
     /// Start of the period (YYYY-MM-DD or RFC 3339); default: 7 days before --until.
-    #[arg(long)]
-    pub since: Option<String>,
+    #[arg(long, value_parser = parse_instant)]
+    pub since: Option<DateTime<Utc>>,
     /// End of the period, exclusive (YYYY-MM-DD or RFC 3339); default: now.
-    #[arg(long)]
-    pub until: Option<String>,
+    #[arg(long, value_parser = parse_instant)]
+    pub until: Option<DateTime<Utc>>,
     /// Only this workflow (default: every workflow, one report each).
     #[arg(long)]
     pub workflow: Option<String>,
@@ -201,146 +202,107 @@ pub struct BenchArgs {
 
 /// Run a parsed command line; the exit code follows SPEC (1 on any validation error).
 pub fn run(cli: Cli) -> ExitCode {
-    match cli.command {
-        Command::Validate(a) => validate(&a.dir),
-        Command::Simulate(a) => match simulate_cmd(&a) {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(1)
-            }
-        },
-        other => crate::shell::run(other),
-    }
-}
-
-fn validate(dir: &Path) -> ExitCode {
-    match load_dir(dir) {
-        Ok(cfg) => {
-            println!(
-                "{}: {} workflows OK ({})",
-                dir.display(),
-                cfg.catalog.workflows.len(),
-                cfg.catalog
-                    .workflows
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            ExitCode::SUCCESS
-        }
-        Err(diags) => {
-            print!("{}", render_diags(&diags));
-            eprintln!("{} error(s)", diags.len());
-            ExitCode::from(1)
-        }
-    }
+    crate::shell::run(cli.command.into_settings())
 }
 
 /// Parse an instant given as RFC 3339 or a date (midnight UTC).
-pub fn parse_instant(s: &str) -> anyhow::Result<DateTime<Utc>> {
+pub fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
     if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         return Ok(d.and_time(chrono::NaiveTime::MIN).and_utc());
     }
-    anyhow::bail!("`{s}` is not a date (YYYY-MM-DD) or an RFC 3339 time")
+    Err(format!(
+        "`{s}` is not a date (YYYY-MM-DD) or an RFC 3339 time (2026-11-23T09:30:00+08:00)"
+    ))
 }
 
-fn simulate_cmd(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
-    let cfg = match load_dir(&a.wf.workflows) {
-        Ok(c) => c,
-        Err(diags) => {
-            eprint!("{}", render_diags(&diags));
-            eprintln!("the workflows have errors; fix them first (slakeeper validate)");
-            return Ok(ExitCode::from(1));
+impl Role {
+    fn settings(self) -> st::Role {
+        match self {
+            Role::Api => st::Role::Api,
+            Role::Worker => st::Role::Worker,
+            Role::All => st::Role::All,
         }
-    };
-    let reader: Box<dyn BufRead> = if a.events.as_os_str() == "-" {
-        Box::new(std::io::BufReader::new(std::io::stdin()))
-    } else {
-        let f = std::fs::File::open(&a.events)
-            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", a.events.display()))?;
-        Box::new(std::io::BufReader::new(f))
-    };
-    let path = a.events.display().to_string();
-    let mut events = Vec::new();
-    let mut bad = 0;
-    // Virtual time has no "now": any `at` is acceptable.
-    let far = DateTime::<Utc>::MAX_UTC - Duration::days(1);
-    for (i, line) in reader.lines().enumerate() {
-        let line = line?;
-        let trimmed = line.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with("//") {
-            continue;
+    }
+}
+
+impl Format {
+    fn settings(self) -> st::Format {
+        match self {
+            Format::Text => st::Format::Text,
+            Format::Json => st::Format::Json,
         }
-        let v: serde_json::Value = match serde_json::from_str(trimmed) {
-            Ok(v) => v,
-            Err(e) => {
-                eprintln!("{path}:{}:{}: invalid JSON: {e}", i + 1, e.column());
-                bad += 1;
-                continue;
-            }
-        };
-        match parse_event(&v, far) {
-            Ok(ev) => events.push(SimEvent {
-                line: i + 1,
-                event: ev,
+    }
+}
+
+fn place(db: DbArgs, wf: WorkflowArgs) -> Place {
+    Place {
+        database: Secret::new(db.database),
+        workflows: wf.workflows,
+    }
+}
+
+impl ServeArgs {
+    fn settings(self) -> st::ServeSettings {
+        st::ServeSettings {
+            place: place(self.db, self.wf),
+            listen: self.listen,
+            role: self.role.settings(),
+            smtp_url: self.smtp_url.map(Secret::new),
+            smtp_from: self.smtp_from,
+            api_token: self.api_token.map(Secret::new),
+            webhook_secret: self.webhook_secret.map(Secret::new),
+            workers: st::WorkerSettings {
+                poll: Duration::from_millis(self.poll_ms.max(10)),
+                concurrency: self.concurrency.max(1),
+                orphan_after: Duration::from_secs(self.orphan_after_secs.max(3)),
+                keep_done: Duration::from_secs(self.keep_done_secs),
+            },
+            retry: st::RetrySettings {
+                base: Duration::from_millis(self.retry_base_ms.max(1)),
+                max: Duration::from_millis(self.retry_max_ms.max(self.retry_base_ms.max(1))),
+            },
+        }
+    }
+}
+
+impl Command {
+    /// The plain settings of this command line.
+    pub fn into_settings(self) -> Cmd {
+        match self {
+            Command::Serve(a) => Cmd::Serve(a.settings()),
+            Command::Validate(a) => Cmd::Validate(a.dir),
+            Command::Simulate(a) => Cmd::Simulate(st::SimulateSettings {
+                events: a.events,
+                workflows: a.wf.workflows,
+                format: a.format.settings(),
+                until: a.until,
             }),
-            Err(e) => {
-                eprintln!(
-                    "{path}:{}: {}{}",
-                    i + 1,
-                    e.message,
-                    e.field.map(|f| format!(" [{f}]")).unwrap_or_default()
-                );
-                bad += 1;
-            }
+            Command::Migrate(a) => Cmd::Migrate(Secret::new(a.database)),
+            Command::Ticket(TicketCommand::Show(a)) => Cmd::TicketShow(st::TicketShowSettings {
+                place: place(a.db, a.wf),
+                id: a.id,
+                format: a.format.settings(),
+            }),
+            Command::Report(a) => Cmd::Report(st::ReportSettings {
+                place: place(a.db, a.wf),
+                since: a.since,
+                until: a.until,
+                workflow: a.workflow,
+                format: a.format.settings(),
+            }),
+            Command::Bench(a) => Cmd::Bench(st::BenchSettings {
+                database: Secret::new(a.db.database),
+                timers: a.timers,
+                only: a
+                    .only
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+            }),
         }
     }
-    if bad > 0 {
-        eprintln!("{bad} bad event(s); nothing simulated");
-        return Ok(ExitCode::from(1));
-    }
-    if events.is_empty() {
-        eprintln!("{path}: no events");
-        return Ok(ExitCode::from(1));
-    }
-    let until = match &a.until {
-        Some(u) => parse_instant(u)?,
-        None => {
-            events
-                .iter()
-                .map(|e| e.event.at_utc())
-                .max()
-                .unwrap_or_else(Utc::now)
-                + Duration::days(7)
-        }
-    };
-    let result = match simulate(&cfg.catalog, &events, until) {
-        Ok(r) => r,
-        Err(errs) => {
-            for (line, e) in &errs {
-                eprintln!(
-                    "{path}:{line}: {}{}",
-                    e.message,
-                    e.field
-                        .as_ref()
-                        .map(|f| format!(" [{f}]"))
-                        .unwrap_or_default()
-                );
-            }
-            eprintln!("{} bad event(s); nothing simulated", errs.len());
-            return Ok(ExitCode::from(1));
-        }
-    };
-    let out = match a.format {
-        Format::Text => render_text(&result),
-        Format::Json => render_json(&result),
-    };
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(out.as_bytes())?;
-    Ok(ExitCode::SUCCESS)
 }

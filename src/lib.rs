@@ -7,6 +7,7 @@
 //! * [`shell`] does the I/O: storage, the apalis job queue, HTTP, notifications, metrics.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod cli;
 pub mod core;
 pub mod shell;

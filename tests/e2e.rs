@@ -532,7 +532,7 @@ fn sigterm_drains_and_exits_cleanly() {
 }
 
 #[test]
-fn review_report_runs_once_per_period_with_two_workers() {
+fn review_report_runs_once_per_period_with_two_workers_on_postgres() {
     let smtp = Smtp::start();
     let hooks = Hooks::start();
     let wf = workflows(hooks.port, true);
@@ -669,7 +669,7 @@ fn cut_off(db: &TestDb, secs: u64) {
 }
 
 #[test]
-fn a_database_outage_does_not_end_the_process_and_loses_no_timer() {
+fn a_postgres_outage_does_not_end_the_process_and_loses_no_timer() {
     let smtp = Smtp::start();
     let hooks = Hooks::start();
     let wf = workflows(hooks.port, false);

@@ -26,8 +26,42 @@ pub enum DbError {
     Sqlx(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("{0}")]
-    Other(String),
+    /// A stored JSON value (event, ticket state, job payload) that does not (de)serialise.
+    #[error("{what}: {source}")]
+    Json {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// apalis failed to push a job for a reason other than the database (its own encoding).
+    #[error("pushing a job: {0}")]
+    Queue(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl DbError {
+    /// A JSON error about `what`, for `map_err`.
+    pub fn json(what: &'static str) -> impl FnOnce(serde_json::Error) -> DbError {
+        move |source| DbError::Json { what, source }
+    }
+}
+
+impl From<apalis_sqlite::Error> for DbError {
+    /// Database errors keep their type, so `is_transient` sees contention from a push too.
+    fn from(e: apalis_sqlite::Error) -> DbError {
+        match e {
+            apalis_sqlite::Error::Database(e) => DbError::Sqlx(e),
+            other => DbError::Queue(Box::new(other)),
+        }
+    }
+}
+
+impl From<apalis_postgres::Error> for DbError {
+    fn from(e: apalis_postgres::Error) -> DbError {
+        match e {
+            apalis_postgres::Error::Database(e) => DbError::Sqlx(e),
+            other => DbError::Queue(Box::new(other)),
+        }
+    }
 }
 
 impl DbError {

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, State};
+use axum::http::{HeaderMap, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -16,16 +16,20 @@ use serde_json::{Value, json};
 use crate::core::event::{EventError, EventKind, parse_event};
 use crate::shell::engine::{Engine, IngestError};
 use crate::shell::metrics::{self, Metric};
-use crate::shell::{queue, show};
+use crate::shell::secret::Secret;
+use crate::shell::{json_input, queue, show, store};
 
 /// Largest accepted request body and batch.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 pub const MAX_BATCH: usize = 1000;
+/// How long a client may take to send its headers, and then its body.
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     pub metrics: Option<PrometheusHandle>,
 }
 
@@ -37,7 +41,23 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        // A client that stops sending its body mid-way holds a connection: cut it off.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            BODY_TIMEOUT,
+        ))
+        .layer(axum::middleware::from_fn(json_errors))
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
+}
+
+/// One span per request: the route template (never the raw path, which holds ticket ids
+/// chosen by clients) and a request id to tie its log lines together.
+fn request_span<B>(req: &Request<B>) -> tracing::Span {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    tracing::info_span!("http", method = %req.method(), route, request = %ulid::Ulid::new())
 }
 
 pub struct ApiError {
@@ -78,10 +98,14 @@ fn authorize(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &st.token else {
         return Ok(());
     };
+    let token = token.expose();
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| v.split_once(' '))
+        // The scheme is case-insensitive (RFC 9110 §11.1); the token is not.
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim_start());
     // Compare in constant time: the token is a secret.
     let ok = given.is_some_and(|g| {
         g.len() == token.len()
@@ -99,6 +123,108 @@ fn authorize(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
             "missing or wrong `Authorization: Bearer <token>`",
         ))
     }
+}
+
+/// Longest field name, and longest attribute value (as JSON), an event may carry.
+pub const MAX_KEY: usize = 64;
+pub const MAX_ATTRIBUTE: usize = 4096;
+
+/// Bounds the event parser does not know about: a field name is echoed in error messages,
+/// so a megabyte-long one is refused before it can be; an attribute value is stored with the
+/// event and copied into the ticket, so its size is capped.
+fn precheck(item: &Value) -> Result<(), EventError> {
+    let Some(obj) = item.as_object() else {
+        return Ok(());
+    };
+    for k in obj.keys() {
+        if k.chars().count() > MAX_KEY {
+            return Err(EventError::new(
+                "unknown_field",
+                Some(&json_input::shown(k)),
+                format!("field names are at most {MAX_KEY} characters"),
+            ));
+        }
+    }
+    if let Some(Value::Object(attrs)) = obj.get("attributes") {
+        for (k, v) in attrs {
+            let field = format!("attributes.{}", json_input::shown(k));
+            if k.chars().count() > MAX_KEY {
+                return Err(EventError::new(
+                    "invalid_attribute",
+                    Some(&field),
+                    format!("attribute names are at most {MAX_KEY} characters"),
+                ));
+            }
+            if v.to_string().len() > MAX_ATTRIBUTE {
+                return Err(EventError::new(
+                    "attribute_too_large",
+                    Some(&field),
+                    format!("`{field}` is larger than {MAX_ATTRIBUTE} bytes as JSON"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Only `application/json` bodies: a browser page on the same host can post `text/plain`
+/// across origins without a preflight, so accepting it would let any page inject events.
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        rejected(None);
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as `Content-Type: application/json`",
+        ))
+    }
+}
+
+/// Every error answer is JSON, including the ones axum makes itself (unknown route, wrong
+/// method, body too large, timeouts), so clients parse one shape.
+async fn json_errors(req: Request<axum::body::Body>, next: axum::middleware::Next) -> Response {
+    let res = next.run(req).await;
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return res;
+    }
+    let (code, message) = match status {
+        StatusCode::NOT_FOUND => ("not_found", "no such endpoint".to_string()),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "this endpoint does not take that method".to_string(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "body_too_large",
+            format!("the body is larger than {MAX_BODY} bytes"),
+        ),
+        StatusCode::REQUEST_TIMEOUT => (
+            "timeout",
+            "the request was not received in time".to_string(),
+        ),
+        s if s.is_server_error() => ("unavailable", "try again later".to_string()),
+        _ => ("bad_request", "the request was refused".to_string()),
+    };
+    let mut out = ApiError::new(status, code, message).into_response();
+    // Keep headers such as `Allow` on 405.
+    for (k, v) in res.headers() {
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+            out.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    out
 }
 
 fn rejected(kind: Option<&Value>) {
@@ -119,13 +245,15 @@ async fn post_events(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     authorize(&st, &headers)?;
-    let v: Value = serde_json::from_slice(&body).map_err(|e| {
+    require_json(&headers)?;
+    let v = json_input::parse_strict(&body).map_err(|e| {
         rejected(None);
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            format!("body is not valid JSON: {e}"),
-        )
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: e.code,
+            message: e.message,
+            field: e.field,
+        }
     })?;
     let now = st.engine.now();
     // Every shape error of a batch names the `events` field.
@@ -172,7 +300,7 @@ async fn post_events(
     }
     let mut events = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        match parse_event(item, now) {
+        match precheck(item).and_then(|()| parse_event(item, now)) {
             Ok(e) => events.push(e),
             Err(e) => {
                 for it in &items {
@@ -211,6 +339,18 @@ async fn post_events(
             }
             Err(ApiError::bad(e))
         }
+        Err(IngestError::Conflict(e)) => {
+            for ev in &events {
+                metrics::record(&Metric::Event {
+                    kind: ev.kind.as_str(),
+                    outcome: "rejected",
+                });
+            }
+            Err(ApiError {
+                status: StatusCode::CONFLICT,
+                ..ApiError::bad(e)
+            })
+        }
         Err(IngestError::Db(e)) => {
             tracing::error!(error = %e, "ingest failed");
             Err(ApiError::new(
@@ -228,6 +368,16 @@ async fn get_ticket(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&st, &headers)?;
+    if id.contains('\0') || id.len() > 200 {
+        return Err(ApiError {
+            field: Some("id".into()),
+            ..ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_id",
+                "a ticket id is at most 200 characters, with no NUL",
+            )
+        });
+    }
     match show::load(&st.engine, &id).await {
         Ok(Some(view)) => Ok(Json(show::to_json(&view))),
         Ok(None) => Err(ApiError {
@@ -252,13 +402,8 @@ async fn get_ticket(
 async fn readyz(State(st): State<AppState>) -> Response {
     let db = &st.engine.db;
     let expected = queue::expected_migrations(db) as i64;
-    let applied: Result<Option<(i64,)>, sqlx::Error> = crate::db_opt!(
-        db,
-        (i64,),
-        "SELECT COUNT(*) FROM slakeeper_migrations WHERE success = TRUE"
-    );
-    match applied {
-        Ok(Some((n,))) if n >= expected => (StatusCode::OK, "ready\n").into_response(),
+    match store::applied_migrations(db).await {
+        Ok(n) if n >= expected => (StatusCode::OK, "ready\n").into_response(),
         Ok(_) => (StatusCode::SERVICE_UNAVAILABLE, "migrations not applied\n").into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n").into_response(),
     }
@@ -274,5 +419,42 @@ async fn metrics_text(State(st): State<AppState>) -> Response {
         )
             .into_response(),
         None => (StatusCode::NOT_FOUND, "metrics disabled\n").into_response(),
+    }
+}
+
+/// Serve `app` on `listener` until `stop`. Our own accept loop instead of `axum::serve`,
+/// because it sets a header-read timeout: a client that never finishes its headers is
+/// dropped after [`HEADER_TIMEOUT`] instead of holding a connection for good.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = queue::stopped(&mut stop) => return,
+        };
+        let svc = TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let mut b = Builder::new(TokioExecutor::new());
+            b.http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
+            let _ = b
+                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                .await;
+        });
     }
 }

@@ -37,8 +37,16 @@ const LAG_BUCKETS: [f64; 14] = [
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0,
 ];
 
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("bad histogram buckets: {0}")]
+    Buckets(#[source] metrics_exporter_prometheus::BuildError),
+    #[error("cannot install the metrics recorder: {0}")]
+    Install(#[source] metrics_exporter_prometheus::BuildError),
+}
+
 /// Install the global recorder (once per process) and describe every metric.
-pub fn install() -> Result<PrometheusHandle, String> {
+pub fn install() -> Result<PrometheusHandle, MetricsError> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full("slakeeper_sla_time_seconds".into()),
@@ -62,11 +70,11 @@ pub fn install() -> Result<PrometheusHandle, String> {
                 &LAG_BUCKETS,
             )
         })
-        .map_err(|e| e.to_string())?
+        .map_err(MetricsError::Buckets)?
         // Gauges this process stops updating (lease lost) disappear instead of going stale.
         .idle_timeout(MetricKindMask::GAUGE, Some(Duration::from_secs(30)))
         .install_recorder()
-        .map_err(|e| e.to_string())?;
+        .map_err(MetricsError::Install)?;
     describe();
     Ok(handle)
 }

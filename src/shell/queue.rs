@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::shell::db::{Db, DbError, Tx};
+use crate::shell::engine::JobError;
 
 pub const TIMERS: &str = "slakeeper.timers";
 pub const OUTBOX: &str = "slakeeper.outbox";
@@ -69,7 +70,7 @@ pub async fn push<T: Serialize>(
     payload: &T,
     run_at_ms: i64,
 ) -> Result<(), DbError> {
-    let bytes = serde_json::to_vec(payload).map_err(|e| DbError::Other(e.to_string()))?;
+    let bytes = serde_json::to_vec(payload).map_err(DbError::json("job payload"))?;
     // Floor to the second: the handler waits out the fraction (see module docs).
     let secs = run_at_ms.div_euclid(1000).max(0) as u64;
     let task = TaskBuilder::new(bytes)
@@ -79,10 +80,10 @@ pub async fn push<T: Serialize>(
     match tx {
         Tx::Sqlite(t) => apalis_sqlite::queries::push_tasks(&mut **t, queue, &[task])
             .await
-            .map_err(|e| DbError::Other(format!("push job: {e}")))?,
+            .map_err(DbError::from)?,
         Tx::Pg(t) => apalis_postgres::queries::push_tasks(&mut **t, queue, vec![task])
             .await
-            .map_err(|e| DbError::Other(format!("push job: {e}")))?,
+            .map_err(DbError::from)?,
     }
     Ok(())
 }
@@ -210,8 +211,13 @@ impl WorkerOpts {
 
 /// A job handler: the runtime's side of one queue.
 pub trait Handler<J>: Clone + Send + Sync + 'static {
-    fn handle(&self, job: J) -> impl std::future::Future<Output = Result<(), String>> + Send;
+    fn handle(&self, job: J) -> impl std::future::Future<Output = Result<(), JobError>> + Send;
 }
+
+/// Why a worker stopped (apalis gave up on its backend); the supervisor rebuilds it.
+#[derive(Debug, thiserror::Error)]
+#[error("worker stopped: {0}")]
+pub struct WorkerStopped(#[source] Box<dyn std::error::Error + Send + Sync>);
 
 #[derive(Clone)]
 struct Wrap<H>(H);
@@ -239,7 +245,7 @@ async fn run_worker<J, H>(
     o: &WorkerOpts,
     h: H,
     ctx: WorkerContext,
-) -> Result<(), String>
+) -> Result<(), WorkerStopped>
 where
     J: Serialize + for<'de> Deserialize<'de> + Send + Sync + Unpin + 'static,
     H: Handler<J>,
@@ -263,7 +269,7 @@ where
                 .build(run_job::<J, H>)
                 .run()
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| WorkerStopped(Box::new(e)))
         }
         Db::Pg(pool) => {
             let cfg = apalis_postgres::Config::default()
@@ -289,7 +295,7 @@ where
                 .build(run_job::<J, H>)
                 .run()
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| WorkerStopped(Box::new(e)))
         }
     }
 }

@@ -172,6 +172,16 @@ fn describe(kind: &str, d: &Value) -> String {
 
 pub fn to_text(v: &View) -> String {
     let mut s = String::new();
+    header_text(v, &mut s);
+    clocks_text(v, &mut s);
+    timers_text(v, &mut s);
+    timeline_text(v, &mut s);
+    notifications_text(v, &mut s);
+    s
+}
+
+/// The ticket line, dates, people (names only) and score.
+fn header_text(v: &View, s: &mut String) {
     match &v.ticket {
         Some(t) => {
             s.push_str(&format!(
@@ -214,6 +224,10 @@ pub fn to_text(v: &View) -> String {
             v.id, v.parked
         )),
     }
+}
+
+/// Each clock run: target, status, due and done times, outcome.
+fn clocks_text(v: &View, s: &mut String) {
     s.push_str("\nclocks:\n");
     for c in &v.clocks {
         s.push_str(&format!(
@@ -227,6 +241,10 @@ pub fn to_text(v: &View) -> String {
             c.outcome
         ));
     }
+}
+
+/// Timers still pending.
+fn timers_text(v: &View, s: &mut String) {
     s.push_str("\npending timers:\n");
     if let Some(t) = &v.ticket {
         if t.timers.is_empty() {
@@ -241,6 +259,10 @@ pub fn to_text(v: &View) -> String {
             ));
         }
     }
+}
+
+/// Everything that happened, in time order.
+fn timeline_text(v: &View, s: &mut String) {
     s.push_str("\ntimeline:\n");
     for r in &v.timeline {
         let d: Value = serde_json::from_str(&r.detail).unwrap_or(Value::Null);
@@ -250,6 +272,10 @@ pub fn to_text(v: &View) -> String {
             describe(&r.kind, &d)
         ));
     }
+}
+
+/// Every notification, its deliveries and their attempts.
+fn notifications_text(v: &View, s: &mut String) {
     s.push_str("\nnotifications:\n");
     if v.notifications.is_empty() {
         s.push_str("  (none)\n");
@@ -301,5 +327,4 @@ pub fn to_text(v: &View) -> String {
             }
         }
     }
-    s
 }

@@ -17,14 +17,45 @@ pub fn from_ms(v: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(v).single().unwrap_or_default()
 }
 
-/// Insert an event unless its id is known; true when inserted (not a duplicate).
+/// What storing an event came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    New,
+    /// The same id with the same body: a retry.
+    Duplicate,
+    /// The same id with a different body: a client bug that must not pass silently.
+    Conflict,
+}
+
+/// Serialise the transactions that touch these tickets. PostgreSQL: a transaction-scoped
+/// advisory lock per ticket, taken in sorted order (no deadlock between two batches), so
+/// opening, parking and un-parking one ticket are never interleaved; a row lock could not
+/// cover a ticket that has no row yet. SQLite: `BEGIN IMMEDIATE` already holds the database.
+pub async fn lock_tickets(tx: &mut Tx, tickets: &[&str]) -> Result<(), DbError> {
+    if !tx.is_pg() {
+        return Ok(());
+    }
+    let mut ids: Vec<&str> = tickets.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    for id in ids {
+        sql_exec!(
+            tx,
+            "SELECT 1 FROM (SELECT pg_advisory_xact_lock(hashtextextended($1, 7))) AS l",
+            id
+        )?;
+    }
+    Ok(())
+}
+
+/// Insert an event unless its id is known.
 pub async fn insert_event(
     tx: &mut Tx,
     ev: &Event,
     status: &str,
     now: DateTime<Utc>,
-) -> Result<bool, DbError> {
-    let body = serde_json::to_string(ev).map_err(|e| DbError::Other(e.to_string()))?;
+) -> Result<Stored, DbError> {
+    let body = serde_json::to_string(ev).map_err(DbError::json("event"))?;
     let n = sql_exec!(
         tx,
         "INSERT INTO sk_events (id, ticket, type, at, received_at, status, body)
@@ -35,9 +66,21 @@ pub async fn insert_event(
         ms(ev.at_utc()),
         ms(now),
         status,
-        body
+        &body
     )?;
-    Ok(n == 1)
+    if n == 1 {
+        return Ok(Stored::New);
+    }
+    let stored = sql_opt!(
+        tx,
+        (String,),
+        "SELECT body FROM sk_events WHERE id = $1",
+        &ev.id
+    )?;
+    Ok(match stored {
+        Some((b,)) if b == body => Stored::Duplicate,
+        _ => Stored::Conflict,
+    })
 }
 
 /// All of a ticket's events (applied and parked), in `at` order then arrival order.
@@ -49,9 +92,7 @@ pub async fn ticket_events(tx: &mut Tx, ticket: &str) -> Result<Vec<Event>, DbEr
         ticket
     )?;
     rows.into_iter()
-        .map(|(b,)| {
-            serde_json::from_str(&b).map_err(|e| DbError::Other(format!("stored event: {e}")))
-        })
+        .map(|(b,)| serde_json::from_str(&b).map_err(DbError::json("stored event")))
         .collect()
 }
 
@@ -76,15 +117,15 @@ pub async fn load_ticket(tx: &mut Tx, id: &str) -> Result<Option<(Ticket, i64)>,
     match row {
         None => Ok(None),
         Some((state, version)) => {
-            let t: Ticket = serde_json::from_str(&state)
-                .map_err(|e| DbError::Other(format!("stored ticket {id}: {e}")))?;
+            let t: Ticket =
+                serde_json::from_str(&state).map_err(DbError::json("stored ticket state"))?;
             Ok(Some((t, version)))
         }
     }
 }
 
 pub async fn save_ticket(tx: &mut Tx, t: &Ticket, now: DateTime<Utc>) -> Result<(), DbError> {
-    let state = serde_json::to_string(t).map_err(|e| DbError::Other(e.to_string()))?;
+    let state = serde_json::to_string(t).map_err(DbError::json("ticket state"))?;
     sql_exec!(
         tx,
         "INSERT INTO sk_tickets (id, workflow, stage, priority, category, is_open, opened_at,
@@ -223,36 +264,71 @@ pub async fn delete_timers(tx: &mut Tx, ticket: &str) -> Result<(), DbError> {
 
 /// A notification row (the outbox). Returns false when its id exists (already queued).
 #[allow(clippy::too_many_arguments)]
+/// A notification to record in the outbox.
+pub struct NewNotification<'a> {
+    pub id: &'a str,
+    pub ticket: Option<&'a str>,
+    pub workflow: &'a str,
+    pub source: &'a str,
+    pub role: &'a str,
+    pub template: &'a str,
+    pub reason: &'a str,
+    pub context: &'a serde_json::Value,
+    pub at: DateTime<Utc>,
+}
+
+/// Record a notification; false when its id is already recorded (a replay, a re-run).
 pub async fn insert_notification(
     tx: &mut Tx,
-    id: &str,
-    ticket: Option<&str>,
-    workflow: &str,
-    source: &str,
-    role: &str,
-    template: &str,
-    reason: &str,
-    context: &serde_json::Value,
-    at: DateTime<Utc>,
+    n: &NewNotification<'_>,
     now: DateTime<Utc>,
 ) -> Result<bool, DbError> {
-    let n = sql_exec!(
+    let affected = sql_exec!(
         tx,
         "INSERT INTO sk_notifications (id, ticket, workflow, source, role, template, reason,
                                        context, at, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
-        id,
-        ticket,
-        workflow,
-        source,
-        role,
-        template,
-        reason,
-        context.to_string(),
-        ms(at),
+        n.id,
+        n.ticket,
+        n.workflow,
+        n.source,
+        n.role,
+        n.template,
+        n.reason,
+        n.context.to_string(),
+        ms(n.at),
         ms(now)
     )?;
-    Ok(n == 1)
+    Ok(affected == 1)
+}
+
+/// Keep an event that arrived before its ticket's `ticket.opened`.
+pub async fn park_event(tx: &mut Tx, id: &str) -> Result<(), DbError> {
+    sql_exec!(
+        tx,
+        "UPDATE sk_events SET status = 'parked' WHERE id = $1",
+        id
+    )?;
+    Ok(())
+}
+
+/// At the first start: the period before the deployment counts as reviewed, so it is not
+/// reported as missed.
+pub async fn mark_review_before_deployment(
+    tx: &mut Tx,
+    workflow: &str,
+    period_end: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    sql_exec!(
+        tx,
+        "INSERT INTO sk_reviews (workflow, period_end, status, created_at)
+         VALUES ($1, $2, 'before_deployment', $3) ON CONFLICT DO NOTHING",
+        workflow,
+        ms(period_end),
+        ms(now)
+    )?;
+    Ok(())
 }
 
 pub async fn insert_delivery(
@@ -330,12 +406,14 @@ pub async fn load_delivery(
 }
 
 /// Claim a delivery for attempt `attempt` (1-based) before sending; false when it was sent
-/// already or another job holds that attempt, so two jobs never send the same attempt.
+/// already or another job holds that attempt, so two jobs never send the same attempt. The
+/// claim is a lease: `next_at` becomes `lease_until`, after which a sweep gives the attempt
+/// to another worker (its claimer died mid-send).
 pub async fn claim_delivery(
     tx: &mut Tx,
     d: &DeliveryRow,
     attempt: i64,
-    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
 ) -> Result<bool, DbError> {
     let n = sql_exec!(
         tx,
@@ -346,29 +424,43 @@ pub async fn claim_delivery(
         &d.channel,
         &d.target,
         attempt - 1,
-        ms(now)
+        ms(lease_until)
     )?;
     Ok(n == 1)
 }
 
-/// Deliveries whose job was lost: waiting (or stuck sending after a crash) since before
-/// `stale_before`. Locked against other sweepers on PostgreSQL.
+/// Deliveries to give back to the queue: claimed (`sending`) with the lease run out by
+/// `now` (the claimer died), or waiting since before `lost_before` (their job was lost).
+/// Locked against other sweepers on PostgreSQL.
 pub async fn deliveries_to_sweep(
     tx: &mut Tx,
-    stale_before: DateTime<Utc>,
+    now: DateTime<Utc>,
+    lost_before: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<DeliveryRow>, DbError> {
     let sql = if tx.is_pg() {
         "SELECT notification, channel, target, status, attempts, next_at, last_error, sent_at,
                 created_at
-         FROM sk_deliveries WHERE status <> 'sent' AND next_at < $1
-         ORDER BY next_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+         FROM sk_deliveries
+         WHERE status <> 'sent' AND next_at < $2
+           AND (status = 'sending' OR next_at < $1)
+         ORDER BY next_at LIMIT $3 FOR UPDATE SKIP LOCKED"
     } else {
         "SELECT notification, channel, target, status, attempts, next_at, last_error, sent_at,
                 created_at
-         FROM sk_deliveries WHERE status <> 'sent' AND next_at < $1 ORDER BY next_at LIMIT $2"
+         FROM sk_deliveries
+         WHERE status <> 'sent' AND next_at < $2
+           AND (status = 'sending' OR next_at < $1)
+         ORDER BY next_at LIMIT $3"
     };
-    Ok(sql_all!(tx, DeliveryRow, sql, ms(stale_before), limit)?)
+    Ok(sql_all!(
+        tx,
+        DeliveryRow,
+        sql,
+        ms(lost_before),
+        ms(now),
+        limit
+    )?)
 }
 
 /// Give a swept delivery back to the queue: status `retrying`, next attempt now.
@@ -389,16 +481,34 @@ pub async fn requeue_delivery(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// How one delivery attempt ended.
+#[derive(Debug, Clone, Copy)]
+pub enum Attempt<'a> {
+    Sent,
+    /// `next`: when the next attempt runs; None when there is none (given up).
+    Failed {
+        error: &'a str,
+        next: Option<DateTime<Utc>>,
+    },
+}
+
 pub async fn record_attempt(
     tx: &mut Tx,
     d: &DeliveryRow,
     attempt: i64,
     now: DateTime<Utc>,
-    ok: bool,
-    error: Option<&str>,
-    next_at: Option<DateTime<Utc>>,
+    result: &Attempt<'_>,
 ) -> Result<(), DbError> {
+    let (outcome, status, error, next_at, sent_at) = match *result {
+        Attempt::Sent => ("sent", "sent", None, None, Some(ms(now))),
+        Attempt::Failed { error, next } => (
+            "failed",
+            if next.is_some() { "retrying" } else { "failed" },
+            Some(error),
+            next.map(ms),
+            None,
+        ),
+    };
     sql_exec!(
         tx,
         "INSERT INTO sk_attempts (notification, channel, target, attempt, at, outcome, error)
@@ -408,7 +518,7 @@ pub async fn record_attempt(
         &d.target,
         attempt,
         ms(now),
-        if ok { "sent" } else { "failed" },
+        outcome,
         error
     )?;
     sql_exec!(
@@ -419,11 +529,11 @@ pub async fn record_attempt(
         &d.notification,
         &d.channel,
         &d.target,
-        if ok { "sent" } else { "retrying" },
+        status,
         attempt,
-        next_at.map(ms),
+        next_at,
         error,
-        if ok { Some(ms(now)) } else { None }
+        sent_at
     )?;
     Ok(())
 }
@@ -529,10 +639,8 @@ pub async fn ticket_state(db: &Db, id: &str) -> Result<Option<Ticket>, DbError> 
         "SELECT state FROM sk_tickets WHERE id = $1",
         id
     )?;
-    row.map(|(s,)| {
-        serde_json::from_str(&s).map_err(|e| DbError::Other(format!("stored ticket {id}: {e}")))
-    })
-    .transpose()
+    row.map(|(s,)| serde_json::from_str(&s).map_err(DbError::json("stored ticket state")))
+        .transpose()
 }
 
 pub async fn parked_events(db: &Db, id: &str) -> Result<i64, DbError> {
@@ -680,4 +788,31 @@ pub async fn opened_between(
         ms(since),
         ms(until)
     )?)
+}
+
+/// How many of our migrations the database has applied (for `/readyz`).
+pub async fn applied_migrations(db: &Db) -> Result<i64, DbError> {
+    let n: Option<(i64,)> = db_opt!(
+        db,
+        (i64,),
+        "SELECT COUNT(*) FROM slakeeper_migrations WHERE success = TRUE"
+    )?;
+    Ok(n.map_or(0, |(n,)| n))
+}
+
+/// Pending timers in `sk_timers` (the bench waits for them to drain).
+pub async fn timers_pending(db: &Db) -> Result<i64, DbError> {
+    let n: Option<(i64,)> = db_opt!(db, (i64,), "SELECT COUNT(*) FROM sk_timers")?;
+    Ok(n.map_or(0, |(n,)| n))
+}
+
+/// Every timeline detail of one kind, across tickets (the bench reads timer lateness).
+pub async fn timeline_of_kind(db: &Db, kind: &str) -> Result<Vec<String>, DbError> {
+    let rows: Vec<(String,)> = db_all!(
+        db,
+        (String,),
+        "SELECT detail FROM sk_timeline WHERE kind = $1",
+        kind
+    )?;
+    Ok(rows.into_iter().map(|(d,)| d).collect())
 }

@@ -257,7 +257,8 @@ impl Hooks {
                                 .and_then(|v| v.to_str().ok())
                                 .unwrap_or("")
                                 .to_string();
-                            let expected = slakeeper::shell::notify::sign(SECRET.as_bytes(), &body);
+                            let expected =
+                                slakeeper::shell::channels::webhook::sign(SECRET.as_bytes(), &body);
                             let hook = Hook {
                                 body: serde_json::from_slice(&body).unwrap_or(Value::Null),
                                 signature_ok: !sig.is_empty() && sig == expected,

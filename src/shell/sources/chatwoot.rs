@@ -102,7 +102,7 @@ impl Source for Chatwoot {
         let ts = req.header(TS).ok_or(Unverified::Missing(TS))?;
         let given = prefixed_hex(sig, "sha256=").ok_or(Unverified::Mismatch(SIG))?;
         if !hmac_sha256_ok(
-            self.secret.bytes(),
+            self.secret.expose().as_bytes(),
             &[ts.as_bytes(), b".", req.body],
             &given,
         ) {

@@ -153,7 +153,7 @@ impl Source for Jira {
         match (&self.secret, req.header(SIG), &self.token) {
             (Some(secret), Some(sig), _) => {
                 let given = prefixed_hex(sig, "sha256=").ok_or(Unverified::Mismatch(SIG))?;
-                if hmac_sha256_ok(secret.bytes(), &[req.body], &given) {
+                if hmac_sha256_ok(secret.expose().as_bytes(), &[req.body], &given) {
                     Ok(())
                 } else {
                     Err(Unverified::Mismatch(SIG))

@@ -62,25 +62,8 @@ impl Request<'_> {
     }
 }
 
-/// A shared secret from the environment. Its `Debug` hides the value, so it cannot reach a
-/// log line by accident.
-#[derive(Clone)]
-pub struct Secret(Vec<u8>);
-
-impl Secret {
-    pub fn new(s: &str) -> Secret {
-        Secret(s.as_bytes().to_vec())
-    }
-    pub fn bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+/// Secrets (signing secrets, tokens) come from the environment and never print.
+pub use crate::shell::secret::Secret;
 
 /// Why a request is refused before anything is read from it (answered 401 `bad_signature`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -249,7 +232,8 @@ pub fn token_ok(req: &Request<'_>, token: &Secret) -> bool {
     });
     [bearer, query].into_iter().flatten().any(|given| {
         // Lengths are compared first (leaking only the length), then the bytes in constant time.
-        given.len() == token.bytes().len() && bool::from(given.as_bytes().ct_eq(token.bytes()))
+        given.len() == token.expose().len()
+            && bool::from(given.as_bytes().ct_eq(token.expose().as_bytes()))
     })
 }
 
@@ -422,7 +406,7 @@ impl Registry {
         let mut get = |name: &Option<String>| -> Option<Secret> {
             let n = name.as_ref()?;
             match env(n).filter(|v| !v.trim().is_empty()) {
-                Some(v) => Some(Secret::new(v.trim())),
+                Some(v) => Some(Secret::new(v.trim().to_string())),
                 None => {
                     missing.push(n.clone());
                     None
@@ -763,7 +747,7 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
+        assert!(!format!("{:?}", Secret::new("hunter2")).contains("hunter2"));
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub fn router(engine: Arc<Engine>, registry: Arc<Registry>) -> Router {
     Router::new()
         .route("/v1/sources/{name}", post(post_source))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        // A sender that stalls mid-body must not hold the request past the vendor's patience.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(DEADLINE))
         .with_state(SourcesState { engine, registry })
 }
 
@@ -159,6 +161,19 @@ async fn post_source(
                     "ignored": 0,
                     "events": n,
                     "delivery": delivery.delivery,
+                })),
+            )
+                .into_response()
+        }
+        Ok(Err(IngestError::Conflict(_))) => {
+            // The ids come from the delivery id, so this is a redelivery whose events differ
+            // only where the vendor gave no time and the arrival stood in: still a repeat.
+            count(&name, "duplicate");
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({
+                    "accepted": 0, "duplicates": 1, "ignored": 0,
+                    "events": n, "delivery": delivery.delivery,
                 })),
             )
                 .into_response()

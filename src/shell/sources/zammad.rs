@@ -111,7 +111,7 @@ impl Source for Zammad {
     fn verify(&self, req: &Request<'_>, _now: DateTime<Utc>) -> Result<(), Unverified> {
         let sig = req.header(SIG).ok_or(Unverified::Missing(SIG))?;
         let given = prefixed_hex(sig, "sha1=").ok_or(Unverified::Mismatch(SIG))?;
-        if hmac_sha1_ok(self.secret.bytes(), &[req.body], &given) {
+        if hmac_sha1_ok(self.secret.expose().as_bytes(), &[req.body], &given) {
             Ok(())
         } else {
             Err(Unverified::Mismatch(SIG))

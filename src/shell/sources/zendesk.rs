@@ -125,7 +125,11 @@ impl Source for Zendesk {
         let sig = req.header(SIG).ok_or(Unverified::Missing(SIG))?;
         let ts = req.header(TS).ok_or(Unverified::Missing(TS))?;
         let given = base64_bytes(sig).ok_or(Unverified::Mismatch(SIG))?;
-        if !hmac_sha256_ok(self.secret.bytes(), &[ts.as_bytes(), req.body], &given) {
+        if !hmac_sha256_ok(
+            self.secret.expose().as_bytes(),
+            &[ts.as_bytes(), req.body],
+            &given,
+        ) {
             return Err(Unverified::Mismatch(SIG));
         }
         // Only a signed timestamp proves freshness; check it after the signature.

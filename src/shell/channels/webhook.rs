@@ -1,0 +1,140 @@
+//! Generic webhooks: `POST` of a JSON body, signed `X-Slakeeper-Signature: sha256=<hex HMAC>`,
+//! with the notification id as `Idempotency-Key` so a receiver can drop a re-send.
+
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use serde_json::json;
+use sha2::Sha256;
+
+use crate::shell::channels::{Channel, ChannelError, Message, Reply, scrub};
+use crate::shell::secret::Secret;
+
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    http: reqwest::Client,
+    secret: Option<Secret>,
+}
+
+/// A request ready to go.
+pub struct Request {
+    url: String,
+    id: String,
+    body: Vec<u8>,
+}
+
+impl Webhook {
+    pub fn new(secret: Option<&Secret>) -> Result<Webhook, ChannelError> {
+        Ok(Webhook {
+            http: http_client()?,
+            secret: secret.cloned(),
+        })
+    }
+}
+
+/// The HTTP client every HTTP channel shares: short timeouts, so a hung receiver costs one
+/// attempt, not a worker.
+pub fn http_client() -> Result<reqwest::Client, ChannelError> {
+    Ok(reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(5))
+        .user_agent(concat!("slakeeper/", env!("CARGO_PKG_VERSION")))
+        .build()?)
+}
+
+impl Channel for Webhook {
+    type Request = Request;
+    type Response = reqwest::StatusCode;
+
+    fn render(&self, msg: &Message<'_>, to: &[String]) -> Result<Request, Reply> {
+        let Some(url) = to.first() else {
+            return Err(Reply::Retry("no webhook URL".into()));
+        };
+        let body = json!({
+            "id": msg.id,
+            "ticket": msg.ticket,
+            "workflow": msg.workflow,
+            "role": msg.role,
+            "template": msg.template,
+            "reason": msg.reason,
+            "at": msg.at.to_rfc3339(),
+            "subject": msg.subject,
+            "body": msg.body,
+        });
+        Ok(Request {
+            url: url.clone(),
+            id: msg.id.to_string(),
+            body: body.to_string().into_bytes(),
+        })
+    }
+
+    async fn send(&self, r: Request) -> Result<reqwest::StatusCode, String> {
+        let mut req = self
+            .http
+            .post(&r.url)
+            .header("Content-Type", "application/json")
+            .header("Idempotency-Key", &r.id)
+            .header("X-Slakeeper-Notification", &r.id);
+        if let Some(secret) = &self.secret {
+            req = req.header(
+                "X-Slakeeper-Signature",
+                sign(secret.expose().as_bytes(), &r.body),
+            );
+        }
+        let resp = req
+            .body(r.body)
+            .send()
+            .await
+            .map_err(|e| scrub(&format!("webhook: {}", without_url(&e))))?;
+        Ok(resp.status())
+    }
+
+    fn classify(&self, res: Result<reqwest::StatusCode, String>) -> Reply {
+        match res {
+            Ok(s) if s.is_success() => Reply::Delivered,
+            Ok(s) => Reply::Retry(format!("webhook answered HTTP {}", s.as_u16())),
+            Err(e) => Reply::Retry(e),
+        }
+    }
+}
+
+/// `sha256=<hex HMAC-SHA256 of the body>`.
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    // HMAC accepts keys of any length; new_from_slice cannot fail for HMAC.
+    let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
+        Ok(m) => m,
+        Err(_) => return String::new(),
+    };
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A transport error without the URL (webhook URLs often carry a token).
+pub fn without_url(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(u) = e.url() {
+        s = s.replace(u.as_str(), "<url>");
+    }
+    if e.is_timeout() {
+        return "timed out".into();
+    }
+    if e.is_connect() {
+        return format!("connection failed ({s})");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_is_hmac_sha256_hex() {
+        // RFC 4231 test case 2.
+        let s = sign(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            s,
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+}

@@ -1,0 +1,260 @@
+//! The commands other than `serve` and `bench`: each takes its plain settings and returns
+//! an exit code or an error with a sentence saying what to fix.
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use chrono::{DateTime, Duration, Utc};
+
+use crate::core::event::parse_event;
+use crate::core::simulate::{SimEvent, render_json, render_text, simulate};
+use crate::shell::channels::Channels;
+use crate::shell::db::Db;
+use crate::shell::engine::{Engine, RetryPolicy, system_clock};
+use crate::shell::secret::{Secret, redact_url};
+use crate::shell::settings::{Format, Place, ReportSettings, SimulateSettings, TicketShowSettings};
+use crate::shell::{queue, report, show};
+use crate::workflow::{Config, load_dir, render_diags};
+
+/// `validate DIR`: every problem as `path:line:col: message`; exit 1 on any.
+pub fn validate(dir: &Path) -> ExitCode {
+    match load_dir(dir) {
+        Ok(cfg) => {
+            println!(
+                "{}: {} workflows OK ({})",
+                dir.display(),
+                cfg.catalog.workflows.len(),
+                cfg.catalog
+                    .workflows
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(diags) => {
+            print!("{}", render_diags(&diags));
+            eprintln!("{} error(s)", diags.len());
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Load a workflow directory or say how to find out what is wrong with it.
+pub fn load_workflows(dir: &Path) -> anyhow::Result<Arc<Config>> {
+    match load_dir(dir) {
+        Ok(c) => Ok(Arc::new(c)),
+        Err(diags) => {
+            eprint!("{}", render_diags(&diags));
+            anyhow::bail!(
+                "{} error(s) in {}; fix them (slakeeper validate {})",
+                diags.len(),
+                dir.display(),
+                dir.display()
+            )
+        }
+    }
+}
+
+/// Connect and migrate, naming the database (without its password) on failure.
+pub async fn open_db(url: &Secret) -> anyhow::Result<Db> {
+    let db = Db::connect(url.expose())
+        .await
+        .with_context(|| format!("connecting to {}", redact_url(url.expose())))?;
+    queue::migrate(&db).await.context("applying migrations")?;
+    Ok(db)
+}
+
+/// `migrate`.
+pub async fn migrate(url: &Secret) -> anyhow::Result<()> {
+    let t = Instant::now();
+    let db = open_db(url).await?;
+    println!(
+        "{}: migrations applied ({} of ours, plus apalis') in {:.0?}",
+        redact_url(url.expose()),
+        queue::expected_migrations(&db),
+        t.elapsed()
+    );
+    db.close().await;
+    Ok(())
+}
+
+/// An engine for inspecting commands: no channels configured, and no database created at
+/// a mistyped path.
+async fn offline_engine(place: &Place) -> anyhow::Result<Engine> {
+    let cfg = load_workflows(&place.workflows)?;
+    let url = place.database.expose();
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        let file = path.split('?').next().unwrap_or(path);
+        if !file.is_empty() && file != ":memory:" && !Path::new(file).exists() {
+            anyhow::bail!(
+                "database file {file} does not exist (pass --database or set SLAKEEPER_DATABASE_URL)"
+            );
+        }
+    }
+    let db = open_db(&place.database).await?;
+    Ok(Engine {
+        db,
+        cfg,
+        channels: Channels::offline()?,
+        retry: RetryPolicy::default(),
+        clock: system_clock(),
+    })
+}
+
+/// `ticket show ID`.
+pub async fn ticket_show(s: &TicketShowSettings) -> anyhow::Result<()> {
+    let engine = offline_engine(&s.place).await?;
+    let Some(v) = show::load(&engine, &s.id).await? else {
+        anyhow::bail!(
+            "no ticket `{}` in {}",
+            s.id,
+            redact_url(s.place.database.expose())
+        );
+    };
+    match s.format {
+        Format::Text => print!("{}", show::to_text(&v)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&show::to_json(&v))?),
+    }
+    Ok(())
+}
+
+/// `report`: one report per workflow (or the one asked for).
+pub async fn report(s: &ReportSettings) -> anyhow::Result<()> {
+    let engine = offline_engine(&s.place).await?;
+    let until = s.until.unwrap_or_else(|| engine.now());
+    let since = s.since.unwrap_or(until - Duration::days(7));
+    if since >= until {
+        anyhow::bail!("--since must be before --until");
+    }
+    let wfs: Vec<_> = match &s.workflow {
+        Some(w) => vec![
+            engine
+                .cfg
+                .catalog
+                .get(w)
+                .cloned()
+                .with_context(|| format!("unknown workflow `{w}`"))?,
+        ],
+        None => engine.cfg.catalog.workflows.values().cloned().collect(),
+    };
+    for wf in wfs {
+        let r = report::build(&engine.db, &wf, since, until).await?;
+        match s.format {
+            Format::Text => println!("{}", report::render_text(&r)),
+            Format::Json => println!("{}", serde_json::to_string(&r)?),
+        }
+    }
+    Ok(())
+}
+
+/// Read simulate's input: one event per line; every bad line is reported, then nothing runs.
+fn read_events(s: &SimulateSettings) -> anyhow::Result<Result<Vec<SimEvent>, usize>> {
+    let reader: Box<dyn BufRead> = if s.events.as_os_str() == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        let f = std::fs::File::open(&s.events)
+            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", s.events.display()))?;
+        Box::new(std::io::BufReader::new(f))
+    };
+    let path = s.events.display().to_string();
+    let mut events = Vec::new();
+    let mut bad = 0;
+    // Virtual time has no "now": any `at` is acceptable.
+    let far = DateTime::<Utc>::MAX_UTC - Duration::days(1);
+    for (i, line) in reader.lines().enumerate() {
+        let line = line?;
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with("//") {
+            continue;
+        }
+        let v: serde_json::Value = match serde_json::from_str(trimmed) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("{path}:{}:{}: invalid JSON: {e}", i + 1, e.column());
+                bad += 1;
+                continue;
+            }
+        };
+        match parse_event(&v, far) {
+            Ok(ev) => events.push(SimEvent {
+                line: i + 1,
+                event: ev,
+            }),
+            Err(e) => {
+                eprintln!(
+                    "{path}:{}: {}{}",
+                    i + 1,
+                    e.message,
+                    e.field.map(|f| format!(" [{f}]")).unwrap_or_default()
+                );
+                bad += 1;
+            }
+        }
+    }
+    Ok(if bad > 0 { Err(bad) } else { Ok(events) })
+}
+
+/// `simulate EVENTS`: virtual time, no database, no mail.
+pub fn simulate_cmd(s: &SimulateSettings) -> anyhow::Result<ExitCode> {
+    let cfg = match load_dir(&s.workflows) {
+        Ok(c) => c,
+        Err(diags) => {
+            eprint!("{}", render_diags(&diags));
+            eprintln!("the workflows have errors; fix them first (slakeeper validate)");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let path = s.events.display().to_string();
+    let events = match read_events(s)? {
+        Ok(e) => e,
+        Err(bad) => {
+            eprintln!("{bad} bad event(s); nothing simulated");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if events.is_empty() {
+        eprintln!("{path}: no events");
+        return Ok(ExitCode::from(1));
+    }
+    let until = s.until.unwrap_or_else(|| {
+        events
+            .iter()
+            .map(|e| e.event.at_utc())
+            .max()
+            .unwrap_or_else(Utc::now)
+            + Duration::days(7)
+    });
+    let result = match simulate(&cfg.catalog, &events, until) {
+        Ok(r) => r,
+        Err(errs) => {
+            for (line, e) in &errs {
+                eprintln!(
+                    "{path}:{line}: {}{}",
+                    e.message,
+                    e.field
+                        .as_ref()
+                        .map(|f| format!(" [{f}]"))
+                        .unwrap_or_default()
+                );
+            }
+            eprintln!("{} bad event(s); nothing simulated", errs.len());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let out = match s.format {
+        Format::Text => render_text(&result),
+        Format::Json => render_json(&result),
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(out.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,214 @@
+//! Deliveries: one attempt of one notification on one channel per job. The attempt is
+//! claimed in the database before sending, so two jobs (a sweep racing a slow queue) never
+//! send the same attempt; a failure schedules the next attempt with our own backoff (apalis'
+//! retries run at once and its `RetryAfter` is broken).
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tracing::Instrument;
+
+use crate::core::model::Workflow;
+use crate::shell::channels::{ChannelKind, Message, Reply};
+use crate::shell::db::DbError;
+use crate::shell::engine::{Engine, JobOutcome, STALE_DELIVERY};
+
+/// How long a claimed attempt may take before another worker takes it over. Longer than any
+/// send can last (SMTP gives up after 15 s, HTTP after 10 s), so only a dead claimer loses
+/// its lease; short enough that its death delays the message by at most this much.
+pub const DELIVERY_LEASE: chrono::Duration = chrono::Duration::seconds(30);
+use crate::shell::metrics;
+use crate::shell::queue::{self, DeliveryJob};
+use crate::shell::store::{self, Attempt, DeliveryRow, NotificationRow, from_ms, ms};
+
+impl Engine {
+    /// Run one delivery job.
+    pub async fn on_delivery(&self, job: &DeliveryJob) -> Result<JobOutcome, DbError> {
+        let span = tracing::info_span!("delivery", notification = %job.notification,
+                                        channel = %job.channel, attempt = job.attempt);
+        self.deliver_job(job).instrument(span).await
+    }
+
+    async fn deliver_job(&self, job: &DeliveryJob) -> Result<JobOutcome, DbError> {
+        let mut tx = self.db.begin().await?;
+        let loaded =
+            store::load_delivery(&mut tx, &job.notification, &job.channel, &job.target).await?;
+        tx.rollback().await?;
+        let Some((n, d)) = loaded else {
+            return Ok(JobOutcome::Moot);
+        };
+        if d.status == "sent" || job.attempt != d.attempts + 1 {
+            // Sent already, or a stale duplicate of an earlier retry.
+            return Ok(JobOutcome::Moot);
+        }
+        let mut tx = self.db.begin().await?;
+        let lease = self.now() + DELIVERY_LEASE;
+        if !store::claim_delivery(&mut tx, &d, job.attempt, lease).await? {
+            tx.rollback().await?;
+            return Ok(JobOutcome::Moot);
+        }
+        tx.commit().await?;
+        let reply = self.attempt(&n, &d).await;
+        self.record(job, &n, &d, reply).await?;
+        Ok(JobOutcome::Applied)
+    }
+
+    /// Record an attempt's outcome and, after a retryable failure, queue the next attempt.
+    async fn record(
+        &self,
+        job: &DeliveryJob,
+        n: &NotificationRow,
+        d: &DeliveryRow,
+        reply: Reply,
+    ) -> Result<(), DbError> {
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        let attempt = match &reply {
+            Reply::Delivered => Attempt::Sent,
+            Reply::Retry(err) => {
+                let next = now
+                    + chrono::Duration::from_std(self.retry.delay(job.attempt))
+                        .unwrap_or(chrono::Duration::seconds(60));
+                let retry = DeliveryJob {
+                    attempt: job.attempt + 1,
+                    ..job.clone()
+                };
+                queue::push(&mut tx, queue::OUTBOX, &retry, ms(next)).await?;
+                Attempt::Failed {
+                    error: err,
+                    next: Some(next),
+                }
+            }
+            Reply::GiveUp(err) => Attempt::Failed {
+                error: err,
+                next: None,
+            },
+        };
+        store::record_attempt(&mut tx, d, job.attempt, now, &attempt).await?;
+        tx.commit().await?;
+        match reply {
+            Reply::Delivered => {
+                metrics::notification(&d.channel, "sent");
+                let lag = (now - from_ms(n.at)).num_milliseconds() as f64 / 1000.0;
+                metrics::delivery_lag(&d.channel, lag);
+            }
+            Reply::Retry(e) => {
+                tracing::warn!(error = %e, "delivery failed; will retry");
+                metrics::notification(&d.channel, "failed");
+                metrics::notification(&d.channel, "retried");
+            }
+            Reply::GiveUp(e) => {
+                tracing::error!(error = %e, "delivery failed for good; see ticket show");
+                metrics::notification(&d.channel, "failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Render the notification for its recipient and make one attempt on its channel.
+    async fn attempt(&self, n: &NotificationRow, d: &DeliveryRow) -> Reply {
+        let Some(kind) = ChannelKind::parse(&d.channel) else {
+            return Reply::GiveUp(format!("unknown channel `{}`", d.channel));
+        };
+        let Some(wf) = self.cfg.catalog.get(&n.workflow).cloned() else {
+            return Reply::Retry(format!("workflow {} is not loaded", n.workflow));
+        };
+        let ticket = match &n.ticket {
+            Some(id) => match store::ticket_state(&self.db, id).await {
+                Ok(t) => t,
+                Err(e) => return Reply::Retry(format!("loading ticket: {e}")),
+            },
+            None => None,
+        };
+        let rendered = match self.render(&wf, n, ticket.as_ref()) {
+            Ok(r) => r,
+            Err(e) => return Reply::Retry(e),
+        };
+        let to = self.recipients(&d.target, kind, ticket.as_ref());
+        let msg = Message {
+            id: &n.id,
+            ticket: n.ticket.as_deref(),
+            workflow: &n.workflow,
+            role: &n.role,
+            template: &n.template,
+            reason: &n.reason,
+            at: from_ms(n.at),
+            subject: &rendered.subject,
+            body: &rendered.body,
+        };
+        self.channels.deliver(kind, &msg, &to).await
+    }
+
+    /// The template, in the customer's language for customer messages.
+    fn render(
+        &self,
+        wf: &Workflow,
+        n: &NotificationRow,
+        ticket: Option<&crate::core::machine::Ticket>,
+    ) -> Result<crate::workflow::templates::Rendered, String> {
+        let language = match (n.role.as_str(), ticket) {
+            ("customer", Some(t)) => t
+                .customer
+                .language
+                .clone()
+                .filter(|l| wf.languages.contains(l))
+                .unwrap_or_else(|| wf.language.clone()),
+            _ => wf.language.clone(),
+        };
+        let ctx: Value = serde_json::from_str(&n.context).map_err(|e| e.to_string())?;
+        self.cfg
+            .templates
+            .render(&n.template, &language, &wf.language, &ctx)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The addresses behind a target, looked up at send time (deliveries store only role
+    /// names, never contact data).
+    fn recipients(
+        &self,
+        target: &str,
+        kind: ChannelKind,
+        ticket: Option<&crate::core::machine::Ticket>,
+    ) -> Vec<String> {
+        match (kind, target) {
+            (ChannelKind::Webhook, url) => vec![url.to_string()],
+            (ChannelKind::Email, "customer") => ticket
+                .and_then(|t| t.customer.email.clone())
+                .into_iter()
+                .collect(),
+            (ChannelKind::Email, "assignee") => ticket
+                .and_then(|t| t.assignee.email.clone())
+                .into_iter()
+                .collect(),
+            (ChannelKind::Email, other) => other
+                .strip_prefix("role:")
+                .and_then(|role| self.cfg.routes.get(role))
+                .map(|r| r.email.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Re-queue deliveries whose claimer died ([`DELIVERY_LEASE`] ran out) or whose job was
+    /// lost (waiting longer than [`STALE_DELIVERY`]). Returns how many.
+    pub async fn sweep_deliveries(&self, now: DateTime<Utc>) -> Result<usize, DbError> {
+        let mut tx = self.db.begin().await?;
+        let stale = store::deliveries_to_sweep(&mut tx, now, now - STALE_DELIVERY, 500).await?;
+        for d in &stale {
+            store::requeue_delivery(&mut tx, d, now).await?;
+            let job = DeliveryJob {
+                notification: d.notification.clone(),
+                channel: d.channel.clone(),
+                target: d.target.clone(),
+                attempt: d.attempts + 1,
+            };
+            queue::push(&mut tx, queue::OUTBOX, &job, ms(now)).await?;
+        }
+        tx.commit().await?;
+        if !stale.is_empty() {
+            tracing::warn!(
+                deliveries = stale.len(),
+                "re-queued deliveries whose jobs were lost"
+            );
+        }
+        Ok(stale.len())
+    }
+}

@@ -1,0 +1,353 @@
+//! Carrying out what the core decided, inside the caller's transaction: timers become rows
+//! and (when near) apalis jobs, notifications become outbox rows plus delivery jobs,
+//! outcomes and counters become fact rows with deterministic ids (a re-run never counts
+//! twice). Metrics wait in [`After`] until the commit.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::core::duration::format_seconds;
+use crate::core::machine::{
+    ClockOutcome, Effect, Fact, Notification, Out, Outcome, Ticket, Timer, TimerKind,
+};
+use crate::core::model::{Role, Workflow};
+use crate::shell::channels::{ChannelKind, Target};
+use crate::shell::db::{DbError, Tx};
+use crate::shell::engine::timers::{PROMOTE_HORIZON, push_timer};
+use crate::shell::engine::{After, Engine, fmt_local, notification_id};
+use crate::shell::metrics::Metric;
+use crate::shell::queue::{self, DeliveryJob};
+use crate::shell::store::{self, ms};
+
+/// One transition's effects on one ticket, carried out in one transaction.
+struct Carry<'a> {
+    wf: &'a Workflow,
+    t: &'a Ticket,
+    /// The timer set before the transition (for lateness: a fired timer's scheduling time).
+    before: &'a BTreeMap<String, Timer>,
+    now: DateTime<Utc>,
+}
+
+impl Carry<'_> {
+    /// The fact id of an effect: the ticket and the core's deterministic effect id.
+    fn fact_id(&self, o: &Out) -> String {
+        format!("{}/{}", self.t.id, o.id.as_deref().unwrap_or_default())
+    }
+}
+
+/// One delivery row and its first job per (channel, target) of a new notification.
+pub(crate) async fn queue_deliveries(
+    tx: &mut Tx,
+    id: &str,
+    targets: &[Target],
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    for target in targets {
+        let channel = target.channel.as_str();
+        if store::insert_delivery(tx, id, channel, &target.to, now).await? {
+            let job = DeliveryJob {
+                notification: id.to_string(),
+                channel: channel.to_string(),
+                target: target.to.clone(),
+                attempt: 1,
+            };
+            queue::push(tx, queue::OUTBOX, &job, ms(now)).await?;
+        }
+    }
+    Ok(())
+}
+
+impl Engine {
+    /// Carry out the core's effects inside `tx`. `before` is the timer set before the
+    /// transition (for lateness: a fired timer's scheduling time).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn carry_out(
+        &self,
+        tx: &mut Tx,
+        wf: &Workflow,
+        t: &Ticket,
+        before: &BTreeMap<String, Timer>,
+        outs: &[Out],
+        now: DateTime<Utc>,
+        after: &mut After,
+    ) -> Result<(), DbError> {
+        let c = Carry { wf, t, before, now };
+        for o in outs {
+            match &o.effect {
+                Effect::Schedule { key, kind, due } => {
+                    scheduled(tx, &c, o, key, *kind, *due).await?
+                }
+                Effect::Drop { key, reason } => {
+                    store::delete_timer(tx, &t.id, key).await?;
+                    let d = json!({"key": key, "reason": reason});
+                    store::timeline(tx, &t.id, o.at, now, "timer.dropped", &d).await?;
+                }
+                Effect::Fired { key, kind, due } => {
+                    fired(tx, &c, o, key, *kind, *due, after).await?
+                }
+                Effect::Notify(n) => self.queue_notification(tx, wf, t, n, o.at, now).await?,
+                Effect::Outcome(oc) => outcome(tx, &c, o, oc, after).await?,
+                Effect::MetTime {
+                    clock,
+                    priority,
+                    seconds,
+                } => {
+                    let id = c.fact_id(o);
+                    let v = Some(*seconds);
+                    if store::insert_fact(tx, &id, t, "met_time", Some(clock), None, v, o.at)
+                        .await?
+                    {
+                        after.metrics.push(Metric::SlaTime {
+                            workflow: t.workflow.clone(),
+                            clock: clock.clone(),
+                            priority: priority.clone(),
+                            seconds: *seconds as f64,
+                        });
+                    }
+                }
+                Effect::Count(f) => counted(tx, &c, o, f, after).await?,
+                Effect::Note { text } => {
+                    store::timeline(tx, &t.id, o.at, now, "note", &json!({"text": text})).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The template context of a ticket notification. Only names, never contact data: the
+    /// same context serves customer and staff messages.
+    fn context(&self, wf: &Workflow, t: &Ticket, n: &Notification, id: &str) -> Value {
+        let every = wf.progress.as_ref().and_then(|p| {
+            let key = t.dimension(&p.every.by);
+            p.every.lookup(key.as_deref())
+        });
+        let local = |d: DateTime<Utc>| fmt_local(wf, d);
+        json!({
+            "notification": {"id": id, "reason": n.reason},
+            "ticket": {
+                "id": t.id,
+                "workflow": t.workflow,
+                "stage": t.stage.as_str(),
+                "priority": t.priority.clone().unwrap_or_default(),
+                "category": t.category.clone().unwrap_or_default(),
+                "channel": t.channel.clone().unwrap_or_default(),
+                "attributes": t.attributes,
+                "opened_at": local(t.opened_at),
+                "resolved_at": t.resolved_at.map(local).unwrap_or_default(),
+            },
+            "customer": {"name": t.customer.name.clone().unwrap_or_default()},
+            "assignee": {"name": t.assignee.name.clone().unwrap_or_default()},
+            "clock": n.clock.as_ref().map(|c| json!({
+                "name": c.name,
+                "due": c.due.map(local).unwrap_or_default(),
+                "target": c.target,
+                "elapsed": format_seconds(c.elapsed),
+                "at": c.at,
+            })).unwrap_or_else(|| json!({})),
+            "score": n.score,
+            "comment": n.comment.clone().unwrap_or_default(),
+            "progress": {
+                "every": every.map(|e| e.to_string()).unwrap_or_default(),
+                "last_update": t.progress.as_ref().and_then(|p| p.last_update)
+                    .map(local).unwrap_or_default(),
+            },
+            "survey": {"link": t.attributes.get("survey_link")
+                .and_then(Value::as_str).unwrap_or_default()},
+        })
+    }
+
+    async fn queue_notification(
+        &self,
+        tx: &mut Tx,
+        wf: &Workflow,
+        t: &Ticket,
+        n: &Notification,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), DbError> {
+        for role in &n.notify {
+            let id = notification_id(&t.id, &n.source, role.as_str());
+            let ctx = self.context(wf, t, n, &id);
+            let row = store::NewNotification {
+                id: &id,
+                ticket: Some(&t.id),
+                workflow: &t.workflow,
+                source: &n.source,
+                role: role.as_str(),
+                template: &n.template,
+                reason: &n.reason,
+                context: &ctx,
+                at,
+            };
+            if !store::insert_notification(tx, &row, now).await? {
+                continue;
+            }
+            let targets = self.targets(role, Some(t));
+            let note = targets
+                .is_empty()
+                .then(|| format!("no address known for {role}: not sent"));
+            queue_deliveries(tx, &id, &targets, now).await?;
+            let channels: Vec<&str> = targets.iter().map(|t| t.channel.as_str()).collect();
+            let d = json!({"id": id, "role": role.as_str(), "template": n.template,
+                           "reason": n.reason, "channels": channels, "note": note});
+            store::timeline(tx, &t.id, at, now, "notification", &d).await?;
+        }
+        Ok(())
+    }
+
+    /// Where a role's notification goes. Targets name the role, not the address
+    /// (`customer`, `assignee`, `role:supervisor`, or a webhook URL), so no contact data is
+    /// stored with deliveries; addresses are looked up at send time.
+    pub(crate) fn targets(&self, role: &Role, t: Option<&Ticket>) -> Vec<Target> {
+        let mut targets = Vec::new();
+        match role {
+            Role::Customer if t.is_some_and(|t| t.customer.email.is_some()) => {
+                targets.push(Target::new(ChannelKind::Email, "customer"))
+            }
+            Role::Assignee if t.is_some_and(|t| t.assignee.email.is_some()) => {
+                targets.push(Target::new(ChannelKind::Email, "assignee"))
+            }
+            Role::Named(name) => {
+                if let Some(r) = self.cfg.routes.get(name) {
+                    if !r.email.is_empty() {
+                        targets.push(Target::new(ChannelKind::Email, format!("role:{name}")));
+                    }
+                    for url in &r.webhook {
+                        targets.push(Target::new(ChannelKind::Webhook, url.clone()));
+                    }
+                }
+            }
+            _ => {}
+        }
+        targets
+    }
+}
+
+async fn scheduled(
+    tx: &mut Tx,
+    c: &Carry<'_>,
+    o: &Out,
+    key: &str,
+    kind: TimerKind,
+    due: DateTime<Utc>,
+) -> Result<(), DbError> {
+    // Near-term timers get their job now, in this transaction; later ones are promoted
+    // shortly before they are due (see `timers::promote`).
+    let promote = due <= c.now + PROMOTE_HORIZON;
+    store::upsert_timer(tx, &c.t.id, key, kind.as_str(), due, c.now, promote).await?;
+    if promote {
+        push_timer(tx, &c.t.id, key, due).await?;
+    }
+    let d = json!({"key": key, "kind": kind.as_str(), "due": fmt_local(c.wf, due)});
+    store::timeline(tx, &c.t.id, o.at, c.now, "timer.scheduled", &d).await
+}
+
+async fn fired(
+    tx: &mut Tx,
+    c: &Carry<'_>,
+    o: &Out,
+    key: &str,
+    kind: TimerKind,
+    due: DateTime<Utc>,
+    after: &mut After,
+) -> Result<(), DbError> {
+    store::delete_timer(tx, &c.t.id, key).await?;
+    // A timer scheduled in this very transition (born overdue) is not late.
+    let born = c.before.get(key).map(|b| b.scheduled_at).unwrap_or(c.now);
+    let late = (c.now - due.max(born)).num_milliseconds() as f64 / 1000.0;
+    after.metrics.push(Metric::Lateness {
+        kind,
+        seconds: late,
+    });
+    let d = json!({"key": key, "kind": kind.as_str(), "due": fmt_local(c.wf, due),
+                   "late_s": (late * 1000.0).round() / 1000.0});
+    store::timeline(tx, &c.t.id, o.at, c.now, "timer.fired", &d).await
+}
+
+async fn outcome(
+    tx: &mut Tx,
+    c: &Carry<'_>,
+    o: &Out,
+    oc: &ClockOutcome,
+    after: &mut After,
+) -> Result<(), DbError> {
+    let value = match oc.outcome {
+        Outcome::Met => oc.elapsed,
+        Outcome::Breached => oc.due.map(ms),
+    };
+    let id = c.fact_id(o);
+    let (clock, label) = (Some(oc.clock.as_str()), Some(oc.outcome.as_str()));
+    if store::insert_fact(tx, &id, c.t, "outcome", clock, label, value, o.at).await? {
+        after.metrics.push(Metric::Outcome {
+            workflow: c.t.workflow.clone(),
+            clock: oc.clock.clone(),
+            priority: oc.priority.clone(),
+            outcome: oc.outcome.as_str(),
+        });
+    }
+    let d = json!({"clock": oc.clock, "outcome": oc.outcome.as_str(),
+                   "due": oc.due.map(|d| fmt_local(c.wf, d))});
+    store::timeline(tx, &c.t.id, o.at, c.now, "clock", &d).await
+}
+
+/// How a counted fact is stored: (kind, clock, outcome, value).
+fn fact_row(
+    f: &Fact,
+    o: &Out,
+    t: &Ticket,
+) -> (&'static str, Option<String>, Option<String>, Option<i64>) {
+    match f {
+        Fact::Escalation { clock, level } => (
+            "escalation",
+            Some(clock.clone()),
+            Some(level.to_string()),
+            None,
+        ),
+        Fact::ProgressUpdate { sent } => (
+            "progress",
+            None,
+            Some(if *sent { "sent" } else { "skipped" }.into()),
+            None,
+        ),
+        Fact::SurveySent => ("survey_sent", None, None, None),
+        Fact::SurveyScore { score } => ("score", None, None, Some(i64::from(*score))),
+        Fact::Callback { outcome } => ("callback", None, Some(outcome.as_str().into()), None),
+        Fact::ThankYou => ("thank_you", None, None, None),
+        Fact::Resolution { first_contact } => (
+            "resolution",
+            None,
+            Some(
+                if *first_contact {
+                    "first_contact"
+                } else {
+                    "follow_up"
+                }
+                .into(),
+            ),
+            Some((o.at - t.opened_at).num_seconds()),
+        ),
+        Fact::Reopen => ("reopen", None, None, None),
+    }
+}
+
+async fn counted(
+    tx: &mut Tx,
+    c: &Carry<'_>,
+    o: &Out,
+    f: &Fact,
+    after: &mut After,
+) -> Result<(), DbError> {
+    let (kind, clock, outcome, value) = fact_row(f, o, c.t);
+    let id = c.fact_id(o);
+    let (clock, outcome) = (clock.as_deref(), outcome.as_deref());
+    if store::insert_fact(tx, &id, c.t, kind, clock, outcome, value, o.at).await? {
+        after.metrics.push(Metric::Fact {
+            workflow: c.t.workflow.clone(),
+            priority: c.t.priority_label().to_string(),
+            fact: f.clone(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,487 @@
+//! Ingest: a batch of events in one transaction, all or nothing, committed before the API
+//! answers 202. Events of a ticket apply in `at` order; an older event rebuilds the ticket
+//! from every stored event; events before `ticket.opened` are parked until it arrives.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use tracing::Instrument;
+
+use crate::core::duration::format_seconds;
+use crate::core::event::{Event, EventError, EventKind, check_against};
+use crate::core::machine::{Effect, Out, Ticket, Timer, advance, apply, needs_replay, replay};
+use crate::core::model::Workflow;
+use crate::core::simulate::choose_workflow;
+use crate::shell::db::{DbError, Tx};
+use crate::shell::engine::timers::{PROMOTE_HORIZON, push_timer};
+use crate::shell::engine::{After, Engine, Slot};
+use crate::shell::metrics::Metric;
+use crate::shell::store::{self, Stored};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{0}")]
+    Bad(EventError),
+    /// An id already stored with a different body.
+    #[error("{0}")]
+    Conflict(EventError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Ingested {
+    pub accepted: usize,
+    pub duplicates: usize,
+}
+
+/// The working set of one ingest transaction.
+struct Batch<'a> {
+    events: &'a [Event],
+    batch: bool,
+    now: DateTime<Utc>,
+    res: Ingested,
+    after: After,
+    slots: HashMap<String, Option<Slot>>,
+    /// Each ticket's timers as committed before this batch: a timer born in the batch and
+    /// fired in it is the sender's lateness, not the queue's (see `effects`).
+    committed: HashMap<String, BTreeMap<String, Timer>>,
+    /// How far in time each event may be applied (see [`Batch::new`]).
+    horizons: Vec<DateTime<Utc>>,
+}
+
+impl<'a> Batch<'a> {
+    /// A batch may carry a ticket's history (a backlog sent after an outage): each event is
+    /// applied as of just before the ticket's next event in the batch, not as of now, so a
+    /// deadline that a later event meets is not reported breached first. Timers due by now
+    /// fire once the whole batch is applied (see [`Engine::settle`]).
+    fn new(events: &'a [Event], batch: bool, now: DateTime<Utc>) -> Batch<'a> {
+        let mut horizons = vec![now; events.len()];
+        let mut next_at: HashMap<&str, DateTime<Utc>> = HashMap::new();
+        for (i, ev) in events.iter().enumerate().rev() {
+            let at = ev.at_utc();
+            if let Some(h) = next_at.get(ev.ticket.as_str()) {
+                horizons[i] = (*h - chrono::Duration::nanoseconds(1)).min(now).max(at);
+            }
+            let e = next_at.entry(ev.ticket.as_str()).or_insert(at);
+            *e = (*e).min(at);
+        }
+        Batch {
+            events,
+            batch,
+            now,
+            res: Ingested::default(),
+            after: After::default(),
+            slots: HashMap::new(),
+            committed: HashMap::new(),
+            horizons,
+        }
+    }
+
+    /// An event error, with its position when the request was a batch.
+    fn bad(&self, e: EventError, i: usize) -> IngestError {
+        IngestError::Bad(if self.batch { e.in_batch(i) } else { e })
+    }
+
+    fn count(&mut self, ev: &Event, outcome: &'static str) {
+        self.after.metrics.push(Metric::Event {
+            kind: ev.kind.as_str(),
+            outcome,
+        });
+    }
+}
+
+impl Engine {
+    /// Apply a batch of events in one transaction. Retries the whole batch on transient
+    /// database errors (lock contention); bad input rolls everything back.
+    pub async fn ingest(&self, events: &[Event], batch: bool) -> Result<Ingested, IngestError> {
+        let first = events.first().map_or("", |e| e.id.as_str());
+        let span = tracing::info_span!("ingest", events = events.len(), first_event = %first);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .ingest_once(events, batch)
+                .instrument(span.clone())
+                .await
+            {
+                Err(IngestError::Db(e)) if e.is_transient() && attempt < 5 => {
+                    tracing::warn!(error = %e, attempt, "ingest: transient database error, retrying");
+                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                }
+                Ok((res, after)) => {
+                    after.record();
+                    return Ok(res);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn ingest_once(
+        &self,
+        events: &[Event],
+        batch: bool,
+    ) -> Result<(Ingested, After), IngestError> {
+        let mut tx = self.db.begin().await?;
+        let tickets: Vec<&str> = events.iter().map(|e| e.ticket.as_str()).collect();
+        store::lock_tickets(&mut tx, &tickets).await?;
+        let mut b = Batch::new(events, batch, self.now());
+        for i in 0..events.len() {
+            self.ingest_event(&mut tx, &mut b, i).await?;
+        }
+        self.settle(&mut tx, &mut b).await?;
+        tx.commit().await?;
+        Ok((b.res, b.after))
+    }
+
+    /// Store one event (a duplicate stops here) and apply it to its ticket.
+    async fn ingest_event(
+        &self,
+        tx: &mut Tx,
+        b: &mut Batch<'_>,
+        i: usize,
+    ) -> Result<(), IngestError> {
+        let ev = &b.events[i];
+        match store::insert_event(tx, ev, "applied", b.now).await? {
+            Stored::New => {}
+            Stored::Duplicate => {
+                b.res.duplicates += 1;
+                b.count(ev, "duplicate");
+                return Ok(());
+            }
+            Stored::Conflict => {
+                let e = EventError::new(
+                    "conflict",
+                    Some("id"),
+                    format!(
+                        "event id `{}` was already accepted with a different body; \
+                         give a new event a new id",
+                        ev.id
+                    ),
+                );
+                return Err(IngestError::Conflict(if b.batch {
+                    e.in_batch(i)
+                } else {
+                    e
+                }));
+            }
+        }
+        b.res.accepted += 1;
+        b.count(ev, "accepted");
+        if !b.slots.contains_key(&ev.ticket) {
+            let loaded = self.load_slot(tx, b, i).await?;
+            b.slots.insert(ev.ticket.clone(), loaded);
+        }
+        let slot = b.slots.get_mut(&ev.ticket).and_then(Option::take);
+        let next = match slot {
+            Some(s) => Some(self.apply_to_open(tx, b, i, s).await?),
+            None if ev.kind == EventKind::Opened => self.open_ticket(tx, b, i).await?,
+            None => {
+                self.check_unopened(ev).map_err(|e| b.bad(e, i))?;
+                self.park(tx, ev, b.now).await?;
+                None
+            }
+        };
+        b.slots.insert(ev.ticket.clone(), next);
+        Ok(())
+    }
+
+    /// The committed state of the event's ticket, if it was opened.
+    async fn load_slot(
+        &self,
+        tx: &mut Tx,
+        b: &mut Batch<'_>,
+        i: usize,
+    ) -> Result<Option<Slot>, IngestError> {
+        let ticket = &b.events[i].ticket;
+        let Some((state, _)) = store::load_ticket(tx, ticket).await? else {
+            return Ok(None);
+        };
+        let wf = self.workflow(&state.workflow).map_err(|e| b.bad(e, i))?;
+        b.committed.insert(ticket.clone(), state.timers.clone());
+        Ok(Some(Slot {
+            wf,
+            state,
+            dirty: false,
+        }))
+    }
+
+    /// An event for an open ticket: applied in order, or a rebuild when it is older than
+    /// one already applied.
+    async fn apply_to_open(
+        &self,
+        tx: &mut Tx,
+        b: &mut Batch<'_>,
+        i: usize,
+        mut s: Slot,
+    ) -> Result<Slot, IngestError> {
+        let ev = &b.events[i];
+        check_against(ev, &s.wf).map_err(|e| b.bad(e, i))?;
+        if needs_replay(&s.state, ev) {
+            // Recorded before the rebuild, so an out-of-order event (and the source it came
+            // from) still shows in the timeline.
+            self.timeline_event(tx, ev, b.now).await?;
+            let state = self
+                .rebuild(
+                    tx,
+                    &s.wf,
+                    Some(&s.state),
+                    &ev.ticket,
+                    b.now,
+                    b.horizons[i],
+                    &mut b.after,
+                )
+                .await?;
+            // The ticket was open, so its events still hold an opening one.
+            if let Some(state) = state {
+                s.state = state;
+            }
+        } else {
+            let before = b.committed.get(&ev.ticket).cloned().unwrap_or_default();
+            self.timeline_event(tx, ev, b.now).await?;
+            let (state, outs) = apply(&s.wf, Some(s.state), ev, b.horizons[i]).map_err(|e| {
+                b.bad(
+                    EventError::new("not_opened", Some("ticket"), e.to_string()),
+                    i,
+                )
+            })?;
+            self.carry_out(tx, &s.wf, &state, &before, &outs, b.now, &mut b.after)
+                .await?;
+            s.state = state;
+        }
+        s.dirty = true;
+        Ok(s)
+    }
+
+    /// `ticket.opened` for a ticket we do not have: choose its workflow, then apply it (and
+    /// any events parked before it, in order).
+    async fn open_ticket(
+        &self,
+        tx: &mut Tx,
+        b: &mut Batch<'_>,
+        i: usize,
+    ) -> Result<Option<Slot>, IngestError> {
+        let ev = &b.events[i];
+        let wf: Arc<Workflow> = choose_workflow(&self.cfg.catalog, ev)
+            .map_err(|e| b.bad(e, i))?
+            .clone();
+        check_against(ev, &wf).map_err(|e| b.bad(e, i))?;
+        let parked = store::ticket_events(tx, &ev.ticket).await?.len() > 1;
+        let state = if parked {
+            self.timeline_event(tx, ev, b.now).await?;
+            self.rebuild(
+                tx,
+                &wf,
+                None,
+                &ev.ticket,
+                b.now,
+                b.horizons[i],
+                &mut b.after,
+            )
+            .await?
+        } else {
+            self.timeline_event(tx, ev, b.now).await?;
+            let (state, outs) = apply(&wf, None, ev, b.horizons[i]).map_err(|e| {
+                b.bad(
+                    EventError::new("not_opened", Some("ticket"), e.to_string()),
+                    i,
+                )
+            })?;
+            self.carry_out(
+                tx,
+                &wf,
+                &state,
+                &BTreeMap::new(),
+                &outs,
+                b.now,
+                &mut b.after,
+            )
+            .await?;
+            Some(state)
+        };
+        Ok(state.map(|state| Slot {
+            wf,
+            state,
+            dirty: true,
+        }))
+    }
+
+    /// An event for a ticket not opened yet is checked now, not when it is un-parked: against
+    /// the workflow it names, else against every workflow (it must fit at least one), so a
+    /// value no workflow declares never reaches a ticket or a metric label.
+    fn check_unopened(&self, ev: &Event) -> Result<(), EventError> {
+        if let Some(name) = &ev.workflow {
+            let wf = self.cfg.catalog.get(name).ok_or_else(|| {
+                EventError::new(
+                    "unknown_workflow",
+                    Some("workflow"),
+                    format!("no workflow `{name}` is loaded"),
+                )
+            })?;
+            return check_against(ev, wf);
+        }
+        let mut first = None;
+        for wf in self.cfg.catalog.workflows.values() {
+            match check_against(ev, wf) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Not opened yet: keep it until `ticket.opened` arrives.
+    async fn park(&self, tx: &mut Tx, ev: &Event, now: DateTime<Utc>) -> Result<(), DbError> {
+        store::park_event(tx, &ev.id).await?;
+        store::timeline(
+            tx,
+            &ev.ticket,
+            ev.at_utc(),
+            now,
+            "event",
+            &json!({"event": ev.kind.as_str(), "id": ev.id, "source": ev.source,
+                    "note": "parked until ticket.opened arrives"}),
+        )
+        .await
+    }
+
+    /// After the whole batch: fire what is due by now on every changed ticket, and save it.
+    async fn settle(&self, tx: &mut Tx, b: &mut Batch<'_>) -> Result<(), IngestError> {
+        for slot in b.slots.values_mut().flatten() {
+            if slot.dirty {
+                let before = b.committed.get(&slot.state.id).cloned().unwrap_or_default();
+                let (state, outs) = advance(&slot.wf, slot.state.clone(), b.now);
+                self.carry_out(tx, &slot.wf, &state, &before, &outs, b.now, &mut b.after)
+                    .await?;
+                slot.state = state;
+                store::save_ticket(tx, &slot.state, b.now).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn timeline_event(
+        &self,
+        tx: &mut Tx,
+        ev: &Event,
+        now: DateTime<Utc>,
+    ) -> Result<(), DbError> {
+        let mut d = json!({"event": ev.kind.as_str(), "id": ev.id});
+        if let Some(p) = &ev.priority {
+            d["priority"] = json!(p);
+        }
+        if let Some(c) = &ev.category {
+            d["category"] = json!(c);
+        }
+        if let Some(s) = ev.score {
+            d["score"] = json!(s);
+        }
+        if let Some(c) = &ev.clock {
+            d["clock"] = json!(c);
+        }
+        if let Some(src) = &ev.source {
+            d["source"] = json!(src);
+        }
+        if now - ev.at_utc() > chrono::Duration::seconds(60) {
+            d["late_by"] = json!(format_seconds((now - ev.at_utc()).num_seconds()));
+        }
+        store::timeline(tx, &ev.ticket, ev.at_utc(), now, "event", &d).await
+    }
+
+    /// Rebuild a ticket from all its stored events (an event older than the last applied
+    /// one, or events that arrived before `ticket.opened`), in virtual time up to `until`.
+    /// Pending timers are replaced by the rebuilt set; notifications and facts already
+    /// emitted are not repeated.
+    #[allow(clippy::too_many_arguments)]
+    async fn rebuild(
+        &self,
+        tx: &mut Tx,
+        wf: &Arc<Workflow>,
+        old: Option<&Ticket>,
+        ticket: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        after: &mut After,
+    ) -> Result<Option<Ticket>, IngestError> {
+        let events = store::ticket_events(tx, ticket).await?;
+        let empty = Default::default();
+        let already = old.map(|t| &t.emitted).unwrap_or(&empty);
+        let (state, outs) = replay(wf, &events, until, already);
+        let Some(state) = state else {
+            return Ok(None);
+        };
+        store::mark_events_applied(tx, ticket).await?;
+        store::timeline(
+            tx,
+            ticket,
+            now,
+            now,
+            "rebuild",
+            &json!({"events": events.len(),
+                    "why": "an event arrived out of order; state rebuilt from every event in `at` order"}),
+        )
+        .await?;
+        let old_timers = old.map(|t| t.timers.clone()).unwrap_or_default();
+        self.replace_timers(tx, ticket, &old_timers, &state, now)
+            .await?;
+        let visible: Vec<Out> = outs
+            .into_iter()
+            .filter(|o| {
+                matches!(
+                    o.effect,
+                    Effect::Notify(_)
+                        | Effect::Outcome(_)
+                        | Effect::MetTime { .. }
+                        | Effect::Count(_)
+                )
+            })
+            .collect();
+        self.carry_out(tx, wf, &state, &old_timers, &visible, now, after)
+            .await?;
+        Ok(Some(state))
+    }
+
+    /// The rebuilt pending set replaces the old one; jobs only for new due times.
+    async fn replace_timers(
+        &self,
+        tx: &mut Tx,
+        ticket: &str,
+        old: &BTreeMap<String, Timer>,
+        state: &Ticket,
+        now: DateTime<Utc>,
+    ) -> Result<(), DbError> {
+        for key in old.keys() {
+            if !state.timers.contains_key(key) {
+                store::delete_timer(tx, ticket, key).await?;
+            }
+        }
+        for (key, t) in &state.timers {
+            // An unchanged timer keeps its row, so its `promoted` flag stays true to whether
+            // it has a job (marking a far one promoted would leave it to the stale sweep).
+            if old.get(key).is_some_and(|o| o.due == t.due) {
+                continue;
+            }
+            let promote = t.due <= now + PROMOTE_HORIZON;
+            store::upsert_timer(
+                tx,
+                ticket,
+                key,
+                t.kind.as_str(),
+                t.due,
+                t.scheduled_at,
+                promote,
+            )
+            .await?;
+            if promote {
+                push_timer(tx, ticket, key, t.due).await?;
+            }
+        }
+        Ok(())
+    }
+}

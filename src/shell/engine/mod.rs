@@ -1,0 +1,173 @@
+//! The engine: the runtime's use cases, each one database transaction around the pure core.
+//!
+//! * [`ingest`] — a batch of events, all or nothing, committed before the API answers 202.
+//! * [`timers`] — a timer job re-checks the ticket state and applies the effect exactly once
+//!   (a job for a timer that is no longer pending does nothing); promotion of later timers.
+//! * [`deliveries`] — one delivery attempt of a notification; our own backoff.
+//! * [`reviews`] — a workflow's review report, once per period.
+//! * [`effects`] — carrying out what the core decided, inside the caller's transaction.
+//!
+//! Every effect the core returns is carried out inside the same transaction as the state
+//! it came from: timers become apalis jobs, notifications become outbox rows plus delivery
+//! jobs, outcomes and counters become fact rows (deterministic ids, so a re-run never counts
+//! twice). Metrics are recorded only after the commit. SQL lives in `store` and `queue`.
+
+pub mod deliveries;
+pub mod effects;
+pub mod ingest;
+pub mod reviews;
+pub mod timers;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::core::event::EventError;
+use crate::core::machine::Ticket;
+use crate::core::model::Workflow;
+use crate::shell::channels::Channels;
+use crate::shell::db::{Db, DbError};
+use crate::shell::metrics::{self, Metric};
+use crate::shell::settings::RetrySettings;
+use crate::workflow::Config;
+
+pub use ingest::{IngestError, Ingested};
+pub use timers::{PROMOTE_HORIZON, STALE_TIMER, TimerBatcher};
+
+/// A delivery whose attempt is this overdue (or stuck `sending` after a crash) lost its job.
+pub const STALE_DELIVERY: chrono::Duration = chrono::Duration::minutes(5);
+
+/// Where "now" comes from (injected so tests and benches can control it).
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(Utc::now)
+}
+
+/// Backoff of failed deliveries: `base × 2^(attempt-1)`, capped.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetrySettings::default().into()
+    }
+}
+
+impl From<RetrySettings> for RetryPolicy {
+    fn from(s: RetrySettings) -> Self {
+        RetryPolicy {
+            base: s.base,
+            max: s.max,
+        }
+    }
+}
+
+impl RetryPolicy {
+    pub fn delay(&self, attempt: i64) -> Duration {
+        let exp = (attempt.clamp(1, 30) - 1) as u32;
+        self.base
+            .checked_mul(1u32 << exp.min(20))
+            .unwrap_or(self.max)
+            .min(self.max)
+    }
+}
+
+/// What one job did, for the `slakeeper_jobs_total` outcome label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Its effect was applied (or its attempt made).
+    Applied,
+    /// Nothing to do: the timer is no longer pending, the delivery was sent, the period sent.
+    Moot,
+    /// Too early: re-queued for later.
+    Deferred,
+}
+
+impl JobOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobOutcome::Applied => "applied",
+            JobOutcome::Moot => "moot",
+            JobOutcome::Deferred => "deferred",
+        }
+    }
+}
+
+pub struct Engine {
+    pub db: Db,
+    pub cfg: Arc<Config>,
+    pub channels: Channels,
+    pub retry: RetryPolicy,
+    pub clock: Clock,
+}
+
+/// A ticket being changed inside a transaction.
+struct Slot {
+    wf: Arc<Workflow>,
+    state: Ticket,
+    dirty: bool,
+}
+
+/// What a transaction decided that happens only after it commits.
+#[derive(Default)]
+struct After {
+    metrics: Vec<Metric>,
+}
+
+impl After {
+    fn record(self) {
+        for m in &self.metrics {
+            metrics::record(m);
+        }
+    }
+}
+
+/// The global notification id: stable across re-runs and replays, used as the email
+/// Message-ID and the webhook Idempotency-Key.
+pub fn notification_id(ticket: &str, source: &str, role: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(ticket.as_bytes());
+    h.update([0]);
+    h.update(source.as_bytes());
+    h.update([0]);
+    h.update(role.as_bytes());
+    format!("n-{}", &hex::encode(h.finalize())[..32])
+}
+
+/// A time as people read it, in the workflow's time zone.
+fn fmt_local(wf: &Workflow, t: DateTime<Utc>) -> String {
+    t.with_timezone(&wf.calendar.tz())
+        .format("%Y-%m-%d %H:%M")
+        .to_string()
+}
+
+impl Engine {
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
+    fn workflow(&self, name: &str) -> Result<Arc<Workflow>, EventError> {
+        self.cfg.catalog.get(name).cloned().ok_or_else(|| {
+            EventError::new(
+                "unknown_workflow",
+                Some("ticket"),
+                format!("the ticket's workflow `{name}` is not loaded; restore its file"),
+            )
+        })
+    }
+}
+
+/// Why a job failed (apalis retries it; the sweeps cover a job that gives up).
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("the timer batcher stopped")]
+    BatcherStopped,
+}

@@ -1,0 +1,207 @@
+//! `serve`: the application. [`App::build`] turns plain settings into an engine (database
+//! migrated, workflows loaded, channels configured); [`App::run`] joins the HTTP server, the
+//! queue workers and the maintenance services under one shutdown signal (SIGINT/SIGTERM:
+//! the HTTP server stops, in-flight jobs get up to 30 s, exit 0).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::shell::channels::Channels;
+use crate::shell::commands::{load_workflows, open_db};
+use crate::shell::db::Db;
+use crate::shell::engine::{Engine, system_clock};
+use crate::shell::jobs::Jobs;
+use crate::shell::metrics::{self, GaugeState};
+use crate::shell::queue::{self, DeliveryJob, ReviewJob, TimerJob, WorkerOpts};
+use crate::shell::services::{
+    self, DeliverySweep, GaugeRefresher, JobPruner, ReviewScheduler, TimerPromoter,
+};
+use crate::shell::settings::ServeSettings;
+use crate::shell::{http, secret::redact_url, sources};
+
+/// Timer firings per group-committed transaction.
+const TIMER_BATCH: usize = 64;
+
+pub struct App {
+    settings: ServeSettings,
+    engine: Arc<Engine>,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+impl App {
+    pub async fn build(settings: ServeSettings) -> anyhow::Result<App> {
+        let cfg = load_workflows(&settings.place.workflows)?;
+        let db = open_db(&settings.place.database).await?;
+        if matches!(db, Db::Sqlite(_)) && settings.role != crate::shell::settings::Role::All {
+            tracing::warn!(
+                "--role {:?} on SQLite: run api and worker roles against one file only on one machine",
+                settings.role
+            );
+        }
+        let metrics = metrics::install()?;
+        metrics::preregister(&cfg.catalog);
+        let channels = Channels::new(
+            settings.smtp_url.as_ref(),
+            &settings.smtp_from,
+            settings.webhook_secret.as_ref(),
+        )?;
+        if !channels.email.has_smtp() {
+            tracing::warn!(
+                "no SMTP server configured (SLAKEEPER_SMTP_URL): emails wait in the outbox"
+            );
+        }
+        let engine = Arc::new(Engine {
+            db,
+            cfg,
+            channels,
+            retry: settings.retry.into(),
+            clock: system_clock(),
+        });
+        Ok(App {
+            settings,
+            engine,
+            metrics,
+        })
+    }
+
+    pub async fn run(self) -> anyhow::Result<()> {
+        let (stop_tx, stop) = watch::channel(false);
+        tokio::spawn(shutdown_signal(stop_tx));
+        let mut tasks = JoinSet::new();
+        if self.settings.role.serves_http() {
+            self.spawn_http(&mut tasks, stop.clone()).await?;
+        }
+        if self.settings.role.runs_workers() {
+            self.spawn_workers(&mut tasks, &stop);
+        }
+        let gauges = GaugeRefresher {
+            engine: self.engine.clone(),
+            instance: format!("{}-{}", std::process::id(), ulid::Ulid::new()),
+            state: Arc::new(GaugeState::default()),
+        };
+        tasks.spawn(services::run(gauges, self.engine.clone(), stop.clone()));
+        while let Some(r) = tasks.join_next().await {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "a task panicked");
+            }
+        }
+        self.engine.db.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+
+    async fn spawn_http(
+        &self,
+        tasks: &mut JoinSet<()>,
+        stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let listen = &self.settings.listen;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        // Sources name their secrets' variables in sources.yaml; an unset one stops the start.
+        let sources =
+            sources::Registry::build(&self.engine.cfg.sources, &|k| std::env::var(k).ok())
+                .map_err(anyhow::Error::msg)?;
+        let app = http::router(http::AppState {
+            engine: self.engine.clone(),
+            token: self.settings.api_token.clone(),
+            metrics: Some(self.metrics.clone()),
+        })
+        .merge(sources::route::router(
+            self.engine.clone(),
+            Arc::new(sources),
+        ));
+        tasks.spawn(http::serve(listener, app, stop));
+        // Printed on stdout so scripts (and tests) can find the port when --listen used :0.
+        println!("slakeeper listening on http://{addr}");
+        tracing::info!(%addr, workflows = self.engine.cfg.catalog.workflows.len(),
+            backend = self.engine.db.backend(), role = ?self.settings.role,
+            database = %redact_url(self.settings.place.database.expose()), "serving");
+        Ok(())
+    }
+
+    /// One supervised worker per queue, plus the maintenance services.
+    fn spawn_workers(&self, tasks: &mut JoinSet<()>, stop: &watch::Receiver<bool>) {
+        let w = &self.settings.workers;
+        let opts = WorkerOpts::new(w.poll, w.concurrency, w.orphan_after);
+        let restart: Arc<dyn Fn(&'static str) + Send + Sync> = Arc::new(metrics::worker_restart);
+        let jobs = Jobs::new(self.engine.clone(), TIMER_BATCH);
+        let db = &self.engine.db;
+        tasks.spawn(queue::supervise::<TimerJob, _>(
+            db.clone(),
+            queue::TIMERS,
+            opts.clone(),
+            jobs.clone(),
+            stop.clone(),
+            restart.clone(),
+        ));
+        tasks.spawn(queue::supervise::<DeliveryJob, _>(
+            db.clone(),
+            queue::OUTBOX,
+            opts.clone(),
+            jobs.clone(),
+            stop.clone(),
+            restart.clone(),
+        ));
+        let one_at_a_time = WorkerOpts {
+            concurrency: 1,
+            batch_size: 1,
+            ..opts
+        };
+        tasks.spawn(queue::supervise::<ReviewJob, _>(
+            db.clone(),
+            queue::REVIEW,
+            one_at_a_time,
+            jobs,
+            stop.clone(),
+            restart,
+        ));
+        let e = &self.engine;
+        tasks.spawn(services::run(
+            ReviewScheduler(e.clone()),
+            e.clone(),
+            stop.clone(),
+        ));
+        tasks.spawn(services::run(
+            TimerPromoter(e.clone()),
+            e.clone(),
+            stop.clone(),
+        ));
+        tasks.spawn(services::run(
+            DeliverySweep(e.clone()),
+            e.clone(),
+            stop.clone(),
+        ));
+        let pruner = JobPruner {
+            engine: e.clone(),
+            keep: w.keep_done,
+        };
+        tasks.spawn(services::run(pruner, e.clone(), stop.clone()));
+    }
+}
+
+async fn shutdown_signal(tx: watch::Sender<bool>) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown requested: draining in-flight work");
+    let _ = tx.send(true);
+}

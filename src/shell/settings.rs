@@ -1,0 +1,143 @@
+//! Plain settings for every command that needs the runtime. `cli.rs` builds them from flags
+//! and environment variables; nothing here knows how they were given, so tests and the bench
+//! build them directly.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::shell::secret::Secret;
+
+/// Which parts of the engine a `serve` process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// HTTP API only.
+    Api,
+    /// Job workers, maintenance and the review cron only.
+    Worker,
+    /// Both.
+    All,
+}
+
+impl Role {
+    pub fn serves_http(self) -> bool {
+        self != Role::Worker
+    }
+
+    pub fn runs_workers(self) -> bool {
+        self != Role::Api
+    }
+}
+
+/// How a command prints its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Where the database and the workflow files are.
+#[derive(Debug, Clone)]
+pub struct Place {
+    /// `sqlite://FILE` or `postgres://…`; may hold a password, hence a secret.
+    pub database: Secret,
+    pub workflows: PathBuf,
+}
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    pub place: Place,
+    pub listen: String,
+    pub role: Role,
+    pub smtp_url: Option<Secret>,
+    pub smtp_from: String,
+    pub api_token: Option<Secret>,
+    pub webhook_secret: Option<Secret>,
+    pub workers: WorkerSettings,
+    pub retry: RetrySettings,
+}
+
+/// Queue worker tuning.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerSettings {
+    pub poll: Duration,
+    pub concurrency: usize,
+    pub orphan_after: Duration,
+    /// Finished jobs older than this are pruned.
+    pub keep_done: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            poll: Duration::from_millis(200),
+            concurrency: 32,
+            orphan_after: Duration::from_secs(10),
+            keep_done: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Backoff of failed deliveries.
+#[derive(Debug, Clone, Copy)]
+pub struct RetrySettings {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings {
+            base: Duration::from_secs(5),
+            max: Duration::from_secs(600),
+        }
+    }
+}
+
+/// `ticket show`.
+#[derive(Debug, Clone)]
+pub struct TicketShowSettings {
+    pub place: Place,
+    pub id: String,
+    pub format: Format,
+}
+
+/// `report`: the period is already parsed.
+#[derive(Debug, Clone)]
+pub struct ReportSettings {
+    pub place: Place,
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    pub workflow: Option<String>,
+    pub format: Format,
+}
+
+/// `bench`.
+#[derive(Debug, Clone)]
+pub struct BenchSettings {
+    pub database: Secret,
+    pub timers: usize,
+    pub only: Vec<String>,
+}
+
+/// `simulate`.
+#[derive(Debug, Clone)]
+pub struct SimulateSettings {
+    /// `-` reads standard input.
+    pub events: PathBuf,
+    pub workflows: PathBuf,
+    pub format: Format,
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A command that needs nothing but its settings.
+#[derive(Debug, Clone)]
+pub enum Command {
+    Serve(ServeSettings),
+    Validate(PathBuf),
+    Simulate(SimulateSettings),
+    Migrate(Secret),
+    TicketShow(TicketShowSettings),
+    Report(ReportSettings),
+    Bench(BenchSettings),
+}
