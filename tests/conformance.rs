@@ -1080,7 +1080,7 @@ async fn ticket_opened_pushes_timer_jobs_matching_sk_timers(h: Harness) {
     let from_state: BTreeMap<String, (String, i64)> = state
         .timers
         .iter()
-        .map(|(k, t)| (k.clone(), (t.kind.as_str().to_string(), ms(t.due))))
+        .map(|(k, t)| (k.to_string(), (t.kind.as_str().to_string(), ms(t.due))))
         .collect();
     assert_eq!(from_state, timers);
     // The near-term timer got its job in the same transaction; the others wait in sk_timers.

@@ -181,35 +181,28 @@ fn opened_and_responded_at_once(backend: Backend) {
     let at = now_rfc3339(-120);
     let resp_at = now_rfc3339(-118);
     let n = 60;
-    let post_all = |kind: &'static str| {
-        let base = base.clone();
-        let (at, resp_at) = (at.clone(), resp_at.clone());
-        std::thread::spawn(move || {
-            let c = common::reqwest::blocking_client();
-            for i in 0..n {
-                let t = format!("CC-{i}");
-                let (ev, ev2) = match kind {
-                    "open" => (
-                        opened(&format!("{t}-o1"), &t, "normal", &at),
-                        opened(&format!("{t}-o2"), &t, "normal", &at),
-                    ),
-                    _ => (
-                        event(&format!("{t}-r"), &t, "ticket.responded", &resp_at),
-                        event(&format!("{t}-r"), &t, "ticket.responded", &resp_at),
-                    ),
-                };
-                for e in [ev, ev2] {
-                    let (s, v) = c.post(&format!("{base}/v1/events"), &e);
+    // Both events of a ticket leave at the same instant (a barrier), from two clients.
+    let clients = [
+        common::reqwest::blocking_client(),
+        common::reqwest::blocking_client(),
+    ];
+    for i in 0..n {
+        let t = format!("CC-{i}");
+        let evs = [
+            opened(&format!("{t}-o"), &t, "normal", &at),
+            event(&format!("{t}-r"), &t, "ticket.responded", &resp_at),
+        ];
+        let barrier = std::sync::Barrier::new(2);
+        std::thread::scope(|sc| {
+            for (c, e) in clients.iter().zip(&evs) {
+                let (barrier, base) = (&barrier, &base);
+                sc.spawn(move || {
+                    barrier.wait();
+                    let (s, v) = c.post(&format!("{base}/v1/events"), e);
                     assert_eq!(s, 202, "{v}");
-                }
+                });
             }
-        })
-    };
-    let a = post_all("open");
-    let b = post_all("respond");
-    let c = post_all("open");
-    for h in [a, b, c] {
-        h.join().expect("client");
+        });
     }
     for i in 0..n {
         let (s, t) = env.app.get(&format!("/v1/tickets/CC-{i}"));

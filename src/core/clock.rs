@@ -122,7 +122,12 @@ impl Clock {
 
     /// Re-open a met clock (`resolution` after `ticket.reopened`): it continues from the
     /// working time it had used, as if the resolved period had been a pause.
+    ///
+    /// The re-opened stretch is a new run: its outcome (met or breached) is recorded under its
+    /// own id, where reusing the first run's id would have it deduplicated away. Points the
+    /// clock already passed stay passed, so no warning is sent twice.
     pub fn reopen(&mut self, t: DateTime<Utc>, paused: bool) {
+        self.run += 1;
         self.done_at = None;
         if paused {
             self.status = ClockStatus::Paused;

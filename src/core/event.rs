@@ -391,51 +391,8 @@ pub fn parse_event(v: &Value, now: DateTime<Utc>) -> Result<Event, EventError> {
         ));
     }
     let opt = |name: &str| string_field(obj, name, false, MAX_ID).map(|o| o.map(str::to_string));
-    let attributes = match obj.get("attributes") {
-        None | Some(Value::Null) => BTreeMap::new(),
-        Some(Value::Object(m)) => {
-            for (k, v) in m {
-                if matches!(v, Value::Object(_) | Value::Array(_)) {
-                    return Err(EventError::new(
-                        "invalid_field",
-                        Some(&format!("attributes.{k}")),
-                        format!("`attributes.{k}` must be a string, number or boolean"),
-                    ));
-                }
-            }
-            m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-        }
-        Some(other) => {
-            return Err(EventError::new(
-                "invalid_field",
-                Some("attributes"),
-                format!("`attributes` must be an object, got {}", json_kind(other)),
-            ));
-        }
-    };
-    let score = match obj.get("score") {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => match n.as_u64() {
-            Some(s @ 1..=5) => Some(s as u8),
-            _ => {
-                return Err(EventError::new(
-                    "invalid_field",
-                    Some("score"),
-                    format!("`score` must be an integer from 1 to 5, got {n}"),
-                ));
-            }
-        },
-        Some(other) => {
-            return Err(EventError::new(
-                "invalid_field",
-                Some("score"),
-                format!(
-                    "`score` must be an integer from 1 to 5, got {}",
-                    json_kind(other)
-                ),
-            ));
-        }
-    };
+    let attributes = attributes_field(obj)?;
+    let score = score_field(obj)?;
     let ev = Event {
         id: id.to_string(),
         ticket: ticket.to_string(),
@@ -453,8 +410,55 @@ pub fn parse_event(v: &Value, now: DateTime<Utc>) -> Result<Event, EventError> {
         clock: opt("clock")?,
         source: None,
     };
-    // Type-specific requirements.
-    match kind {
+    requirements_of_kind(ev)
+}
+
+/// `attributes`: a flat object of strings, numbers and booleans.
+fn attributes_field(
+    obj: &serde_json::Map<String, Value>,
+) -> Result<BTreeMap<String, Value>, EventError> {
+    match obj.get("attributes") {
+        None | Some(Value::Null) => Ok(BTreeMap::new()),
+        Some(Value::Object(m)) => {
+            for (k, v) in m {
+                if matches!(v, Value::Object(_) | Value::Array(_)) {
+                    return Err(EventError::new(
+                        "invalid_field",
+                        Some(&format!("attributes.{k}")),
+                        format!("`attributes.{k}` must be a string, number or boolean"),
+                    ));
+                }
+            }
+            Ok(m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        }
+        Some(other) => Err(EventError::new(
+            "invalid_field",
+            Some("attributes"),
+            format!("`attributes` must be an object, got {}", json_kind(other)),
+        )),
+    }
+}
+
+/// `score`: an integer from 1 to 5.
+fn score_field(obj: &serde_json::Map<String, Value>) -> Result<Option<u8>, EventError> {
+    let got = match obj.get("score") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(s @ 1..=5) => return Ok(Some(s as u8)),
+            _ => n.to_string(),
+        },
+        Some(other) => json_kind(other).to_string(),
+    };
+    Err(EventError::new(
+        "invalid_field",
+        Some("score"),
+        format!("`score` must be an integer from 1 to 5, got {got}"),
+    ))
+}
+
+/// The fields some event types cannot do without.
+fn requirements_of_kind(ev: Event) -> Result<Event, EventError> {
+    match ev.kind {
         EventKind::SurveyAnswered if ev.score.is_none() => Err(EventError::new(
             "missing_field",
             Some("score"),

@@ -31,6 +31,8 @@ use crate::core::model::{
     CALLBACK, ClockSpec, Dimension, EscalateAt, FIRST_RESPONSE, MetBy, PROGRESS, RESOLUTION, Role,
     Stage, Workflow, attribute_text,
 };
+use crate::core::timer::BREACH;
+pub use crate::core::timer::TimerKey;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -112,7 +114,7 @@ pub struct Ticket {
     #[serde(default)]
     pub clocks: BTreeMap<String, Clock>,
     #[serde(default)]
-    pub timers: BTreeMap<String, Timer>,
+    pub timers: BTreeMap<TimerKey, Timer>,
     pub progress: Option<Progress>,
     #[serde(default)]
     pub feedback: Feedback,
@@ -238,16 +240,16 @@ pub struct ClockOutcome {
 #[serde(tag = "effect", rename_all = "snake_case")]
 pub enum Effect {
     Schedule {
-        key: String,
+        key: TimerKey,
         kind: TimerKind,
         due: DateTime<Utc>,
     },
     Drop {
-        key: String,
+        key: TimerKey,
         reason: String,
     },
     Fired {
-        key: String,
+        key: TimerKey,
         kind: TimerKind,
         due: DateTime<Utc>,
     },
@@ -323,7 +325,7 @@ impl<'a> Tx<'a> {
     fn schedule(
         &mut self,
         now: DateTime<Utc>,
-        key: String,
+        key: TimerKey,
         kind: TimerKind,
         due: DateTime<Utc>,
         anchor: Option<DateTime<Utc>>,
@@ -345,29 +347,35 @@ impl<'a> Tx<'a> {
         self.push(now, Effect::Schedule { key, kind, due });
     }
 
-    fn drop_timer(&mut self, now: DateTime<Utc>, key: &str, reason: &str) {
+    fn drop_timer(&mut self, now: DateTime<Utc>, key: &TimerKey, reason: &str) {
         if self.t.timers.remove(key).is_some() {
             self.push(
                 now,
                 Effect::Drop {
-                    key: key.to_string(),
+                    key: key.clone(),
                     reason: reason.to_string(),
                 },
             );
         }
     }
 
-    fn drop_prefix(&mut self, now: DateTime<Utc>, prefix: &str, reason: &str) {
-        let keys: Vec<String> = self
-            .t
-            .timers
-            .keys()
-            .filter(|k| k.starts_with(prefix))
-            .cloned()
-            .collect();
+    /// Drop every pending timer whose key satisfies `which`.
+    fn drop_where(&mut self, now: DateTime<Utc>, which: impl Fn(&TimerKey) -> bool, reason: &str) {
+        let keys: Vec<TimerKey> = self.t.timers.keys().filter(|k| which(k)).cloned().collect();
         for k in keys {
             self.drop_timer(now, &k, reason);
         }
+    }
+
+    /// The types of clock this event type meets by declaration (`met_by`), running or paused.
+    fn clocks_met_by(&self, kind: EventKind) -> Vec<String> {
+        self.active_clock_names()
+            .into_iter()
+            .filter(|n| {
+                self.spec_for(n)
+                    .is_some_and(|s| s.met_by == MetBy::Event(kind))
+            })
+            .collect()
     }
 
     fn fmt_time(&self, t: DateTime<Utc>) -> String {
@@ -394,7 +402,7 @@ impl<'a> Tx<'a> {
     /// recorded on time.
     fn points(&self, name: &str, clock: &Clock) -> Vec<(String, i64, Vec<usize>)> {
         let mut pts: BTreeMap<String, (i64, Vec<usize>)> = BTreeMap::new();
-        pts.insert("100%".to_string(), (clock.budget, Vec::new()));
+        pts.insert(BREACH.to_string(), (clock.budget, Vec::new()));
         for (i, e) in self.wf.escalations.iter().enumerate() {
             if !e.clock.matches(name) {
                 continue;
@@ -428,14 +436,14 @@ impl<'a> Tx<'a> {
         let Some(clock) = self.t.clocks.get(name).cloned() else {
             return;
         };
-        let prefix = format!("esc/{name}/{}/", clock.run);
+        let run = clock.run;
         if clock.status != ClockStatus::Running {
             let reason = match clock.status {
                 ClockStatus::Paused => "clock paused",
                 ClockStatus::Met => "clock met",
                 _ => "clock stopped",
             };
-            self.drop_prefix(now, &prefix, reason);
+            self.drop_where(now, |k| k.is_point_of(name, run), reason);
             return;
         }
         let cal = self.clock_cal(name);
@@ -449,11 +457,17 @@ impl<'a> Tx<'a> {
             let due = clock
                 .instant_of(cal, pos)
                 .unwrap_or(now)
-                // A point already passed (e.g. after a retarget) is due at once.
-                .max(clock.running_since.unwrap_or(now));
+                // A point already passed (e.g. after a retarget) is due at once: at `now`, the
+                // instant of the event that moved it, never earlier. An alert dated before
+                // its cause would claim staff were warned before anything was wrong.
+                .max(now);
             self.schedule(
                 now,
-                format!("{prefix}{label}"),
+                TimerKey::Escalation {
+                    clock: name.to_string(),
+                    run,
+                    point: label,
+                },
                 TimerKind::Escalation,
                 due,
                 None,
@@ -626,7 +640,11 @@ impl<'a> Tx<'a> {
 
     /// Schedule the next progress tick and its escalations for the current cycle.
     fn arm_progress(&mut self, now: DateTime<Utc>) {
-        self.drop_prefix(now, "progress/", "progress interval re-armed");
+        self.drop_where(
+            now,
+            TimerKey::is_progress_tick,
+            "progress interval re-armed",
+        );
         let Some(p) = self.t.progress.clone() else {
             return;
         };
@@ -647,7 +665,7 @@ impl<'a> Tx<'a> {
         let due = self.progress_due(p.cycle_start, every).max(now);
         self.schedule(
             now,
-            format!("progress/{}", p.cycle),
+            TimerKey::Progress { cycle: p.cycle },
             TimerKind::Progress,
             due,
             None,
@@ -664,7 +682,10 @@ impl<'a> Tx<'a> {
             let at = self.cal().add_working(p.cycle_start, pos).max(now);
             self.schedule(
                 now,
-                format!("progress-esc/{}/{}", p.cycle, e.at),
+                TimerKey::ProgressEscalation {
+                    cycle: p.cycle,
+                    point: e.at.to_string(),
+                },
                 TimerKind::Escalation,
                 at,
                 Some(p.cycle_start),
@@ -694,8 +715,8 @@ impl<'a> Tx<'a> {
     fn stop_progress(&mut self, now: DateTime<Utc>, why: &str) {
         if let Some(p) = self.t.progress.take() {
             self.t.last_progress_cycle = p.cycle;
-            self.drop_prefix(now, "progress/", why);
-            self.drop_prefix(now, "progress-esc/", why);
+            self.drop_where(now, TimerKey::is_progress_tick, why);
+            self.drop_where(now, TimerKey::is_progress_escalation, why);
         }
     }
 
@@ -811,202 +832,252 @@ pub fn needs_replay(state: &Ticket, ev: &Event) -> bool {
     ev.at_utc() < state.last_at
 }
 
+/// One event, dispatched to its handler. Every clock whose `met_by` names the event type is
+/// met by it; the handlers of the types with their own meeting rules (response, plan,
+/// resolution, call-back) do that themselves, in their order.
 fn on_event(tx: &mut Tx<'_>, ev: &Event, at: DateTime<Utc>) {
     if tx.t.stage == Stage::Closed {
         tx.note(at, format!("{} ignored: the ticket is closed", ev.kind));
         return;
     }
-    // Any clock declared to be met by this event type is met by it.
-    let met_by: Vec<String> = tx
-        .active_clock_names()
-        .into_iter()
-        .filter(|n| {
-            tx.spec_for(n)
-                .is_some_and(|s| s.met_by == MetBy::Event(ev.kind.as_str().to_string()))
-        })
-        .collect();
-    match ev.kind {
+    let met_by = tx.clocks_met_by(ev.kind);
+    let took_effect = match ev.kind {
         EventKind::Opened => {
             tx.note(at, "ticket.opened ignored: the ticket is already open");
+            true
         }
-        EventKind::Classified => classify(tx, ev, at),
+        EventKind::Classified => {
+            classify(tx, ev, at);
+            true
+        }
         EventKind::Assigned => {
-            if let Some(a) = &ev.assignee {
-                tx.t.assignee.merge(a);
-            }
-            tx.note(at, "assignee changed");
+            on_assigned(tx, ev, at);
+            true
         }
         EventKind::Responded => {
-            for n in &met_by {
-                tx.meet_clock(at, at, n, "ticket.responded");
-            }
-            if tx.t.stage == Stage::Intake {
-                tx.enter_stage(at, at, Stage::Diagnosis);
-            }
+            on_responded(tx, at, &met_by);
+            return;
         }
         EventKind::PlanAgreed => {
-            if matches!(tx.t.stage, Stage::Intake | Stage::Diagnosis) {
-                // Agreeing a plan with the customer is a response too.
-                tx.meet_clock(at, at, FIRST_RESPONSE, "ticket.plan_agreed");
-                for n in &met_by {
-                    tx.meet_clock(at, at, n, "ticket.plan_agreed");
-                }
-                tx.t.plan_agreed = true;
-                tx.enter_stage(at, at, Stage::Execution);
-                tx.start_progress(at, at);
-            } else {
-                tx.note(
-                    at,
-                    format!("ticket.plan_agreed ignored in stage {}", tx.t.stage),
-                );
-            }
+            on_plan_agreed(tx, at, &met_by);
+            return;
         }
-        EventKind::ProgressUpdated => match tx.t.progress.as_mut() {
-            Some(p) => {
-                p.last_update = Some(at);
-                let skip = tx.wf.progress.as_ref().is_some_and(|p| p.skip_if_updated);
-                tx.note(
-                    at,
-                    if skip {
-                        "progress update logged: the next scheduled one is skipped if still within the interval"
-                    } else {
-                        "progress update logged"
-                    },
-                );
-            }
-            None => tx.note(
-                at,
-                format!(
-                    "progress update logged in stage {} (no cycle running)",
-                    tx.t.stage
-                ),
-            ),
-        },
-        EventKind::WaitingOnCustomer => {
-            if tx.t.waiting_since.is_some() {
-                tx.note(at, "already waiting on customer");
-                return;
-            }
-            tx.t.waiting_since = Some(at);
-            for n in tx.active_clock_names() {
-                let cal = tx.clock_cal(&n);
-                if let Some(c) = tx.t.clocks.get_mut(&n) {
-                    c.pause(cal, at);
-                }
-                tx.arm_clock(at, &n);
-            }
-            if let Some(p) = tx.t.progress.as_mut() {
-                p.paused = true;
-            }
-            tx.drop_prefix(at, "progress/", "waiting on customer");
-            tx.drop_prefix(at, "progress-esc/", "waiting on customer");
-            tx.note(at, "waiting on customer: every running clock paused");
+        EventKind::ProgressUpdated => {
+            on_progress_updated(tx, at);
+            true
         }
-        EventKind::Resumed => {
-            if tx.t.waiting_since.take().is_none() {
-                tx.note(at, "ticket.resumed ignored: not waiting on customer");
-                return;
-            }
-            for n in tx.active_clock_names() {
-                if let Some(c) = tx.t.clocks.get_mut(&n) {
-                    c.resume(at);
-                }
-                tx.arm_clock(at, &n);
-            }
-            if let Some(p) = tx.t.progress.as_mut() {
-                // A fresh interval: the customer just came back.
-                p.paused = false;
-                p.cycle += 1;
-                p.cycle_start = at;
-            }
-            tx.arm_progress(at);
-            tx.note(at, "resumed: clocks running again");
-        }
+        EventKind::WaitingOnCustomer => on_waiting(tx, at),
+        EventKind::Resumed => on_resumed(tx, at),
         EventKind::Resolved => {
-            if !matches!(
-                tx.t.stage,
-                Stage::Intake | Stage::Diagnosis | Stage::Execution
-            ) {
-                tx.note(
-                    at,
-                    format!("ticket.resolved ignored in stage {}", tx.t.stage),
-                );
-                return;
-            }
-            // Resolving answers the customer too.
-            tx.meet_clock(at, at, FIRST_RESPONSE, "ticket.resolved");
-            for n in &met_by {
-                tx.meet_clock(at, at, n, "ticket.resolved");
-            }
-            tx.stop_progress(at, "resolved");
-            tx.t.resolutions += 1;
-            tx.t.resolved_at = Some(at);
-            tx.t.feedback = Feedback::default();
-            let first_contact = tx.t.reopens == 0 && !tx.t.plan_agreed;
-            let n = tx.t.resolutions;
-            tx.emit(
-                at,
-                format!("fact/resolution/{n}"),
-                Effect::Count(Fact::Resolution { first_contact }),
-            );
-            tx.enter_stage(at, at, Stage::Feedback);
-            if let Some(s) = tx.wf.survey.clone() {
-                let due = match s.after {
-                    Span::Seconds(secs) => at + chrono::Duration::seconds(secs),
-                    Span::WorkingDays(d) => tx.cal().add_working_days(at, d),
-                };
-                tx.schedule(at, format!("survey/{n}"), TimerKind::Survey, due, None);
-            }
+            on_resolved(tx, at, &met_by);
+            return;
         }
-        EventKind::SurveyAnswered => answer_survey(tx, ev, at),
+        EventKind::SurveyAnswered => {
+            answer_survey(tx, ev, at);
+            true
+        }
         EventKind::CallbackCompleted => {
-            if tx.t.clocks.get(CALLBACK).is_some_and(Clock::is_active) {
-                tx.meet_clock(at, at, CALLBACK, "callback.completed");
-            } else {
-                tx.note(at, "callback.completed ignored: no call-back is pending");
-            }
-            for n in &met_by {
-                tx.meet_clock(at, at, n, "callback.completed");
-            }
+            on_callback_completed(tx, at, &met_by);
+            return;
         }
-        EventKind::Reopened => reopen(tx, at, "ticket.reopened", true),
+        EventKind::Reopened => {
+            reopen(tx, at, "ticket.reopened", true);
+            true
+        }
         EventKind::Closed => {
-            for n in tx.active_clock_names() {
-                tx.stop_clock(at, at, &n, "ticket closed");
-            }
-            tx.stop_progress(at, "ticket closed");
-            let keys: Vec<String> = tx.t.timers.keys().cloned().collect();
-            for k in keys {
-                tx.drop_timer(at, &k, "ticket closed");
-            }
-            tx.t.stage = Stage::Closed;
-            tx.t.closed_at = Some(at);
-            tx.note(at, "closed: every pending timer dropped");
+            on_closed(tx, at);
+            true
         }
         EventKind::ClockMet => {
-            let name = ev.clock.clone().unwrap_or_default();
-            if tx.t.clocks.get(&name).is_some_and(Clock::is_active) {
-                tx.meet_clock(at, at, &name, "clock.met");
-            } else {
-                tx.note(
-                    at,
-                    format!("clock.met ignored: clock {name} is not running"),
-                );
-            }
+            on_clock_met(tx, ev, at);
+            true
         }
-    }
-    // Other event types that are declared to meet a clock (met_by) and were not handled
-    // above meet it here.
-    if !matches!(
-        ev.kind,
-        EventKind::Responded
-            | EventKind::PlanAgreed
-            | EventKind::Resolved
-            | EventKind::CallbackCompleted
-    ) {
+    };
+    if took_effect {
         for n in &met_by {
             tx.meet_clock(at, at, n, ev.kind.as_str());
         }
+    }
+}
+
+fn on_assigned(tx: &mut Tx<'_>, ev: &Event, at: DateTime<Utc>) {
+    if let Some(a) = &ev.assignee {
+        tx.t.assignee.merge(a);
+    }
+    tx.note(at, "assignee changed");
+}
+
+fn on_responded(tx: &mut Tx<'_>, at: DateTime<Utc>, met_by: &[String]) {
+    for n in met_by {
+        tx.meet_clock(at, at, n, "ticket.responded");
+    }
+    if tx.t.stage == Stage::Intake {
+        tx.enter_stage(at, at, Stage::Diagnosis);
+    }
+}
+
+fn on_plan_agreed(tx: &mut Tx<'_>, at: DateTime<Utc>, met_by: &[String]) {
+    if !matches!(tx.t.stage, Stage::Intake | Stage::Diagnosis) {
+        tx.note(
+            at,
+            format!("ticket.plan_agreed ignored in stage {}", tx.t.stage),
+        );
+        return;
+    }
+    // Agreeing a plan with the customer is a response too.
+    tx.meet_clock(at, at, FIRST_RESPONSE, "ticket.plan_agreed");
+    for n in met_by {
+        tx.meet_clock(at, at, n, "ticket.plan_agreed");
+    }
+    tx.t.plan_agreed = true;
+    tx.enter_stage(at, at, Stage::Execution);
+    tx.start_progress(at, at);
+}
+
+fn on_progress_updated(tx: &mut Tx<'_>, at: DateTime<Utc>) {
+    let Some(p) = tx.t.progress.as_mut() else {
+        tx.note(
+            at,
+            format!(
+                "progress update logged in stage {} (no cycle running)",
+                tx.t.stage
+            ),
+        );
+        return;
+    };
+    p.last_update = Some(at);
+    let skip = tx.wf.progress.as_ref().is_some_and(|p| p.skip_if_updated);
+    tx.note(
+        at,
+        if skip {
+            "progress update logged: the next scheduled one is skipped if still within the interval"
+        } else {
+            "progress update logged"
+        },
+    );
+}
+
+/// Pause every running clock and the progress cycle; false when already waiting.
+fn on_waiting(tx: &mut Tx<'_>, at: DateTime<Utc>) -> bool {
+    if tx.t.waiting_since.is_some() {
+        tx.note(at, "already waiting on customer");
+        return false;
+    }
+    tx.t.waiting_since = Some(at);
+    for n in tx.active_clock_names() {
+        let cal = tx.clock_cal(&n);
+        if let Some(c) = tx.t.clocks.get_mut(&n) {
+            c.pause(cal, at);
+        }
+        tx.arm_clock(at, &n);
+    }
+    if let Some(p) = tx.t.progress.as_mut() {
+        p.paused = true;
+    }
+    tx.drop_where(at, TimerKey::is_progress_tick, "waiting on customer");
+    tx.drop_where(at, TimerKey::is_progress_escalation, "waiting on customer");
+    tx.note(at, "waiting on customer: every running clock paused");
+    true
+}
+
+/// Resume the paused clocks and start a fresh progress interval; false when not waiting.
+fn on_resumed(tx: &mut Tx<'_>, at: DateTime<Utc>) -> bool {
+    if tx.t.waiting_since.take().is_none() {
+        tx.note(at, "ticket.resumed ignored: not waiting on customer");
+        return false;
+    }
+    for n in tx.active_clock_names() {
+        if let Some(c) = tx.t.clocks.get_mut(&n) {
+            c.resume(at);
+        }
+        tx.arm_clock(at, &n);
+    }
+    if let Some(p) = tx.t.progress.as_mut() {
+        // A fresh interval: the customer just came back.
+        p.paused = false;
+        p.cycle += 1;
+        p.cycle_start = at;
+    }
+    tx.arm_progress(at);
+    tx.note(at, "resumed: clocks running again");
+    true
+}
+
+fn on_resolved(tx: &mut Tx<'_>, at: DateTime<Utc>, met_by: &[String]) {
+    if !matches!(
+        tx.t.stage,
+        Stage::Intake | Stage::Diagnosis | Stage::Execution
+    ) {
+        tx.note(
+            at,
+            format!("ticket.resolved ignored in stage {}", tx.t.stage),
+        );
+        return;
+    }
+    // Resolving answers the customer too.
+    tx.meet_clock(at, at, FIRST_RESPONSE, "ticket.resolved");
+    for n in met_by {
+        tx.meet_clock(at, at, n, "ticket.resolved");
+    }
+    tx.stop_progress(at, "resolved");
+    tx.t.resolutions += 1;
+    tx.t.resolved_at = Some(at);
+    tx.t.feedback = Feedback::default();
+    let first_contact = tx.t.reopens == 0 && !tx.t.plan_agreed;
+    let n = tx.t.resolutions;
+    tx.emit(
+        at,
+        format!("fact/resolution/{n}"),
+        Effect::Count(Fact::Resolution { first_contact }),
+    );
+    tx.enter_stage(at, at, Stage::Feedback);
+    if let Some(s) = tx.wf.survey.clone() {
+        let due = match s.after {
+            Span::Seconds(secs) => at + chrono::Duration::seconds(secs),
+            Span::WorkingDays(d) => tx.cal().add_working_days(at, d),
+        };
+        tx.schedule(
+            at,
+            TimerKey::Survey { resolution: n },
+            TimerKind::Survey,
+            due,
+            None,
+        );
+    }
+}
+
+fn on_callback_completed(tx: &mut Tx<'_>, at: DateTime<Utc>, met_by: &[String]) {
+    if tx.t.clocks.get(CALLBACK).is_some_and(Clock::is_active) {
+        tx.meet_clock(at, at, CALLBACK, "callback.completed");
+    } else {
+        tx.note(at, "callback.completed ignored: no call-back is pending");
+    }
+    for n in met_by {
+        tx.meet_clock(at, at, n, "callback.completed");
+    }
+}
+
+/// Done: every clock stops and every pending timer is dropped.
+fn on_closed(tx: &mut Tx<'_>, at: DateTime<Utc>) {
+    for n in tx.active_clock_names() {
+        tx.stop_clock(at, at, &n, "ticket closed");
+    }
+    tx.stop_progress(at, "ticket closed");
+    tx.drop_where(at, |_| true, "ticket closed");
+    tx.t.stage = Stage::Closed;
+    tx.t.closed_at = Some(at);
+    tx.note(at, "closed: every pending timer dropped");
+}
+
+fn on_clock_met(tx: &mut Tx<'_>, ev: &Event, at: DateTime<Utc>) {
+    let name = ev.clock.clone().unwrap_or_default();
+    if tx.t.clocks.get(&name).is_some_and(Clock::is_active) {
+        tx.meet_clock(at, at, &name, "clock.met");
+    } else {
+        tx.note(
+            at,
+            format!("clock.met ignored: clock {name} is not running"),
+        );
     }
 }
 
@@ -1100,7 +1171,7 @@ fn answer_survey(tx: &mut Tx<'_>, ev: &Event, at: DateTime<Utc>) {
     tx.t.feedback.answered_at = Some(at);
     tx.drop_timer(
         at,
-        &format!("survey/{n}"),
+        &TimerKey::Survey { resolution: n },
         "answered before the survey was sent",
     );
     tx.emit(
@@ -1185,7 +1256,7 @@ fn reopen(tx: &mut Tx<'_>, at: DateTime<Utc>, why: &str, drop_callback: bool) {
     tx.t.reopens += 1;
     let n = tx.t.reopens;
     tx.emit(at, format!("fact/reopen/{n}"), Effect::Count(Fact::Reopen));
-    tx.drop_prefix(at, "survey/", "re-opened");
+    tx.drop_where(at, TimerKey::is_survey, "re-opened");
     if drop_callback {
         tx.stop_clock(at, at, CALLBACK, "re-opened");
     }
@@ -1255,7 +1326,7 @@ fn step_virtual(tx: &mut Tx<'_>, limit: DateTime<Utc>, inclusive: bool) {
     }
 }
 
-fn next_timer(t: &Ticket) -> Option<(String, DateTime<Utc>)> {
+fn next_timer(t: &Ticket) -> Option<(TimerKey, DateTime<Utc>)> {
     t.timers
         .iter()
         .min_by(|a, b| a.1.due.cmp(&b.1.due).then(a.0.cmp(b.0)))
@@ -1281,7 +1352,13 @@ pub fn fire(
     key: &str,
     now: DateTime<Utc>,
 ) -> (Ticket, Vec<Out>, Fired) {
-    let Some(timer) = state.timers.get(key) else {
+    // The edge where a key comes back as text (a timer job): parsed once, here. A key this
+    // core never wrote names no pending timer.
+    let Some(timer) = key
+        .parse::<TimerKey>()
+        .ok()
+        .and_then(|k| state.timers.get(&k))
+    else {
         return (state, Vec::new(), Fired::Moot);
     };
     if timer.due > now {
@@ -1338,7 +1415,7 @@ pub fn advance_virtual_before(
     (tx.t, tx.out)
 }
 
-fn fire_one(tx: &mut Tx<'_>, key: &str, now: DateTime<Utc>) {
+fn fire_one(tx: &mut Tx<'_>, key: &TimerKey, now: DateTime<Utc>) {
     let Some(timer) = tx.t.timers.remove(key) else {
         return;
     };
@@ -1346,47 +1423,50 @@ fn fire_one(tx: &mut Tx<'_>, key: &str, now: DateTime<Utc>) {
     tx.push(
         due,
         Effect::Fired {
-            key: key.to_string(),
+            key: key.clone(),
             kind: timer.kind,
             due,
         },
     );
-    let parts: Vec<&str> = key.split('/').collect();
-    match parts.as_slice() {
-        ["esc", clock, run, label] => fire_escalation(tx, clock, run, label, due),
-        ["progress", cycle] => fire_progress(tx, cycle, due, now),
-        ["progress-esc", cycle, label] => fire_progress_escalation(tx, cycle, label, &timer, due),
-        ["survey", n] => {
-            if let Some(s) = tx.wf.survey.clone() {
-                tx.t.feedback.survey_sent_at = Some(due);
-                tx.notify(
-                    due,
-                    Notification {
-                        source: format!("survey/{n}"),
-                        template: s.template.clone(),
-                        notify: s.notify.clone(),
-                        reason: format!("satisfaction survey {} after resolution", s.after),
-                        clock: None,
-                        score: None,
-                        comment: None,
-                    },
-                );
-                tx.emit(
-                    due,
-                    format!("fact/survey/{n}"),
-                    Effect::Count(Fact::SurveySent),
-                );
-            }
+    match key {
+        TimerKey::Escalation { clock, run, point } => fire_escalation(tx, clock, *run, point, due),
+        TimerKey::Progress { cycle } => fire_progress(tx, *cycle, due, now),
+        TimerKey::ProgressEscalation { cycle, point } => {
+            fire_progress_escalation(tx, *cycle, point, &timer, due)
         }
-        _ => tx.note(due, format!("unknown timer {key} ignored")),
+        TimerKey::Survey { resolution } => fire_survey(tx, *resolution, due),
     }
 }
 
-fn fire_escalation(tx: &mut Tx<'_>, clock: &str, run: &str, label: &str, due: DateTime<Utc>) {
+fn fire_survey(tx: &mut Tx<'_>, n: u32, due: DateTime<Utc>) {
+    let Some(s) = tx.wf.survey.clone() else {
+        return;
+    };
+    tx.t.feedback.survey_sent_at = Some(due);
+    tx.notify(
+        due,
+        Notification {
+            source: format!("survey/{n}"),
+            template: s.template.clone(),
+            notify: s.notify.clone(),
+            reason: format!("satisfaction survey {} after resolution", s.after),
+            clock: None,
+            score: None,
+            comment: None,
+        },
+    );
+    tx.emit(
+        due,
+        format!("fact/survey/{n}"),
+        Effect::Count(Fact::SurveySent),
+    );
+}
+
+fn fire_escalation(tx: &mut Tx<'_>, clock: &str, run: u32, label: &str, due: DateTime<Utc>) {
     let Some(c) = tx.t.clocks.get(clock).cloned() else {
         return;
     };
-    if c.run.to_string() != run || c.status != ClockStatus::Running {
+    if c.run != run || c.status != ClockStatus::Running {
         tx.note(
             due,
             format!("escalation {clock} {label} moot: clock not running"),
@@ -1397,7 +1477,7 @@ fn fire_escalation(tx: &mut Tx<'_>, clock: &str, run: &str, label: &str, due: Da
     c2.passed.insert(label.to_string());
     let cal = tx.clock_cal(clock);
     let priority = tx.t.priority_label().to_string();
-    if label == "100%" {
+    if label == BREACH {
         c2.breached_at = Some(due);
         tx.t.clocks.insert(clock.to_string(), c2);
         tx.note(
@@ -1412,7 +1492,9 @@ fn fire_escalation(tx: &mut Tx<'_>, clock: &str, run: &str, label: &str, due: Da
                 run: c.run,
                 priority,
                 outcome: Outcome::Breached,
-                due: Some(due),
+                // The deadline itself; the breach is recorded at `due`, which is later when a
+                // reclassification moved the deadline into the past.
+                due: c.due(cal).or(Some(due)),
                 elapsed: None,
             }),
         );
@@ -1473,11 +1555,11 @@ fn fire_escalation(tx: &mut Tx<'_>, clock: &str, run: &str, label: &str, due: Da
     }
 }
 
-fn fire_progress(tx: &mut Tx<'_>, cycle: &str, due: DateTime<Utc>, now: DateTime<Utc>) {
+fn fire_progress(tx: &mut Tx<'_>, cycle: u32, due: DateTime<Utc>, now: DateTime<Utc>) {
     let (Some(spec), Some(p)) = (tx.wf.progress.clone(), tx.t.progress.clone()) else {
         return;
     };
-    if p.cycle.to_string() != cycle || p.paused {
+    if p.cycle != cycle || p.paused {
         return;
     }
     let Some(every) = tx.progress_every() else {
@@ -1532,7 +1614,7 @@ fn fire_progress(tx: &mut Tx<'_>, cycle: &str, due: DateTime<Utc>, now: DateTime
 
 fn fire_progress_escalation(
     tx: &mut Tx<'_>,
-    cycle: &str,
+    cycle: u32,
     label: &str,
     timer: &Timer,
     due: DateTime<Utc>,

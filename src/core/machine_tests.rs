@@ -252,11 +252,12 @@ impl Sim {
     }
 
     fn timer(&self, key: &str) -> Option<DateTime<Utc>> {
-        self.ticket().timers.get(key).map(|t| t.due)
+        let key: TimerKey = key.parse().expect("test timer key");
+        self.ticket().timers.get(&key).map(|t| t.due)
     }
 
     fn timer_keys(&self) -> Vec<String> {
-        self.ticket().timers.keys().cloned().collect()
+        self.ticket().timers.keys().map(|k| k.to_string()).collect()
     }
 }
 
@@ -301,19 +302,19 @@ fn facts(out: &[Out]) -> Vec<&Fact> {
         .collect()
 }
 
-fn dropped(out: &[Out]) -> Vec<(&str, &str)> {
+fn dropped(out: &[Out]) -> Vec<(String, &str)> {
     out.iter()
         .filter_map(|o| match &o.effect {
-            Effect::Drop { key, reason } => Some((key.as_str(), reason.as_str())),
+            Effect::Drop { key, reason } => Some((key.to_string(), reason.as_str())),
             _ => None,
         })
         .collect()
 }
 
-fn scheduled(out: &[Out]) -> Vec<(&str, DateTime<Utc>)> {
+fn scheduled(out: &[Out]) -> Vec<(String, DateTime<Utc>)> {
     out.iter()
         .filter_map(|o| match &o.effect {
-            Effect::Schedule { key, due, .. } => Some((key.as_str(), *due)),
+            Effect::Schedule { key, due, .. } => Some((key.to_string(), *due)),
             _ => None,
         })
         .collect()
@@ -373,13 +374,13 @@ fn opening_starts_first_response_and_resolution_with_the_priority_targets() {
         scheduled(&out),
         vec![
             (
-                "esc/first_response/1/75%",
+                "esc/first_response/1/75%".to_string(),
                 hm(9, 52) + Duration::seconds(30)
             ),
-            ("esc/first_response/1/100%", hm(10, 0)),
-            ("esc/first_response/1/+4h", hm(14, 0)),
-            ("esc/resolution/1/100%", t(24, 9, 30)),
-            ("esc/resolution/1/+4h", t(24, 13, 30)),
+            ("esc/first_response/1/100%".to_string(), hm(10, 0)),
+            ("esc/first_response/1/+4h".to_string(), hm(14, 0)),
+            ("esc/resolution/1/100%".to_string(), t(24, 9, 30)),
+            ("esc/resolution/1/+4h".to_string(), t(24, 13, 30)),
         ]
     );
     assert!(notifications(&out).is_empty());
@@ -516,9 +517,9 @@ fn responded_meets_first_response_and_drops_its_timers() {
     assert_eq!(
         dropped(&out),
         vec![
-            ("esc/first_response/1/+4h", "clock met"),
-            ("esc/first_response/1/100%", "clock met"),
-            ("esc/first_response/1/75%", "clock met"),
+            ("esc/first_response/1/+4h".to_string(), "clock met"),
+            ("esc/first_response/1/100%".to_string(), "clock met"),
+            ("esc/first_response/1/75%".to_string(), "clock met"),
         ]
     );
     assert_eq!(s.clock("first_response").status, ClockStatus::Met);
@@ -652,9 +653,9 @@ fn waiting_on_customer_pauses_every_clock_and_resume_shifts_deadlines_by_the_pau
     assert_eq!(s.due("first_response"), Some(before_fr + pause));
     assert_eq!(s.due("resolution"), Some(before_res + pause));
     assert_eq!(s.clock("first_response").consumed, 600);
-    assert!(scheduled(&out).contains(&("esc/first_response/1/100%", hm(11, 0))));
+    assert!(scheduled(&out).contains(&("esc/first_response/1/100%".to_string(), hm(11, 0))));
     assert!(scheduled(&out).contains(&(
-        "esc/first_response/1/75%",
+        "esc/first_response/1/75%".to_string(),
         hm(10, 52) + Duration::seconds(30)
     )));
 
@@ -685,7 +686,7 @@ fn a_pause_in_execution_stops_progress_updates_until_resumed() {
     let mut s = urgent_in_execution(base());
     assert_eq!(s.timer("progress/1"), Some(hm(14, 30)));
     let out = s.on(plain("ticket.waiting_on_customer", hm(11, 0)));
-    assert!(dropped(&out).contains(&("progress/1", "waiting on customer")));
+    assert!(dropped(&out).contains(&("progress/1".to_string(), "waiting on customer")));
     assert!(s.advance(t(24, 11, 0)).is_empty());
     s.on(plain("ticket.resumed", t(24, 11, 0)));
     // A fresh interval from the customer's return.
@@ -709,10 +710,10 @@ fn reclassification_retargets_from_the_original_start() {
     assert_eq!(s.due("first_response"), Some(hm(10, 0)));
     assert_eq!(s.due("resolution"), Some(t(24, 9, 30)));
     assert!(scheduled(&out).contains(&(
-        "esc/first_response/1/75%",
+        "esc/first_response/1/75%".to_string(),
         hm(9, 52) + Duration::seconds(30)
     )));
-    assert!(scheduled(&out).contains(&("esc/first_response/1/100%", hm(10, 0))));
+    assert!(scheduled(&out).contains(&("esc/first_response/1/100%".to_string(), hm(10, 0))));
     // The old (24 h) timers are superseded, not left behind.
     assert_eq!(s.timer("esc/first_response/1/100%"), Some(hm(10, 0)));
     assert_eq!(s.ticket().timers.len(), 5);
@@ -752,6 +753,36 @@ fn reclassification_past_the_new_deadline_breaches_at_once() {
         sent(&out)
             .iter()
             .any(|(_, t, r)| t == "sla_breach" && r == &roles(&["supervisor", "oncall"]))
+    );
+}
+
+/// Issue 8 row 11: a normal ticket reclassified urgent at 11:00 is warned and breached at
+/// 11:00, not at 09:22 / 09:30 (before anyone could have known).
+#[test]
+fn alerts_after_a_reclassification_are_never_dated_before_it() {
+    let mut s = Sim::new(base());
+    s.on(opened(hm(9, 0), "normal"));
+    let out = s.on(ev(
+        "ticket.classified",
+        hm(11, 0),
+        json!({"priority": "urgent"}),
+    ));
+    let n = notifications(&out);
+    let mut templates: Vec<&str> = n.iter().map(|(_, n)| n.template.as_str()).collect();
+    templates.sort_unstable();
+    assert_eq!(templates, ["sla_breach", "sla_warning"], "{out:#?}");
+    assert!(n.iter().all(|(at, _)| *at == hm(11, 0)), "{n:#?}");
+    let oc = outcomes(&out);
+    assert_eq!(oc.len(), 1);
+    assert_eq!(
+        oc[0].0,
+        hm(11, 0),
+        "the breach is recorded when it became known"
+    );
+    assert_eq!(
+        oc[0].1.due,
+        Some(hm(9, 30)),
+        "the outcome keeps the real deadline"
     );
 }
 
@@ -797,7 +828,10 @@ fn plan_agreed_starts_progress_every_4h_when_urgent_and_24h_otherwise() {
     assert!(s.ticket().plan_agreed);
     // Agreeing a plan answers the customer too.
     assert_eq!(s.clock("first_response").status, ClockStatus::Met);
-    assert_eq!(scheduled(&out), vec![("progress/1", hm(14, 30))]);
+    assert_eq!(
+        scheduled(&out),
+        vec![("progress/1".to_string(), hm(14, 30))]
+    );
 
     let mut s = Sim::new(base());
     s.on(opened(hm(9, 30), "normal"));
@@ -903,7 +937,7 @@ fn catching_up_after_downtime_sends_one_progress_message_not_many() {
         s.ticket()
             .timers
             .iter()
-            .filter(|(k, _)| k.starts_with("progress/"))
+            .filter(|(k, _)| k.is_progress_tick())
             .map(|(_, v)| v.due)
             .collect::<Vec<_>>(),
         vec![back + Duration::hours(4)]
@@ -922,9 +956,12 @@ fn resolved_meets_resolution_stops_progress_and_schedules_the_survey_24h_later()
     assert_eq!(oc[0].1.clock, "resolution");
     assert_eq!(oc[0].1.outcome, Outcome::Met);
     assert_eq!(oc[0].1.elapsed, Some(150 * 60));
-    assert!(dropped(&out).contains(&("progress/1", "resolved")));
-    assert!(dropped(&out).contains(&("esc/resolution/1/100%", "clock met")));
-    assert_eq!(scheduled(&out), vec![("survey/1", t(24, 12, 0))]);
+    assert!(dropped(&out).contains(&("progress/1".to_string(), "resolved")));
+    assert!(dropped(&out).contains(&("esc/resolution/1/100%".to_string(), "clock met")));
+    assert_eq!(
+        scheduled(&out),
+        vec![("survey/1".to_string(), t(24, 12, 0))]
+    );
     assert_eq!(
         facts(&out),
         vec![&Fact::Resolution {
@@ -999,7 +1036,7 @@ fn a_score_of_3_starts_a_1h_callback_clock_and_notifies_the_supervisor() {
             }
         ]
     );
-    assert!(scheduled(&out).contains(&("esc/callback/1/100%", t(24, 21, 0))));
+    assert!(scheduled(&out).contains(&("esc/callback/1/100%".to_string(), t(24, 21, 0))));
 }
 
 #[test]
@@ -1103,7 +1140,8 @@ fn an_unsatisfied_score_reopens_to_diagnosis_and_resolution_resumes_from_its_use
     assert_eq!(s.clock("resolution").consumed, 150 * 60);
     let due = hm(12, 30) + Duration::hours(24) - mins(150);
     assert_eq!(s.due("resolution"), Some(due));
-    assert_eq!(s.timer("esc/resolution/1/100%"), Some(due));
+    // The re-opened stretch is run 2 of the clock (its outcome has its own id).
+    assert_eq!(s.timer("esc/resolution/2/100%"), Some(due));
 
     // The score is also <= 3: the supervisor's call-back is still owed (and tracked).
     assert_eq!(
@@ -1118,6 +1156,24 @@ fn an_unsatisfied_score_reopens_to_diagnosis_and_resolution_resumes_from_its_use
     assert!(facts(&out).contains(&&Fact::Callback {
         outcome: CallbackOutcome::Overdue
     }));
+}
+
+/// Issue 8 row 9: an urgent ticket resolved, re-opened and never resolved again breaches in
+/// its second run, and that breach is recorded (its id differs from run 1's `met`).
+#[test]
+fn a_reopened_run_that_breaches_records_its_own_outcome() {
+    let mut s = urgent_resolved(base());
+    assert!(s.ticket().emitted.contains("outcome/resolution/1"));
+    s.on(plain("ticket.reopened", hm(13, 0)));
+    let out = s.advance(t(25, 0, 0));
+    let breaches: Vec<_> = outcomes(&out)
+        .into_iter()
+        .filter(|(_, o)| o.clock == "resolution" && o.outcome == Outcome::Breached)
+        .collect();
+    assert_eq!(breaches.len(), 1, "{out:#?}");
+    assert_eq!(breaches[0].1.run, 2);
+    // 2h30m of the 1d budget were used before the re-open at 13:00.
+    assert_eq!(breaches[0].0, t(24, 10, 30));
 }
 
 #[test]
@@ -1146,7 +1202,7 @@ fn ticket_reopened_drops_the_survey_and_a_pending_callback() {
     // Re-opened before the survey went out.
     let mut s = urgent_resolved(base());
     let out = s.on(plain("ticket.reopened", hm(13, 0)));
-    assert_eq!(dropped(&out), vec![("survey/1", "re-opened")]);
+    assert_eq!(dropped(&out), vec![("survey/1".to_string(), "re-opened")]);
     assert_eq!(s.ticket().stage, Stage::Diagnosis);
     assert_eq!(
         s.due("resolution"),
@@ -1175,7 +1231,10 @@ fn ticket_reopened_drops_the_survey_and_a_pending_callback() {
     assert!(notifications(&later).is_empty(), "{later:#?}");
     // A re-opened ticket resolved again gets a new survey.
     let out = s.on(plain("ticket.resolved", t(24, 19, 0)));
-    assert_eq!(scheduled(&out), vec![("survey/2", t(25, 19, 0))]);
+    assert_eq!(
+        scheduled(&out),
+        vec![("survey/2".to_string(), t(25, 19, 0))]
+    );
 }
 
 #[test]
@@ -1184,7 +1243,7 @@ fn closing_drops_every_timer_and_later_events_are_ignored() {
     assert!(!s.ticket().timers.is_empty());
     let out = s.on(plain("ticket.closed", hm(11, 0)));
     assert!(s.ticket().timers.is_empty(), "{:?}", s.timer_keys());
-    assert!(dropped(&out).contains(&("progress/1", "ticket closed")));
+    assert!(dropped(&out).contains(&("progress/1".to_string(), "ticket closed")));
     assert_eq!(s.ticket().stage, Stage::Closed);
     assert_eq!(s.ticket().closed_at, Some(hm(11, 0)));
     assert!(!s.ticket().is_open());

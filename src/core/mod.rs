@@ -9,5 +9,7 @@ pub mod event;
 pub mod machine;
 pub mod model;
 pub mod report;
+pub mod routing;
 pub mod schedule;
 pub mod simulate;
+pub mod timer;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::calendar::Calendar;
 use crate::core::duration::Span;
+use crate::core::event::EventKind;
 use crate::core::schedule::Schedule;
 
 /// The five stages of the service process (seed 000). `Closed` is the terminal status after
@@ -154,7 +155,7 @@ impl Targets {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MetBy {
     /// An event type, e.g. `ticket.responded` meets `first_response`.
-    Event(String),
+    Event(EventKind),
     /// `clock.met` with `clock: <name>` (the default for clocks the engine has no event for).
     Milestone,
 }
@@ -402,7 +403,7 @@ impl Workflow {
             stage: Stage::Feedback,
             targets: Targets::single(spec.within),
             calendar: self.calendar.clone(),
-            met_by: MetBy::Event("callback.completed".to_string()),
+            met_by: MetBy::Event(EventKind::CallbackCompleted),
         }
     }
 

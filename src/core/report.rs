@@ -6,12 +6,14 @@
 //! * handling time — wall-clock time from opening to resolution, over resolutions in the
 //!   period (mean and p90, nearest-rank);
 //! * satisfaction — mean survey score; CSAT — scores 4-5 over all scores (target ≥ 90 %);
-//! * FCR — resolutions without a plan stage or re-open over all resolutions (target ≥ 85 %);
+//! * FCR — per ticket: tickets resolved in the period without a plan stage and never re-opened
+//!   (no re-open in the period's facts) over all tickets resolved in the period (target ≥ 85 %);
+//!   a ticket resolved, re-opened and resolved again counts once, as not first-contact;
 //! * attainment — per clock and priority, met on time over met + breached, by the time the
 //!   outcome was recorded;
 //! * top categories — the five most frequent categories among opened tickets.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -107,6 +109,81 @@ fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
     Some(sorted[rank - 1])
 }
 
+/// First-contact resolution, per ticket.
+#[derive(Default)]
+struct Fcr<'a> {
+    resolved: BTreeSet<&'a str>,
+    /// Tickets with a resolution that needed a plan stage or came after a re-open.
+    follow_up: BTreeSet<&'a str>,
+    reopened: BTreeSet<&'a str>,
+}
+
+/// The facts of a period, sorted into what the report is computed from.
+#[derive(Default)]
+struct Tally<'a> {
+    handling: Vec<i64>,
+    scores: Vec<i64>,
+    /// (clock, priority) → (met, breached).
+    att: BTreeMap<(String, String), (u64, u64)>,
+    breaches: Vec<Breach>,
+    fcr: Fcr<'a>,
+}
+
+impl<'a> Tally<'a> {
+    fn of(facts: &'a [FactRow]) -> Tally<'a> {
+        let mut t = Tally::default();
+        for f in facts {
+            t.add(f);
+        }
+        t
+    }
+
+    fn add(&mut self, f: &'a FactRow) {
+        match f.kind.as_str() {
+            "resolution" => {
+                if let Some(v) = f.value {
+                    self.handling.push(v);
+                }
+                self.fcr.resolved.insert(&f.ticket);
+                if f.outcome.as_deref() != Some("first_contact") {
+                    self.fcr.follow_up.insert(&f.ticket);
+                }
+            }
+            "reopen" => {
+                self.fcr.reopened.insert(&f.ticket);
+            }
+            "score" => {
+                if let Some(v) = f.value {
+                    self.scores.push(v);
+                }
+            }
+            "outcome" => self.add_outcome(f),
+            _ => {}
+        }
+    }
+
+    fn add_outcome(&mut self, f: &FactRow) {
+        let clock = f.clock.clone().unwrap_or_default();
+        let e = self
+            .att
+            .entry((clock.clone(), f.priority.clone()))
+            .or_default();
+        match f.outcome.as_deref() {
+            Some("met") => e.0 += 1,
+            Some("breached") => {
+                e.1 += 1;
+                self.breaches.push(Breach {
+                    ticket: f.ticket.clone(),
+                    clock,
+                    priority: f.priority.clone(),
+                    due: f.at,
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
 pub fn build(
     workflow: &str,
     timezone: &str,
@@ -125,46 +202,13 @@ pub fn build(
             .or_default() += 1;
         *prios.entry(o.priority.clone()).or_default() += 1;
     }
-    let mut handling: Vec<i64> = Vec::new();
-    let mut first_contact = 0u64;
-    let mut scores: Vec<i64> = Vec::new();
-    let mut att: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
-    let mut breaches = Vec::new();
-    for f in facts {
-        match f.kind.as_str() {
-            "resolution" => {
-                if let Some(v) = f.value {
-                    handling.push(v);
-                }
-                if f.outcome.as_deref() == Some("first_contact") {
-                    first_contact += 1;
-                }
-            }
-            "score" => {
-                if let Some(v) = f.value {
-                    scores.push(v);
-                }
-            }
-            "outcome" => {
-                let clock = f.clock.clone().unwrap_or_default();
-                let e = att.entry((clock.clone(), f.priority.clone())).or_default();
-                match f.outcome.as_deref() {
-                    Some("met") => e.0 += 1,
-                    Some("breached") => {
-                        e.1 += 1;
-                        breaches.push(Breach {
-                            ticket: f.ticket.clone(),
-                            clock,
-                            priority: f.priority.clone(),
-                            due: f.at,
-                        });
-                    }
-                    _ => {}
-                }
-            }
-            _ => {}
-        }
-    }
+    let Tally {
+        mut handling,
+        scores,
+        att,
+        breaches,
+        fcr,
+    } = Tally::of(facts);
     let resolved = handling.len() as u64;
     handling.sort_unstable();
     let handling_mean_s = if handling.is_empty() {
@@ -183,10 +227,15 @@ pub fn build(
     } else {
         Some(scores.iter().filter(|s| **s >= 4).count() as f64 / scores.len() as f64)
     };
-    let fcr = if resolved == 0 {
+    let fcr = if fcr.resolved.is_empty() {
         None
     } else {
-        Some(first_contact as f64 / resolved as f64)
+        let first = fcr
+            .resolved
+            .iter()
+            .filter(|t| !fcr.follow_up.contains(*t) && !fcr.reopened.contains(*t))
+            .count();
+        Some(first as f64 / fcr.resolved.len() as f64)
     };
     let rank = |p: &str| priorities.iter().position(|x| x == p).unwrap_or(usize::MAX);
     let mut attainment: Vec<Attainment> = att
@@ -284,7 +333,10 @@ mod tests {
             fact("score", None, Some(2)),
             fact("score", None, Some(5)),
             fact("resolution", Some("first_contact"), Some(3600)),
-            fact("resolution", Some("follow_up"), Some(7200)),
+            FactRow {
+                ticket: "T2".into(),
+                ..fact("resolution", Some("follow_up"), Some(7200))
+            },
             fact("outcome", Some("met"), Some(100)),
             fact("outcome", Some("breached"), None),
         ];
@@ -312,6 +364,28 @@ mod tests {
         assert_eq!(r.by_category[0].count, 2);
         assert_eq!(r.by_priority[0].name, "urgent");
         assert_eq!(r.top_categories.len(), 2);
+    }
+
+    /// Issue 8 row 10: resolve → re-open → resolve is not a first-contact resolution, and
+    /// the ticket counts once.
+    #[test]
+    fn fcr_excludes_reopened_tickets() {
+        let on = |ticket: &str, kind: &str, outcome: Option<&str>| FactRow {
+            ticket: ticket.into(),
+            ..fact(kind, outcome, Some(60))
+        };
+        let facts = vec![
+            on("T8", "resolution", Some("first_contact")),
+            on("T9", "resolution", Some("first_contact")),
+            on("T9", "reopen", None),
+            on("T9", "resolution", Some("follow_up")),
+        ];
+        let r = build("w", "UTC", &[], at(16), at(23), &[], &facts);
+        assert_eq!(r.resolved, 3, "handling time still sees every resolution");
+        assert_eq!(r.fcr, Some(0.5));
+        // Re-opened in the period but not yet resolved again: not first-contact either.
+        let r = build("w", "UTC", &[], at(16), at(23), &[], &facts[1..3]);
+        assert_eq!(r.fcr, Some(0.0));
     }
 
     #[test]

@@ -14,6 +14,8 @@ use crate::core::machine::{
     clock_summary,
 };
 use crate::core::model::{Catalog, Workflow};
+/// Kept here too: callers imported it from the simulator before it moved to routing.
+pub use crate::core::routing::choose_workflow;
 
 /// An event and the line of the events file it came from.
 #[derive(Debug, Clone)]
@@ -31,50 +33,6 @@ pub struct SimResult {
     pub tickets: BTreeMap<String, Ticket>,
     pub workflows: BTreeMap<String, Arc<Workflow>>,
     pub duplicates: usize,
-}
-
-/// Choose the workflow of a ticket from its opening event.
-pub fn choose_workflow<'a>(
-    catalog: &'a Catalog,
-    ev: &Event,
-) -> Result<&'a Arc<Workflow>, EventError> {
-    match &ev.workflow {
-        Some(name) => catalog.get(name).ok_or_else(|| {
-            EventError::new(
-                "unknown_workflow",
-                Some("workflow"),
-                format!(
-                    "unknown workflow `{name}` (loaded: {})",
-                    catalog
-                        .workflows
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            )
-        }),
-        None => catalog
-            .select(
-                ev.category.as_deref(),
-                ev.channel.as_deref(),
-                &ev.attributes,
-            )
-            .ok_or_else(|| {
-                EventError::new(
-                    "no_workflow",
-                    Some("category"),
-                    format!(
-                        "no workflow matches category `{}`{}; name one with `workflow`",
-                        ev.category.as_deref().unwrap_or("(none)"),
-                        ev.channel
-                            .as_deref()
-                            .map(|c| format!(" and channel `{c}`"))
-                            .unwrap_or_default()
-                    ),
-                )
-            }),
-    }
 }
 
 /// Replay `events` (file order breaks ties between equal `at`) up to `until`.

@@ -1,19 +1,19 @@
-//! Raw YAML → typed model, collecting every error with its position.
-//!
-//! Order: calendars and routes first (workflows refer to them), then templates, then each
-//! workflow file, then the checks across workflows (duplicate names, overlapping `match`).
+//! Raw YAML values → the typed model, collecting every error with its position. Nothing here
+//! reads files (that is [`super::load`]); each section of a workflow file has its own
+//! function, in file order: name, priorities, calendar, languages, `match`, the stages (SLA
+//! clocks, progress updates, survey and score rules, review) and the escalations.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_saphyr::Spanned;
 
+use super::Diag;
 use super::raw::*;
 use super::templates::Templates;
-use super::{Config, Diag};
-use crate::core::calendar::{Calendar, parse_days, parse_shifts};
+use crate::core::calendar::{Calendar, Shift, parse_days, parse_shifts};
 use crate::core::duration::{Span, parse_span};
 use crate::core::event::EventKind;
 use crate::core::model::*;
@@ -37,20 +37,18 @@ impl Routes {
     }
 }
 
-struct Ctx<'a> {
+/// The file being compiled and the diagnostics collected so far.
+pub(super) struct Ctx<'a> {
     path: &'a Path,
-    diags: &'a mut Vec<Diag>,
+    pub(super) diags: &'a mut Vec<Diag>,
 }
 
-impl Ctx<'_> {
-    fn err<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
-        self.err_at(
-            at.referenced.line() as u32,
-            at.referenced.column() as u32,
-            message,
-        );
+impl<'a> Ctx<'a> {
+    pub(super) fn new(path: &'a Path, diags: &'a mut Vec<Diag>) -> Ctx<'a> {
+        Ctx { path, diags }
     }
-    fn err_at(&mut self, line: u32, col: u32, message: impl Into<String>) {
+    fn err<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
+        let (line, col) = pos(at);
         self.diags.push(Diag {
             path: self.path.to_path_buf(),
             line: line.max(1),
@@ -60,38 +58,12 @@ impl Ctx<'_> {
     }
 }
 
-fn text(s: &Spanned<Text>) -> &str {
-    s.value.0.as_str()
+fn pos<T>(s: &Spanned<T>) -> (u32, u32) {
+    (s.referenced.line() as u32, s.referenced.column() as u32)
 }
 
-/// Parse a YAML file into `T`, turning a syntax or shape error into a diagnostic.
-fn parse_yaml<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    src: &str,
-    diags: &mut Vec<Diag>,
-) -> Option<T> {
-    match serde_saphyr::from_str::<T>(src) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let (line, col) = e
-                .location()
-                .map(|l| (l.line() as u32, l.column() as u32))
-                .unwrap_or((1, 1));
-            let msg = e.without_snippet().to_string();
-            // The library appends its own " at line L, column C"; we print positions first.
-            let msg = match msg.rfind(" at line ") {
-                Some(i) => msg[..i].to_string(),
-                None => msg,
-            };
-            diags.push(Diag {
-                path: path.to_path_buf(),
-                line: line.max(1),
-                col: col.max(1),
-                message: msg,
-            });
-            None
-        }
-    }
+fn text(s: &Spanned<Text>) -> &str {
+    s.value.0.as_str()
 }
 
 fn sorted_by_pos<K, V>(m: &HashMap<Spanned<K>, V>) -> Vec<(&Spanned<K>, &V)> {
@@ -100,272 +72,201 @@ fn sorted_by_pos<K, V>(m: &HashMap<Spanned<K>, V>) -> Vec<(&Spanned<K>, &V)> {
     v
 }
 
-pub fn load(dir: &Path) -> Result<Config, Vec<Diag>> {
-    let mut diags = Vec::new();
-    if !dir.is_dir() {
-        diags.push(Diag {
-            path: dir.to_path_buf(),
-            line: 1,
-            col: 1,
-            message: "workflow directory not found (pass --workflows DIR)".into(),
-        });
-        return Err(diags);
-    }
-    let calendars = load_calendars(&dir.join("calendars.yaml"), &mut diags);
-    let routes = load_routes(&dir.join("routes.yaml"), &mut diags);
-    let templates = Templates::load(&dir.join("templates"), &mut diags);
+/// What every workflow file may refer to: the shared files of the directory, and the moment
+/// of validation (a review schedule must tick within five years of it).
+pub(super) struct Env<'a> {
+    pub calendars: &'a BTreeMap<String, Arc<Calendar>>,
+    pub routes: &'a Routes,
+    pub templates: &'a Templates,
+    pub now: DateTime<Utc>,
+}
 
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                (name.ends_with(".yaml") || name.ends_with(".yml"))
-                    && !matches!(
-                        name,
-                        "calendars.yaml"
-                            | "calendars.yml"
-                            | "routes.yaml"
-                            | "routes.yml"
-                            | "sources.yaml"
-                    )
-            })
-            .collect(),
-        Err(e) => {
-            diags.push(Diag {
-                path: dir.to_path_buf(),
-                line: 1,
-                col: 1,
-                message: format!("cannot read directory: {e}"),
-            });
-            Vec::new()
-        }
-    };
-    files.sort();
-    if files.is_empty() && diags.is_empty() {
-        diags.push(Diag {
-            path: dir.to_path_buf(),
-            line: 1,
-            col: 1,
-            message: "no workflow files (*.yaml) in this directory".into(),
-        });
-    }
+/// A compiled workflow with where it came from, for the checks across files.
+pub(super) struct Compiled {
+    pub workflow: Workflow,
+    pub path: PathBuf,
+    /// Position of `match:` (or of `workflow:` when there is none), for overlap messages.
+    pub match_pos: (u32, u32),
+}
 
-    // name → (file, position of `workflow:`, position of `match:`)
-    let mut seen: BTreeMap<String, (PathBuf, u32, u32)> = BTreeMap::new();
-    let mut compiled: Vec<(Workflow, PathBuf, (u32, u32))> = Vec::new();
-    for path in &files {
-        let src = match std::fs::read_to_string(path) {
-            Ok(s) => s,
-            Err(e) => {
-                diags.push(Diag {
-                    path: path.clone(),
-                    line: 1,
-                    col: 1,
-                    message: format!("cannot read: {e}"),
-                });
-                continue;
-            }
-        };
-        let Some(raw) = parse_yaml::<RawWorkflow>(path, &src, &mut diags) else {
-            continue;
-        };
-        let mut cx = Ctx {
-            path,
-            diags: &mut diags,
-        };
-        let name = text(&raw.workflow).to_string();
-        if let Some((first, l, c)) = seen.get(&name) {
-            let msg = format!(
-                "duplicate workflow name `{name}` (first defined at {}:{l}:{c})",
-                first.display()
-            );
-            cx.err(&raw.workflow, msg);
-        } else {
-            seen.insert(
-                name.clone(),
-                (
-                    path.clone(),
-                    raw.workflow.referenced.line() as u32,
-                    raw.workflow.referenced.column() as u32,
-                ),
-            );
-        }
-        let match_pos = raw
-            .matcher
-            .as_ref()
-            .map(|m| (m.referenced.line() as u32, m.referenced.column() as u32))
-            .unwrap_or((
-                raw.workflow.referenced.line() as u32,
-                raw.workflow.referenced.column() as u32,
-            ));
-        if let Some(wf) = compile_workflow(&mut cx, &raw, &calendars, &routes, &templates) {
-            compiled.push((wf, path.clone(), match_pos));
-        }
-    }
+/// Workflow name → (file, position of `workflow:`), including files that failed to compile,
+/// so a duplicate name is reported whatever else is wrong.
+pub(super) type Seen = BTreeMap<String, (PathBuf, u32, u32)>;
 
-    // Overlapping `match` rules would make the choice of workflow depend on file order.
+/// Compile one workflow file, checking its name against the files before it.
+pub(super) fn compile_file(
+    cx: &mut Ctx<'_>,
+    raw: &RawWorkflow,
+    env: &Env<'_>,
+    seen: &mut Seen,
+) -> Option<Compiled> {
+    let name = text(&raw.workflow).to_string();
+    let (line, col) = pos(&raw.workflow);
+    if let Some((first, l, c)) = seen.get(&name) {
+        let msg = format!(
+            "duplicate workflow name `{name}` (first defined at {}:{l}:{c})",
+            first.display()
+        );
+        cx.err(&raw.workflow, msg);
+    } else {
+        seen.insert(name, (cx.path.to_path_buf(), line, col));
+    }
+    let match_pos = raw.matcher.as_ref().map(pos).unwrap_or((line, col));
+    compile_workflow(cx, raw, env).map(|workflow| Compiled {
+        workflow,
+        path: cx.path.to_path_buf(),
+        match_pos,
+    })
+}
+
+/// Overlapping `match` rules would make the choice of workflow depend on file order.
+pub(super) fn check_overlaps(compiled: &[Compiled], diags: &mut Vec<Diag>) {
     for i in 0..compiled.len() {
         for j in 0..i {
-            let (a, apath, _) = &compiled[j];
-            let (b, bpath, bpos) = &compiled[i];
-            if a.name == b.name {
+            let (a, b) = (&compiled[j], &compiled[i]);
+            if a.workflow.name == b.workflow.name {
                 continue;
             }
-            if let (Some(ma), Some(mb)) = (&a.matcher, &b.matcher)
+            if let (Some(ma), Some(mb)) = (&a.workflow.matcher, &b.workflow.matcher)
                 && ma.overlaps(mb)
             {
                 diags.push(Diag {
-                    path: bpath.clone(),
-                    line: bpos.0,
-                    col: bpos.1,
+                    path: b.path.clone(),
+                    line: b.match_pos.0,
+                    col: b.match_pos.1,
                     message: format!(
                         "match ({}) overlaps workflow `{}` in {} ({}): a ticket could match both; make the categories, channels or attributes disjoint",
                         mb.describe(),
-                        a.name,
-                        apath.display(),
+                        a.workflow.name,
+                        a.path.display(),
                         ma.describe()
                     ),
                 });
             }
         }
     }
-
-    let wfs: Vec<&Workflow> = compiled.iter().map(|(w, _, _)| w).collect();
-    let sources = super::sources::load(dir, &wfs, &mut diags);
-    if !diags.is_empty() {
-        diags.sort();
-        diags.dedup();
-        return Err(diags);
-    }
-    let mut catalog = Catalog::default();
-    let mut names = BTreeMap::new();
-    for (wf, path, _) in compiled {
-        names.insert(wf.name.clone(), path);
-        catalog.workflows.insert(wf.name.clone(), Arc::new(wf));
-    }
-    Ok(Config {
-        dir: dir.to_path_buf(),
-        catalog,
-        routes,
-        templates,
-        files: names,
-        sources,
-    })
 }
 
-fn load_calendars(path: &Path, diags: &mut Vec<Diag>) -> BTreeMap<String, Arc<Calendar>> {
+// ------------------------------------------------------------------ calendars and routes
+
+/// `calendars.yaml` (None: no file). `always` exists even without one; a file may redefine
+/// it (e.g. to give it a time zone for display and the review cron).
+pub(super) fn compile_calendars(
+    cx: &mut Ctx<'_>,
+    raw: Option<&RawCalendars>,
+) -> BTreeMap<String, Arc<Calendar>> {
     let mut out = BTreeMap::new();
-    // `always` exists even without a calendars file; a file may redefine it (e.g. to give
-    // it a time zone for display and the review cron).
     out.insert("always".to_string(), Arc::new(Calendar::always()));
-    let Ok(src) = std::fs::read_to_string(path) else {
-        return out;
-    };
-    let Some(raw) = parse_yaml::<RawCalendars>(path, &src, diags) else {
-        return out;
-    };
-    let mut cx = Ctx { path, diags };
-    for (name, cal) in sorted_by_pos(&raw.calendars) {
-        let tz: chrono_tz::Tz = match text(&cal.value.timezone).parse() {
-            Ok(tz) => tz,
-            Err(_) => {
-                let msg = format!(
-                    "unknown time zone `{}` (use an IANA name such as Asia/Shanghai)",
-                    text(&cal.value.timezone)
-                );
-                cx.err(&cal.value.timezone, msg);
-                continue;
-            }
-        };
-        let mut weekly: [Vec<crate::core::calendar::Shift>; 7] = Default::default();
-        let mut ok = true;
-        for (days, shifts) in sorted_by_pos(&cal.value.hours) {
-            let d = match parse_days(text(days)) {
-                Ok(d) => d,
-                Err(e) => {
-                    cx.err(days, e.to_string());
-                    ok = false;
-                    continue;
-                }
-            };
-            let s = match parse_shifts(text(shifts)) {
-                Ok(s) => s,
-                Err(e) => {
-                    cx.err(shifts, e.to_string());
-                    ok = false;
-                    continue;
-                }
-            };
-            for i in d {
-                if !weekly[i].is_empty() {
-                    cx.err(
-                        days,
-                        format!("`{}` gives hours for a day twice", text(days)),
-                    );
-                    ok = false;
-                }
-                weekly[i] = s.clone();
-            }
-        }
-        let mut dates = |list: &Option<Vec<Spanned<Text>>>, what: &str, cx: &mut Ctx<'_>| {
-            let mut set = BTreeSet::new();
-            for d in list.iter().flatten() {
-                match NaiveDate::parse_from_str(text(d), "%Y-%m-%d") {
-                    Ok(date) => {
-                        set.insert(date);
-                    }
-                    Err(_) => {
-                        cx.err(
-                            d,
-                            format!("`{}` is not a {what} date (YYYY-MM-DD)", text(d)),
-                        );
-                        ok = false;
-                    }
-                }
-            }
-            set
-        };
-        let holidays = dates(&cal.value.holidays, "holiday", &mut cx);
-        let workdays = dates(&cal.value.workdays, "make-up working day", &mut cx);
-        if !ok {
-            continue;
-        }
-        if text(name) == "always" {
-            // `always` may be given a zone (display, review cron) but must stay 24/7.
-            let all_day = weekly.iter().all(|d| {
-                d.len() == 1 && d[0].start == chrono::NaiveTime::MIN && d[0].ends_at_midnight()
-            });
-            if !all_day || !holidays.is_empty() || !workdays.is_empty() {
-                cx.err(
-                    name,
-                    "calendar `always` must be 24/7 (hours: { mon-sun: \"00:00-24:00\" }, no holidays or workdays); give business hours another name",
-                );
-            } else {
-                out.insert("always".to_string(), Arc::new(Calendar::always_in(tz)));
-            }
-            continue;
-        }
-        match Calendar::new(text(name), tz, weekly, holidays, workdays) {
-            Ok(c) => {
-                out.insert(text(name).to_string(), Arc::new(c));
-            }
-            Err(e) => cx.err(name, format!("calendar `{}`: {e}", text(name))),
+    for (name, cal) in raw.map(|r| sorted_by_pos(&r.calendars)).unwrap_or_default() {
+        if let Some(c) = compile_calendar(cx, name, &cal.value) {
+            out.insert(text(name).to_string(), Arc::new(c));
         }
     }
     out
 }
 
-fn load_routes(path: &Path, diags: &mut Vec<Diag>) -> Routes {
+fn compile_calendar(cx: &mut Ctx<'_>, name: &Spanned<Text>, cal: &RawCalendar) -> Option<Calendar> {
+    let Ok(tz) = text(&cal.timezone).parse::<chrono_tz::Tz>() else {
+        let msg = format!(
+            "unknown time zone `{}` (use an IANA name such as Asia/Shanghai)",
+            text(&cal.timezone)
+        );
+        cx.err(&cal.timezone, msg);
+        return None;
+    };
+    let weekly = weekly_hours(cx, &cal.hours);
+    let holidays = dates(cx, &cal.holidays, "holiday");
+    let workdays = dates(cx, &cal.workdays, "make-up working day");
+    let (weekly, holidays, workdays) = (weekly?, holidays?, workdays?);
+    if text(name) == "always" {
+        // `always` may be given a zone (display, review cron) but must stay 24/7.
+        let all_day = weekly.iter().all(|d| {
+            d.len() == 1 && d[0].start == chrono::NaiveTime::MIN && d[0].ends_at_midnight()
+        });
+        if !all_day || !holidays.is_empty() || !workdays.is_empty() {
+            cx.err(
+                name,
+                "calendar `always` must be 24/7 (hours: { mon-sun: \"00:00-24:00\" }, no holidays or workdays); give business hours another name",
+            );
+            return None;
+        }
+        return Some(Calendar::always_in(tz));
+    }
+    match Calendar::new(text(name), tz, weekly, holidays, workdays) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            cx.err(name, format!("calendar `{}`: {e}", text(name)));
+            None
+        }
+    }
+}
+
+/// `hours: { mon-fri: "09:00-12:00,13:00-18:00" }` → shifts per weekday (Monday first).
+fn weekly_hours(
+    cx: &mut Ctx<'_>,
+    hours: &HashMap<Spanned<Text>, Spanned<Text>>,
+) -> Option<[Vec<Shift>; 7]> {
+    let mut weekly: [Vec<Shift>; 7] = Default::default();
+    let mut ok = true;
+    for (days, shifts) in sorted_by_pos(hours) {
+        let d = match parse_days(text(days)) {
+            Ok(d) => d,
+            Err(e) => {
+                cx.err(days, e.to_string());
+                ok = false;
+                continue;
+            }
+        };
+        let s = match parse_shifts(text(shifts)) {
+            Ok(s) => s,
+            Err(e) => {
+                cx.err(shifts, e.to_string());
+                ok = false;
+                continue;
+            }
+        };
+        for i in d {
+            if !weekly[i].is_empty() {
+                cx.err(
+                    days,
+                    format!("`{}` gives hours for a day twice", text(days)),
+                );
+                ok = false;
+            }
+            weekly[i] = s.clone();
+        }
+    }
+    ok.then_some(weekly)
+}
+
+fn dates(
+    cx: &mut Ctx<'_>,
+    list: &Option<Vec<Spanned<Text>>>,
+    what: &str,
+) -> Option<BTreeSet<NaiveDate>> {
+    let mut set = BTreeSet::new();
+    let mut ok = true;
+    for d in list.iter().flatten() {
+        match NaiveDate::parse_from_str(text(d), "%Y-%m-%d") {
+            Ok(date) => {
+                set.insert(date);
+            }
+            Err(_) => {
+                cx.err(
+                    d,
+                    format!("`{}` is not a {what} date (YYYY-MM-DD)", text(d)),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(set)
+}
+
+/// `routes.yaml`: role → email addresses and webhooks.
+pub(super) fn compile_routes(cx: &mut Ctx<'_>, raw: &RawRoutes) -> Routes {
     let mut routes = Routes::default();
-    let Ok(src) = std::fs::read_to_string(path) else {
-        return routes;
-    };
-    let Some(raw) = parse_yaml::<RawRoutes>(path, &src, diags) else {
-        return routes;
-    };
-    let mut cx = Ctx { path, diags };
-    for (role, r) in sorted_by_pos(&raw) {
+    for (role, r) in sorted_by_pos(raw) {
         let name = text(role);
         if matches!(name, "customer" | "assignee") {
             cx.err(
@@ -402,6 +303,8 @@ fn load_routes(path: &Path, diags: &mut Vec<Diag>) -> Routes {
     routes
 }
 
+// ------------------------------------------------------------------ shared pieces
+
 const RESERVED_KEYS: [&str; 4] = ["by", "calendar", "met_by", "default"];
 
 fn valid_ident(s: &str) -> bool {
@@ -420,127 +323,147 @@ fn compile_span(cx: &mut Ctx<'_>, s: &Spanned<Text>) -> Option<Span> {
     }
 }
 
+/// What one workflow's sections may refer to once its head is compiled.
+struct Scope<'a> {
+    env: &'a Env<'a>,
+    priorities: &'a [String],
+    calendar: &'a Arc<Calendar>,
+    languages: &'a [String],
+}
+
+/// A target table and the clock-only keys it may carry.
+struct Table {
+    targets: Targets,
+    calendar: Option<Arc<Calendar>>,
+    met_by: Option<MetBy>,
+}
+
+fn target_dimension(cx: &mut Ctx<'_>, v: &Spanned<Text>) -> Option<Dimension> {
+    match text(v) {
+        "priority" => Some(Dimension::Priority),
+        "category" => Some(Dimension::Category),
+        "channel" => Some(Dimension::Channel),
+        other => match other.strip_prefix("attributes.") {
+            Some(a) if !a.is_empty() => Some(Dimension::Attribute(a.to_string())),
+            _ => {
+                cx.err(
+                    v,
+                    format!(
+                        "`by: {other}` must be priority, category, channel or attributes.<name>"
+                    ),
+                );
+                None
+            }
+        },
+    }
+}
+
+fn compile_met_by(cx: &mut Ctx<'_>, v: &Spanned<Text>) -> Option<MetBy> {
+    match EventKind::parse(text(v)) {
+        Some(EventKind::ClockMet) => Some(MetBy::Milestone),
+        Some(kind) => Some(MetBy::Event(kind)),
+        None => {
+            cx.err(
+                v,
+                format!(
+                    "`met_by: {}` is not an event type (one of: {})",
+                    text(v),
+                    EventKind::ALL.map(|k| k.as_str()).join(", ")
+                ),
+            );
+            None
+        }
+    }
+}
+
 /// A target table; `allow_meta` permits `calendar` / `met_by` (clock tables only).
-#[allow(clippy::too_many_arguments)]
 fn compile_targets(
     cx: &mut Ctx<'_>,
     what: &str,
     table: &Spanned<RawTable>,
-    priorities: &[String],
-    calendars: &BTreeMap<String, Arc<Calendar>>,
+    sc: &Scope<'_>,
     allow_meta: bool,
-) -> Option<(Targets, Option<Arc<Calendar>>, Option<MetBy>)> {
+) -> Option<Table> {
     let mut ok = true;
-    let mut by = Dimension::Priority;
-    let mut calendar = None;
-    let mut met_by = None;
-    if let Some((k, v)) = table.value.iter().find(|(k, _)| text(k) == "by") {
-        let _ = k;
-        by = match text(v) {
-            "priority" => Dimension::Priority,
-            "category" => Dimension::Category,
-            "channel" => Dimension::Channel,
-            other => match other.strip_prefix("attributes.") {
-                Some(a) if !a.is_empty() => Dimension::Attribute(a.to_string()),
-                _ => {
-                    cx.err(
-                        v,
-                        format!(
-                            "`by: {other}` must be priority, category, channel or attributes.<name>"
-                        ),
-                    );
-                    ok = false;
-                    Dimension::Priority
-                }
-            },
-        };
-    }
-    let mut values = BTreeMap::new();
-    let mut default = None;
+    let by = match table.value.iter().find(|(k, _)| text(k) == "by") {
+        Some((_, v)) => target_dimension(cx, v).unwrap_or_else(|| {
+            ok = false;
+            Dimension::Priority
+        }),
+        None => Dimension::Priority,
+    };
+    let mut out = Table {
+        targets: Targets {
+            by,
+            values: BTreeMap::new(),
+            default: None,
+        },
+        calendar: None,
+        met_by: None,
+    };
     for (k, v) in sorted_by_pos(&table.value) {
-        let key = text(k);
-        match key {
-            "by" => {}
-            "calendar" if allow_meta => match calendars.get(text(v)) {
-                Some(c) => calendar = Some(c.clone()),
-                None => {
-                    cx.err(
-                        v,
-                        format!(
-                            "unknown calendar `{}` (calendars.yaml defines: {})",
-                            text(v),
-                            calendars.keys().cloned().collect::<Vec<_>>().join(", ")
-                        ),
-                    );
-                    ok = false;
-                }
-            },
-            "met_by" if allow_meta => {
-                let ev = text(v);
-                if EventKind::parse(ev).is_some() {
-                    met_by = Some(if ev == "clock.met" {
-                        MetBy::Milestone
-                    } else {
-                        MetBy::Event(ev.to_string())
-                    });
-                } else {
-                    cx.err(
-                        v,
-                        format!(
-                            "`met_by: {ev}` is not an event type (one of: {})",
-                            EventKind::ALL.map(|k| k.as_str()).join(", ")
-                        ),
-                    );
-                    ok = false;
-                }
-            }
-            "calendar" | "met_by" => {
-                cx.err(k, format!("`{key}` is only allowed in an SLA clock table"));
-                ok = false;
-            }
-            "default" => {
-                default = compile_span(cx, v).or_else(|| {
-                    ok = false;
-                    None
-                })
-            }
-            _ => {
-                if by == Dimension::Priority && !priorities.iter().any(|p| p == key) {
-                    cx.err(
-                        k,
-                        format!(
-                            "{what}: priority `{key}` is not declared in `priorities` ({})",
-                            priorities.join(", ")
-                        ),
-                    );
-                    ok = false;
-                    continue;
-                }
-                match compile_span(cx, v) {
-                    Some(s) => {
-                        values.insert(key.to_string(), s);
-                    }
-                    None => ok = false,
-                }
-            }
-        }
+        ok &= target_entry(cx, what, k, v, sc, allow_meta, &mut out);
     }
-    if values.is_empty() && default.is_none() && ok {
+    let t = &out.targets;
+    if t.values.is_empty() && t.default.is_none() && ok {
         cx.err(
             table,
-            format!("{what}: no targets (add `default: …` or one per {by})"),
+            format!("{what}: no targets (add `default: …` or one per {})", t.by),
         );
         ok = false;
     }
-    ok.then_some((
-        Targets {
-            by,
-            values,
-            default,
-        },
-        calendar,
-        met_by,
-    ))
+    ok.then_some(out)
+}
+
+/// One `key: value` of a target table; false when it is in error.
+fn target_entry(
+    cx: &mut Ctx<'_>,
+    what: &str,
+    k: &Spanned<Text>,
+    v: &Spanned<Text>,
+    sc: &Scope<'_>,
+    allow_meta: bool,
+    out: &mut Table,
+) -> bool {
+    let key = text(k);
+    match key {
+        "by" => true,
+        "calendar" if allow_meta => {
+            out.calendar = pick_calendar(cx, v, sc.env.calendars);
+            out.calendar.is_some()
+        }
+        "met_by" if allow_meta => {
+            out.met_by = compile_met_by(cx, v);
+            out.met_by.is_some()
+        }
+        "calendar" | "met_by" => {
+            cx.err(k, format!("`{key}` is only allowed in an SLA clock table"));
+            false
+        }
+        "default" => {
+            out.targets.default = compile_span(cx, v);
+            out.targets.default.is_some()
+        }
+        _ => {
+            if out.targets.by == Dimension::Priority && !sc.priorities.iter().any(|p| p == key) {
+                cx.err(
+                    k,
+                    format!(
+                        "{what}: priority `{key}` is not declared in `priorities` ({})",
+                        sc.priorities.join(", ")
+                    ),
+                );
+                return false;
+            }
+            match compile_span(cx, v) {
+                Some(s) => {
+                    out.targets.values.insert(key.to_string(), s);
+                    true
+                }
+                None => false,
+            }
+        }
+    }
 }
 
 fn compile_roles(
@@ -584,15 +507,10 @@ fn compile_roles(
     out
 }
 
-fn compile_template(
-    cx: &mut Ctx<'_>,
-    t: &Spanned<Text>,
-    languages: &[String],
-    templates: &Templates,
-) -> String {
+fn compile_template(cx: &mut Ctx<'_>, t: &Spanned<Text>, sc: &Scope<'_>) -> String {
     let name = text(t);
-    for lang in languages {
-        if !templates.has(name, lang) {
+    for lang in sc.languages {
+        if !sc.env.templates.has(name, lang) {
             cx.err(
                 t,
                 format!(
@@ -604,29 +522,83 @@ fn compile_template(
     name.to_string()
 }
 
-fn compile_workflow(
+/// `notify:` and `template:` of a message-sending section.
+fn compile_send(
     cx: &mut Ctx<'_>,
-    raw: &RawWorkflow,
-    calendars: &BTreeMap<String, Arc<Calendar>>,
-    routes: &Routes,
-    templates: &Templates,
-) -> Option<Workflow> {
+    notify: &Spanned<Vec<Spanned<Text>>>,
+    template: &Spanned<Text>,
+    sc: &Scope<'_>,
+    per_ticket: bool,
+) -> (Vec<Role>, String) {
+    (
+        compile_roles(cx, notify, sc.env.routes, per_ticket),
+        compile_template(cx, template, sc),
+    )
+}
+
+// ------------------------------------------------------------------ the workflow head
+
+fn compile_workflow(cx: &mut Ctx<'_>, raw: &RawWorkflow, env: &Env<'_>) -> Option<Workflow> {
     let before = cx.diags.len();
-    let name = text(&raw.workflow).to_string();
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        || name.is_empty()
+    let name = compile_name(cx, &raw.workflow);
+    let priorities = compile_priorities(cx, &raw.priorities);
+    let calendar = match &raw.calendar {
+        None => env
+            .calendars
+            .get("always")
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Calendar::always())),
+        Some(c) => {
+            pick_calendar(cx, c, env.calendars).unwrap_or_else(|| Arc::new(Calendar::always()))
+        }
+    };
+    let (language, languages) = compile_languages(raw);
+    let matcher = raw.matcher.as_ref().map(|m| compile_match(cx, m));
+    let sc = Scope {
+        env,
+        priorities: &priorities,
+        calendar: &calendar,
+        languages: &languages,
+    };
+    let stages = compile_stages(cx, raw.stages.as_ref(), &sc);
+    let escalations = compile_escalations(cx, raw.escalations.as_ref(), &sc, &stages);
+    if cx.diags.len() > before {
+        return None;
+    }
+    Some(Workflow {
+        name,
+        matcher,
+        calendar,
+        language,
+        languages,
+        priorities,
+        clocks: stages.clocks,
+        progress: stages.progress,
+        survey: stages.survey,
+        rules: stages.rules,
+        review: stages.review,
+        escalations,
+    })
+}
+
+fn compile_name(cx: &mut Ctx<'_>, raw: &Spanned<Text>) -> String {
+    let name = text(raw).to_string();
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
         cx.err(
-            &raw.workflow,
+            raw,
             format!("workflow name `{name}` may only use letters, digits, `-` and `_`"),
         );
     }
+    name
+}
 
-    // priorities
+fn compile_priorities(cx: &mut Ctx<'_>, raw: &Spanned<Vec<Spanned<Text>>>) -> Vec<String> {
     let mut priorities = Vec::new();
-    for p in &raw.priorities.value {
+    for p in &raw.value {
         let s = text(p).to_string();
         if RESERVED_KEYS.contains(&s.as_str()) {
             cx.err(p, format!("`{s}` is reserved and cannot be a priority"));
@@ -636,36 +608,33 @@ fn compile_workflow(
             priorities.push(s);
         }
     }
-    if raw.priorities.value.is_empty() {
+    if raw.value.is_empty() {
+        cx.err(raw, "`priorities` must list at least one priority");
+    }
+    priorities
+}
+
+fn pick_calendar(
+    cx: &mut Ctx<'_>,
+    c: &Spanned<Text>,
+    calendars: &BTreeMap<String, Arc<Calendar>>,
+) -> Option<Arc<Calendar>> {
+    let cal = calendars.get(text(c)).cloned();
+    if cal.is_none() {
         cx.err(
-            &raw.priorities,
-            "`priorities` must list at least one priority",
+            c,
+            format!(
+                "unknown calendar `{}` (calendars.yaml defines: {})",
+                text(c),
+                calendars.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
         );
     }
+    cal
+}
 
-    // calendar
-    let calendar = match &raw.calendar {
-        None => calendars
-            .get("always")
-            .cloned()
-            .unwrap_or_else(|| Arc::new(Calendar::always())),
-        Some(c) => match calendars.get(text(c)) {
-            Some(cal) => cal.clone(),
-            None => {
-                cx.err(
-                    c,
-                    format!(
-                        "unknown calendar `{}` (calendars.yaml defines: {})",
-                        text(c),
-                        calendars.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ),
-                );
-                Arc::new(Calendar::always())
-            }
-        },
-    };
-
-    // languages
+/// The default language (first) and every language templates must exist in.
+fn compile_languages(raw: &RawWorkflow) -> (String, Vec<String>) {
     let language = raw
         .language
         .as_ref()
@@ -678,310 +647,289 @@ fn compile_workflow(
             languages.push(s);
         }
     }
+    (language, languages)
+}
 
-    // match
-    let matcher = raw.matcher.as_ref().map(|m| {
-        let set = |v: &Option<Spanned<Vec<Spanned<Text>>>>| {
-            v.as_ref().map(|l| {
-                l.value
-                    .iter()
-                    .map(|x| text(x).to_string())
-                    .collect::<BTreeSet<_>>()
-            })
-        };
-        let attributes = m
-            .value
-            .attributes
-            .iter()
-            .flatten()
-            .map(|(k, v)| {
-                (
-                    text(k).to_string(),
-                    v.value.iter().map(|x| text(x).to_string()).collect(),
-                )
-            })
-            .collect();
-        let mm = Match {
-            categories: set(&m.value.categories),
-            channels: set(&m.value.channels),
-            attributes,
-        };
-        if mm.categories.as_ref().is_some_and(BTreeSet::is_empty)
-            || mm.channels.as_ref().is_some_and(BTreeSet::is_empty)
-        {
-            cx.err(
-                m,
-                "an empty list in `match` matches nothing; remove it or add values",
-            );
-        }
-        mm
-    });
+fn compile_match(cx: &mut Ctx<'_>, m: &Spanned<RawMatch>) -> Match {
+    let set = |v: &Option<Spanned<Vec<Spanned<Text>>>>| {
+        v.as_ref().map(|l| {
+            l.value
+                .iter()
+                .map(|x| text(x).to_string())
+                .collect::<BTreeSet<_>>()
+        })
+    };
+    let attributes = m
+        .value
+        .attributes
+        .iter()
+        .flatten()
+        .map(|(k, v)| {
+            (
+                text(k).to_string(),
+                v.value.iter().map(|x| text(x).to_string()).collect(),
+            )
+        })
+        .collect();
+    let mm = Match {
+        categories: set(&m.value.categories),
+        channels: set(&m.value.channels),
+        attributes,
+    };
+    if mm.categories.as_ref().is_some_and(BTreeSet::is_empty)
+        || mm.channels.as_ref().is_some_and(BTreeSet::is_empty)
+    {
+        cx.err(
+            m,
+            "an empty list in `match` matches nothing; remove it or add values",
+        );
+    }
+    mm
+}
 
-    // stages
-    let mut clocks: Vec<ClockSpec> = Vec::new();
-    let mut progress = None;
-    let mut survey = None;
-    let mut rules = Vec::new();
-    let mut review = None;
-    let empty = RawStages::default();
-    let stages = raw.stages.as_ref().map(|s| &s.value).unwrap_or(&empty);
+// ------------------------------------------------------------------ stages
 
-    let add_sla = |cx: &mut Ctx<'_>,
-                   stage: Stage,
-                   sla: &Option<HashMap<Spanned<Text>, Spanned<RawTable>>>,
-                   clocks: &mut Vec<ClockSpec>| {
-        let Some(sla) = sla else {
-            return;
-        };
-        for (cname, table) in sorted_by_pos(sla) {
-            let n = text(cname);
-            if !valid_ident(n) {
-                cx.err(cname, format!("clock name `{n}` must be lower_snake_case"));
-                continue;
-            }
-            if n == PROGRESS || n == CALLBACK {
-                cx.err(
-                    cname,
-                    format!(
-                        "`{n}` is reserved: {}",
-                        if n == PROGRESS {
-                            "set the interval under execution.progress_updates.every"
-                        } else {
-                            "a score rule's `callback: {{ within: … }}` declares it"
-                        }
-                    ),
-                );
-                continue;
-            }
-            if clocks.iter().any(|c| c.name == n) {
-                cx.err(cname, format!("clock `{n}` is declared twice"));
-                continue;
-            }
-            let Some((targets, cal, met_by)) = compile_targets(
-                cx,
-                &format!("clock {n}"),
-                table,
-                &priorities,
-                calendars,
-                true,
-            ) else {
-                continue;
-            };
-            let met_by = met_by.unwrap_or_else(|| match n {
-                FIRST_RESPONSE => MetBy::Event("ticket.responded".into()),
-                RESOLUTION => MetBy::Event("ticket.resolved".into()),
-                PLAN => MetBy::Event("ticket.plan_agreed".into()),
-                _ => MetBy::Milestone,
-            });
-            clocks.push(ClockSpec {
-                name: n.to_string(),
-                stage,
-                targets,
-                calendar: cal.unwrap_or_else(|| calendar.clone()),
-                met_by,
-            });
-        }
+#[derive(Default)]
+struct Stages {
+    clocks: Vec<ClockSpec>,
+    progress: Option<ProgressSpec>,
+    survey: Option<SurveySpec>,
+    rules: Vec<ScoreRule>,
+    review: Option<ReviewSpec>,
+}
+
+fn compile_stages(cx: &mut Ctx<'_>, raw: Option<&Spanned<RawStages>>, sc: &Scope<'_>) -> Stages {
+    let mut out = Stages::default();
+    let Some(stages) = raw.map(|s| &s.value) else {
+        return out;
     };
     if let Some(s) = &stages.intake {
-        add_sla(cx, Stage::Intake, &s.value.sla, &mut clocks);
+        compile_sla(cx, Stage::Intake, &s.value.sla, sc, &mut out.clocks);
     }
     if let Some(s) = &stages.diagnosis {
-        add_sla(cx, Stage::Diagnosis, &s.value.sla, &mut clocks);
+        compile_sla(cx, Stage::Diagnosis, &s.value.sla, sc, &mut out.clocks);
     }
     if let Some(s) = &stages.execution {
-        add_sla(cx, Stage::Execution, &s.value.sla, &mut clocks);
+        compile_sla(cx, Stage::Execution, &s.value.sla, sc, &mut out.clocks);
         if let Some(p) = &s.value.progress_updates {
-            let every = compile_targets(
-                cx,
-                "progress_updates.every",
-                &p.value.every,
-                &priorities,
-                calendars,
-                false,
-            );
-            let notify = compile_roles(cx, &p.value.notify, routes, true);
-            let template = compile_template(cx, &p.value.template, &languages, templates);
-            if let Some((every, _, _)) = every {
-                progress = Some(ProgressSpec {
-                    every,
-                    notify,
-                    template,
-                    skip_if_updated: p.value.skip_if_updated.as_ref().is_some_and(|b| b.value),
-                });
-            }
+            out.progress = compile_progress(cx, &p.value, sc);
         }
     }
     if let Some(f) = &stages.feedback {
-        add_sla(cx, Stage::Feedback, &f.value.sla, &mut clocks);
+        compile_sla(cx, Stage::Feedback, &f.value.sla, sc, &mut out.clocks);
         if let Some(s) = &f.value.survey {
-            let after = compile_span(cx, &s.value.after);
-            let notify = compile_roles(cx, &s.value.notify, routes, true);
-            let template = compile_template(cx, &s.value.template, &languages, templates);
-            if let Some(after) = after {
-                survey = Some(SurveySpec {
-                    after,
-                    notify,
-                    template,
-                });
-            }
+            out.survey = compile_survey(cx, &s.value, sc);
         }
-        for r in f.value.rules.iter().flat_map(|r| r.value.iter()) {
-            let score = |cx: &mut Ctx<'_>, v: &Option<Spanned<Text>>| -> Option<u8> {
-                let v = v.as_ref()?;
-                match text(v).parse::<u8>() {
-                    Ok(n @ 1..=5) => Some(n),
-                    _ => {
-                        cx.err(
-                            v,
-                            format!("score `{}` must be an integer from 1 to 5", text(v)),
-                        );
-                        None
-                    }
-                }
-            };
-            let when = ScoreCondition {
-                at_most: score(cx, &r.value.when.value.score_at_most),
-                at_least: score(cx, &r.value.when.value.score_at_least),
-            };
-            if when.at_most.is_none() && when.at_least.is_none() {
-                cx.err(
-                    &r.value.when,
-                    "`when` needs score_at_most and/or score_at_least (1-5)",
-                );
-            }
-            let callback = r.value.callback.as_ref().and_then(|c| {
-                let within = compile_span(cx, &c.value.within);
-                let notify = compile_roles(cx, &c.value.notify, routes, true);
-                let template = compile_template(cx, &c.value.template, &languages, templates);
-                within.map(|within| CallbackSpec {
-                    within,
-                    notify,
-                    template,
-                })
-            });
-            let send = r.value.send.as_ref().map(|s| Send {
-                notify: compile_roles(cx, &s.value.notify, routes, true),
-                template: compile_template(cx, &s.value.template, &languages, templates),
-            });
-            let reopen = r.value.reopen.as_ref().is_some_and(|b| b.value);
-            if r.value.callback.is_none() && send.is_none() && !reopen {
-                cx.err(r, "a rule needs an action: callback, send or reopen: true");
-            }
-            rules.push(ScoreRule {
-                when,
-                callback,
-                send,
-                reopen,
-            });
-        }
-        let callbacks: Vec<&CallbackSpec> =
-            rules.iter().filter_map(|r| r.callback.as_ref()).collect();
-        if callbacks.windows(2).any(|w| w[0].within != w[1].within)
-            && let Some(r) = &f.value.rules
-        {
-            cx.err(
-                r,
-                "all call-back rules must use the same `within` (one `callback` clock)",
-            );
+        if let Some(r) = &f.value.rules {
+            out.rules = compile_rules(cx, r, sc);
         }
     }
     if let Some(r) = &stages.review {
-        let tz = calendar.tz();
-        let schedule = match Schedule::parse(text(&r.value.schedule), tz) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                cx.err(&r.value.schedule, e.to_string());
-                None
-            }
-        };
-        let notify = compile_roles(cx, &r.value.notify, routes, false);
-        let template = compile_template(cx, &r.value.template, &languages, templates);
-        if let Some(schedule) = schedule {
-            review = Some(ReviewSpec {
-                schedule,
-                expression: text(&r.value.schedule).to_string(),
-                notify,
-                template,
-            });
+        out.review = compile_review(cx, &r.value, sc);
+    }
+    out
+}
+
+type RawSla = Option<HashMap<Spanned<Text>, Spanned<RawTable>>>;
+
+/// A stage's `sla:` clocks, appended to `clocks` in file order.
+fn compile_sla(
+    cx: &mut Ctx<'_>,
+    stage: Stage,
+    sla: &RawSla,
+    sc: &Scope<'_>,
+    clocks: &mut Vec<ClockSpec>,
+) {
+    for (cname, table) in sla.as_ref().map(sorted_by_pos).unwrap_or_default() {
+        if let Some(c) = compile_clock(cx, stage, cname, table, sc, clocks) {
+            clocks.push(c);
         }
     }
+}
 
-    // escalations
-    let has_callback = rules.iter().any(|r| r.callback.is_some());
-    let mut escalations = Vec::new();
-    for (i, e) in raw
-        .escalations
-        .iter()
-        .flat_map(|l| l.value.iter())
-        .enumerate()
-    {
-        let c = text(&e.value.clock);
-        let clock = if c == "any" {
-            Some(ClockSelector::Any)
-        } else if clocks.iter().any(|k| k.name == c)
-            || (c == CALLBACK && has_callback)
-            || (c == PROGRESS && progress.is_some())
-        {
-            Some(ClockSelector::Named(c.to_string()))
+fn compile_clock(
+    cx: &mut Ctx<'_>,
+    stage: Stage,
+    cname: &Spanned<Text>,
+    table: &Spanned<RawTable>,
+    sc: &Scope<'_>,
+    earlier: &[ClockSpec],
+) -> Option<ClockSpec> {
+    let n = text(cname);
+    if !valid_ident(n) {
+        cx.err(cname, format!("clock name `{n}` must be lower_snake_case"));
+        return None;
+    }
+    if n == PROGRESS || n == CALLBACK {
+        let why = if n == PROGRESS {
+            "set the interval under execution.progress_updates.every"
         } else {
-            // `any` first: with no clock declared (or none compiled) the list is just `any`.
-            let mut known: Vec<String> = vec!["any".into()];
-            known.extend(clocks.iter().map(|k| k.name.clone()));
-            if has_callback {
-                known.push(CALLBACK.into());
-            }
-            if progress.is_some() {
-                known.push(PROGRESS.into());
-            }
+            "a score rule's `callback: { within: … }` declares it"
+        };
+        cx.err(cname, format!("`{n}` is reserved: {why}"));
+        return None;
+    }
+    if earlier.iter().any(|c| c.name == n) {
+        cx.err(cname, format!("clock `{n}` is declared twice"));
+        return None;
+    }
+    let t = compile_targets(cx, &format!("clock {n}"), table, sc, true)?;
+    Some(ClockSpec {
+        name: n.to_string(),
+        stage,
+        targets: t.targets,
+        calendar: t.calendar.unwrap_or_else(|| sc.calendar.clone()),
+        met_by: t.met_by.unwrap_or_else(|| default_met_by(n)),
+    })
+}
+
+/// The event that meets a clock when its table names none.
+fn default_met_by(clock: &str) -> MetBy {
+    match clock {
+        FIRST_RESPONSE => MetBy::Event(EventKind::Responded),
+        RESOLUTION => MetBy::Event(EventKind::Resolved),
+        PLAN => MetBy::Event(EventKind::PlanAgreed),
+        _ => MetBy::Milestone,
+    }
+}
+
+fn compile_progress(cx: &mut Ctx<'_>, p: &RawProgress, sc: &Scope<'_>) -> Option<ProgressSpec> {
+    let every = compile_targets(cx, "progress_updates.every", &p.every, sc, false);
+    let (notify, template) = compile_send(cx, &p.notify, &p.template, sc, true);
+    Some(ProgressSpec {
+        every: every?.targets,
+        notify,
+        template,
+        skip_if_updated: p.skip_if_updated.as_ref().is_some_and(|b| b.value),
+    })
+}
+
+fn compile_survey(cx: &mut Ctx<'_>, s: &RawSurvey, sc: &Scope<'_>) -> Option<SurveySpec> {
+    let after = compile_span(cx, &s.after);
+    let (notify, template) = compile_send(cx, &s.notify, &s.template, sc, true);
+    Some(SurveySpec {
+        after: after?,
+        notify,
+        template,
+    })
+}
+
+fn compile_rules(
+    cx: &mut Ctx<'_>,
+    raw: &Spanned<Vec<Spanned<RawRule>>>,
+    sc: &Scope<'_>,
+) -> Vec<ScoreRule> {
+    let rules: Vec<ScoreRule> = raw.value.iter().map(|r| compile_rule(cx, r, sc)).collect();
+    let callbacks: Vec<&CallbackSpec> = rules.iter().filter_map(|r| r.callback.as_ref()).collect();
+    if callbacks.windows(2).any(|w| w[0].within != w[1].within) {
+        cx.err(
+            raw,
+            "all call-back rules must use the same `within` (one `callback` clock)",
+        );
+    }
+    rules
+}
+
+fn score_bound(cx: &mut Ctx<'_>, v: &Option<Spanned<Text>>) -> Option<u8> {
+    let v = v.as_ref()?;
+    match text(v).parse::<u8>() {
+        Ok(n @ 1..=5) => Some(n),
+        _ => {
             cx.err(
-                &e.value.clock,
-                format!(
-                    "escalation on unknown clock `{c}` (this workflow has: {})",
-                    known.join(", ")
-                ),
+                v,
+                format!("score `{}` must be an integer from 1 to 5", text(v)),
             );
             None
-        };
-        let at_s = text(&e.value.at).trim().to_string();
-        let at = if let Some(p) = at_s.strip_suffix('%') {
-            match p.trim().parse::<u32>() {
-                Ok(n @ 1..=100) => Some(EscalateAt::Share(n)),
-                Ok(n) => {
+        }
+    }
+}
+
+fn compile_rule(cx: &mut Ctx<'_>, r: &Spanned<RawRule>, sc: &Scope<'_>) -> ScoreRule {
+    let raw = &r.value;
+    let when = ScoreCondition {
+        at_most: score_bound(cx, &raw.when.value.score_at_most),
+        at_least: score_bound(cx, &raw.when.value.score_at_least),
+    };
+    if when.at_most.is_none() && when.at_least.is_none() {
+        cx.err(
+            &raw.when,
+            "`when` needs score_at_most and/or score_at_least (1-5)",
+        );
+    }
+    let callback = raw.callback.as_ref().and_then(|c| {
+        let within = compile_span(cx, &c.value.within);
+        let (notify, template) = compile_send(cx, &c.value.notify, &c.value.template, sc, true);
+        within.map(|within| CallbackSpec {
+            within,
+            notify,
+            template,
+        })
+    });
+    let send = raw.send.as_ref().map(|s| {
+        let (notify, template) = compile_send(cx, &s.value.notify, &s.value.template, sc, true);
+        Send { notify, template }
+    });
+    let reopen = raw.reopen.as_ref().is_some_and(|b| b.value);
+    if raw.callback.is_none() && send.is_none() && !reopen {
+        cx.err(r, "a rule needs an action: callback, send or reopen: true");
+    }
+    ScoreRule {
+        when,
+        callback,
+        send,
+        reopen,
+    }
+}
+
+/// How far ahead a review schedule must tick: a schedule that never fires in this window is
+/// a mistake (`0 0 0 30 2 *`, February 30th), not a rare report.
+const REVIEW_HORIZON_DAYS: i64 = 5 * 366;
+
+fn compile_review(cx: &mut Ctx<'_>, r: &RawReview, sc: &Scope<'_>) -> Option<ReviewSpec> {
+    let expression = text(&r.schedule).to_string();
+    let schedule = match Schedule::parse(&expression, sc.calendar.tz()) {
+        Ok(s) => {
+            let horizon = sc.env.now + chrono::Duration::days(REVIEW_HORIZON_DAYS);
+            match s.next_after(sc.env.now) {
+                Some(tick) if tick <= horizon => Some(s),
+                _ => {
                     cx.err(
-                        &e.value.at,
+                        &r.schedule,
                         format!(
-                            "`at: {n}%` is out of range: a share must be 1%-100% (after the breach, use an offset such as +4h)"
+                            "schedule \"{expression}\" never fires in the next 5 years (check the day of month and month: e.g. February has no 30th)"
                         ),
                     );
                     None
                 }
-                Err(_) => {
-                    cx.err(
-                        &e.value.at,
-                        format!("`at: {at_s}` is not a percentage such as 75%"),
-                    );
-                    None
-                }
             }
-        } else if let Some(off) = at_s.strip_prefix('+') {
-            match parse_span(off) {
-                Ok(s) => Some(EscalateAt::After(s)),
-                Err(err) => {
-                    cx.err(&e.value.at, format!("`at: {at_s}`: bad offset: {err}"));
-                    None
-                }
-            }
-        } else {
-            cx.err(
-                &e.value.at,
-                format!(
-                    "`at: {at_s}` must be a share of the target (75%, 100%) or an offset after the breach (+4h)"
-                ),
-            );
+        }
+        Err(e) => {
+            cx.err(&r.schedule, e.to_string());
             None
-        };
-        let notify = compile_roles(cx, &e.value.notify, routes, true);
-        let template = compile_template(cx, &e.value.template, &languages, templates);
+        }
+    };
+    let (notify, template) = compile_send(cx, &r.notify, &r.template, sc, false);
+    Some(ReviewSpec {
+        schedule: schedule?,
+        expression,
+        notify,
+        template,
+    })
+}
+
+// ------------------------------------------------------------------ escalations
+
+fn compile_escalations(
+    cx: &mut Ctx<'_>,
+    raw: Option<&Spanned<Vec<Spanned<RawEscalation>>>>,
+    sc: &Scope<'_>,
+    stages: &Stages,
+) -> Vec<Escalation> {
+    let mut escalations = Vec::new();
+    for (i, e) in raw.iter().flat_map(|l| l.value.iter()).enumerate() {
+        let clock = escalation_clock(cx, &e.value.clock, stages);
+        let at = escalate_at(cx, &e.value.at);
+        let (notify, template) = compile_send(cx, &e.value.notify, &e.value.template, sc, true);
         if let (Some(clock), Some(at)) = (clock, at) {
             escalations.push(Escalation {
                 clock,
@@ -992,22 +940,76 @@ fn compile_workflow(
             });
         }
     }
+    escalations
+}
 
-    if cx.diags.len() > before {
-        return None;
+fn escalation_clock(
+    cx: &mut Ctx<'_>,
+    raw: &Spanned<Text>,
+    stages: &Stages,
+) -> Option<ClockSelector> {
+    let c = text(raw);
+    let has_callback = stages.rules.iter().any(|r| r.callback.is_some());
+    let has_progress = stages.progress.is_some();
+    if c == "any" {
+        return Some(ClockSelector::Any);
     }
-    Some(Workflow {
-        name,
-        matcher,
-        calendar,
-        language,
-        languages,
-        priorities,
-        clocks,
-        progress,
-        survey,
-        rules,
-        review,
-        escalations,
-    })
+    if stages.clocks.iter().any(|k| k.name == c)
+        || (c == CALLBACK && has_callback)
+        || (c == PROGRESS && has_progress)
+    {
+        return Some(ClockSelector::Named(c.to_string()));
+    }
+    // `any` first: with no clock declared (or none compiled) the list is just `any`.
+    let mut known: Vec<String> = vec!["any".into()];
+    known.extend(stages.clocks.iter().map(|k| k.name.clone()));
+    if has_callback {
+        known.push(CALLBACK.into());
+    }
+    if has_progress {
+        known.push(PROGRESS.into());
+    }
+    cx.err(
+        raw,
+        format!(
+            "escalation on unknown clock `{c}` (this workflow has: {})",
+            known.join(", ")
+        ),
+    );
+    None
+}
+
+fn escalate_at(cx: &mut Ctx<'_>, raw: &Spanned<Text>) -> Option<EscalateAt> {
+    let at_s = text(raw).trim();
+    let (at, problem) = if let Some(p) = at_s.strip_suffix('%') {
+        match p.trim().parse::<u32>() {
+            Ok(n @ 1..=100) => (Some(EscalateAt::Share(n)), None),
+            Ok(n) => (
+                None,
+                Some(format!(
+                    "`at: {n}%` is out of range: a share must be 1%-100% (after the breach, use an offset such as +4h)"
+                )),
+            ),
+            Err(_) => (
+                None,
+                Some(format!("`at: {at_s}` is not a percentage such as 75%")),
+            ),
+        }
+    } else if let Some(off) = at_s.strip_prefix('+') {
+        match parse_span(off) {
+            Ok(s) => (Some(EscalateAt::After(s)), None),
+            Err(err) => (None, Some(format!("`at: {at_s}`: bad offset: {err}"))),
+        }
+    } else {
+        (
+            None,
+            Some(format!(
+                "`at: {at_s}` must be a share of the target (75%, 100%) or an offset after the breach (+4h)"
+            )),
+        )
+    };
+    if let Some(m) = problem {
+        cx.err(raw, m);
+    }
+    at
 }

@@ -1,9 +1,10 @@
 //! Loading a workflow directory: `*.yaml` workflows, `calendars.yaml`, `routes.yaml` and
 //! `templates/`. Parse, don't validate: YAML becomes the raw shapes of [`raw`], which
-//! [`compile`] turns into the typed model of `crate::core::model`. Every problem found is a
+//! [`load`] reads and parses, and [`compile`] turns into the typed model of `crate::core::model`. Every problem found is a
 //! [`Diag`] with file, line and column, and all of them are reported at once.
 
 pub mod compile;
+pub mod load;
 pub mod raw;
 pub mod sources;
 pub mod templates;
@@ -53,8 +54,17 @@ pub struct Config {
 }
 
 /// Load and check a directory. Either everything is valid, or every error is returned.
+///
+/// Reads the system clock: loading is the edge where files come in, and "now" only decides
+/// whether a review schedule ticks soon enough to be meant. Tests pass a fixed instant to
+/// [`load_dir_at`].
 pub fn load_dir(dir: &Path) -> Result<Config, Vec<Diag>> {
-    compile::load(dir)
+    load_dir_at(dir, chrono::Utc::now())
+}
+
+/// [`load_dir`] as of `now`.
+pub fn load_dir_at(dir: &Path, now: chrono::DateTime<chrono::Utc>) -> Result<Config, Vec<Diag>> {
+    load::load(dir, now)
 }
 
 /// Render a list of diagnostics the way `validate` prints them.

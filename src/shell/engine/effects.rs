@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::core::duration::format_seconds;
 use crate::core::machine::{
-    ClockOutcome, Effect, Fact, Notification, Out, Outcome, Ticket, Timer, TimerKind,
+    ClockOutcome, Effect, Fact, Notification, Out, Outcome, Ticket, Timer, TimerKey, TimerKind,
 };
 use crate::core::model::{Role, Workflow};
 use crate::shell::channels::{ChannelKind, Target};
@@ -26,7 +26,7 @@ struct Carry<'a> {
     wf: &'a Workflow,
     t: &'a Ticket,
     /// The timer set before the transition (for lateness: a fired timer's scheduling time).
-    before: &'a BTreeMap<String, Timer>,
+    before: &'a BTreeMap<TimerKey, Timer>,
     now: DateTime<Utc>,
 }
 
@@ -68,7 +68,7 @@ impl Engine {
         tx: &mut Tx,
         wf: &Workflow,
         t: &Ticket,
-        before: &BTreeMap<String, Timer>,
+        before: &BTreeMap<TimerKey, Timer>,
         outs: &[Out],
         now: DateTime<Utc>,
         after: &mut After,
@@ -80,7 +80,7 @@ impl Engine {
                     scheduled(tx, &c, o, key, *kind, *due).await?
                 }
                 Effect::Drop { key, reason } => {
-                    store::delete_timer(tx, &t.id, key).await?;
+                    store::delete_timer(tx, &t.id, &key.to_string()).await?;
                     let d = json!({"key": key, "reason": reason});
                     store::timeline(tx, &t.id, o.at, now, "timer.dropped", &d).await?;
                 }
@@ -229,16 +229,17 @@ async fn scheduled(
     tx: &mut Tx,
     c: &Carry<'_>,
     o: &Out,
-    key: &str,
+    key: &TimerKey,
     kind: TimerKind,
     due: DateTime<Utc>,
 ) -> Result<(), DbError> {
     // Near-term timers get their job now, in this transaction; later ones are promoted
     // shortly before they are due (see `timers::promote`).
     let promote = due <= c.now + PROMOTE_HORIZON;
-    store::upsert_timer(tx, &c.t.id, key, kind.as_str(), due, c.now, promote).await?;
+    let k = key.to_string();
+    store::upsert_timer(tx, &c.t.id, &k, kind.as_str(), due, c.now, promote).await?;
     if promote {
-        push_timer(tx, &c.t.id, key, due).await?;
+        push_timer(tx, &c.t.id, &k, due).await?;
     }
     let d = json!({"key": key, "kind": kind.as_str(), "due": fmt_local(c.wf, due)});
     store::timeline(tx, &c.t.id, o.at, c.now, "timer.scheduled", &d).await
@@ -248,12 +249,12 @@ async fn fired(
     tx: &mut Tx,
     c: &Carry<'_>,
     o: &Out,
-    key: &str,
+    key: &TimerKey,
     kind: TimerKind,
     due: DateTime<Utc>,
     after: &mut After,
 ) -> Result<(), DbError> {
-    store::delete_timer(tx, &c.t.id, key).await?;
+    store::delete_timer(tx, &c.t.id, &key.to_string()).await?;
     // A timer scheduled in this very transition (born overdue) is not late.
     let born = c.before.get(key).map(|b| b.scheduled_at).unwrap_or(c.now);
     let late = (c.now - due.max(born)).num_milliseconds() as f64 / 1000.0;

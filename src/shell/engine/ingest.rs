@@ -12,9 +12,11 @@ use tracing::Instrument;
 
 use crate::core::duration::format_seconds;
 use crate::core::event::{Event, EventError, EventKind, check_against};
-use crate::core::machine::{Effect, Out, Ticket, Timer, advance, apply, needs_replay, replay};
+use crate::core::machine::{
+    Effect, Out, Ticket, Timer, TimerKey, advance, apply, needs_replay, replay,
+};
 use crate::core::model::Workflow;
-use crate::core::simulate::choose_workflow;
+use crate::core::routing::choose_workflow;
 use crate::shell::db::{DbError, Tx};
 use crate::shell::engine::timers::{PROMOTE_HORIZON, push_timer};
 use crate::shell::engine::{After, Engine, Slot};
@@ -48,7 +50,7 @@ struct Batch<'a> {
     slots: HashMap<String, Option<Slot>>,
     /// Each ticket's timers as committed before this batch: a timer born in the batch and
     /// fired in it is the sender's lateness, not the queue's (see `effects`).
-    committed: HashMap<String, BTreeMap<String, Timer>>,
+    committed: HashMap<String, BTreeMap<TimerKey, Timer>>,
     /// How far in time each event may be applied (see [`Batch::new`]).
     horizons: Vec<DateTime<Utc>>,
 }
@@ -452,13 +454,13 @@ impl Engine {
         &self,
         tx: &mut Tx,
         ticket: &str,
-        old: &BTreeMap<String, Timer>,
+        old: &BTreeMap<TimerKey, Timer>,
         state: &Ticket,
         now: DateTime<Utc>,
     ) -> Result<(), DbError> {
         for key in old.keys() {
             if !state.timers.contains_key(key) {
-                store::delete_timer(tx, ticket, key).await?;
+                store::delete_timer(tx, ticket, &key.to_string()).await?;
             }
         }
         for (key, t) in &state.timers {
@@ -468,10 +470,11 @@ impl Engine {
                 continue;
             }
             let promote = t.due <= now + PROMOTE_HORIZON;
+            let key = key.to_string();
             store::upsert_timer(
                 tx,
                 ticket,
-                key,
+                &key,
                 t.kind.as_str(),
                 t.due,
                 t.scheduled_at,
@@ -479,7 +482,7 @@ impl Engine {
             )
             .await?;
             if promote {
-                push_timer(tx, ticket, key, t.due).await?;
+                push_timer(tx, ticket, &key, t.due).await?;
             }
         }
         Ok(())
