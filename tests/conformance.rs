@@ -1889,8 +1889,9 @@ async fn reopen_drops_survey_timers(h: Harness) {
         timers.keys().all(|k| !k.starts_with("survey/")),
         "{timers:?}"
     );
+    // The re-opened stretch is run 2 of the clock: its outcome gets its own id.
     assert!(
-        timers.contains_key("esc/resolution/1/100%"),
+        timers.contains_key("esc/resolution/2/100%"),
         "resolution resumes"
     );
     let s = h.state("O1").await;
@@ -2483,7 +2484,7 @@ async fn dead_claimers_delivery_is_requeued_when_its_lease_runs_out(h: Harness) 
     let d = ds.into_iter().next().expect("a delivery");
     let claimed_at = h.now();
     let mut tx = h.db().begin().await.expect("tx");
-    let lease = claimed_at + chrono::Duration::seconds(30);
+    let lease = claimed_at + chrono::Duration::seconds(20);
     assert!(
         store::claim_delivery(&mut tx, &d, 1, lease)
             .await
@@ -2501,7 +2502,7 @@ async fn dead_claimers_delivery_is_requeued_when_its_lease_runs_out(h: Harness) 
         .count();
 
     // Act + Assert: within the lease nothing moves; just after it, the attempt is re-queued.
-    h.set_clock(claimed_at + secs(29));
+    h.set_clock(claimed_at + secs(19));
     h.engine.promote().await.expect("sweep");
     let within = h
         .delivery_jobs()
@@ -2510,7 +2511,7 @@ async fn dead_claimers_delivery_is_requeued_when_its_lease_runs_out(h: Harness) 
         .filter(|(j, _)| claimed(j))
         .count();
     assert_eq!(within, before, "re-queued inside the lease");
-    h.set_clock(claimed_at + secs(31));
+    h.set_clock(claimed_at + secs(21));
     let (_, swept) = h.engine.promote().await.expect("sweep");
     assert!(swept >= 1, "the dead claimer's delivery was not swept");
     let after = h

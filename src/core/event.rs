@@ -156,6 +156,12 @@ pub struct Event {
     pub comment: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock: Option<String>,
+    /// When the engine first accepted the event. The shell sets it on arrival and stores it;
+    /// `export` writes it, and `simulate` applies the event at that instant, so a late event
+    /// is late in the simulation too. Absent (older stores, hand-written files): the event
+    /// arrived when it happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_at: Option<DateTime<FixedOffset>>,
     /// Which configured source (`POST /v1/sources/{name}`) delivered it, and the vendor's
     /// delivery id, for the timeline. Set by the shell, never read from the event API body
     /// (`parse_event` rejects it as an unknown field).
@@ -173,6 +179,15 @@ pub struct SourceRef {
 impl Event {
     pub fn at_utc(&self) -> DateTime<Utc> {
         self.at.with_timezone(&Utc)
+    }
+
+    /// When the engine had the event: `received_at`, or `at` when it is absent. Never before
+    /// `at` (an event cannot be received before it happened).
+    pub fn received_utc(&self) -> DateTime<Utc> {
+        self.received_at
+            .map(|r| r.with_timezone(&Utc))
+            .unwrap_or_else(|| self.at_utc())
+            .max(self.at_utc())
     }
 }
 
@@ -207,7 +222,7 @@ impl EventError {
 
 const MAX_ID: usize = 200;
 const MAX_TEXT: usize = 4000;
-const KNOWN_FIELDS: [&str; 14] = [
+const KNOWN_FIELDS: [&str; 15] = [
     "id",
     "ticket",
     "type",
@@ -222,6 +237,7 @@ const KNOWN_FIELDS: [&str; 14] = [
     "score",
     "comment",
     "clock",
+    "received_at",
 ];
 
 fn string_field<'a>(
@@ -260,6 +276,14 @@ fn string_field<'a>(
             Some(name),
             format!("`{name}` must be a string, got {}", json_kind(other)),
         )),
+    }
+}
+
+/// At most `max` characters of `s`, with `…` when cut.
+fn shorten(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
     }
 }
 
@@ -353,10 +377,12 @@ pub fn parse_event(v: &Value, now: DateTime<Utc>) -> Result<Event, EventError> {
     })?;
     for k in obj.keys() {
         if !KNOWN_FIELDS.contains(&k.as_str()) {
+            // The name is the sender's text: cut so a huge key cannot make a huge reply.
+            let name = shorten(k, 64);
             return Err(EventError::new(
                 "unknown_field",
-                Some(k),
-                format!("`{k}` is not a known event field"),
+                Some(&name),
+                format!("`{name}` is not a known event field"),
             ));
         }
     }
@@ -390,6 +416,7 @@ pub fn parse_event(v: &Value, now: DateTime<Utc>) -> Result<Event, EventError> {
             format!("`at` ({at_s}) is more than 5 minutes in the future; check the sender's clock"),
         ));
     }
+    let received_at = received_at_field(obj, at)?;
     let opt = |name: &str| string_field(obj, name, false, MAX_ID).map(|o| o.map(str::to_string));
     let attributes = attributes_field(obj)?;
     let score = score_field(obj)?;
@@ -408,9 +435,35 @@ pub fn parse_event(v: &Value, now: DateTime<Utc>) -> Result<Event, EventError> {
         score,
         comment: string_field(obj, "comment", false, MAX_TEXT)?.map(str::to_string),
         clock: opt("clock")?,
+        received_at,
         source: None,
     };
     requirements_of_kind(ev)
+}
+
+/// `received_at`: optional, RFC 3339, not before `at`.
+fn received_at_field(
+    obj: &serde_json::Map<String, Value>,
+    at: DateTime<FixedOffset>,
+) -> Result<Option<DateTime<FixedOffset>>, EventError> {
+    let Some(s) = string_field(obj, "received_at", false, 64)? else {
+        return Ok(None);
+    };
+    let r = DateTime::parse_from_rfc3339(s).map_err(|_| {
+        EventError::new(
+            "invalid_field",
+            Some("received_at"),
+            "`received_at` must be an RFC 3339 time with offset such as 2026-11-23T09:30:05+08:00",
+        )
+    })?;
+    if r < at {
+        return Err(EventError::new(
+            "invalid_field",
+            Some("received_at"),
+            "`received_at` is before `at`: an event cannot arrive before it happened",
+        ));
+    }
+    Ok(Some(r))
 }
 
 /// `attributes`: a flat object of strings, numbers and booleans.

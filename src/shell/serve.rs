@@ -107,15 +107,14 @@ impl App {
         let sources =
             sources::Registry::build(&self.engine.cfg.sources, &|k| std::env::var(k).ok())
                 .map_err(anyhow::Error::msg)?;
-        let app = http::router(http::AppState {
-            engine: self.engine.clone(),
-            token: self.settings.api_token.clone(),
-            metrics: Some(self.metrics.clone()),
-        })
-        .merge(sources::route::router(
-            self.engine.clone(),
-            Arc::new(sources),
-        ));
+        let app = http::router_with(
+            http::AppState {
+                engine: self.engine.clone(),
+                token: self.settings.api_token.clone(),
+                metrics: Some(self.metrics.clone()),
+            },
+            sources::route::router(self.engine.clone(), Arc::new(sources)),
+        );
         tasks.spawn(http::serve(listener, app, stop));
         // Printed on stdout so scripts (and tests) can find the port when --listen used :0.
         println!("slakeeper listening on http://{addr}");

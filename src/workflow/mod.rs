@@ -76,3 +76,7 @@ pub fn render_diags(diags: &[Diag]) -> String {
     }
     s
 }
+
+/// Fuzzing of the event decoder and this loader (generated and mutated input).
+#[cfg(test)]
+mod fuzz_tests;

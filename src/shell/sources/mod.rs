@@ -559,6 +559,8 @@ fn finish(
             score: d.score,
             comment: cut(d.comment),
             clock: d.clock,
+            // Arrival is the store's `received_at` column, as for the event API.
+            received_at: None,
             source: Some(SourceRef {
                 name: spec.name.clone(),
                 delivery: delivery.to_string(),
