@@ -162,6 +162,18 @@ pub struct Event {
     /// arrived when it happened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub received_at: Option<DateTime<FixedOffset>>,
+    /// Which configured source (`POST /v1/sources/{name}`) delivered it, and the vendor's
+    /// delivery id, for the timeline. Set by the shell, never read from the event API body
+    /// (`parse_event` rejects it as an unknown field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceRef>,
+}
+
+/// Where an event came from: a configured source's name and the vendor's delivery id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRef {
+    pub name: String,
+    pub delivery: String,
 }
 
 impl Event {
@@ -425,6 +437,7 @@ pub fn parse_event(v: &Value, now: DateTime<Utc>) -> Result<Event, EventError> {
         comment: string_field(obj, "comment", false, MAX_TEXT)?.map(str::to_string),
         clock: opt("clock")?,
         received_at,
+        source: None,
     };
     requirements_of_kind(ev)
 }

@@ -122,6 +122,14 @@ fn describe(kind: &str, d: &Value) -> String {
             if let Some(sc) = d.get("score") {
                 x.push_str(&format!(" score={sc}"));
             }
+            if let Some(src) = d.get("source").filter(|v| !v.is_null()) {
+                let f = |k: &str| src.get(k).and_then(Value::as_str).unwrap_or("");
+                x.push_str(&format!(
+                    " from source {} (delivery {})",
+                    f("name"),
+                    f("delivery")
+                ));
+            }
             if let Some(l) = d.get("late_by").and_then(Value::as_str) {
                 x.push_str(&format!(" (arrived {l} late)"));
             }

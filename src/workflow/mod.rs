@@ -6,6 +6,7 @@
 pub mod compile;
 pub mod load;
 pub mod raw;
+pub mod sources;
 pub mod templates;
 
 use std::collections::BTreeMap;
@@ -48,6 +49,8 @@ pub struct Config {
     pub templates: Templates,
     /// Each workflow's file, for messages.
     pub files: BTreeMap<String, PathBuf>,
+    /// `sources.yaml`: the ticket systems posting to `/v1/sources/{name}` (may be empty).
+    pub sources: sources::Sources,
 }
 
 /// Load and check a directory. Either everything is valid, or every error is returned.

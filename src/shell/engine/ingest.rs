@@ -237,6 +237,9 @@ impl Engine {
         let ev = &b.events[i];
         check_against(ev, &s.wf).map_err(|e| b.bad(e, i))?;
         if needs_replay(&s.state, ev) {
+            // Recorded before the rebuild, so an out-of-order event (and the source it came
+            // from) still shows in the timeline.
+            self.timeline_event(tx, ev, b.now).await?;
             let state = self
                 .rebuild(
                     tx,
@@ -284,6 +287,7 @@ impl Engine {
         check_against(ev, &wf).map_err(|e| b.bad(e, i))?;
         let parked = store::ticket_events(tx, &ev.ticket).await?.len() > 1;
         let state = if parked {
+            self.timeline_event(tx, ev, b.now).await?;
             self.rebuild(
                 tx,
                 &wf,
@@ -356,7 +360,7 @@ impl Engine {
             ev.at_utc(),
             now,
             "event",
-            &json!({"event": ev.kind.as_str(), "id": ev.id,
+            &json!({"event": ev.kind.as_str(), "id": ev.id, "source": ev.source,
                     "note": "parked until ticket.opened arrives"}),
         )
         .await
@@ -395,6 +399,9 @@ impl Engine {
         }
         if let Some(c) = &ev.clock {
             d["clock"] = json!(c);
+        }
+        if let Some(src) = &ev.source {
+            d["source"] = json!(src);
         }
         if now - ev.at_utc() > chrono::Duration::seconds(60) {
             d["late_by"] = json!(format_seconds((now - ev.at_utc()).num_seconds()));
