@@ -12,6 +12,7 @@ pub mod channels;
 pub mod commands;
 pub mod db;
 pub mod engine;
+pub mod export;
 pub mod http;
 pub mod jobs;
 pub mod json_input;
@@ -43,6 +44,7 @@ pub fn run(cmd: Command) -> ExitCode {
         Command::TicketShow(s) => block_on(async move { commands::ticket_show(&s).await }),
         Command::Report(s) => block_on(async move { commands::report(&s).await }),
         Command::Bench(s) => block_on(crate::bench::run(s)),
+        Command::Export(s) => block_on(async move { export::export(&s).await.map(|_| ()) }),
     }
 }
 

@@ -831,3 +831,34 @@ pub async fn timeline_of_kind(db: &Db, kind: &str) -> Result<Vec<String>, DbErro
     )?;
     Ok(rows.into_iter().map(|(d,)| d).collect())
 }
+
+/// A stored event as `export` writes it: (id, body, received_at, ticket's workflow).
+pub type ExportRow = (String, String, i64, Option<String>);
+
+/// One page of stored events for `export`, in arrival order (`received_at`, then id), after
+/// the key `after`. Only tickets whose first event arrived in `[since, until)` are included,
+/// and each with all its events, so the export never holds a ticket without its opening.
+/// Keyset paging keeps memory flat on large stores.
+pub async fn export_page(
+    db: &Db,
+    after: (i64, &str),
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<ExportRow>, DbError> {
+    Ok(db_all!(
+        db,
+        ExportRow,
+        "SELECT e.id, e.body, e.received_at, t.workflow
+         FROM sk_events e LEFT JOIN sk_tickets t ON t.id = e.ticket
+         WHERE (e.received_at > $1 OR (e.received_at = $1 AND e.id > $2))
+           AND e.ticket IN (SELECT ticket FROM sk_events GROUP BY ticket
+                            HAVING MIN(received_at) >= $3 AND MIN(received_at) < $4)
+         ORDER BY e.received_at, e.id LIMIT $5",
+        after.0,
+        after.1,
+        ms(since),
+        ms(until),
+        limit
+    )?)
+}
