@@ -341,7 +341,17 @@ fn a_shorter_urgent_first_response_shows_in_the_baseline_diff() {
         .iter()
         .map(|e| format!("{e}\n"))
         .collect();
-    std::fs::write(&events, text).expect("write events");
+    std::fs::write(&events, &text).expect("write events");
+    // The README's example runs on the same week.
+    let example = root().join("examples/week.jsonl");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&example, &text).expect("write examples/week.jsonl");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&example).unwrap_or_default(),
+        text,
+        "examples/week.jsonl is this test's week (UPDATE_GOLDEN=1 rewrites it)"
+    );
     let new = dir.path().join("new");
     let (ok, _, err) = slakeeper(&["validate", "workflows"]);
     assert!(ok, "{err}");
