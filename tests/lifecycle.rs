@@ -120,8 +120,17 @@ type Clocks = BTreeSet<(String, String, Option<i64>, Option<i64>)>;
 /// `received_at` and every field; simulating the export gives the runtime's clock outcomes
 /// for every ticket.
 #[test]
-fn export_then_simulate_gives_the_runtime_clock_outcomes() {
-    let db = TestDb::new(Backend::Sqlite);
+fn export_then_simulate_gives_the_runtime_clock_outcomes_sqlite() {
+    export_then_simulate(Backend::Sqlite);
+}
+
+#[test]
+fn export_then_simulate_gives_the_runtime_clock_outcomes_postgres() {
+    export_then_simulate(Backend::Postgres);
+}
+
+fn export_then_simulate(backend: Backend) {
+    let db = TestDb::new(backend);
     let wf_dir = root().join("workflows");
     let mut o = AppOpts::new(&db.url, &wf_dir, 0);
     o.smtp_port = None;
