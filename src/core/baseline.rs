@@ -63,6 +63,8 @@ pub struct Changed {
     pub clock: String,
     pub old: Option<ClockLine>,
     pub new: Option<ClockLine>,
+    /// The workflow's time zone, so times print as `simulate` prints them.
+    pub tz: Option<chrono_tz::Tz>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -130,12 +132,18 @@ pub fn compare(old: &SimResult, new: &SimResult) -> Comparison {
             } else {
                 workflow_of(old, &k.0)
             };
+            let tz = new
+                .workflows
+                .get(&k.0)
+                .or_else(|| old.workflows.get(&k.0))
+                .map(|w| w.calendar.tz());
             cmp.changed.push(Changed {
                 ticket: k.0.clone(),
                 workflow: wf,
                 clock: k.1.clone(),
                 old: o.cloned(),
                 new: n.cloned(),
+                tz,
             });
         }
     }
@@ -257,11 +265,16 @@ fn stats_json(s: &Stats) -> serde_json::Value {
     })
 }
 
-fn line_json(c: &Option<ClockLine>) -> serde_json::Value {
+fn line_json(c: &Option<ClockLine>, tz: Option<chrono_tz::Tz>) -> serde_json::Value {
+    let local = |t: chrono::DateTime<chrono::Utc>| match tz {
+        Some(tz) => t
+            .with_timezone(&tz)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        None => t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    };
     match c {
         Some(c) => json!({"outcome": c.outcome, "target": c.target,
-                          "due": c.due.map(|d| d.to_rfc3339()),
-                          "done": c.done.map(|d| d.to_rfc3339())}),
+                          "due": c.due.map(local), "done": c.done.map(local)}),
         None => serde_json::Value::Null,
     }
 }
@@ -290,7 +303,7 @@ pub fn render_json(c: &Comparison) -> String {
         push(
             json!({"kind": "diff", "what": "ticket", "ticket": ch.ticket,
                     "workflow": ch.workflow, "clock": ch.clock,
-                    "baseline": line_json(&ch.old), "new": line_json(&ch.new)}),
+                    "baseline": line_json(&ch.old, ch.tz), "new": line_json(&ch.new, ch.tz)}),
         );
     }
     s
