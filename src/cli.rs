@@ -48,6 +48,23 @@ pub enum Command {
     /// Write the stored events as JSON lines that `simulate` reads unchanged (ids, `at`,
     /// `received_at`, every field), in arrival order.
     Export(ExportArgs),
+    /// Move open tickets to the current workflow definitions, recomputing each from its
+    /// stored events; `--dry-run` lists each clock whose target or due time would change.
+    Replan(ReplanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReplanArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub wf: WorkflowArgs,
+    /// Only tickets of this workflow.
+    #[arg(long)]
+    pub workflow: Option<String>,
+    /// List what would change (old -> new) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -319,6 +336,11 @@ impl Command {
                 until: a.until,
                 workflow: a.workflow,
                 format: a.format.settings(),
+            }),
+            Command::Replan(a) => Cmd::Replan(st::ReplanSettings {
+                place: place(a.db, a.wf),
+                workflow: a.workflow,
+                dry_run: a.dry_run,
             }),
             Command::Export(a) => Cmd::Export(st::ExportSettings {
                 database: Secret::new(a.db.database),

@@ -456,3 +456,99 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+// ------------------------------------------------------------------ replan --dry-run
+
+/// SPEC: `replan --dry-run` lists, per open ticket, each clock whose target or due time would
+/// change (old → new), and changes nothing.
+#[test]
+fn replan_dry_run_lists_the_moved_targets_and_changes_nothing() {
+    let db = TestDb::new(Backend::Sqlite);
+    let wf_dir = root().join("workflows");
+    let mut o = AppOpts::new(&db.url, &wf_dir, 0);
+    o.smtp_port = None;
+    let mut app = App::start(o);
+    let now = rfc(Utc::now());
+    let (s, v) = app.post(&json!({"events": [
+        {"id": "rp-1", "ticket": "RP-URGENT", "type": "ticket.opened", "at": now,
+         "priority": "urgent", "category": "complaint"},
+        {"id": "rp-2", "ticket": "RP-NORMAL", "type": "ticket.opened", "at": now,
+         "priority": "normal", "category": "complaint"},
+    ]}));
+    assert_eq!(s, 202, "{v}");
+    let show = |app: &App| app.get("/v1/tickets/RP-URGENT").1["clocks"].clone();
+    let before = show(&app);
+    let _ = app.terminate(Duration::from_secs(10));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let new = dir.path().join("new");
+    copy_dir(&wf_dir, &new);
+    let gs = new.join("general-service.yaml");
+    let src = std::fs::read_to_string(&gs).expect("general-service.yaml");
+    std::fs::write(
+        &gs,
+        src.replace(
+            "first_response: { urgent: 30m,",
+            "first_response: { urgent: 20m,",
+        ),
+    )
+    .expect("edit");
+    let nw = new.display().to_string();
+
+    let (ok, out, err) = slakeeper(&[
+        "replan",
+        "--dry-run",
+        "--database",
+        &db.url,
+        "--workflows",
+        &nw,
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("RP-URGENT (general-service, urgent)"), "{out}");
+    assert!(out.contains("target 30m -> 20m"), "{out}");
+    assert!(!out.contains("RP-NORMAL"), "{out}");
+    assert!(out.contains("1 of 2 open tickets would change"), "{out}");
+
+    // The same files as the runtime's: nothing would change.
+    let (ok, out, _) = slakeeper(&[
+        "replan",
+        "--dry-run",
+        "--database",
+        &db.url,
+        "--workflows",
+        "workflows",
+    ]);
+    assert!(
+        ok && out.contains("0 of 2 open tickets would change"),
+        "{out}"
+    );
+    // Filtered to another workflow: no ticket.
+    let (ok, out, _) = slakeeper(&[
+        "replan",
+        "--dry-run",
+        "--database",
+        &db.url,
+        "--workflows",
+        &nw,
+        "--workflow",
+        "support-ticket",
+    ]);
+    assert!(ok && out.contains("0 of 0 open tickets"), "{out}");
+    // Without --dry-run it refuses for now, and says why.
+    let (ok, _, err) = slakeeper(&["replan", "--database", &db.url, "--workflows", &nw]);
+    assert!(!ok && err.contains("--dry-run"), "{err}");
+
+    // Nothing changed: the stored ticket still has its old target and due time.
+    let mut o = AppOpts::new(&db.url, &wf_dir, 0);
+    o.smtp_port = None;
+    let app = App::start(o);
+    let after = show(&app);
+    let targets = |c: &Value| -> Vec<(Value, Value)> {
+        c.as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| (c["target"].clone(), c["due"].clone()))
+            .collect()
+    };
+    assert_eq!(targets(&before), targets(&after));
+}

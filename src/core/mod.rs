@@ -9,6 +9,7 @@ pub mod duration;
 pub mod event;
 pub mod machine;
 pub mod model;
+pub mod replan;
 pub mod report;
 pub mod routing;
 pub mod schedule;

@@ -21,7 +21,7 @@ const PAGE: i64 = 5_000;
 const PROGRESS_EVERY: u64 = 50_000;
 
 /// Refuse a SQLite file that does not exist: an export from a typo would be silently empty.
-fn must_exist(url: &Secret) -> anyhow::Result<()> {
+pub(crate) fn must_exist(url: &Secret) -> anyhow::Result<()> {
     let url = url.expose();
     if let Some(path) = url
         .strip_prefix("sqlite://")

@@ -143,6 +143,7 @@ pub enum Command {
     Report(ReportSettings),
     Bench(BenchSettings),
     Export(ExportSettings),
+    Replan(ReplanSettings),
 }
 
 /// `export`: which stored events, and where to write them.
@@ -156,4 +157,12 @@ pub struct ExportSettings {
     pub workflow: Option<String>,
     /// `None` or `-`: standard output.
     pub output: Option<PathBuf>,
+}
+
+/// `replan`.
+#[derive(Debug, Clone)]
+pub struct ReplanSettings {
+    pub place: Place,
+    pub workflow: Option<String>,
+    pub dry_run: bool,
 }

@@ -862,3 +862,12 @@ pub async fn export_page(
         limit
     )?)
 }
+
+/// Open tickets: (id, workflow), by id (`replan`).
+pub async fn open_tickets(db: &Db) -> Result<Vec<(String, String)>, DbError> {
+    Ok(db_all!(
+        db,
+        (String, String),
+        "SELECT id, workflow FROM sk_tickets WHERE is_open = 1 ORDER BY id"
+    )?)
+}
