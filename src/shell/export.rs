@@ -60,13 +60,14 @@ pub async fn export(s: &ExportSettings) -> anyhow::Result<u64> {
         )),
         _ => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    let mut after: (i64, String) = (i64::MIN, String::new());
+    let mut after: (i64, i64, String) = (i64::MIN, i64::MIN, String::new());
     let mut written: u64 = 0;
     loop {
-        let rows = store::export_page(&db, (after.0, &after.1), since, until, PAGE).await?;
+        let rows =
+            store::export_page(&db, (after.0, after.1, &after.2), since, until, PAGE).await?;
         let Some(last) = rows.last() else { break };
-        after = (last.2, last.0.clone());
-        for (id, body, received, workflow) in &rows {
+        after = (last.2, last.3, last.0.clone());
+        for (id, body, received, _, workflow) in &rows {
             if let Some(w) = &s.workflow {
                 // A ticket still waiting for its opening has no workflow yet: not W's.
                 if workflow.as_deref() != Some(w.as_str()) {
