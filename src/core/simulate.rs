@@ -474,6 +474,29 @@ mod tests {
         );
     }
 
+    /// A backlog sent in one request (every event with the same `received_at`, long after
+    /// the deadline) is applied as the runtime applies a batch: each event as of just before
+    /// the next, timers only after the whole request. A response in time is met, not
+    /// breached first (found by `export` -> `simulate` against the runtime).
+    #[test]
+    fn a_backlog_received_at_once_is_applied_as_one_batch() {
+        let until = at("2026-11-30T12:00:00+08:00");
+        let mut open = opened("urgent");
+        open["received_at"] = json!("2026-11-30T10:00:00+08:00");
+        let resp = json!({"id": "e2", "ticket": "T", "type": "ticket.responded",
+                          "at": "2026-11-23T09:20:00+08:00",
+                          "received_at": "2026-11-30T10:00:00+08:00"});
+        let r = simulate(&catalog(), &events(&[open, resp.clone()]), until).expect("simulates");
+        assert_eq!(outcome(&r, "first_response"), "met");
+        // Received a moment later, in its own request, the response is late.
+        let mut open = opened("urgent");
+        open["received_at"] = json!("2026-11-30T10:00:00+08:00");
+        let mut late = resp;
+        late["received_at"] = json!("2026-11-30T10:00:01+08:00");
+        let r = simulate(&catalog(), &events(&[open, late]), until).expect("simulates");
+        assert_eq!(outcome(&r, "first_response"), "breached");
+    }
+
     /// `received_at` is optional and omitted when absent: old event files and stores read
     /// and write as before.
     #[test]
