@@ -45,6 +45,44 @@ pub enum Command {
     Report(ReportArgs),
     /// Measure the engine: ingestion, timer lateness, drain rate, idle poll cost.
     Bench(BenchArgs),
+    /// Write the stored events as JSON lines that `simulate` reads unchanged (ids, `at`,
+    /// `received_at`, every field), in arrival order.
+    Export(ExportArgs),
+    /// Move open tickets to the current workflow definitions, recomputing each from its
+    /// stored events; `--dry-run` lists each clock whose target or due time would change.
+    Replan(ReplanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReplanArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub wf: WorkflowArgs,
+    /// Only tickets of this workflow.
+    #[arg(long)]
+    pub workflow: Option<String>,
+    /// List what would change (old -> new) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Only tickets whose first event arrived at or after this instant (YYYY-MM-DD or RFC 3339).
+    #[arg(long, value_parser = parse_instant)]
+    pub since: Option<DateTime<Utc>>,
+    /// Only tickets whose first event arrived before this instant (YYYY-MM-DD or RFC 3339).
+    #[arg(long, value_parser = parse_instant)]
+    pub until: Option<DateTime<Utc>>,
+    /// Only tickets of this workflow.
+    #[arg(long)]
+    pub workflow: Option<String>,
+    /// Where to write the events; `-` (the default) is standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -149,6 +187,11 @@ pub struct SimulateArgs {
     /// Run virtual time on to this instant (RFC 3339); default: 7 days after the last event.
     #[arg(long, value_parser = parse_instant)]
     pub until: Option<DateTime<Utc>>,
+    /// The current (old) workflow directory: run both on the same events and print the
+    /// difference (per workflow, clock and priority; notifications per template; the
+    /// tickets whose outcome changed) instead of the timeline.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -279,6 +322,7 @@ impl Command {
                 workflows: a.wf.workflows,
                 format: a.format.settings(),
                 until: a.until,
+                baseline: a.baseline,
             }),
             Command::Migrate(a) => Cmd::Migrate(Secret::new(a.database)),
             Command::Ticket(TicketCommand::Show(a)) => Cmd::TicketShow(st::TicketShowSettings {
@@ -292,6 +336,18 @@ impl Command {
                 until: a.until,
                 workflow: a.workflow,
                 format: a.format.settings(),
+            }),
+            Command::Replan(a) => Cmd::Replan(st::ReplanSettings {
+                place: place(a.db, a.wf),
+                workflow: a.workflow,
+                dry_run: a.dry_run,
+            }),
+            Command::Export(a) => Cmd::Export(st::ExportSettings {
+                database: Secret::new(a.db.database),
+                since: a.since,
+                until: a.until,
+                workflow: a.workflow,
+                output: a.output,
             }),
             Command::Bench(a) => Cmd::Bench(st::BenchSettings {
                 database: Secret::new(a.db.database),

@@ -198,6 +198,9 @@ fn every_command_has_help() {
         ),
         (vec!["report", "--help"], "--since"),
         (vec!["bench", "--help"], "Usage: slakeeper bench"),
+        (vec!["simulate", "--help"], "--baseline"),
+        (vec!["export", "--help"], "--workflow"),
+        (vec!["replan", "--help"], "--dry-run"),
     ] {
         let run = slakeeper(&args);
         assert_eq!(run.code, Some(0), "{args:?}: {}", run.stderr);

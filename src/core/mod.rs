@@ -2,12 +2,14 @@
 //! and the simulator. Nothing in here performs I/O or reads the system clock: time is always
 //! a parameter, so every behaviour can be replayed in virtual time (`simulate`, tests).
 
+pub mod baseline;
 pub mod calendar;
 pub mod clock;
 pub mod duration;
 pub mod event;
 pub mod machine;
 pub mod model;
+pub mod replan;
 pub mod report;
 pub mod routing;
 pub mod schedule;

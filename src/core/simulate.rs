@@ -154,13 +154,20 @@ fn run_ticket(
     let mut received: Vec<Event> = Vec::new();
     let mut state: Option<Ticket> = None;
     let mut out = Vec::new();
-    for se in arrivals {
+    let mut last_arrival: Option<DateTime<Utc>> = None;
+    let horizons = batch_horizons(&arrivals);
+    for (se, horizon) in arrivals.into_iter().zip(horizons) {
         let ev = &se.event;
         let r = ev.received_utc();
         if r > until {
             continue;
         }
-        if let Some(t) = state.take() {
+        // Events received at the same instant came in one request: the runtime applies
+        // the whole batch and only then fires what is due (`settle`), so no timer fires
+        // between them here either.
+        let same_batch = last_arrival == Some(r);
+        last_arrival = Some(r);
+        if !same_batch && let Some(t) = state.take() {
             let (t, o) = advance_virtual_before(wf, t, r);
             out.extend(o);
             state = Some(t);
@@ -179,10 +186,10 @@ fn run_ticket(
             }
             Some(t) if needs_replay(&t, ev) => {
                 let already = t.emitted.clone();
-                replay(wf, &received, r, &already)
+                replay(wf, &received, horizon, &already)
             }
-            None if received.len() > 1 => replay(wf, &received, r, &BTreeSet::new()),
-            prior => match apply(wf, prior, ev, r) {
+            None if received.len() > 1 => replay(wf, &received, horizon, &BTreeSet::new()),
+            prior => match apply(wf, prior, ev, horizon) {
                 Ok((t, o)) => (Some(t), o),
                 // Cannot happen: only a missing state refuses an event, and this one opens.
                 Err(ApplyError::NotOpened(_)) => (None, Vec::new()),
@@ -197,6 +204,28 @@ fn run_ticket(
         state = Some(t);
     }
     (state, out)
+}
+
+/// How far in time each arrival may be applied, as the runtime's ingest does for a batch
+/// (`Batch::new`): events received at the same instant came in one request, and each is
+/// applied as of just before the ticket's next event in it (never after its arrival, never
+/// before its own `at`), so a deadline a later event of the backlog meets is not breached
+/// first. A lone arrival is applied as of its arrival.
+fn batch_horizons(arrivals: &[&SimEvent]) -> Vec<DateTime<Utc>> {
+    let mut horizons: Vec<DateTime<Utc>> =
+        arrivals.iter().map(|e| e.event.received_utc()).collect();
+    let mut next_at: Option<(DateTime<Utc>, DateTime<Utc>)> = None;
+    for (i, se) in arrivals.iter().enumerate().rev() {
+        let (r, at) = (se.event.received_utc(), se.event.at_utc());
+        match next_at {
+            Some((batch, next)) if batch == r => {
+                horizons[i] = (next - chrono::Duration::nanoseconds(1)).min(r).max(at);
+                next_at = Some((r, next.min(at)));
+            }
+            _ => next_at = Some((r, at)),
+        }
+    }
+    horizons
 }
 
 fn local(wf: Option<&Arc<Workflow>>, t: DateTime<Utc>) -> String {
@@ -443,6 +472,29 @@ mod tests {
             !timeline.contains("09:22") && !timeline.contains("09:30"),
             "{text}"
         );
+    }
+
+    /// A backlog sent in one request (every event with the same `received_at`, long after
+    /// the deadline) is applied as the runtime applies a batch: each event as of just before
+    /// the next, timers only after the whole request. A response in time is met, not
+    /// breached first (found by `export` -> `simulate` against the runtime).
+    #[test]
+    fn a_backlog_received_at_once_is_applied_as_one_batch() {
+        let until = at("2026-11-30T12:00:00+08:00");
+        let mut open = opened("urgent");
+        open["received_at"] = json!("2026-11-30T10:00:00+08:00");
+        let resp = json!({"id": "e2", "ticket": "T", "type": "ticket.responded",
+                          "at": "2026-11-23T09:20:00+08:00",
+                          "received_at": "2026-11-30T10:00:00+08:00"});
+        let r = simulate(&catalog(), &events(&[open, resp.clone()]), until).expect("simulates");
+        assert_eq!(outcome(&r, "first_response"), "met");
+        // Received a moment later, in its own request, the response is late.
+        let mut open = opened("urgent");
+        open["received_at"] = json!("2026-11-30T10:00:00+08:00");
+        let mut late = resp;
+        late["received_at"] = json!("2026-11-30T10:00:01+08:00");
+        let r = simulate(&catalog(), &events(&[open, late]), until).expect("simulates");
+        assert_eq!(outcome(&r, "first_response"), "breached");
     }
 
     /// `received_at` is optional and omitted when absent: old event files and stores read

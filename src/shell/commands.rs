@@ -205,6 +205,19 @@ fn read_events(s: &SimulateSettings) -> anyhow::Result<Result<Vec<SimEvent>, usi
 
 /// `simulate EVENTS`: virtual time, no database, no mail.
 pub fn simulate_cmd(s: &SimulateSettings) -> anyhow::Result<ExitCode> {
+    let baseline = match &s.baseline {
+        None => None,
+        Some(dir) => match load_dir(dir) {
+            Ok(c) => Some(c),
+            Err(diags) => {
+                eprint!("{}", render_diags(&diags));
+                eprintln!(
+                    "the baseline workflows have errors; fix them first (slakeeper validate)"
+                );
+                return Ok(ExitCode::from(1));
+            }
+        },
+    };
     let cfg = match load_dir(&s.workflows) {
         Ok(c) => c,
         Err(diags) => {
@@ -251,9 +264,29 @@ pub fn simulate_cmd(s: &SimulateSettings) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    let out = match s.format {
-        Format::Text => render_text(&result),
-        Format::Json => render_json(&result),
+    let out = match baseline {
+        Some(old_cfg) => {
+            // The same events, so any error was already reported above; an event the old
+            // definitions refuse (e.g. a workflow they lack) is reported the same way.
+            let old = match simulate(&old_cfg.catalog, &events, until) {
+                Ok(r) => r,
+                Err(errs) => {
+                    for (line, e) in &errs {
+                        eprintln!("{path}:{line}: baseline: {}", e.message);
+                    }
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            let cmp = crate::core::baseline::compare(&old, &result);
+            match s.format {
+                Format::Text => crate::core::baseline::render_text(&cmp),
+                Format::Json => crate::core::baseline::render_json(&cmp),
+            }
+        }
+        None => match s.format {
+            Format::Text => render_text(&result),
+            Format::Json => render_json(&result),
+        },
     };
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(out.as_bytes())?;

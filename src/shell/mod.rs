@@ -12,11 +12,13 @@ pub mod channels;
 pub mod commands;
 pub mod db;
 pub mod engine;
+pub mod export;
 pub mod http;
 pub mod jobs;
 pub mod json_input;
 pub mod metrics;
 pub mod queue;
+pub mod replan;
 pub mod report;
 pub mod secret;
 pub mod serve;
@@ -44,6 +46,8 @@ pub fn run(cmd: Command) -> ExitCode {
         Command::TicketShow(s) => block_on(async move { commands::ticket_show(&s).await }),
         Command::Report(s) => block_on(async move { commands::report(&s).await }),
         Command::Bench(s) => block_on(crate::bench::run(s)),
+        Command::Replan(s) => block_on(async move { replan::replan(&s).await }),
+        Command::Export(s) => block_on(async move { export::export(&s).await.map(|_| ()) }),
     }
 }
 

@@ -128,6 +128,8 @@ pub struct SimulateSettings {
     pub workflows: PathBuf,
     pub format: Format,
     pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// `--baseline OLD`: also run these definitions and print the difference.
+    pub baseline: Option<PathBuf>,
 }
 
 /// A command that needs nothing but its settings.
@@ -140,4 +142,27 @@ pub enum Command {
     TicketShow(TicketShowSettings),
     Report(ReportSettings),
     Bench(BenchSettings),
+    Export(ExportSettings),
+    Replan(ReplanSettings),
+}
+
+/// `export`: which stored events, and where to write them.
+#[derive(Debug, Clone)]
+pub struct ExportSettings {
+    pub database: Secret,
+    /// Tickets whose first event arrived at or after this instant.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// … and before this one.
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    pub workflow: Option<String>,
+    /// `None` or `-`: standard output.
+    pub output: Option<PathBuf>,
+}
+
+/// `replan`.
+#[derive(Debug, Clone)]
+pub struct ReplanSettings {
+    pub place: Place,
+    pub workflow: Option<String>,
+    pub dry_run: bool,
 }

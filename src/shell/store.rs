@@ -831,3 +831,46 @@ pub async fn timeline_of_kind(db: &Db, kind: &str) -> Result<Vec<String>, DbErro
     )?;
     Ok(rows.into_iter().map(|(d,)| d).collect())
 }
+
+/// A stored event as `export` writes it: (id, body, received_at, at, ticket's workflow).
+pub type ExportRow = (String, String, i64, i64, Option<String>);
+
+/// One page of stored events for `export`, in arrival order after the key `after`
+/// (`received_at`, `at`, id). Events of one request share their `received_at`; among them
+/// `at` order is the order a backlog is sent in, which is what `simulate` needs to apply
+/// them as the runtime did. Only tickets whose first event arrived in `[since, until)` are
+/// included, each with all its events, so the export never holds a ticket without its
+/// opening. Keyset paging keeps memory flat on large stores.
+pub async fn export_page(
+    db: &Db,
+    after: (i64, i64, &str),
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<ExportRow>, DbError> {
+    Ok(db_all!(
+        db,
+        ExportRow,
+        "SELECT e.id, e.body, e.received_at, e.at, t.workflow
+         FROM sk_events e LEFT JOIN sk_tickets t ON t.id = e.ticket
+         WHERE (e.received_at, e.at, e.id) > ($1, $2, $3)
+           AND e.ticket IN (SELECT ticket FROM sk_events GROUP BY ticket
+                            HAVING MIN(received_at) >= $4 AND MIN(received_at) < $5)
+         ORDER BY e.received_at, e.at, e.id LIMIT $6",
+        after.0,
+        after.1,
+        after.2,
+        ms(since),
+        ms(until),
+        limit
+    )?)
+}
+
+/// Open tickets: (id, workflow), by id (`replan`).
+pub async fn open_tickets(db: &Db) -> Result<Vec<(String, String)>, DbError> {
+    Ok(db_all!(
+        db,
+        (String, String),
+        "SELECT id, workflow FROM sk_tickets WHERE is_open = 1 ORDER BY id"
+    )?)
+}

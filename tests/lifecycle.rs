@@ -1,0 +1,554 @@
+//! Policy lifecycle (SPEC "Policy lifecycle") through the real binary: `export` writes what
+//! `simulate` reads, so a backtest runs on what the runtime saw; `simulate --baseline`
+//! compares two sets of definitions on the same events (golden diff).
+//!
+//! After an intended change, rewrite the snapshot with `UPDATE_GOLDEN=1 cargo nextest run
+//! --test lifecycle` and review every changed line by hand.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use common::*;
+use serde_json::{Value, json};
+
+/// A small deterministic generator (no dependency): SplitMix64.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn chance(&mut self, pct: u64) -> bool {
+        self.below(100) < pct
+    }
+    fn mins(&mut self, lo: i64, hi: i64) -> chrono::Duration {
+        chrono::Duration::minutes(lo + self.below((hi - lo) as u64 + 1) as i64)
+    }
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn rfc(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn parse_local(s: &str) -> Option<i64> {
+    DateTime::parse_from_rfc3339(s)
+        .or_else(|_| DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S %:z"))
+        .ok()
+        .map(|d| d.timestamp())
+}
+
+fn slakeeper(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_slakeeper"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .env_remove("SLAKEEPER_WORKFLOWS")
+        .env_remove("SLAKEEPER_DATABASE_URL")
+        .output()
+        .expect("run slakeeper");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// One ticket after `open`: responded, plan agreed, resolved, maybe a survey answer and a
+/// call-back. `start` is when it opens; every later step follows at a random distance.
+fn history(rng: &mut Rng, open: Value, start: DateTime<Utc>, resolve: bool) -> Vec<Value> {
+    let t = open["ticket"].as_str().unwrap_or_default().to_string();
+    let mut at = start;
+    let mut evs = vec![open];
+    evs[0]["at"] = json!(rfc(at));
+    let mut push = |kind: &str, at: DateTime<Utc>, extra: Value| {
+        let mut e = json!({"id": format!("{t}-{}-{}", kind, evs.len()), "ticket": t,
+                           "type": kind, "at": rfc(at)});
+        if let (Some(o), Some(x)) = (e.as_object_mut(), extra.as_object()) {
+            o.extend(x.clone());
+        }
+        evs.push(e);
+    };
+    if rng.chance(85) {
+        // Most teams answer within the hour; some tickets wait much longer.
+        at += if rng.chance(70) {
+            rng.mins(3, 40)
+        } else {
+            rng.mins(30, 300)
+        };
+        push("ticket.responded", at, json!({}));
+    }
+    if rng.chance(60) {
+        at += rng.mins(5, 120);
+        push("ticket.plan_agreed", at, json!({}));
+    }
+    if resolve || rng.chance(70) {
+        at += rng.mins(20, 24 * 60);
+        let resolved = at;
+        push("ticket.resolved", at, json!({}));
+        if rng.chance(60) {
+            let answer = resolved + chrono::Duration::hours(24) + rng.mins(1, 120);
+            let score = 1 + rng.below(5);
+            push("survey.answered", answer, json!({"score": score}));
+            if score <= 3 && rng.chance(50) {
+                push("callback.completed", answer + rng.mins(5, 90), json!({}));
+            }
+        }
+    }
+    evs
+}
+
+type Clocks = BTreeSet<(String, String, Option<i64>, Option<i64>)>;
+
+// ------------------------------------------------------------------ export -> simulate
+
+/// SPEC: `export` writes the stored events in `simulate`'s input format, with ids, `at`,
+/// `received_at` and every field; simulating the export gives the runtime's clock outcomes
+/// for every ticket.
+#[test]
+fn export_then_simulate_gives_the_runtime_clock_outcomes_sqlite() {
+    export_then_simulate(Backend::Sqlite);
+}
+
+#[test]
+fn export_then_simulate_gives_the_runtime_clock_outcomes_postgres() {
+    export_then_simulate(Backend::Postgres);
+}
+
+fn export_then_simulate(backend: Backend) {
+    let db = TestDb::new(backend);
+    let wf_dir = root().join("workflows");
+    let mut o = AppOpts::new(&db.url, &wf_dir, 0);
+    o.smtp_port = None;
+    let app = App::start(o);
+    let now = Utc::now();
+    let mut rng = Rng(0x0E4A_0001);
+    let mut tickets = BTreeSet::new();
+    let mut posted = Vec::new();
+    for i in 0..30 {
+        let t = format!("EXP-{i:03}");
+        let priority = ["urgent", "important", "normal"][rng.below(3) as usize];
+        let open = json!({"id": format!("{t}-opened"), "ticket": t, "type": "ticket.opened",
+            "priority": priority, "category": "complaint", "channel": "email",
+            "customer": {"name": "Li", "email": format!("{t}@customer.test")},
+            "assignee": {"name": "Wang", "email": "wang@staff.test"},
+            "attributes": {"order": format!("A-{i}")}});
+        // Dated days back and all resolved with answers long past, so nothing falls due
+        // while the test runs and the comparison does not depend on this machine's speed.
+        let start = now - chrono::Duration::hours(110) - rng.mins(0, 20 * 60);
+        let evs = history(&mut rng, open, start, true);
+        tickets.insert(t);
+        posted.extend(evs);
+    }
+    // One batch per ticket (SQLite commits each request; 30 commits keep the test quick).
+    for t in &tickets {
+        let batch: Vec<&Value> = posted
+            .iter()
+            .filter(|e| e["ticket"] == t.as_str())
+            .collect();
+        let (s, v) = app.post(&json!({ "events": batch }));
+        assert_eq!(s, 202, "{v} for {t}");
+    }
+    // One duplicate: stored once, exported once.
+    let (s, v) = app.post(&posted[0]);
+    assert_eq!((s, v["duplicates"].as_i64()), (202, Some(1)));
+    std::thread::sleep(Duration::from_millis(800));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("export.jsonl");
+    let file_s = file.display().to_string();
+    let (ok, _, err) = slakeeper(&["export", "--database", &db.url, "--output", &file_s]);
+    assert!(ok, "export failed: {err}");
+    assert!(err.contains(&format!("{} events", posted.len())), "{err}");
+    let text = std::fs::read_to_string(&file).expect("export file");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), posted.len(), "each event exported once");
+    // Every field kept, `received_at` added; arrival order.
+    let by_id: BTreeMap<&str, &Value> = posted
+        .iter()
+        .filter_map(|e| e["id"].as_str().map(|id| (id, e)))
+        .collect();
+    let mut last = i64::MIN;
+    for l in &lines {
+        let id = l["id"].as_str().expect("id");
+        let sent = by_id.get(id).expect("a posted event");
+        for (k, v) in sent.as_object().expect("object") {
+            if k == "at" {
+                assert_eq!(
+                    parse_local(l["at"].as_str().unwrap_or_default()),
+                    parse_local(v.as_str().unwrap_or_default())
+                );
+            } else {
+                assert_eq!(&l[k], v, "{id}: field {k}");
+            }
+        }
+        let r = parse_local(l["received_at"].as_str().expect("received_at")).expect("time");
+        assert!(r >= last, "arrival order");
+        last = r;
+    }
+
+    // --workflow filters by the ticket's workflow.
+    let (ok, out, _) = slakeeper(&[
+        "export",
+        "--database",
+        &db.url,
+        "--workflow",
+        "support-ticket",
+    ]);
+    assert!(ok && out.is_empty(), "{out}");
+
+    let (ok, out, err) = slakeeper(&[
+        "simulate",
+        &file_s,
+        "--workflows",
+        "workflows",
+        "--format",
+        "json",
+        "--until",
+        &rfc(Utc::now()),
+    ]);
+    assert!(ok, "simulate failed: {err}");
+    let mut sim: BTreeMap<String, Clocks> = BTreeMap::new();
+    for line in out.lines() {
+        let v: Value = serde_json::from_str(line).expect("simulate JSON line");
+        if v["kind"] == "clock" {
+            sim.entry(v["ticket"].as_str().unwrap_or_default().to_string())
+                .or_default()
+                .insert((
+                    v["clock"].as_str().unwrap_or_default().to_string(),
+                    v["outcome"].as_str().unwrap_or_default().to_string(),
+                    v["due"].as_str().and_then(parse_local),
+                    v["done"].as_str().and_then(parse_local),
+                ));
+        }
+    }
+    let mut diffs = Vec::new();
+    for t in &tickets {
+        let (s, v) = app.get(&format!("/v1/tickets/{t}"));
+        assert_eq!(s, 200, "{t}: {v}");
+        let runtime: Clocks = v["clocks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                (
+                    c["clock"].as_str().unwrap_or_default().to_string(),
+                    c["outcome"].as_str().unwrap_or_default().to_string(),
+                    c["due"].as_str().and_then(parse_local),
+                    c["done"].as_str().and_then(parse_local),
+                )
+            })
+            .collect();
+        let want = sim.get(t).cloned().unwrap_or_default();
+        assert!(!runtime.is_empty(), "{t} has clocks");
+        if runtime != want {
+            let events: Vec<&str> = text.lines().filter(|l| l.contains(t.as_str())).collect();
+            diffs.push(format!(
+                "{t}:\n  runtime  {runtime:?}\n  simulate {want:?}\n  timeline {}\n  events\n{}",
+                v["timeline"],
+                events.join("\n")
+            ));
+        }
+    }
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}
+
+#[test]
+fn export_refuses_a_database_that_does_not_exist() {
+    let (ok, _, err) = slakeeper(&["export", "--database", "sqlite:///nonexistent/sk.db"]);
+    assert!(!ok);
+    assert!(err.contains("does not exist"), "{err}");
+}
+
+// ------------------------------------------------------------------ --baseline
+
+/// A week of events across the five shipped workflows: each ticket is a copy of one of the
+/// golden fixtures' openings (valid categories and attributes for its workflow) with a new
+/// id, a random opening time in the week of 2026-11-23 and a random priority of its
+/// workflow, followed by a random history.
+fn a_generated_week() -> Vec<Value> {
+    let cfg = slakeeper::workflow::load_dir(&root().join("workflows"))
+        .unwrap_or_else(|d| panic!("{}", slakeeper::workflow::render_diags(&d)));
+    let mut rng = Rng(0xBA5E_0001);
+    let week = DateTime::parse_from_rfc3339("2026-11-23T00:00:00+08:00")
+        .expect("start")
+        .with_timezone(&Utc);
+    let mut all = Vec::new();
+    let mut n = 0;
+    for (name, wf) in &cfg.catalog.workflows {
+        let fixture = root().join(format!("tests/fixtures/golden/{name}.jsonl"));
+        let src = std::fs::read_to_string(&fixture).expect("fixture");
+        let opens: Vec<Value> = src
+            .lines()
+            .filter(|l| l.contains("\"ticket.opened\""))
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        assert!(!opens.is_empty(), "{name}: no opening in its fixture");
+        for _ in 0..40 {
+            n += 1;
+            let mut open = opens[rng.below(opens.len() as u64) as usize].clone();
+            let t = format!("WK-{n:04}");
+            open["id"] = json!(format!("{t}-opened"));
+            open["ticket"] = json!(t);
+            open["workflow"] = json!(name);
+            open["priority"] = json!(wf.priorities[rng.below(wf.priorities.len() as u64) as usize]);
+            let start = week + rng.mins(0, 7 * 24 * 60 - 1);
+            all.extend(history(&mut rng, open, start, false));
+        }
+    }
+    all
+}
+
+fn compare_golden(path: &Path, actual: &str) {
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(path, actual).expect("write golden");
+        return;
+    }
+    let want = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", path.display()));
+    if want != actual {
+        let mut diff = String::new();
+        for (i, (w, a)) in want.lines().zip(actual.lines()).enumerate() {
+            if w != a {
+                diff.push_str(&format!("line {}:\n  - {w}\n  + {a}\n", i + 1));
+            }
+        }
+        panic!(
+            "{} differs ({} vs {} lines):\n{diff}",
+            path.display(),
+            want.lines().count(),
+            actual.lines().count()
+        );
+    }
+}
+
+/// The example: general-service's urgent first response shortened 30m → 20m. The
+/// diff shows it on that row only, with more breaches and more warnings, and names the
+/// tickets that now breach; every other workflow is unchanged.
+#[test]
+fn a_shorter_urgent_first_response_shows_in_the_baseline_diff() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = dir.path().join("week.jsonl");
+    let text: String = a_generated_week()
+        .iter()
+        .map(|e| format!("{e}\n"))
+        .collect();
+    std::fs::write(&events, &text).expect("write events");
+    // The README's example runs on the same week.
+    let example = root().join("examples/week.jsonl");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&example, &text).expect("write examples/week.jsonl");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&example).unwrap_or_default(),
+        text,
+        "examples/week.jsonl is this test's week (UPDATE_GOLDEN=1 rewrites it)"
+    );
+    let new = dir.path().join("new");
+    let (ok, _, err) = slakeeper(&["validate", "workflows"]);
+    assert!(ok, "{err}");
+    copy_dir(&root().join("workflows"), &new);
+    let gs = new.join("general-service.yaml");
+    let src = std::fs::read_to_string(&gs).expect("general-service.yaml");
+    let edited = src.replace(
+        "first_response: { urgent: 30m,",
+        "first_response: { urgent: 20m,",
+    );
+    assert_ne!(src, edited, "the target line moved; update this test");
+    std::fs::write(&gs, edited).expect("edit");
+
+    let (ev, nw) = (events.display().to_string(), new.display().to_string());
+    let until = "2026-12-07T00:00:00+08:00";
+    let (ok, out, err) = slakeeper(&[
+        "simulate",
+        &ev,
+        "--workflows",
+        &nw,
+        "--baseline",
+        "workflows",
+        "--until",
+        until,
+    ]);
+    assert!(ok, "simulate --baseline failed: {err}");
+    compare_golden(&root().join("tests/golden/baseline-urgent-20m.txt"), &out);
+    let changed: Vec<&str> = out.lines().filter(|l| l.starts_with('*')).collect();
+    assert!(
+        changed.iter().any(|l| l.contains("general-service")
+            && l.contains("first_response")
+            && l.contains("30m -> 20m")),
+        "{out}"
+    );
+    assert!(
+        changed.iter().all(|l| l.contains("general-service")),
+        "only general-service changes:\n{out}"
+    );
+
+    let (ok, out, err) = slakeeper(&[
+        "simulate",
+        &ev,
+        "--workflows",
+        &nw,
+        "--baseline",
+        "workflows",
+        "--until",
+        until,
+        "--format",
+        "json",
+    ]);
+    assert!(ok, "{err}");
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert!(lines.iter().all(|l| l["kind"] == "diff"));
+    let row = lines
+        .iter()
+        .find(|l| {
+            l["what"] == "clock"
+                && l["workflow"] == "general-service"
+                && l["clock"] == "first_response"
+                && l["priority"] == "urgent"
+        })
+        .expect("the urgent first-response row");
+    assert_eq!(row["changed"], true);
+    assert!(row["new"]["breached"].as_u64() >= row["baseline"]["breached"].as_u64());
+    // Same events, same baseline: no difference at all.
+    let (ok, out, _) = slakeeper(&[
+        "simulate",
+        &ev,
+        "--workflows",
+        "workflows",
+        "--baseline",
+        "workflows",
+        "--until",
+        until,
+    ]);
+    assert!(ok);
+    assert!(!out.lines().any(|l| l.starts_with('*')), "{out}");
+    assert!(out.contains("tickets whose outcome changed: 0"), "{out}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).expect("copy");
+        }
+    }
+}
+
+// ------------------------------------------------------------------ replan --dry-run
+
+/// SPEC: `replan --dry-run` lists, per open ticket, each clock whose target or due time would
+/// change (old → new), and changes nothing.
+#[test]
+fn replan_dry_run_lists_the_moved_targets_and_changes_nothing() {
+    let db = TestDb::new(Backend::Sqlite);
+    let wf_dir = root().join("workflows");
+    let mut o = AppOpts::new(&db.url, &wf_dir, 0);
+    o.smtp_port = None;
+    let mut app = App::start(o);
+    let now = rfc(Utc::now());
+    let (s, v) = app.post(&json!({"events": [
+        {"id": "rp-1", "ticket": "RP-URGENT", "type": "ticket.opened", "at": now,
+         "priority": "urgent", "category": "complaint"},
+        {"id": "rp-2", "ticket": "RP-NORMAL", "type": "ticket.opened", "at": now,
+         "priority": "normal", "category": "complaint"},
+    ]}));
+    assert_eq!(s, 202, "{v}");
+    let show = |app: &App| app.get("/v1/tickets/RP-URGENT").1["clocks"].clone();
+    let before = show(&app);
+    let _ = app.terminate(Duration::from_secs(10));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let new = dir.path().join("new");
+    copy_dir(&wf_dir, &new);
+    let gs = new.join("general-service.yaml");
+    let src = std::fs::read_to_string(&gs).expect("general-service.yaml");
+    std::fs::write(
+        &gs,
+        src.replace(
+            "first_response: { urgent: 30m,",
+            "first_response: { urgent: 20m,",
+        ),
+    )
+    .expect("edit");
+    let nw = new.display().to_string();
+
+    let (ok, out, err) = slakeeper(&[
+        "replan",
+        "--dry-run",
+        "--database",
+        &db.url,
+        "--workflows",
+        &nw,
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("RP-URGENT (general-service, urgent)"), "{out}");
+    assert!(out.contains("target 30m -> 20m"), "{out}");
+    assert!(!out.contains("RP-NORMAL"), "{out}");
+    assert!(out.contains("1 of 2 open tickets would change"), "{out}");
+
+    // The same files as the runtime's: nothing would change.
+    let (ok, out, _) = slakeeper(&[
+        "replan",
+        "--dry-run",
+        "--database",
+        &db.url,
+        "--workflows",
+        "workflows",
+    ]);
+    assert!(
+        ok && out.contains("0 of 2 open tickets would change"),
+        "{out}"
+    );
+    // Filtered to another workflow: no ticket.
+    let (ok, out, _) = slakeeper(&[
+        "replan",
+        "--dry-run",
+        "--database",
+        &db.url,
+        "--workflows",
+        &nw,
+        "--workflow",
+        "support-ticket",
+    ]);
+    assert!(ok && out.contains("0 of 0 open tickets"), "{out}");
+    // Without --dry-run it refuses for now, and says why.
+    let (ok, _, err) = slakeeper(&["replan", "--database", &db.url, "--workflows", &nw]);
+    assert!(!ok && err.contains("--dry-run"), "{err}");
+
+    // Nothing changed: the stored ticket still has its old target and due time.
+    let mut o = AppOpts::new(&db.url, &wf_dir, 0);
+    o.smtp_port = None;
+    let app = App::start(o);
+    let after = show(&app);
+    let targets = |c: &Value| -> Vec<(Value, Value)> {
+        c.as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| (c["target"].clone(), c["due"].clone()))
+            .collect()
+    };
+    assert_eq!(targets(&before), targets(&after));
+}
