@@ -9,6 +9,7 @@ pub mod event;
 pub mod machine;
 pub mod model;
 pub mod report;
+pub mod rotation;
 pub mod routing;
 pub mod schedule;
 pub mod simulate;

@@ -60,6 +60,12 @@ impl App {
             retry: settings.retry.into(),
             clock: system_clock(),
         });
+        if let Ok(url) = std::env::var("SLAKEEPER_PUBLIC_URL")
+            && !url.trim().is_empty()
+        {
+            crate::shell::ack::configure(url.trim(), crate::shell::ack::key_from_env());
+        }
+        engine.release_held_emails().await?;
         Ok(App {
             settings,
             engine,
@@ -109,6 +115,9 @@ impl App {
             metrics: Some(self.metrics.clone()),
         });
         tasks.spawn(http::serve(listener, app, stop));
+        // Acknowledge links default to the listen address (a no-op when
+        // SLAKEEPER_PUBLIC_URL configured them already).
+        crate::shell::ack::configure(&format!("http://{addr}"), crate::shell::ack::key_from_env());
         // Printed on stdout so scripts (and tests) can find the port when --listen used :0.
         println!("slakeeper listening on http://{addr}");
         tracing::info!(%addr, workflows = self.engine.cfg.catalog.workflows.len(),
@@ -119,6 +128,9 @@ impl App {
 
     /// One supervised worker per queue, plus the maintenance services.
     fn spawn_workers(&self, tasks: &mut JoinSet<()>, stop: &watch::Receiver<bool>) {
+        // A worker-only process builds links from its --listen too (first configure wins).
+        let listen = format!("http://{}", self.settings.listen);
+        crate::shell::ack::configure(&listen, crate::shell::ack::key_from_env());
         let w = &self.settings.workers;
         let opts = WorkerOpts::new(w.poll, w.concurrency, w.orphan_after);
         let restart: Arc<dyn Fn(&'static str) + Send + Sync> = Arc::new(metrics::worker_restart);

@@ -184,14 +184,17 @@ impl Engine {
             if !store::insert_notification(tx, &row, now).await? {
                 continue;
             }
-            let targets = self.targets(role, Some(t));
+            let (targets, paged) = self.targets_at(role, Some(t), now);
             let note = targets
                 .is_empty()
                 .then(|| format!("no address known for {role}: not sent"));
             queue_deliveries(tx, &id, &targets, now).await?;
             let channels: Vec<&str> = targets.iter().map(|t| t.channel.as_str()).collect();
-            let d = json!({"id": id, "role": role.as_str(), "template": n.template,
+            let mut d = json!({"id": id, "role": role.as_str(), "template": n.template,
                            "reason": n.reason, "channels": channels, "note": note});
+            if let Some(member) = paged {
+                d["paged"] = json!(member);
+            }
             store::timeline(tx, &t.id, at, now, "notification", &d).await?;
         }
         Ok(())
@@ -217,11 +220,49 @@ impl Engine {
                     for url in &r.webhook {
                         targets.push(Target::new(ChannelKind::Webhook, url.clone()));
                     }
+                    targets.extend(vendor_targets(name, r));
                 }
             }
             _ => {}
         }
         targets
+    }
+}
+
+/// A role's vendor channel entries as targets that name the entry (`role:NAME#slack/0`),
+/// never its URL: the URL and secrets are read from the environment at send time.
+fn vendor_targets(role: &str, r: &crate::workflow::Route) -> Vec<Target> {
+    let mut out = Vec::new();
+    for kind in ChannelKind::VENDORS {
+        let entries = r.channels.iter().filter(|e| e.channel == kind.as_str());
+        for (i, _) in entries.enumerate() {
+            out.push(Target::new(
+                kind,
+                crate::shell::channels::endpoint::target(role, kind, i),
+            ));
+        }
+    }
+    out
+}
+
+impl Engine {
+    /// [`Engine::targets`], with a rotation role resolved to the member on duty at `now`
+    /// (the moment the notification is queued for sending); the member's name is returned
+    /// for the timeline, so `ticket show` says who was paged.
+    pub(crate) fn targets_at(
+        &self,
+        role: &Role,
+        t: Option<&Ticket>,
+        now: DateTime<Utc>,
+    ) -> (Vec<Target>, Option<String>) {
+        if let Role::Named(name) = role
+            && let Some(rot) = self.cfg.routes.get(name).and_then(|r| r.rotation.as_ref())
+            && let Some(member) = rot.on_duty(now)
+        {
+            let member_role = Role::Named(member.to_string());
+            return (self.targets(&member_role, t), Some(member.to_string()));
+        }
+        (self.targets(role, t), None)
     }
 }
 
