@@ -533,3 +533,134 @@ fn validate_checks_channels_env_vars_and_rotation_members() {
     assert!(!ok);
     assert!(!out.contains("SLK_UNSET_SLACK_URL"), "{out}");
 }
+
+/// The test workflows with the breach rule repeating every second, up to 5 times, and the
+/// on-call role on a signed generic webhook (which carries the acknowledge link).
+fn repeating(v: &Vendors) -> Workflows {
+    let wf = oncall_workflows(&format!(
+        "supervisor: {{ email: [supervisor@test.local] }}\nmanager: {{ email: [manager@test.local] }}\noncall: {{ webhook: [\"{}\"] }}\n",
+        v.url("/hook")
+    ));
+    let p = wf.dir.path().join("fast.yaml");
+    let src = std::fs::read_to_string(&p).expect("fast.yaml").replace(
+        "notify: [supervisor, oncall], template: sla_breach }",
+        "notify: [oncall], template: sla_breach, repeat: 1s, times: 5 }",
+    );
+    std::fs::write(&p, src).expect("fast.yaml");
+    wf
+}
+
+fn breaches(v: &Vendors, ticket: &str) -> Vec<Got> {
+    v.at("/hook")
+        .into_iter()
+        .filter(|g| g.body["ticket"] == ticket && g.body["template"] == "sla_breach")
+        .collect()
+}
+
+fn timeline_has(app: &App, ticket: &str, needle: &str) -> bool {
+    let (_, show) = app.get(&format!("/v1/tickets/{ticket}"));
+    show["timeline"].to_string().contains(needle)
+}
+
+#[test]
+fn an_escalation_repeats_until_acknowledged_by_event() {
+    // Arrange
+    let smtp = Smtp::start();
+    let v = Vendors::start();
+    let wf = repeating(&v);
+    let db = TestDb::new(Backend::Sqlite);
+    let app = start(&wf, &db, Some(smtp.port), vec![]);
+    let (s, _) = app.post(&opened("a1", "T-REP", "urgent", &now_rfc3339(0)));
+    assert_eq!(s, 202);
+    // The breach at 3 s, then a repeat a second later.
+    let got = wait_for(LONG, || (breaches(&v, "T-REP").len() >= 2).then_some(()));
+    assert!(got.is_some(), "no repeat: {}", app.stderr());
+    let hooks = breaches(&v, "T-REP");
+    assert!(hooks.iter().all(|h| h.valid), "{hooks:#?}");
+    assert!(
+        hooks[1].body["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("repeat 1 of 5"),
+        "{:#}",
+        hooks[1].body
+    );
+    // Act: acknowledge by event.
+    let ack = json!({"id": "a2", "ticket": "T-REP", "type": "escalation.acknowledged",
+                     "at": now_rfc3339(0), "clock": "first_response", "by": "wang"});
+    let (s, b) = app.post(&ack);
+    assert_eq!(s, 202, "{b}");
+    let at_ack = breaches(&v, "T-REP").len();
+    // Assert: no more repeats (one already in flight may land), and the timeline says why.
+    std::thread::sleep(Duration::from_secs(4));
+    let after = breaches(&v, "T-REP").len();
+    assert!(
+        after <= at_ack + 1 && after < 6,
+        "repeats went on: {at_ack} -> {after}"
+    );
+    assert!(
+        timeline_has(&app, "T-REP", "acknowledged"),
+        "no acknowledgement in the timeline"
+    );
+}
+
+#[test]
+fn an_acknowledge_link_confirms_on_get_acknowledges_on_post_and_refuses_tampering() {
+    // Arrange
+    let smtp = Smtp::start();
+    let v = Vendors::start();
+    let wf = repeating(&v);
+    let db = TestDb::new(Backend::Sqlite);
+    let app = start(&wf, &db, Some(smtp.port), vec![]);
+    let (s, _) = app.post(&opened("l1", "T-LINK", "urgent", &now_rfc3339(0)));
+    assert_eq!(s, 202);
+    let first = wait_for(LONG, || breaches(&v, "T-LINK").into_iter().next()).expect("a breach");
+    let link = first.body["ack_url"].as_str().unwrap_or("").to_string();
+    assert!(
+        link.starts_with(&app.base) && link.contains("/v1/ack/"),
+        "{link}"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let c = ::reqwest::Client::new();
+    let call = |post: bool, url: &str| {
+        rt.block_on(async {
+            let r = if post {
+                c.post(url).send().await
+            } else {
+                c.get(url).send().await
+            }
+            .expect("request");
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
+        })
+    };
+    // Act + Assert: GET only shows a page with a button that POSTs; nothing acknowledged.
+    let (s, page) = call(false, &link);
+    assert_eq!(s, 200);
+    assert!(
+        page.contains("<form method=post>") && page.contains("first_response"),
+        "{page}"
+    );
+    assert!(!timeline_has(&app, "T-LINK", "acknowledged"));
+    // A tampered token is refused and changes nothing.
+    let mut tampered = link.clone();
+    let last = tampered.pop().unwrap_or('A');
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    assert!((400..500).contains(&call(true, &tampered).0));
+    let (payload, _) = link.rsplit_once('.').unwrap_or((&link, ""));
+    assert!((400..500).contains(&call(true, &format!("{payload}.AAAA")).0));
+    assert!(!timeline_has(&app, "T-LINK", "acknowledged"));
+    // POST acknowledges; the repeats stop.
+    let (s, page) = call(true, &link);
+    assert_eq!(s, 200, "{page}");
+    assert!(timeline_has(&app, "T-LINK", "acknowledged"));
+    let at_ack = breaches(&v, "T-LINK").len();
+    std::thread::sleep(Duration::from_secs(4));
+    let after = breaches(&v, "T-LINK").len();
+    assert!(
+        after <= at_ack + 1 && after < 6,
+        "repeats went on: {at_ack} -> {after}"
+    );
+}

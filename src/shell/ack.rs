@@ -15,7 +15,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 use crate::shell::secret::Secret;
 
@@ -163,6 +163,96 @@ pub fn link(ticket: &str, clock: &str, run: u32, now: DateTime<Utc>) -> Option<S
 pub fn check(token: &str, now: DateTime<Utc>) -> Result<Ack, TokenError> {
     let c = CONFIG.get().ok_or(TokenError::NotConfigured)?;
     verify(c.key.expose().as_bytes(), token, now)
+}
+
+// ------------------------------------------------------------------ HTTP
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+
+use crate::shell::http::AppState;
+
+/// `GET` (confirmation page) and `POST` (acknowledge) on `/v1/ack/{token}`. No bearer
+/// token: the signed link is the authorisation, as staff open it from a chat or a mail.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/v1/ack/{token}", get(confirm_page).post(acknowledge))
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn refused(e: TokenError) -> Response {
+    let status = match e {
+        TokenError::Expired => StatusCode::GONE,
+        TokenError::Invalid => StatusCode::FORBIDDEN,
+        TokenError::NotConfigured => StatusCode::NOT_FOUND,
+    };
+    (
+        status,
+        Html(format!(
+            "<!doctype html><title>slakeeper</title><p>{e}.</p>"
+        )),
+    )
+        .into_response()
+}
+
+/// Shows what would be acknowledged and a button; acknowledges nothing, because link
+/// previews and mail scanners fetch links.
+async fn confirm_page(State(st): State<AppState>, Path(token): Path<String>) -> Response {
+    match check(&token, st.engine.now()) {
+        Err(e) => refused(e),
+        Ok(a) => Html(format!(
+            "<!doctype html><meta charset=utf-8><title>Acknowledge escalation</title>\
+             <h1>Acknowledge the {clock} escalation of ticket {ticket}?</h1>\
+             <p>Repeats and later escalation levels of this clock stop.</p>\
+             <form method=post><button type=submit>Acknowledge</button></form>",
+            clock = escape(&a.clock),
+            ticket = escape(&a.ticket),
+        ))
+        .into_response(),
+    }
+}
+
+/// Records `escalation.acknowledged` for the link's clock. The event id is derived from the
+/// token, so pressing the button twice is a duplicate, applied once.
+async fn acknowledge(State(st): State<AppState>, Path(token): Path<String>) -> Response {
+    let now = st.engine.now();
+    let a = match check(&token, now) {
+        Ok(a) => a,
+        Err(e) => return refused(e),
+    };
+    let id = format!(
+        "ack-{}",
+        &hex::encode(sha2::Sha256::digest(token.as_bytes()))[..24]
+    );
+    let v = serde_json::json!({
+        "id": id, "ticket": a.ticket, "type": "escalation.acknowledged",
+        "at": now.to_rfc3339(), "clock": a.clock,
+    });
+    let ev = match crate::core::event::parse_event(&v, now) {
+        Ok(ev) => ev,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.message).into_response(),
+    };
+    match st.engine.ingest(&[ev], false).await {
+        Ok(_) => Html(format!(
+            "<!doctype html><meta charset=utf-8><title>Acknowledged</title>\
+             <h1>Acknowledged: the {} escalation of ticket {}.</h1>",
+            escape(&a.clock),
+            escape(&a.ticket)
+        ))
+        .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "acknowledgement not stored");
+            (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -40,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .merge(crate::shell::ack::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         // A client that stops sending its body mid-way holds a connection: cut it off.
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(

@@ -970,6 +970,7 @@ fn compile_escalations(
         let clock = escalation_clock(cx, &e.value.clock, stages);
         let at = escalate_at(cx, &e.value.at);
         let (notify, template) = compile_send(cx, &e.value.notify, &e.value.template, sc, true);
+        let (repeat, times) = escalation_repeat(cx, &e.value);
         if let (Some(clock), Some(at)) = (clock, at) {
             escalations.push(Escalation {
                 clock,
@@ -977,10 +978,41 @@ fn compile_escalations(
                 notify,
                 template,
                 level: i as u32 + 1,
+                repeat,
+                times,
             });
         }
     }
     escalations
+}
+
+/// `repeat: 15m` and `times: 8` (up to 8 more messages; without `times`, 3). A repeat needs
+/// a bound: an unacknowledged page must not repeat forever.
+fn escalation_repeat(cx: &mut Ctx<'_>, e: &RawEscalation) -> (Option<Span>, u32) {
+    let repeat = e.repeat.as_ref().and_then(|r| compile_span(cx, r));
+    let times = match &e.times {
+        None => 3,
+        Some(t) => match text(t).parse::<u32>() {
+            Ok(n @ 1..=100) => n,
+            _ => {
+                cx.err(
+                    t,
+                    format!("`times: {}` must be a whole number from 1 to 100", text(t)),
+                );
+                0
+            }
+        },
+    };
+    if e.times.is_some() && e.repeat.is_none() {
+        cx.err(
+            e.times
+                .as_ref()
+                .map(|t| t as &Spanned<Text>)
+                .unwrap_or(&e.template),
+            "`times` needs `repeat: <interval>`",
+        );
+    }
+    (repeat, if repeat.is_some() { times } else { 0 })
 }
 
 fn escalation_clock(

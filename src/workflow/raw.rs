@@ -195,6 +195,10 @@ pub struct RawEscalation {
     pub at: S<Text>,
     pub notify: S<Vec<S<Text>>>,
     pub template: S<Text>,
+    #[serde(default)]
+    pub repeat: Option<S<Text>>,
+    #[serde(default)]
+    pub times: Option<S<Text>>,
 }
 
 #[derive(Debug, Deserialize)]

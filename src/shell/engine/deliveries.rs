@@ -83,9 +83,13 @@ impl Engine {
                 next: None,
             },
             Reply::Later { after, why } => {
-                // Queued for the vendor's own wait, not our exponential backoff.
-                let next = now
-                    + chrono::Duration::from_std(*after).unwrap_or(chrono::Duration::seconds(60));
+                // Queued for the vendor's own wait, not our exponential backoff; rounded up
+                // to a whole second because queued jobs run at the start of their second,
+                // and a retry before `Retry-After` would only be refused again.
+                let wait =
+                    chrono::Duration::from_std(*after).unwrap_or(chrono::Duration::seconds(60));
+                let next_ms = ms(now + wait);
+                let next = from_ms(next_ms + (1000 - next_ms.rem_euclid(1000)) % 1000);
                 let retry = DeliveryJob {
                     attempt: job.attempt + 1,
                     ..job.clone()

@@ -118,7 +118,14 @@ impl Engine {
 
     /// The template context of a ticket notification. Only names, never contact data: the
     /// same context serves customer and staff messages.
-    fn context(&self, wf: &Workflow, t: &Ticket, n: &Notification, id: &str) -> Value {
+    fn context(
+        &self,
+        wf: &Workflow,
+        t: &Ticket,
+        n: &Notification,
+        id: &str,
+        at: DateTime<Utc>,
+    ) -> Value {
         let every = wf.progress.as_ref().and_then(|p| {
             let key = t.dimension(&p.every.by);
             p.every.lookup(key.as_deref())
@@ -139,13 +146,7 @@ impl Engine {
             },
             "customer": {"name": t.customer.name.clone().unwrap_or_default()},
             "assignee": {"name": t.assignee.name.clone().unwrap_or_default()},
-            "clock": n.clock.as_ref().map(|c| json!({
-                "name": c.name,
-                "due": c.due.map(local).unwrap_or_default(),
-                "target": c.target,
-                "elapsed": format_seconds(c.elapsed),
-                "at": c.at,
-            })).unwrap_or_else(|| json!({})),
+            "clock": n.clock.as_ref().map(|c| clock_context(wf, c, at)).unwrap_or_else(|| json!({})),
             "score": n.score,
             "comment": n.comment.clone().unwrap_or_default(),
             "progress": {
@@ -169,7 +170,7 @@ impl Engine {
     ) -> Result<(), DbError> {
         for role in &n.notify {
             let id = notification_id(&t.id, &n.source, role.as_str());
-            let ctx = self.context(wf, t, n, &id);
+            let ctx = self.context(wf, t, n, &id, at);
             let row = store::NewNotification {
                 id: &id,
                 ticket: Some(&t.id),
@@ -227,6 +228,25 @@ impl Engine {
         }
         targets
     }
+}
+
+/// The `clock` of a template context: the real numbers, so no template needs to hard-code
+/// a target. `due` has seconds (short clocks are due mid-minute), `due_utc` is RFC 3339,
+/// `overdue` is how long past due the clock was when the notification was made (`0s`
+/// before the deadline).
+fn clock_context(wf: &Workflow, c: &crate::core::machine::ClockRef, at: DateTime<Utc>) -> Value {
+    let tz = wf.calendar.tz();
+    let overdue = c.due.map(|d| (at - d).num_seconds().max(0)).unwrap_or(0);
+    json!({
+        "name": c.name,
+        "due": c.due.map(|d| d.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_default(),
+        "due_utc": c.due.map(|d| d.to_rfc3339()).unwrap_or_default(),
+        "target": c.target,
+        "elapsed": format_seconds(c.elapsed),
+        "overdue": format_seconds(overdue),
+        "at": c.at,
+    })
 }
 
 /// A role's vendor channel entries as targets that name the entry (`role:NAME#slack/0`),
