@@ -664,3 +664,49 @@ fn an_acknowledge_link_confirms_on_get_acknowledges_on_post_and_refuses_tamperin
         "repeats went on: {at_ack} -> {after}"
     );
 }
+
+#[test]
+fn pagerduty_gets_trigger_acknowledge_resolve_with_one_dedup_key() {
+    // Arrange: on-call pages PagerDuty only.
+    let smtp = Smtp::start();
+    let v = Vendors::start();
+    let wf = oncall_workflows(&format!(
+        "supervisor: {{ email: [supervisor@test.local] }}\nmanager: {{ email: [manager@test.local] }}\noncall:\n  pagerduty: [{{ routing_key_env: SLK_PD_KEY, url: \"{}\" }}]\n",
+        v.url("/pd")
+    ));
+    let db = TestDb::new(Backend::Sqlite);
+    let app = start(&wf, &db, Some(smtp.port), vendor_env(&v));
+    let (s, _) = app.post(&opened("p1", "T-PD", "urgent", &now_rfc3339(0)));
+    assert_eq!(s, 202);
+    let trig = wait_for(LONG, || v.at("/pd").into_iter().next());
+    assert!(trig.is_some(), "no trigger: {}", app.stderr());
+    // Act: acknowledge, then meet the clock.
+    let ack = json!({"id": "p2", "ticket": "T-PD", "type": "escalation.acknowledged",
+                     "at": now_rfc3339(0), "clock": "first_response", "by": "wang"});
+    assert_eq!(app.post(&ack).0, 202);
+    let _ = wait_for(LONG, || (v.at("/pd").len() >= 2).then_some(()));
+    assert_eq!(
+        app.post(&event("p3", "T-PD", "ticket.responded", &now_rfc3339(0)))
+            .0,
+        202
+    );
+    let all = wait_for(LONG, || {
+        let g = v.at("/pd");
+        g.iter()
+            .any(|x| x.body["event_action"] == "resolve")
+            .then_some(g)
+    });
+    // Assert: trigger → acknowledge → resolve, one dedup key, every event valid.
+    let all = all.unwrap_or_else(|| panic!("no resolve: {:#?}\n{}", v.at("/pd"), app.stderr()));
+    let actions: Vec<&str> = all
+        .iter()
+        .filter_map(|g| g.body["event_action"].as_str())
+        .collect();
+    assert_eq!(actions, ["trigger", "acknowledge", "resolve"], "{all:#?}");
+    assert!(all.iter().all(|g| g.valid && g.answered == 202), "{all:#?}");
+    let keys: std::collections::BTreeSet<&str> = all
+        .iter()
+        .filter_map(|g| g.body["dedup_key"].as_str())
+        .collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+}

@@ -1505,6 +1505,21 @@ fn rule_fires_at(e: &crate::core::model::Escalation, label: &str) -> Option<Opti
     (base == own && e.repeat.is_some() && (1..=e.times).contains(&k)).then_some(Some(k))
 }
 
+/// The timeline note of an acknowledgement; the shell reads it back with
+/// [`parse_acknowledged_note`] to tell PagerDuty (one place owns the wording).
+pub fn acknowledged_note(clock: &str, run: u32, by: &str) -> String {
+    format!("escalation of {clock} (run {run}) acknowledged{by}: repeats and later levels stop")
+}
+
+/// (clock, run) of an [`acknowledged_note`].
+pub fn parse_acknowledged_note(text: &str) -> Option<(&str, u32)> {
+    let rest = text.strip_prefix("escalation of ")?;
+    let (clock, rest) = rest.split_once(" (run ")?;
+    let (run, rest) = rest.split_once(')')?;
+    rest.starts_with(" acknowledged").then_some(())?;
+    Some((clock, run.parse().ok()?))
+}
+
 /// `escalation.acknowledged`: the running clock's escalations stop (repeats and later
 /// levels send nothing) for this run; the clock itself runs on and its breach is recorded.
 fn on_acknowledged(tx: &mut Tx<'_>, ev: &Event, at: DateTime<Utc>) -> bool {
@@ -1529,10 +1544,7 @@ fn on_acknowledged(tx: &mut Tx<'_>, ev: &Event, at: DateTime<Utc>) -> bool {
         .as_deref()
         .map(|b| format!(" by {b}"))
         .unwrap_or_default();
-    tx.note(
-        at,
-        format!("escalation of {name} (run {run}) acknowledged{by}: repeats and later levels stop"),
-    );
+    tx.note(at, acknowledged_note(name, run, &by));
     true
 }
 

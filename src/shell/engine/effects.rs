@@ -74,6 +74,7 @@ impl Engine {
         after: &mut After,
     ) -> Result<(), DbError> {
         let c = Carry { wf, t, before, now };
+        self.pagerduty_followups(tx, wf, t, outs, now).await?;
         for o in outs {
             match &o.effect {
                 Effect::Schedule { key, kind, due } => {
