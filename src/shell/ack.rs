@@ -5,9 +5,10 @@
 //! `POST`s to the same URL, which records an `escalation.acknowledged` event. A tampered or
 //! expired token answers 4xx and changes nothing.
 //!
-//! The key is `SLAKEEPER_ACK_SECRET`, else derived from `SLAKEEPER_WEBHOOK_SECRET` or
-//! `SLAKEEPER_API_TOKEN`; with none of them there are no links (an unsigned link would let
-//! anyone silence an escalation). Configured once at start ([`configure`]).
+//! The key is `--ack-secret` (`SLAKEEPER_ACK_SECRET`), else derived from the webhook secret
+//! or the API token; with none of them there are no links (an unsigned link would let anyone
+//! silence an escalation). Configured once at start ([`configure`]), with the base URL from
+//! `--public-url` (`SLAKEEPER_PUBLIC_URL`) or the listen address.
 
 use std::sync::OnceLock;
 
@@ -45,16 +46,20 @@ pub fn configure(public_url: &str, key: Option<Secret>) {
     });
 }
 
-/// The key from the environment, as [`configure`] wants it.
-pub fn key_from_env() -> Option<Secret> {
-    let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
-    if let Some(k) = var("SLAKEEPER_ACK_SECRET") {
-        return Some(Secret::new(k));
+/// The link key: `--ack-secret`, else derived from the webhook secret or the API token.
+pub fn key(
+    ack_secret: Option<&Secret>,
+    webhook_secret: Option<&Secret>,
+    api_token: Option<&Secret>,
+) -> Option<Secret> {
+    let set = |s: Option<&Secret>| s.filter(|s| !s.expose().is_empty()).cloned();
+    if let Some(k) = set(ack_secret) {
+        return Some(k);
     }
     // Derived, so the ack key differs from the webhook signing key itself.
-    let base = var("SLAKEEPER_WEBHOOK_SECRET").or_else(|| var("SLAKEEPER_API_TOKEN"))?;
+    let base = set(webhook_secret).or_else(|| set(api_token))?;
     Some(Secret::new(hex::encode(mac(
-        base.as_bytes(),
+        base.expose().as_bytes(),
         b"slakeeper ack links",
     ))))
 }

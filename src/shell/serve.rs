@@ -60,10 +60,8 @@ impl App {
             retry: settings.retry.into(),
             clock: system_clock(),
         });
-        if let Ok(url) = std::env::var("SLAKEEPER_PUBLIC_URL")
-            && !url.trim().is_empty()
-        {
-            crate::shell::ack::configure(url.trim(), crate::shell::ack::key_from_env());
+        if let Some(url) = &settings.ack.public_url {
+            crate::shell::ack::configure(url.trim(), ack_key(&settings));
         }
         engine.release_held_emails().await?;
         Ok(App {
@@ -117,7 +115,7 @@ impl App {
         tasks.spawn(http::serve(listener, app, stop));
         // Acknowledge links default to the listen address (a no-op when
         // SLAKEEPER_PUBLIC_URL configured them already).
-        crate::shell::ack::configure(&format!("http://{addr}"), crate::shell::ack::key_from_env());
+        crate::shell::ack::configure(&format!("http://{addr}"), ack_key(&self.settings));
         // Printed on stdout so scripts (and tests) can find the port when --listen used :0.
         println!("slakeeper listening on http://{addr}");
         tracing::info!(%addr, workflows = self.engine.cfg.catalog.workflows.len(),
@@ -130,7 +128,7 @@ impl App {
     fn spawn_workers(&self, tasks: &mut JoinSet<()>, stop: &watch::Receiver<bool>) {
         // A worker-only process builds links from its --listen too (first configure wins).
         let listen = format!("http://{}", self.settings.listen);
-        crate::shell::ack::configure(&listen, crate::shell::ack::key_from_env());
+        crate::shell::ack::configure(&listen, ack_key(&self.settings));
         let w = &self.settings.workers;
         let opts = WorkerOpts::new(w.poll, w.concurrency, w.orphan_after);
         let restart: Arc<dyn Fn(&'static str) + Send + Sync> = Arc::new(metrics::worker_restart);
@@ -208,4 +206,13 @@ async fn shutdown_signal(tx: watch::Sender<bool>) {
     }
     tracing::info!("shutdown requested: draining in-flight work");
     let _ = tx.send(true);
+}
+
+/// The acknowledge-link key of these settings.
+fn ack_key(s: &ServeSettings) -> Option<crate::shell::secret::Secret> {
+    crate::shell::ack::key(
+        s.ack.secret.as_ref(),
+        s.webhook_secret.as_ref(),
+        s.api_token.as_ref(),
+    )
 }
