@@ -804,6 +804,7 @@ conformance!(
     failed_delivery_is_recorded_and_retried_with_backoff,
     lost_delivery_job_is_requeued_and_sent_once,
     dead_claimers_delivery_is_requeued_when_its_lease_runs_out,
+    shown_elapsed_is_live_and_times_carry_seconds,
     same_event_id_with_another_body_is_a_conflict,
     parked_event_with_an_undeclared_priority_is_refused,
     schedule_reviews_on_fresh_db_records_pre_deployment_period,
@@ -1896,8 +1897,9 @@ async fn reopen_drops_survey_timers(h: Harness) {
         timers.keys().all(|k| !k.starts_with("survey/")),
         "{timers:?}"
     );
+    // The re-opened stretch is run 2 of the clock: its outcome gets its own id.
     assert!(
-        timers.contains_key("esc/resolution/1/100%"),
+        timers.contains_key("esc/resolution/2/100%"),
         "resolution resumes"
     );
     let s = h.state("O1").await;
@@ -2490,7 +2492,7 @@ async fn dead_claimers_delivery_is_requeued_when_its_lease_runs_out(h: Harness) 
     let d = ds.into_iter().next().expect("a delivery");
     let claimed_at = h.now();
     let mut tx = h.db().begin().await.expect("tx");
-    let lease = claimed_at + chrono::Duration::seconds(30);
+    let lease = claimed_at + chrono::Duration::seconds(20);
     assert!(
         store::claim_delivery(&mut tx, &d, 1, lease)
             .await
@@ -2508,7 +2510,7 @@ async fn dead_claimers_delivery_is_requeued_when_its_lease_runs_out(h: Harness) 
         .count();
 
     // Act + Assert: within the lease nothing moves; just after it, the attempt is re-queued.
-    h.set_clock(claimed_at + secs(29));
+    h.set_clock(claimed_at + secs(19));
     h.engine.promote().await.expect("sweep");
     let within = h
         .delivery_jobs()
@@ -2517,7 +2519,7 @@ async fn dead_claimers_delivery_is_requeued_when_its_lease_runs_out(h: Harness) 
         .filter(|(j, _)| claimed(j))
         .count();
     assert_eq!(within, before, "re-queued inside the lease");
-    h.set_clock(claimed_at + secs(31));
+    h.set_clock(claimed_at + secs(21));
     let (_, swept) = h.engine.promote().await.expect("sweep");
     assert!(swept >= 1, "the dead claimer's delivery was not swept");
     let after = h
@@ -2576,4 +2578,34 @@ async fn parked_event_with_an_undeclared_priority_is_refused(h: Harness) {
         other => panic!("expected a 400, got {other:?}"),
     }
     assert_eq!(h.snapshot().await, before);
+}
+
+async fn shown_elapsed_is_live_and_times_carry_seconds(h: Harness) {
+    // Arrange: an urgent ticket opened at t0 (first response due in 30 min).
+    open_urgent(&h, "E1").await;
+
+    // Act: ten minutes and seven seconds later, nothing else happened.
+    h.set_clock(t0() + mins(10) + secs(7));
+    let v = show::load(&h.engine, "E1")
+        .await
+        .expect("load")
+        .expect("ticket");
+    let json = show::to_json(&v);
+
+    // Assert: the running clock's elapsed time is as of now, not as of its last change.
+    let fr = json["clocks"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["clock"] == "first_response"))
+        .cloned()
+        .expect("first_response clock");
+    assert_eq!(fr["elapsed_s"], 607, "{fr}");
+    // Timeline times a person reads carry seconds (the warning is due at 09:52:30).
+    let due: Vec<String> = json["timeline"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["kind"] == "timer.scheduled")
+        .filter_map(|r| r["detail"]["due"].as_str().map(str::to_string))
+        .collect();
+    assert!(due.iter().any(|d| d.ends_with("09:52:30")), "{due:?}");
 }

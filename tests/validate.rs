@@ -260,3 +260,42 @@ fn a_missing_directory_is_an_error() {
         run.stdout
     );
 }
+
+/// Issue 8 row 15: `0 0 0 30 2 *` (February 30th) parses but never fires.
+#[test]
+fn schedule_that_never_fires_is_rejected() {
+    assert_errors(
+        "cron-never-fires",
+        &[(
+            "mini.yaml:11:15",
+            "schedule \"0 0 0 30 2 *\" never fires in the next 5 years",
+        )],
+    );
+}
+
+/// Issue 8 row 15: our sentence, naming the field and its range, not the parser's ("Hours
+/// must be less than 23").
+#[test]
+fn cron_field_out_of_range_names_the_field_and_its_range() {
+    assert_errors(
+        "cron-out-of-range",
+        &[(
+            "mini.yaml:11:15",
+            "the hour field has `25`, but hours run from 0 to 23",
+        )],
+    );
+    let run = validate("tests/fixtures/invalid/cron-out-of-range");
+    assert!(!run.stdout.contains("must be less than"), "{}", run.stdout);
+}
+
+/// Issue 8 row 15: a key given twice is named, without the YAML library's advice to
+/// programmers ("set DuplicateKeyPolicy in Options").
+#[test]
+fn duplicate_key_is_named() {
+    assert_errors(
+        "duplicate-key",
+        &[("mini.yaml:6:1", "duplicate key `language`")],
+    );
+    let run = validate("tests/fixtures/invalid/duplicate-key");
+    assert!(!run.stdout.contains("DuplicateKeyPolicy"), "{}", run.stdout);
+}

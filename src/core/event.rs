@@ -162,11 +162,38 @@ pub struct Event {
     pub comment: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock: Option<String>,
+    /// When the engine first accepted the event. The shell sets it on arrival and stores it;
+    /// `export` writes it, and `simulate` applies the event at that instant, so a late event
+    /// is late in the simulation too. Absent (older stores, hand-written files): the event
+    /// arrived when it happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_at: Option<DateTime<FixedOffset>>,
+    /// Which configured source (`POST /v1/sources/{name}`) delivered it, and the vendor's
+    /// delivery id, for the timeline. Set by the shell, never read from the event API body
+    /// (`parse_event` rejects it as an unknown field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceRef>,
+}
+
+/// Where an event came from: a configured source's name and the vendor's delivery id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRef {
+    pub name: String,
+    pub delivery: String,
 }
 
 impl Event {
     pub fn at_utc(&self) -> DateTime<Utc> {
         self.at.with_timezone(&Utc)
+    }
+
+    /// When the engine had the event: `received_at`, or `at` when it is absent. Never before
+    /// `at` (an event cannot be received before it happened).
+    pub fn received_utc(&self) -> DateTime<Utc> {
+        self.received_at
+            .map(|r| r.with_timezone(&Utc))
+            .unwrap_or_else(|| self.at_utc())
+            .max(self.at_utc())
     }
 }
 
@@ -201,7 +228,7 @@ impl EventError {
 
 const MAX_ID: usize = 200;
 const MAX_TEXT: usize = 4000;
-const KNOWN_FIELDS: [&str; 15] = [
+const KNOWN_FIELDS: [&str; 16] = [
     "id",
     "ticket",
     "type",
@@ -216,6 +243,7 @@ const KNOWN_FIELDS: [&str; 15] = [
     "score",
     "comment",
     "clock",
+    "received_at",
     "by",
 ];
 
@@ -258,6 +286,14 @@ fn string_field<'a>(
     }
 }
 
+/// At most `max` characters of `s`, with `…` when cut.
+fn shorten(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
 fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -278,6 +314,7 @@ fn party_field(
         Some(Value::Object(p)) => {
             for k in p.keys() {
                 if !["name", "email", "phone", "language"].contains(&k.as_str()) {
+                    let k = shorten(k, 64);
                     return Err(EventError::new(
                         "unknown_field",
                         Some(&format!("{name}.{k}")),
@@ -348,10 +385,12 @@ pub fn parse_event(v: &Value, now: DateTime<Utc>) -> Result<Event, EventError> {
     })?;
     for k in obj.keys() {
         if !KNOWN_FIELDS.contains(&k.as_str()) {
+            // The name is the sender's text: cut so a huge key cannot make a huge reply.
+            let name = shorten(k, 64);
             return Err(EventError::new(
                 "unknown_field",
-                Some(k),
-                format!("`{k}` is not a known event field"),
+                Some(&name),
+                format!("`{name}` is not a known event field"),
             ));
         }
     }
@@ -385,6 +424,7 @@ pub fn parse_event(v: &Value, now: DateTime<Utc>) -> Result<Event, EventError> {
             format!("`at` ({at_s}) is more than 5 minutes in the future; check the sender's clock"),
         ));
     }
+    let received_at = received_at_field(obj, at)?;
     let opt = |name: &str| string_field(obj, name, false, MAX_ID).map(|o| o.map(str::to_string));
     let attributes = attributes_field(obj)?;
     let score = score_field(obj)?;
@@ -403,6 +443,8 @@ pub fn parse_event(v: &Value, now: DateTime<Utc>) -> Result<Event, EventError> {
         score,
         comment: string_field(obj, "comment", false, MAX_TEXT)?.map(str::to_string),
         clock: opt("clock")?,
+        received_at,
+        source: None,
     };
     let ev = acknowledged_by(obj, ev)?;
     requirements_of_kind(ev)
@@ -431,6 +473,31 @@ fn acknowledged_by(
     Ok(ev)
 }
 
+/// `received_at`: optional, RFC 3339, not before `at`.
+fn received_at_field(
+    obj: &serde_json::Map<String, Value>,
+    at: DateTime<FixedOffset>,
+) -> Result<Option<DateTime<FixedOffset>>, EventError> {
+    let Some(s) = string_field(obj, "received_at", false, 64)? else {
+        return Ok(None);
+    };
+    let r = DateTime::parse_from_rfc3339(s).map_err(|_| {
+        EventError::new(
+            "invalid_field",
+            Some("received_at"),
+            "`received_at` must be an RFC 3339 time with offset such as 2026-11-23T09:30:05+08:00",
+        )
+    })?;
+    if r < at {
+        return Err(EventError::new(
+            "invalid_field",
+            Some("received_at"),
+            "`received_at` is before `at`: an event cannot arrive before it happened",
+        ));
+    }
+    Ok(Some(r))
+}
+
 /// `attributes`: a flat object of strings, numbers and booleans.
 fn attributes_field(
     obj: &serde_json::Map<String, Value>,
@@ -439,11 +506,14 @@ fn attributes_field(
         None | Some(Value::Null) => Ok(BTreeMap::new()),
         Some(Value::Object(m)) => {
             for (k, v) in m {
+                // The key is the sender's text: cut when echoed. (Size limits on attributes
+                // are the HTTP layer's, `shell::http::MAX_ATTRIBUTE`.)
+                let field = format!("attributes.{}", shorten(k, 64));
                 if matches!(v, Value::Object(_) | Value::Array(_)) {
                     return Err(EventError::new(
                         "invalid_field",
-                        Some(&format!("attributes.{k}")),
-                        format!("`attributes.{k}` must be a string, number or boolean"),
+                        Some(&field),
+                        format!("`{field}` must be a string, number or boolean"),
                     ));
                 }
             }

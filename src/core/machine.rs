@@ -664,6 +664,94 @@ impl<'a> Tx<'a> {
         cal.add_working(from, cal.span_seconds(from, every))
     }
 
+    /// The progress message of `cycle` for the moment `at`, unless that moment is more than
+    /// one interval before `present` (SPEC: customer messages are never sent for moments
+    /// already past by more than one interval; the runtime either sent it then or was down).
+    fn progress_message(
+        &mut self,
+        cycle: u32,
+        at: DateTime<Utc>,
+        every: Span,
+        present: DateTime<Utc>,
+    ) {
+        let Some(spec) = self.wf.progress.clone() else {
+            return;
+        };
+        let sent = self.progress_due(at, every) >= present;
+        if sent {
+            self.notify(
+                at,
+                Notification {
+                    source: format!("progress/{cycle}"),
+                    template: spec.template.clone(),
+                    notify: spec.notify.clone(),
+                    reason: format!("progress update due (every {every})"),
+                    clock: None,
+                    score: None,
+                    comment: None,
+                },
+            );
+        } else {
+            self.note(
+                at,
+                format!(
+                    "progress update of cycle {cycle} not sent: more than one interval past at {}",
+                    self.fmt_time(present)
+                ),
+            );
+        }
+        self.emit(
+            at,
+            format!("fact/progress/{cycle}"),
+            Effect::Count(Fact::ProgressUpdate { sent }),
+        );
+    }
+
+    /// The ticks of a cadence restarting at `start` (`start + every`, `+ 2 every`, …) that are
+    /// due by `horizon`: how many, and the last one (`start` when none).
+    ///
+    /// O(days between `start` and `horizon`) for intervals in seconds, never O(ticks): a
+    /// cadence of seconds found decades behind must not loop over each tick. Working-day
+    /// intervals differ in length, so they are stepped, at most [`MAX_FIRINGS`] of them.
+    fn cadence_behind(
+        &self,
+        start: DateTime<Utc>,
+        every: Span,
+        horizon: DateTime<Utc>,
+    ) -> (u32, DateTime<Utc>) {
+        let first = self.progress_due(start, every);
+        if first > horizon || first <= start {
+            return (0, start);
+        }
+        let cal = self.cal();
+        let Span::Seconds(s) = every else {
+            let (mut k, mut last) = (1u32, first);
+            while (k as usize) < MAX_FIRINGS {
+                let next = self.progress_due(last, every);
+                if next > horizon || next <= last {
+                    break;
+                }
+                k += 1;
+                last = next;
+            }
+            return (k, last);
+        };
+        let worked = cal.working_between(start, horizon);
+        let mut k = (worked / s).max(1);
+        let mut last = cal.add_working(start, k * s);
+        // Whole-second rounding in `working_between` can overshoot by one tick.
+        if last > horizon && k > 1 {
+            k -= 1;
+            last = cal.add_working(start, k * s);
+        }
+        if last > horizon {
+            // Beyond the calendar's search horizon from `start` (decades of working time):
+            // find the tick from a point shortly before `horizon` instead, to the second.
+            last = tick_before(cal, start, horizon, worked - k * s, s);
+        }
+        (u32::try_from(k).unwrap_or(u32::MAX), last.min(horizon))
+    }
+
     /// Schedule the next progress tick and its escalations for the current cycle.
     fn arm_progress(&mut self, now: DateTime<Utc>) {
         self.drop_where(
@@ -775,7 +863,12 @@ pub fn fmt_local(t: DateTime<Utc>, cal: &Calendar) -> String {
 
 // -------------------------------------------------------------------- events
 
-fn open(wf: &Workflow, ev: &Event, now: DateTime<Utc>) -> (Ticket, Vec<Out>) {
+fn open(
+    wf: &Workflow,
+    ev: &Event,
+    now: DateTime<Utc>,
+    present: DateTime<Utc>,
+) -> (Ticket, Vec<Out>) {
     let at = ev.at_utc();
     let t = Ticket {
         id: ev.ticket.clone(),
@@ -819,7 +912,7 @@ fn open(wf: &Workflow, ev: &Event, now: DateTime<Utc>) -> (Ticket, Vec<Out>) {
         ),
     );
     tx.enter_stage(at, at, Stage::Intake);
-    advance_tx(&mut tx, now);
+    step(&mut tx, now, true, Pace::CatchUp { present });
     (tx.t, tx.out)
 }
 
@@ -832,9 +925,22 @@ pub fn apply(
     ev: &Event,
     now: DateTime<Utc>,
 ) -> Result<(Ticket, Vec<Out>), ApplyError> {
+    apply_in(wf, state, ev, now, now)
+}
+
+/// [`apply`], with timers brought up to `now` as the engine does it at `present` (later than
+/// `now` in a rebuild, which re-applies old events at their own instants).
+fn apply_in(
+    wf: &Workflow,
+    state: Option<Ticket>,
+    ev: &Event,
+    now: DateTime<Utc>,
+    present: DateTime<Utc>,
+) -> Result<(Ticket, Vec<Out>), ApplyError> {
     let Some(t) = state else {
         if ev.kind == EventKind::Opened {
-            return Ok(open(wf, ev, now.max(ev.at_utc())));
+            let now = now.max(ev.at_utc());
+            return Ok(open(wf, ev, now, present.max(now)));
         }
         return Err(ApplyError::NotOpened(ev.ticket.clone()));
     };
@@ -844,12 +950,13 @@ pub fn apply(
         t,
         out: Vec::new(),
     };
+    let present = present.max(now).max(at);
     // Timers due strictly before the event happen first: the event cannot undo them.
-    advance_before(&mut tx, at);
+    step(&mut tx, at, false, Pace::CatchUp { present });
     tx.t.last_at = at;
     tx.t.events_applied += 1;
     on_event(&mut tx, ev, at);
-    advance_tx(&mut tx, now.max(at));
+    step(&mut tx, now.max(at), true, Pace::CatchUp { present });
     Ok((tx.t, tx.out))
 }
 
@@ -1060,7 +1167,10 @@ fn on_resolved(tx: &mut Tx<'_>, at: DateTime<Utc>, met_by: &[String]) {
     tx.enter_stage(at, at, Stage::Feedback);
     if let Some(s) = tx.wf.survey.clone() {
         let due = match s.after {
-            Span::Seconds(secs) => at + chrono::Duration::seconds(secs),
+            // Checked: an event dated near the end of representable time must not panic.
+            Span::Seconds(secs) => chrono::Duration::try_seconds(secs)
+                .and_then(|d| at.checked_add_signed(d))
+                .unwrap_or_else(crate::core::calendar::far_future),
             Span::WorkingDays(d) => tx.cal().add_working_days(at, d),
         };
         tx.schedule(
@@ -1314,42 +1424,78 @@ fn reopen(tx: &mut Tx<'_>, at: DateTime<Utc>, why: &str, drop_callback: bool) {
 
 // -------------------------------------------------------------------- timers
 
-/// Fire timers due strictly before `at`, in due order.
-fn advance_before(tx: &mut Tx<'_>, at: DateTime<Utc>) {
-    while let Some((key, due)) = next_timer(&tx.t) {
-        if due >= at {
-            break;
+/// The instant with `rem` working seconds left until `horizon`, searched back from `horizon`
+/// over spans doubling from `s` (never before `start`).
+fn tick_before(
+    cal: &Calendar,
+    start: DateTime<Utc>,
+    horizon: DateTime<Utc>,
+    rem: i64,
+    s: i64,
+) -> DateTime<Utc> {
+    let mut back = s.max(1);
+    loop {
+        let from = chrono::Duration::try_seconds(back)
+            .and_then(|d| horizon.checked_sub_signed(d))
+            .unwrap_or(start)
+            .max(start);
+        let w = cal.working_between(from, horizon);
+        if from == start || w > rem {
+            return cal.add_working(from, w - rem).min(horizon);
         }
-        fire_one(tx, &key, at);
+        back = back.saturating_mul(2);
     }
 }
 
-/// Fire every timer due at or before `now`, in due order.
-fn advance_tx(tx: &mut Tx<'_>, now: DateTime<Utc>) {
-    // Bounded: each firing removes a timer; re-arming cycles never schedule before `now`.
-    let mut guard = 0;
-    while let Some((key, due)) = next_timer(&tx.t) {
-        if due > now || guard > 10_000 {
-            break;
-        }
-        guard += 1;
-        fire_one(tx, &key, now);
-    }
+/// At most this many timers fire in one step. Never reached in practice (every firing removes
+/// a timer, and a progress cadence re-arms after the step's horizon, or at least one interval
+/// later in virtual time); it exists so no input can make a step loop for long.
+const MAX_FIRINGS: usize = 100_000;
+
+/// How a stretch of time passes for a ticket's timers.
+#[derive(Debug, Clone, Copy)]
+enum Pace {
+    /// An engine that never stops (the simulator's virtual time): each timer fires at its own
+    /// due instant, nothing is late, and every progress interval gets its message.
+    OnTime,
+    /// The engine at `present` (the real now, or the instant a rebuild runs) bringing timers
+    /// up to date: a progress cadence found intervals behind fires once, for its latest
+    /// occurrence, and no customer message goes out for a moment more than one interval
+    /// before `present`.
+    CatchUp { present: DateTime<Utc> },
 }
 
-/// Fire the timers due before `limit` (or at it, with `inclusive`) one by one, each at its own
-/// due instant: virtual time, in which nothing is late, so no catch-up ever applies.
-fn step_virtual(tx: &mut Tx<'_>, limit: DateTime<Utc>, inclusive: bool) {
-    // Bounded: each firing removes a timer, and a progress cycle re-arms at least one
-    // interval later; the guard only stops absurd intervals over absurd spans.
-    let mut guard = 0;
+/// One firing: timers due by `horizon` are being brought up to date; `present` is the
+/// instant the engine acts at.
+#[derive(Debug, Clone, Copy)]
+struct Firing {
+    horizon: DateTime<Utc>,
+    present: DateTime<Utc>,
+}
+
+/// Fire the timers due before `limit` (or at it, with `inclusive`), in due order.
+fn step(tx: &mut Tx<'_>, limit: DateTime<Utc>, inclusive: bool, pace: Pace) {
+    // A timer due exactly at an event's instant is the event's to meet: not part of the
+    // stretch before it.
+    let horizon = if inclusive {
+        limit
+    } else {
+        limit - chrono::Duration::nanoseconds(1)
+    };
+    let mut fired = 0;
     while let Some((key, due)) = next_timer(&tx.t) {
-        let beyond = if inclusive { due > limit } else { due >= limit };
-        if beyond || guard > 100_000 {
+        if due > horizon || fired >= MAX_FIRINGS {
             break;
         }
-        guard += 1;
-        fire_one(tx, &key, due);
+        fired += 1;
+        let f = match pace {
+            Pace::OnTime => Firing {
+                horizon: due,
+                present: due,
+            },
+            Pace::CatchUp { present } => Firing { horizon, present },
+        };
+        fire_one(tx, &key, f);
     }
 }
 
@@ -1392,23 +1538,29 @@ pub fn fire(
         let due = timer.due;
         return (state, Vec::new(), Fired::NotYetDue(due));
     }
-    let mut tx = Tx {
-        wf,
-        t: state,
-        out: Vec::new(),
-    };
-    advance_tx(&mut tx, now);
-    (tx.t, tx.out, Fired::Applied)
+    let (t, out) = stepped(wf, state, now, true, Pace::CatchUp { present: now });
+    (t, out, Fired::Applied)
 }
 
-/// Fire every timer due by `now` (the simulator's and the runtime's catch-up step).
+/// Fire every timer due by `now`, the real present (the runtime's catch-up step: a progress
+/// cadence intervals behind sends one update, for its latest occurrence).
 pub fn advance(wf: &Workflow, state: Ticket, now: DateTime<Utc>) -> (Ticket, Vec<Out>) {
+    stepped(wf, state, now, true, Pace::CatchUp { present: now })
+}
+
+fn stepped(
+    wf: &Workflow,
+    state: Ticket,
+    limit: DateTime<Utc>,
+    inclusive: bool,
+    pace: Pace,
+) -> (Ticket, Vec<Out>) {
     let mut tx = Tx {
         wf,
         t: state,
         out: Vec::new(),
     };
-    advance_tx(&mut tx, now);
+    step(&mut tx, limit, inclusive, pace);
     (tx.t, tx.out)
 }
 
@@ -1417,13 +1569,7 @@ pub fn advance(wf: &Workflow, state: Ticket, now: DateTime<Utc>) -> (Ticket, Vec
 /// the real present (missed progress intervals collapse into one catch-up message there),
 /// nothing is late here: a progress message goes out at every interval.
 pub fn advance_virtual(wf: &Workflow, state: Ticket, until: DateTime<Utc>) -> (Ticket, Vec<Out>) {
-    let mut tx = Tx {
-        wf,
-        t: state,
-        out: Vec::new(),
-    };
-    step_virtual(&mut tx, until, true);
-    (tx.t, tx.out)
+    stepped(wf, state, until, true, Pace::OnTime)
 }
 
 /// [`advance_virtual`] up to, not including, `at`: what happened before an event at `at`
@@ -1433,16 +1579,10 @@ pub fn advance_virtual_before(
     state: Ticket,
     at: DateTime<Utc>,
 ) -> (Ticket, Vec<Out>) {
-    let mut tx = Tx {
-        wf,
-        t: state,
-        out: Vec::new(),
-    };
-    step_virtual(&mut tx, at, false);
-    (tx.t, tx.out)
+    stepped(wf, state, at, false, Pace::OnTime)
 }
 
-fn fire_one(tx: &mut Tx<'_>, key: &TimerKey, now: DateTime<Utc>) {
+fn fire_one(tx: &mut Tx<'_>, key: &TimerKey, f: Firing) {
     let Some(timer) = tx.t.timers.remove(key) else {
         return;
     };
@@ -1457,7 +1597,7 @@ fn fire_one(tx: &mut Tx<'_>, key: &TimerKey, now: DateTime<Utc>) {
     );
     match key {
         TimerKey::Escalation { clock, run, point } => fire_escalation(tx, clock, *run, point, due),
-        TimerKey::Progress { cycle } => fire_progress(tx, *cycle, due, now),
+        TimerKey::Progress { cycle } => fire_progress(tx, *cycle, due, f),
         TimerKey::ProgressEscalation { cycle, point } => {
             fire_progress_escalation(tx, *cycle, point, &timer, due)
         }
@@ -1657,7 +1797,7 @@ fn fire_escalation(tx: &mut Tx<'_>, clock: &str, run: u32, label: &str, due: Dat
     }
 }
 
-fn fire_progress(tx: &mut Tx<'_>, cycle: u32, due: DateTime<Utc>, now: DateTime<Utc>) {
+fn fire_progress(tx: &mut Tx<'_>, cycle: u32, due: DateTime<Utc>, f: Firing) {
     let (Some(spec), Some(p)) = (tx.wf.progress.clone(), tx.t.progress.clone()) else {
         return;
     };
@@ -1667,51 +1807,52 @@ fn fire_progress(tx: &mut Tx<'_>, cycle: u32, due: DateTime<Utc>, now: DateTime<
     let Some(every) = tx.progress_every() else {
         return;
     };
-    let updated = p.last_update.filter(|u| *u > p.cycle_start);
-    let next_start = if let (true, Some(u)) = (spec.skip_if_updated, updated) {
-        tx.note(
-            due,
-            format!(
-                "progress update skipped: one was logged at {}",
-                tx.fmt_time(u)
-            ),
-        );
-        tx.emit(
-            due,
-            format!("fact/progress/{cycle}"),
-            Effect::Count(Fact::ProgressUpdate { sent: false }),
-        );
-        u
-    } else {
-        tx.notify(
-            due,
-            Notification {
-                source: format!("progress/{cycle}"),
-                template: spec.template.clone(),
-                notify: spec.notify.clone(),
-                reason: format!("progress update due (every {every})"),
-                clock: None,
-                score: None,
-                comment: None,
-            },
-        );
-        tx.emit(
-            due,
-            format!("fact/progress/{cycle}"),
-            Effect::Count(Fact::ProgressUpdate { sent: true }),
-        );
-        // After downtime, one catch-up message, not one per missed interval.
-        if tx.progress_due(due, every) <= now {
-            now
-        } else {
-            due
+    let updated = p
+        .last_update
+        .filter(|u| spec.skip_if_updated && *u > p.cycle_start);
+    // A skipped tick restarts the cadence from the logged update; a sent one from itself.
+    let start = updated.unwrap_or(due);
+    let (behind, latest) = tx.cadence_behind(start, every, f.horizon);
+    match updated {
+        Some(u) => {
+            tx.note(
+                due,
+                format!(
+                    "progress update skipped: one was logged at {}",
+                    tx.fmt_time(u)
+                ),
+            );
+            tx.emit(
+                due,
+                format!("fact/progress/{cycle}"),
+                Effect::Count(Fact::ProgressUpdate { sent: false }),
+            );
         }
+        None if behind == 0 => tx.progress_message(cycle, due, every, f.present),
+        None => tx.note(
+            due,
+            format!("progress update of cycle {cycle} not sent: later intervals passed since"),
+        ),
+    }
+    let (next_cycle, next_start) = if behind == 0 {
+        (cycle.saturating_add(1), start)
+    } else {
+        // Catch-up: the cadence is `behind` intervals past this tick. The latest of them
+        // stands for all (cycle numbers advance as if each had fired, so ids match a runtime
+        // that fired them on time), and the cadence resumes after it, in the future.
+        let latest_cycle = cycle.saturating_add(behind);
+        tx.note(
+            latest,
+            format!("{behind} progress interval(s) passed at once: one update for the latest"),
+        );
+        tx.progress_message(latest_cycle, latest, every, f.present);
+        (latest_cycle.saturating_add(1), latest)
     };
     if let Some(pp) = tx.t.progress.as_mut() {
-        pp.cycle += 1;
+        pp.cycle = next_cycle;
         pp.cycle_start = next_start;
     }
-    tx.arm_progress(due);
+    tx.arm_progress(next_start.max(due));
 }
 
 fn fire_progress_escalation(
@@ -1781,10 +1922,13 @@ fn fire_progress_escalation(
 /// `now`. Effects whose ids are in `already` were emitted before and are left out; the
 /// returned state remembers them, so nothing is notified or counted twice.
 ///
-/// Time between events runs virtually ([`advance_virtual`]): the rebuilt history is the one
-/// a runtime firing every timer on time produced, so its ids match what was emitted (a
-/// catch-up here would renumber progress cycles, and a later message would then be taken for
-/// a duplicate of an earlier one and dropped).
+/// Time between events passes at the pace of an engine catching up at `now`: every timer
+/// fires at its own due instant, except that a progress cadence found intervals behind jumps
+/// to its latest occurrence, and no progress message is produced for a moment more than one
+/// interval before `now` (a runtime that was up sent it then; one that was down must not
+/// send it late). Cycle numbers advance as if every tick had fired, so ids are the ones an
+/// in-order runtime emitted, and the work is bounded by the number of events, not by the
+/// time they span.
 pub fn replay(
     wf: &Workflow,
     events: &[Event],
@@ -1797,12 +1941,13 @@ pub fn replay(
     let mut out = Vec::new();
     for ev in sorted {
         let at = ev.at_utc();
+        let pace = Pace::CatchUp { present: now };
         if let Some(t) = state.take() {
-            let (t, o) = advance_virtual_before(wf, t, at);
+            let (t, o) = stepped(wf, t, at, false, pace);
             state = Some(t);
             out.extend(o);
         }
-        match apply(wf, state.take(), ev, at) {
+        match apply_in(wf, state.take(), ev, at, now) {
             Ok((t, o)) => {
                 state = Some(t);
                 out.extend(o);
@@ -1819,7 +1964,7 @@ pub fn replay(
         }
     }
     if let Some(t) = state.take() {
-        let (t, o) = advance_virtual(wf, t, now);
+        let (t, o) = advance(wf, t, now);
         out.extend(o);
         state = Some(t);
     }
@@ -1831,15 +1976,34 @@ pub fn replay(
 }
 
 /// The clocks of a ticket as a report line each: (name, due, done, outcome).
+/// The calendar a clock counts in.
+fn clock_calendar<'a>(wf: &'a Workflow, name: &str) -> &'a Calendar {
+    if name == CALLBACK {
+        &wf.calendar
+    } else {
+        wf.clock(name).map(|s| &*s.calendar).unwrap_or(&wf.calendar)
+    }
+}
+
+/// [`clock_summary`] as of `now`: a running clock's elapsed time counts up to `now`, not
+/// to its last pause or re-target (what `ticket show` and the API display).
+pub fn clock_summary_at(wf: &Workflow, t: &Ticket, now: DateTime<Utc>) -> Vec<ClockLine> {
+    let mut lines = clock_summary(wf, t);
+    for l in &mut lines {
+        if l.status == ClockStatus::Running
+            && let Some(c) = t.clocks.get(&l.clock)
+        {
+            l.elapsed = c.elapsed_at(clock_calendar(wf, &l.clock), now);
+        }
+    }
+    lines
+}
+
 pub fn clock_summary(wf: &Workflow, t: &Ticket) -> Vec<ClockLine> {
     t.clocks
         .iter()
         .map(|(name, c)| {
-            let cal: &Calendar = if name == CALLBACK {
-                &wf.calendar
-            } else {
-                wf.clock(name).map(|s| &*s.calendar).unwrap_or(&wf.calendar)
-            };
+            let cal = clock_calendar(wf, name);
             let due = match c.status {
                 ClockStatus::Running => c.due(cal),
                 ClockStatus::Paused => None,

@@ -79,7 +79,14 @@ impl Schedule {
                 expr.trim()
             )));
         }
-        let cron = cron::Schedule::from_str(expr).map_err(|e| invalid(cron_reason(&e)))?;
+        if !expr.trim_start().starts_with('@') {
+            check_fields(expr).map_err(|e| invalid(e.to_string()))?;
+        }
+        // Our own check above words every mistake we know of; the parser's texts are written
+        // for programmers and are sometimes wrong ("Hours must be less than 23" for 24), so
+        // they never reach the user.
+        let cron = cron::Schedule::from_str(expr)
+            .map_err(|_| invalid("it is not a valid cron expression".to_owned()))?;
         Ok(Schedule { cron, tz })
     }
 
@@ -179,19 +186,165 @@ impl fmt::Display for Schedule {
     }
 }
 
-/// The cron crate's message is the expression, a caret line and a reason; keep the reason so
-/// the error stays on one line.
-fn cron_reason(error: &cron::error::Error) -> String {
-    let text = error.to_string();
-    let reason = text
-        .lines()
-        .skip(1)
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.chars().all(|c| c == '^'))
-        .last();
-    match reason {
-        Some(reason) => reason.trim_end_matches('.').to_owned(),
-        None => "it is not a valid cron expression".to_owned(),
+/// One field of a cron expression: its name in messages, its range, and its names if any.
+struct Field {
+    name: &'static str,
+    plural: &'static str,
+    min: u32,
+    max: u32,
+    names: &'static [&'static str],
+}
+
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
+/// Day-of-week names in the crate's numbering: 1 = Sunday.
+const WEEKDAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+
+const CRON_FIELDS: [Field; 7] = [
+    Field {
+        name: "seconds",
+        plural: "seconds",
+        min: 0,
+        max: 59,
+        names: &[],
+    },
+    Field {
+        name: "minutes",
+        plural: "minutes",
+        min: 0,
+        max: 59,
+        names: &[],
+    },
+    Field {
+        name: "hour",
+        plural: "hours",
+        min: 0,
+        max: 23,
+        names: &[],
+    },
+    Field {
+        name: "day-of-month",
+        plural: "days of the month",
+        min: 1,
+        max: 31,
+        names: &[],
+    },
+    Field {
+        name: "month",
+        plural: "months",
+        min: 1,
+        max: 12,
+        names: &MONTHS,
+    },
+    Field {
+        name: "day-of-week",
+        plural: "days of the week",
+        min: 1,
+        max: 7,
+        names: &WEEKDAYS,
+    },
+    Field {
+        name: "year",
+        plural: "years",
+        min: 1970,
+        max: 2100,
+        names: &[],
+    },
+];
+
+/// What is wrong with a cron expression's fields; each message names the field and what it
+/// allows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum FieldError {
+    #[error("it has {0} fields but needs 6 or 7")]
+    Count(usize),
+    #[error("the {field} step `/0` never advances; use /1 or more")]
+    ZeroStep { field: &'static str },
+    #[error("the {field} step `/{step}` is not a whole number")]
+    BadStep { field: &'static str, step: String },
+    #[error("the {field} range `{range}` runs backwards; write the smaller value first")]
+    Backwards { field: &'static str, range: String },
+    #[error("the {field} field has `{value}`, but {allowed}")]
+    OutOfRange {
+        field: &'static str,
+        value: String,
+        allowed: String,
+    },
+}
+
+/// Check every field's values, ranges and steps.
+fn check_fields(expr: &str) -> Result<(), FieldError> {
+    let parts: Vec<&str> = expr.split_whitespace().collect();
+    if !(6..=7).contains(&parts.len()) {
+        return Err(FieldError::Count(parts.len()));
+    }
+    for (text, field) in parts.iter().zip(CRON_FIELDS.iter()) {
+        for item in text.split(',') {
+            check_item(item, field)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_item(item: &str, f: &Field) -> Result<(), FieldError> {
+    let (range, step) = match item.split_once('/') {
+        Some((r, s)) => (r, Some(s)),
+        None => (item, None),
+    };
+    if let Some(step) = step {
+        match step.parse::<u32>() {
+            Ok(0) => return Err(FieldError::ZeroStep { field: f.name }),
+            Ok(_) => {}
+            Err(_) => {
+                return Err(FieldError::BadStep {
+                    field: f.name,
+                    step: step.to_string(),
+                });
+            }
+        }
+    }
+    if range == "*" || range == "?" {
+        return Ok(());
+    }
+    let (lo, hi) = match range.split_once('-') {
+        Some((a, b)) => (value(a, f)?, Some(value(b, f)?)),
+        None => (value(range, f)?, None),
+    };
+    if let Some(hi) = hi
+        && hi < lo
+    {
+        return Err(FieldError::Backwards {
+            field: f.name,
+            range: range.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// A number or (month, day-of-week) name, within the field's range.
+fn value(text: &str, f: &Field) -> Result<u32, FieldError> {
+    let lower = text.to_ascii_lowercase();
+    if let Some(i) = f.names.iter().position(|n| lower.starts_with(n)) {
+        return Ok(f.min + i as u32);
+    }
+    match text.parse::<u32>() {
+        Ok(n) if (f.min..=f.max).contains(&n) => Ok(n),
+        _ => Err(FieldError::OutOfRange {
+            field: f.name,
+            value: text.to_string(),
+            allowed: allowed(f),
+        }),
+    }
+}
+
+fn allowed(f: &Field) -> String {
+    match (f.names.first(), f.names.last()) {
+        (Some(first), Some(last)) => format!(
+            "{} run from {} to {} or are named {first}-{last}",
+            f.plural, f.min, f.max
+        ),
+        _ => format!("{} run from {} to {}", f.plural, f.min, f.max),
     }
 }
 
@@ -402,7 +555,9 @@ mod tests {
             "{msg}"
         );
         assert!(
-            msg.contains("'Funday' is not a valid day of the week"),
+            msg.contains(
+                "the day-of-week field has `Funday`, but days of the week run from 1 to 7 or are named sun-sat"
+            ),
             "{msg}"
         );
         assert!(msg.contains("sec min hour day-of-month month day-of-week [year]"));
@@ -415,6 +570,53 @@ mod tests {
             let msg = err(bad);
             assert!(!msg.contains('\n'), "one line: {msg}");
             assert!(msg.contains(&format!("\"{bad}\"")), "{msg}");
+        }
+    }
+
+    /// Issue 8 row 15: the parser's own texts (some wrong: "Hours must be less than 23" for
+    /// 24) never reach the user; each message names the field and what it allows.
+    #[test]
+    fn field_errors_are_worded_by_us() {
+        for (bad, phrase) in [
+            (
+                "0 0 25 * * Mon",
+                "the hour field has `25`, but hours run from 0 to 23",
+            ),
+            (
+                "0 0 24 * * *",
+                "the hour field has `24`, but hours run from 0 to 23",
+            ),
+            (
+                "0 61 * * * *",
+                "the minutes field has `61`, but minutes run from 0 to 59",
+            ),
+            (
+                "0 0 0 32 * *",
+                "the day-of-month field has `32`, but days of the month run from 1 to 31",
+            ),
+            ("0 0 0 0 * *", "the day-of-month field has `0`"),
+            (
+                "0 0 0 * 13 *",
+                "the month field has `13`, but months run from 1 to 12 or are named jan-dec",
+            ),
+            ("0 0 9-3 * * *", "the hour range `9-3` runs backwards"),
+            ("0 0 */0 * * *", "the hour step `/0` never advances"),
+            ("x y z a b c", "the seconds field has `x`"),
+            ("0 0 9 * * Mon 2020 x", "it has 8 fields but needs 6 or 7"),
+        ] {
+            let msg = err(bad);
+            assert!(msg.contains(phrase), "{bad}: {msg}");
+            assert!(!msg.contains("must be less than"), "{msg}");
+            assert!(!msg.contains("specified"), "{msg}");
+        }
+        for good in [
+            "0 0 9 * * Mon-Fri",
+            "0 0 0 1 Jan *",
+            "0 0 23 * * *",
+            "0 0 9 * * 2",
+            "0 */15 8-17 * * Mon,Wed",
+        ] {
+            assert!(Schedule::parse(good, SHANGHAI).is_ok(), "{good}");
         }
     }
 

@@ -1,8 +1,10 @@
 //! The simulator: replay events through the same pure state machine in virtual time, with
-//! no database and no mail. Each ticket is independent, so each is replayed on its own (in
-//! `at` order) and virtual time then runs on to `until`; the timelines are merged by time.
+//! no database and no mail. Each ticket is independent, so each is run on its own, the way
+//! the runtime runs it (events at their `received_at`, default `at`; late ones rebuild the
+//! ticket with the runtime's catch-up rules), and virtual time then runs on to `until`; the
+//! timelines are merged by time.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -11,7 +13,7 @@ use serde_json::json;
 use crate::core::event::{Event, EventError, EventKind, check_against};
 use crate::core::machine::{
     ApplyError, ClockLine, Effect, Out, Ticket, advance_virtual, advance_virtual_before, apply,
-    clock_summary,
+    clock_summary, needs_replay, replay,
 };
 use crate::core::model::{Catalog, Workflow};
 /// Kept here too: callers imported it from the simulator before it moved to routing.
@@ -35,62 +37,15 @@ pub struct SimResult {
     pub duplicates: usize,
 }
 
-/// Replay `events` (file order breaks ties between equal `at`) up to `until`.
+/// Replay `events` up to `until`: each at its `received_at` (default: its `at`; file order
+/// breaks ties), through the runtime's own steps.
 pub fn simulate(
     catalog: &Catalog,
     events: &[SimEvent],
     until: DateTime<Utc>,
 ) -> Result<SimResult, Vec<(usize, EventError)>> {
-    let mut errors = Vec::new();
-    let mut seen_ids = HashSet::new();
-    let mut duplicates = 0;
-    let mut order: Vec<String> = Vec::new();
-    let mut per_ticket: BTreeMap<String, Vec<&SimEvent>> = BTreeMap::new();
-    let mut wf_of: BTreeMap<String, Arc<Workflow>> = BTreeMap::new();
-    for se in events {
-        let ev = &se.event;
-        if !seen_ids.insert(ev.id.clone()) {
-            duplicates += 1;
-            continue;
-        }
-        if !per_ticket.contains_key(&ev.ticket) {
-            order.push(ev.ticket.clone());
-        }
-        per_ticket.entry(ev.ticket.clone()).or_default().push(se);
-    }
-    // Workflows are chosen by the opening event, wherever it sits in the file.
-    for (ticket, evs) in &per_ticket {
-        match evs.iter().find(|e| e.event.kind == EventKind::Opened) {
-            Some(open) => match choose_workflow(catalog, &open.event) {
-                Ok(wf) => {
-                    wf_of.insert(ticket.clone(), wf.clone());
-                }
-                Err(e) => errors.push((open.line, e)),
-            },
-            None => errors.push((
-                evs[0].line,
-                EventError::new(
-                    "not_opened",
-                    Some("ticket"),
-                    format!("ticket `{ticket}` has no ticket.opened event"),
-                ),
-            )),
-        }
-    }
-    for (ticket, evs) in &per_ticket {
-        if let Some(wf) = wf_of.get(ticket) {
-            for e in evs {
-                if let Err(err) = check_against(&e.event, wf) {
-                    errors.push((e.line, err));
-                }
-            }
-        }
-    }
-    if !errors.is_empty() {
-        errors.sort_by_key(|(l, _)| *l);
-        return Err(errors);
-    }
-
+    let (order, per_ticket, duplicates) = by_ticket(events);
+    let wf_of = workflows_of(catalog, &per_ticket)?;
     let mut timeline: Vec<(usize, String, usize, Out)> = Vec::new();
     let mut clocks = Vec::new();
     let mut tickets = BTreeMap::new();
@@ -98,52 +53,11 @@ pub fn simulate(
         let (Some(evs), Some(wf)) = (per_ticket.get(ticket), wf_of.get(ticket)) else {
             continue;
         };
-        let mut sorted: Vec<&&SimEvent> = evs.iter().collect();
-        sorted.sort_by_key(|e| e.event.at_utc());
-        let mut state: Option<Ticket> = None;
-        let mut seq = 0;
-        let mut push = |o: Out, timeline: &mut Vec<(usize, String, usize, Out)>| {
-            seq += 1;
+        let (state, outs) = run_ticket(wf, evs, until);
+        for (seq, o) in outs.into_iter().enumerate() {
             timeline.push((rank, ticket.clone(), seq, o));
-        };
-        for se in sorted {
-            let at = se.event.at_utc();
-            if at > until {
-                continue;
-            }
-            // Virtual time runs on between events: every timer fires at its own due instant
-            // (applying the event directly would treat the gap as engine downtime).
-            if let Some(t) = state.take() {
-                let (t, outs) = advance_virtual_before(wf, t, at);
-                for o in outs {
-                    push(o, &mut timeline);
-                }
-                state = Some(t);
-            }
-            match apply(wf, state.take(), &se.event, at) {
-                Ok((t, outs)) => {
-                    state = Some(t);
-                    for o in outs {
-                        push(o, &mut timeline);
-                    }
-                }
-                Err(ApplyError::NotOpened(_)) => push(
-                    Out {
-                        at,
-                        effect: Effect::Note {
-                            text: format!("{} before ticket.opened: ignored", se.event.kind),
-                        },
-                        id: None,
-                    },
-                    &mut timeline,
-                ),
-            }
         }
         if let Some(t) = state {
-            let (t, outs) = advance_virtual(wf, t, until);
-            for o in outs {
-                push(o, &mut timeline);
-            }
             for line in clock_summary(wf, &t) {
                 clocks.push((ticket.clone(), line));
             }
@@ -158,6 +72,131 @@ pub fn simulate(
         workflows: wf_of,
         duplicates,
     })
+}
+
+type PerTicket<'a> = BTreeMap<String, Vec<&'a SimEvent>>;
+type Workflows = BTreeMap<String, Arc<Workflow>>;
+
+/// Events grouped by ticket (tickets in first-seen order), repeated ids left out as the API
+/// leaves them out, and how many there were.
+fn by_ticket(events: &[SimEvent]) -> (Vec<String>, PerTicket<'_>, usize) {
+    let mut seen_ids = HashSet::new();
+    let mut duplicates = 0;
+    let mut order: Vec<String> = Vec::new();
+    let mut per_ticket: PerTicket<'_> = BTreeMap::new();
+    for se in events {
+        let ev = &se.event;
+        if !seen_ids.insert(ev.id.clone()) {
+            duplicates += 1;
+            continue;
+        }
+        if !per_ticket.contains_key(&ev.ticket) {
+            order.push(ev.ticket.clone());
+        }
+        per_ticket.entry(ev.ticket.clone()).or_default().push(se);
+    }
+    (order, per_ticket, duplicates)
+}
+
+/// Each ticket's workflow, chosen by its opening event wherever it sits in the file, and
+/// every event checked against it; all errors at once.
+fn workflows_of(
+    catalog: &Catalog,
+    per_ticket: &PerTicket<'_>,
+) -> Result<Workflows, Vec<(usize, EventError)>> {
+    let mut errors = Vec::new();
+    let mut wf_of = BTreeMap::new();
+    for (ticket, evs) in per_ticket {
+        let Some(open) = evs.iter().find(|e| e.event.kind == EventKind::Opened) else {
+            errors.push((
+                evs.first().map_or(0, |e| e.line),
+                EventError::new(
+                    "not_opened",
+                    Some("ticket"),
+                    format!("ticket `{ticket}` has no ticket.opened event"),
+                ),
+            ));
+            continue;
+        };
+        match choose_workflow(catalog, &open.event) {
+            Ok(wf) => {
+                for e in evs {
+                    if let Err(err) = check_against(&e.event, wf) {
+                        errors.push((e.line, err));
+                    }
+                }
+                wf_of.insert(ticket.clone(), wf.clone());
+            }
+            Err(e) => errors.push((open.line, e)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(wf_of)
+    } else {
+        errors.sort_by_key(|(l, _)| *l);
+        Err(errors)
+    }
+}
+
+/// One ticket the way the runtime handles it, in virtual time: an engine that never stops
+/// (every timer fires at its own due instant) receives each event at its `received_at`. An
+/// event in order is applied; one older than what the state reflects makes the engine
+/// rebuild the ticket from every event received so far, emitting only what it had not; an
+/// event before the opening waits for it. So a late event is late here too.
+fn run_ticket(
+    wf: &Workflow,
+    evs: &[&SimEvent],
+    until: DateTime<Utc>,
+) -> (Option<Ticket>, Vec<Out>) {
+    let mut arrivals: Vec<&SimEvent> = evs.to_vec();
+    // Stable: file order breaks ties between equal arrival instants.
+    arrivals.sort_by_key(|e| e.event.received_utc());
+    let mut received: Vec<Event> = Vec::new();
+    let mut state: Option<Ticket> = None;
+    let mut out = Vec::new();
+    for se in arrivals {
+        let ev = &se.event;
+        let r = ev.received_utc();
+        if r > until {
+            continue;
+        }
+        if let Some(t) = state.take() {
+            let (t, o) = advance_virtual_before(wf, t, r);
+            out.extend(o);
+            state = Some(t);
+        }
+        received.push(ev.clone());
+        let step = match state.take() {
+            None if ev.kind != EventKind::Opened => {
+                out.push(Out {
+                    at: r,
+                    effect: Effect::Note {
+                        text: format!("{} before ticket.opened: kept until it is opened", ev.kind),
+                    },
+                    id: None,
+                });
+                continue;
+            }
+            Some(t) if needs_replay(&t, ev) => {
+                let already = t.emitted.clone();
+                replay(wf, &received, r, &already)
+            }
+            None if received.len() > 1 => replay(wf, &received, r, &BTreeSet::new()),
+            prior => match apply(wf, prior, ev, r) {
+                Ok((t, o)) => (Some(t), o),
+                // Cannot happen: only a missing state refuses an event, and this one opens.
+                Err(ApplyError::NotOpened(_)) => (None, Vec::new()),
+            },
+        };
+        state = step.0;
+        out.extend(step.1);
+    }
+    if let Some(t) = state.take() {
+        let (t, o) = advance_virtual(wf, t, until);
+        out.extend(o);
+        state = Some(t);
+    }
+    (state, out)
 }
 
 fn local(wf: Option<&Arc<Workflow>>, t: DateTime<Utc>) -> String {
@@ -266,4 +305,163 @@ pub fn render_text(r: &SimResult) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::event::parse_event;
+    use crate::core::machine::Outcome;
+
+    fn catalog() -> Catalog {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows");
+        match crate::workflow::load_dir(&dir) {
+            Ok(cfg) => cfg.catalog,
+            Err(d) => panic!("{}", crate::workflow::render_diags(&d)),
+        }
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .expect("test instant")
+            .with_timezone(&Utc)
+    }
+
+    fn events(lines: &[serde_json::Value]) -> Vec<SimEvent> {
+        let far = DateTime::<Utc>::MAX_UTC - chrono::Duration::days(1);
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, v)| SimEvent {
+                line: i + 1,
+                event: parse_event(v, far).expect("test event"),
+            })
+            .collect()
+    }
+
+    fn opened(priority: &str) -> serde_json::Value {
+        json!({"id": "e1", "ticket": "T", "type": "ticket.opened",
+               "at": "2026-11-23T09:00:00+08:00", "priority": priority, "category": "complaint"})
+    }
+
+    fn outcome(r: &SimResult, clock: &str) -> String {
+        r.clocks
+            .iter()
+            .find(|(_, c)| c.clock == clock)
+            .map(|(_, c)| c.outcome.clone())
+            .unwrap_or_default()
+    }
+
+    /// SPEC: `simulate` applies each event at its `received_at`, so a response given in time
+    /// but received after the deadline breaches in the simulation as it does in the runtime.
+    #[test]
+    fn a_late_event_is_late_in_the_simulation_too() {
+        let until = at("2026-11-23T12:00:00+08:00");
+        let on_time = json!({"id": "e2", "ticket": "T", "type": "ticket.responded",
+                             "at": "2026-11-23T09:20:00+08:00"});
+        let mut late = on_time.clone();
+        late["received_at"] = json!("2026-11-23T09:45:00+08:00");
+
+        let r =
+            simulate(&catalog(), &events(&[opened("urgent"), on_time]), until).expect("simulates");
+        assert_eq!(outcome(&r, "first_response"), "met");
+
+        let r = simulate(&catalog(), &events(&[opened("urgent"), late]), until).expect("simulates");
+        assert_eq!(outcome(&r, "first_response"), "breached");
+        let breach = r.timeline.iter().find(
+            |(_, o)| matches!(&o.effect, Effect::Outcome(oc) if oc.outcome == Outcome::Breached),
+        );
+        assert_eq!(
+            breach.map(|(_, o)| o.at),
+            Some(at("2026-11-23T09:30:00+08:00"))
+        );
+    }
+
+    /// An event older than the last one received rebuilds the ticket; nothing is notified
+    /// twice and the result is the in-order one.
+    #[test]
+    fn an_out_of_order_arrival_rebuilds_without_repeating_notifications() {
+        let until = at("2026-11-24T12:00:00+08:00");
+        let resp = json!({"id": "e2", "ticket": "T", "type": "ticket.responded",
+                          "at": "2026-11-23T09:10:00+08:00"});
+        let mut classified = json!({"id": "e3", "ticket": "T", "type": "ticket.classified",
+                                    "at": "2026-11-23T09:05:00+08:00", "category": "business"});
+        let in_order = simulate(
+            &catalog(),
+            &events(&[opened("urgent"), classified.clone(), resp.clone()]),
+            until,
+        )
+        .expect("simulates");
+        classified["received_at"] = json!("2026-11-23T09:20:00+08:00");
+        let late = simulate(
+            &catalog(),
+            &events(&[opened("urgent"), resp, classified]),
+            until,
+        )
+        .expect("simulates");
+        let ids = |r: &SimResult| -> Vec<String> {
+            r.timeline
+                .iter()
+                .filter(|(_, o)| matches!(o.effect, Effect::Notify(_)))
+                .filter_map(|(_, o)| o.id.clone())
+                .collect()
+        };
+        let late_ids = ids(&late);
+        let unique: BTreeSet<&String> = late_ids.iter().collect();
+        assert_eq!(unique.len(), late_ids.len(), "{late_ids:?}");
+        assert_eq!(late_ids, ids(&in_order));
+        assert_eq!(late.clocks.len(), in_order.clocks.len());
+        for ((_, a), (_, b)) in late.clocks.iter().zip(&in_order.clocks) {
+            assert_eq!((&a.clock, &a.outcome, a.due), (&b.clock, &b.outcome, b.due));
+        }
+        assert_eq!(late.tickets["T"].category.as_deref(), Some("business"));
+    }
+
+    /// Issue 8 row 11, through `simulate`: a normal ticket reclassified urgent at 11:00 is
+    /// warned and breached at 11:00, not at 09:22 / 09:30.
+    #[test]
+    fn simulated_alerts_are_never_dated_before_their_cause() {
+        let until = at("2026-11-23T12:00:00+08:00");
+        let classified = json!({"id": "e2", "ticket": "T", "type": "ticket.classified",
+                                "at": "2026-11-23T11:00:00+08:00", "priority": "urgent"});
+        let r = simulate(&catalog(), &events(&[opened("normal"), classified]), until)
+            .expect("simulates");
+        let alerts: Vec<DateTime<Utc>> = r
+            .timeline
+            .iter()
+            .filter(|(_, o)| matches!(o.effect, Effect::Notify(_) | Effect::Outcome(_)))
+            .map(|(_, o)| o.at)
+            .collect();
+        assert!(!alerts.is_empty());
+        let cause = at("2026-11-23T11:00:00+08:00");
+        assert!(alerts.iter().all(|a| *a >= cause), "{alerts:?}");
+        let text = render_text(&r);
+        // The timeline part; the clock lines below it rightly show the deadline, 09:30.
+        let timeline = text.split("\nclocks:").next().unwrap_or_default();
+        assert!(timeline.contains("2026-11-23 11:00:00 +08:00"), "{text}");
+        assert!(
+            !timeline.contains("09:22") && !timeline.contains("09:30"),
+            "{text}"
+        );
+    }
+
+    /// `received_at` is optional and omitted when absent: old event files and stores read
+    /// and write as before.
+    #[test]
+    fn received_at_is_optional_and_round_trips() {
+        let evs = events(&[opened("urgent")]);
+        let text = serde_json::to_string(&evs[0].event).expect("json");
+        assert!(!text.contains("received_at"), "{text}");
+        let mut v = opened("urgent");
+        v["received_at"] = json!("2026-11-23T09:00:05+08:00");
+        let ev = &events(&[v])[0].event;
+        assert_eq!(ev.received_utc(), at("2026-11-23T09:00:05+08:00"));
+        let back: Event =
+            serde_json::from_str(&serde_json::to_string(ev).expect("json")).expect("parse");
+        assert_eq!(&back, ev);
+        let mut bad = opened("urgent");
+        bad["received_at"] = json!("2026-11-23T08:59:00+08:00");
+        let err = parse_event(&bad, Utc::now()).expect_err("before `at`");
+        assert_eq!(err.field.as_deref(), Some("received_at"));
+    }
 }

@@ -225,10 +225,11 @@ pub fn simulate_cmd(s: &SimulateSettings) -> anyhow::Result<ExitCode> {
         eprintln!("{path}: no events");
         return Ok(ExitCode::from(1));
     }
+    // Default: a week after the last event arrived (a late event is late in the simulation).
     let until = s.until.unwrap_or_else(|| {
         events
             .iter()
-            .map(|e| e.event.at_utc())
+            .map(|e| e.event.received_utc())
             .max()
             .unwrap_or_else(Utc::now)
             + Duration::days(7)

@@ -34,6 +34,12 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// [`router`] plus routes that carry their own state (`/v1/sources/{name}`), merged before
+/// the layers so they get the same JSON errors, fallback, timeouts and request spans.
+pub fn router_with(state: AppState, extra: Router) -> Router {
     Router::new()
         .route("/v1/events", post(post_events))
         .route("/v1/tickets/{id}", get(get_ticket))
@@ -41,6 +47,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .merge(crate::shell::ack::routes())
+        .with_state(state)
+        .merge(extra)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         // A client that stops sending its body mid-way holds a connection: cut it off.
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
@@ -48,7 +56,6 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn(json_errors))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
-        .with_state(state)
 }
 
 /// One span per request: the route template (never the raw path, which holds ticket ids
@@ -137,6 +144,13 @@ fn precheck(item: &Value) -> Result<(), EventError> {
     let Some(obj) = item.as_object() else {
         return Ok(());
     };
+    if obj.contains_key("received_at") {
+        return Err(EventError::new(
+            "unknown_field",
+            Some("received_at"),
+            "`received_at` is set by slakeeper when it accepts an event; leave it out",
+        ));
+    }
     for k in obj.keys() {
         if k.chars().count() > MAX_KEY {
             return Err(EventError::new(

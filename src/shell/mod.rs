@@ -24,6 +24,7 @@ pub mod serve;
 pub mod services;
 pub mod settings;
 pub mod show;
+pub mod sources;
 pub mod store;
 pub mod telemetry;
 

@@ -56,8 +56,8 @@ fn pct(v: Option<f64>) -> String {
 
 fn local(r: &Report, t: DateTime<Utc>) -> String {
     match r.timezone.parse::<chrono_tz::Tz>() {
-        Ok(tz) => t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string(),
-        Err(_) => t.format("%Y-%m-%d %H:%M UTC").to_string(),
+        Ok(tz) => t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string(),
+        Err(_) => t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
     }
 }
 

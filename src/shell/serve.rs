@@ -20,7 +20,7 @@ use crate::shell::services::{
     self, DeliverySweep, GaugeRefresher, JobPruner, ReviewScheduler, TimerPromoter,
 };
 use crate::shell::settings::ServeSettings;
-use crate::shell::{http, secret::redact_url};
+use crate::shell::{http, secret::redact_url, sources};
 
 /// Timer firings per group-committed transaction.
 const TIMER_BATCH: usize = 64;
@@ -107,11 +107,18 @@ impl App {
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
-        let app = http::router(http::AppState {
-            engine: self.engine.clone(),
-            token: self.settings.api_token.clone(),
-            metrics: Some(self.metrics.clone()),
-        });
+        // Sources name their secrets' variables in sources.yaml; an unset one stops the start.
+        let sources =
+            sources::Registry::build(&self.engine.cfg.sources, &|k| std::env::var(k).ok())
+                .map_err(anyhow::Error::msg)?;
+        let app = http::router_with(
+            http::AppState {
+                engine: self.engine.clone(),
+                token: self.settings.api_token.clone(),
+                metrics: Some(self.metrics.clone()),
+            },
+            sources::route::router(self.engine.clone(), Arc::new(sources)),
+        );
         tasks.spawn(http::serve(listener, app, stop));
         // Acknowledge links default to the listen address (a no-op when
         // SLAKEEPER_PUBLIC_URL configured them already).

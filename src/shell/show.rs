@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::core::machine::{ClockLine, Ticket, clock_summary};
+use crate::core::machine::{ClockLine, Ticket, clock_summary_at};
 use crate::core::model::Workflow;
 use crate::shell::db::DbError;
 use crate::shell::engine::Engine;
@@ -33,7 +33,7 @@ pub async fn load(engine: &Engine, id: &str) -> Result<Option<View>, DbError> {
         .as_ref()
         .and_then(|t| engine.cfg.catalog.get(&t.workflow).cloned());
     let clocks = match (&ticket, &workflow) {
-        (Some(t), Some(w)) => clock_summary(w, t),
+        (Some(t), Some(w)) => clock_summary_at(w, t, engine.now()),
         _ => Vec::new(),
     };
     Ok(Some(View {
@@ -121,6 +121,14 @@ fn describe(kind: &str, d: &Value) -> String {
             }
             if let Some(sc) = d.get("score") {
                 x.push_str(&format!(" score={sc}"));
+            }
+            if let Some(src) = d.get("source").filter(|v| !v.is_null()) {
+                let f = |k: &str| src.get(k).and_then(Value::as_str).unwrap_or("");
+                x.push_str(&format!(
+                    " from source {} (delivery {})",
+                    f("name"),
+                    f("delivery")
+                ));
             }
             if let Some(l) = d.get("late_by").and_then(Value::as_str) {
                 x.push_str(&format!(" (arrived {l} late)"));

@@ -48,14 +48,24 @@ pub async fn lock_tickets(tx: &mut Tx, tickets: &[&str]) -> Result<(), DbError> 
     Ok(())
 }
 
-/// Insert an event unless its id is known.
+/// Insert an event unless its id is known. `now` is its `received_at`, kept in its own
+/// column and not in the body, so a retry of the same event has the same body.
 pub async fn insert_event(
     tx: &mut Tx,
     ev: &Event,
     status: &str,
     now: DateTime<Utc>,
 ) -> Result<Stored, DbError> {
-    let body = serde_json::to_string(ev).map_err(DbError::json("event"))?;
+    let body = if ev.received_at.is_some() {
+        let bare = Event {
+            received_at: None,
+            ..ev.clone()
+        };
+        serde_json::to_string(&bare)
+    } else {
+        serde_json::to_string(ev)
+    }
+    .map_err(DbError::json("event"))?;
     let n = sql_exec!(
         tx,
         "INSERT INTO sk_events (id, ticket, type, at, received_at, status, body)
@@ -83,16 +93,21 @@ pub async fn insert_event(
     })
 }
 
-/// All of a ticket's events (applied and parked), in `at` order then arrival order.
+/// All of a ticket's events (applied and parked), in `at` order then arrival order, each
+/// with its `received_at`: a rebuild applies them as they arrived, as `simulate` does.
 pub async fn ticket_events(tx: &mut Tx, ticket: &str) -> Result<Vec<Event>, DbError> {
     let rows = sql_all!(
         tx,
-        (String,),
-        "SELECT body FROM sk_events WHERE ticket = $1 ORDER BY at, received_at, id",
+        (String, i64),
+        "SELECT body, received_at FROM sk_events WHERE ticket = $1 ORDER BY at, received_at, id",
         ticket
     )?;
     rows.into_iter()
-        .map(|(b,)| serde_json::from_str(&b).map_err(DbError::json("stored event")))
+        .map(|(b, received)| {
+            let mut ev: Event = serde_json::from_str(&b).map_err(DbError::json("stored event"))?;
+            ev.received_at = Some(from_ms(received).with_timezone(ev.at.offset()));
+            Ok(ev)
+        })
         .collect()
 }
 

@@ -20,11 +20,12 @@ use crate::core::calendar::Calendar;
 use crate::core::model::Catalog;
 
 /// Files in the workflow directory that are not workflows.
-const SHARED_FILES: [&str; 4] = [
+const SHARED_FILES: [&str; 5] = [
     "calendars.yaml",
     "calendars.yml",
     "routes.yaml",
     "routes.yml",
+    super::sources::FILE,
 ];
 
 fn diag_at(path: &Path, line: u32, col: u32, message: impl Into<String>) -> Diag {
@@ -72,6 +73,8 @@ pub fn load(dir: &Path, now: DateTime<Utc>) -> Result<Config, Vec<Diag>> {
         }
     }
     compile::check_overlaps(&compiled, &mut diags);
+    let wfs: Vec<&crate::core::model::Workflow> = compiled.iter().map(|c| &c.workflow).collect();
+    let sources = super::sources::load(dir, &wfs, &mut diags);
 
     if !diags.is_empty() {
         diags.sort();
@@ -92,6 +95,7 @@ pub fn load(dir: &Path, now: DateTime<Utc>) -> Result<Config, Vec<Diag>> {
         routes,
         templates,
         files: names,
+        sources,
     })
 }
 

@@ -7,6 +7,7 @@ pub mod compile;
 pub mod load;
 pub mod oncall;
 pub mod raw;
+pub mod sources;
 pub mod templates;
 
 use std::collections::BTreeMap;
@@ -49,6 +50,8 @@ pub struct Config {
     pub templates: Templates,
     /// Each workflow's file, for messages.
     pub files: BTreeMap<String, PathBuf>,
+    /// `sources.yaml`: the ticket systems posting to `/v1/sources/{name}` (may be empty).
+    pub sources: sources::Sources,
 }
 
 /// Load and check a directory. Either everything is valid, or every error is returned.
@@ -74,3 +77,7 @@ pub fn render_diags(diags: &[Diag]) -> String {
     }
     s
 }
+
+/// Fuzzing of the event decoder and this loader (generated and mutated input).
+#[cfg(test)]
+mod fuzz_tests;

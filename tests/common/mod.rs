@@ -224,6 +224,8 @@ pub struct Hook {
     pub body: Value,
     pub signature_ok: bool,
     pub idempotency_key: String,
+    /// When the receiver finished handling it (after its delay, if any).
+    pub received: std::time::SystemTime,
 }
 
 pub struct Hooks {
@@ -234,6 +236,12 @@ pub struct Hooks {
 
 impl Hooks {
     pub fn start() -> Hooks {
+        Hooks::start_slow(Duration::ZERO)
+    }
+
+    /// A receiver that takes `delay` to answer each request, and records a request only when
+    /// it completes: one whose sender died mid-way (the connection closed) is not delivered.
+    pub fn start_slow(delay: Duration) -> Hooks {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -252,6 +260,7 @@ impl Hooks {
                     move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
                         let r = r.clone();
                         async move {
+                            tokio::time::sleep(delay).await;
                             let sig = headers
                                 .get("x-slakeeper-signature")
                                 .and_then(|v| v.to_str().ok())
@@ -267,6 +276,7 @@ impl Hooks {
                                     .and_then(|v| v.to_str().ok())
                                     .unwrap_or("")
                                     .to_string(),
+                                received: std::time::SystemTime::now(),
                             };
                             if let Ok(mut v) = r.lock() {
                                 v.push(hook);
@@ -359,6 +369,39 @@ impl TestDb {
                 }
             }
         }
+    }
+}
+
+impl TestDb {
+    /// Rows of (text, integer) from the test's database, whichever backend (read-only
+    /// inspection, e.g. stored events with their `received_at`).
+    pub fn query_pairs(&self, sql: &str) -> Vec<(String, i64)> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            match self.backend {
+                Backend::Sqlite => {
+                    let pool = sqlx::SqlitePool::connect(&self.url).await.expect("sqlite");
+                    let rows = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql))
+                        .fetch_all(&pool)
+                        .await
+                        .expect("query");
+                    pool.close().await;
+                    rows
+                }
+                Backend::Postgres => {
+                    let pool = sqlx::PgPool::connect(&self.url).await.expect("postgres");
+                    let rows = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql))
+                        .fetch_all(&pool)
+                        .await
+                        .expect("query");
+                    pool.close().await;
+                    rows
+                }
+            }
+        })
     }
 }
 

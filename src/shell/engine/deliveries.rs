@@ -14,8 +14,9 @@ use crate::shell::engine::{Engine, JobOutcome, STALE_DELIVERY};
 
 /// How long a claimed attempt may take before another worker takes it over. Longer than any
 /// send can last (SMTP gives up after 15 s, HTTP after 10 s), so only a dead claimer loses
-/// its lease; short enough that its death delays the message by at most this much.
-pub const DELIVERY_LEASE: chrono::Duration = chrono::Duration::seconds(30);
+/// its lease; short enough that its death delays the message by well under 30 s (the lease,
+/// the 1 s sweep, a poll and the send).
+pub const DELIVERY_LEASE: chrono::Duration = chrono::Duration::seconds(20);
 use crate::shell::metrics;
 use crate::shell::queue::{self, DeliveryJob};
 use crate::shell::store::{self, Attempt, DeliveryRow, NotificationRow, from_ms, ms};

@@ -131,7 +131,20 @@ impl Engine {
         let mut tx = self.db.begin().await?;
         let tickets: Vec<&str> = events.iter().map(|e| e.ticket.as_str()).collect();
         store::lock_tickets(&mut tx, &tickets).await?;
-        let mut b = Batch::new(events, batch, self.now());
+        // Read the clock only once the tickets are ours: two requests about one ticket then
+        // get their `received_at` in the order they are applied, which is the order
+        // `simulate` replays them in.
+        let now = self.now();
+        // Every event is received now: the core dates what it causes from its arrival (an
+        // alert is never dated before the event that caused it), as `simulate` does.
+        let events: Vec<Event> = events
+            .iter()
+            .map(|e| Event {
+                received_at: Some(now.with_timezone(e.at.offset())),
+                ..e.clone()
+            })
+            .collect();
+        let mut b = Batch::new(&events, batch, now);
         for i in 0..events.len() {
             self.ingest_event(&mut tx, &mut b, i).await?;
         }
@@ -224,6 +237,9 @@ impl Engine {
         let ev = &b.events[i];
         check_against(ev, &s.wf).map_err(|e| b.bad(e, i))?;
         if needs_replay(&s.state, ev) {
+            // Recorded before the rebuild, so an out-of-order event (and the source it came
+            // from) still shows in the timeline.
+            self.timeline_event(tx, ev, b.now).await?;
             let state = self
                 .rebuild(
                     tx,
@@ -271,6 +287,7 @@ impl Engine {
         check_against(ev, &wf).map_err(|e| b.bad(e, i))?;
         let parked = store::ticket_events(tx, &ev.ticket).await?.len() > 1;
         let state = if parked {
+            self.timeline_event(tx, ev, b.now).await?;
             self.rebuild(
                 tx,
                 &wf,
@@ -343,7 +360,7 @@ impl Engine {
             ev.at_utc(),
             now,
             "event",
-            &json!({"event": ev.kind.as_str(), "id": ev.id,
+            &json!({"event": ev.kind.as_str(), "id": ev.id, "source": ev.source,
                     "note": "parked until ticket.opened arrives"}),
         )
         .await
@@ -382,6 +399,9 @@ impl Engine {
         }
         if let Some(c) = &ev.clock {
             d["clock"] = json!(c);
+        }
+        if let Some(src) = &ev.source {
+            d["source"] = json!(src);
         }
         if now - ev.at_utc() > chrono::Duration::seconds(60) {
             d["late_by"] = json!(format_seconds((now - ev.at_utc()).num_seconds()));

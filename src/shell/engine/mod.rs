@@ -144,7 +144,7 @@ pub fn notification_id(ticket: &str, source: &str, role: &str) -> String {
 /// A time as people read it, in the workflow's time zone.
 fn fmt_local(wf: &Workflow, t: DateTime<Utc>) -> String {
     t.with_timezone(&wf.calendar.tz())
-        .format("%Y-%m-%d %H:%M")
+        .format("%Y-%m-%d %H:%M:%S")
         .to_string()
 }
 

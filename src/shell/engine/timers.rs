@@ -148,8 +148,12 @@ impl Engine {
     }
 
     async fn fire_batch_once(&self, jobs: &[TimerJob]) -> Result<Vec<JobOutcome>, DbError> {
-        let now = self.now();
         let mut tx = self.db.begin().await?;
+        // The same per-ticket locks as ingest, in the same sorted order: a firing and an
+        // event about one ticket never interleave, and two batches never deadlock.
+        let tickets: Vec<&str> = jobs.iter().map(|j| j.ticket.as_str()).collect();
+        store::lock_tickets(&mut tx, &tickets).await?;
+        let now = self.now();
         let mut after = After::default();
         let mut slots: HashMap<String, Option<Slot>> = HashMap::new();
         let mut outcomes = Vec::with_capacity(jobs.len());
