@@ -254,24 +254,9 @@ fn rejected(kind: Option<&Value>) {
     });
 }
 
-async fn post_events(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    authorize(&st, &headers)?;
-    require_json(&headers)?;
-    let v = json_input::parse_strict(&body).map_err(|e| {
-        rejected(None);
-        ApiError {
-            status: StatusCode::BAD_REQUEST,
-            code: e.code,
-            message: e.message,
-            field: e.field,
-        }
-    })?;
-    let now = st.engine.now();
-    // Every shape error of a batch names the `events` field.
+/// The events of a body: one object, or `{"events": [...]}` (1 to MAX_BATCH of them).
+/// Every shape error of a batch names the `events` field.
+fn batch_items(v: Value) -> Result<(Vec<Value>, bool), ApiError> {
     let batch_error = |status, code, message: String| {
         rejected(None);
         ApiError {
@@ -280,8 +265,8 @@ async fn post_events(
         }
     };
     let (items, batch): (Vec<Value>, bool) = match v {
-        Value::Object(ref o) if o.contains_key("events") => match o.get("events") {
-            Some(Value::Array(a)) if o.len() == 1 => (a.clone(), true),
+        Value::Object(mut o) if o.contains_key("events") => match o.remove("events") {
+            Some(Value::Array(a)) if o.is_empty() => (a, true),
             Some(Value::Array(_)) => {
                 return Err(batch_error(
                     StatusCode::BAD_REQUEST,
@@ -313,6 +298,69 @@ async fn post_events(
             format!("at most {MAX_BATCH} events per request"),
         ));
     }
+    Ok((items, batch))
+}
+
+/// The answer to an ingest: 202 with the counts, or the error in the API's shape.
+fn ingest_answer(
+    r: Result<crate::shell::engine::Ingested, IngestError>,
+    events: &[crate::core::event::Event],
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    match r {
+        Ok(r) => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"accepted": r.accepted, "duplicates": r.duplicates})),
+        )),
+        Err(IngestError::Bad(e)) => {
+            for ev in events {
+                metrics::record(&Metric::Event {
+                    kind: ev.kind.as_str(),
+                    outcome: "rejected",
+                });
+            }
+            Err(ApiError::bad(e))
+        }
+        Err(IngestError::Conflict(e)) => {
+            for ev in events {
+                metrics::record(&Metric::Event {
+                    kind: ev.kind.as_str(),
+                    outcome: "rejected",
+                });
+            }
+            Err(ApiError {
+                status: StatusCode::CONFLICT,
+                ..ApiError::bad(e)
+            })
+        }
+        Err(IngestError::Db(e)) => {
+            tracing::error!(error = %e, "ingest failed");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the events were not stored; retry later",
+            ))
+        }
+    }
+}
+
+async fn post_events(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    authorize(&st, &headers)?;
+    require_json(&headers)?;
+    let v = json_input::parse_strict(&body).map_err(|e| {
+        rejected(None);
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: e.code,
+            message: e.message,
+            field: e.field,
+        }
+    })?;
+    let now = st.engine.now();
+    let (items, batch) = batch_items(v)?;
     let mut events = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         match precheck(item).and_then(|()| parse_event(item, now)) {
@@ -340,41 +388,7 @@ async fn post_events(
             return Err(ApiError::bad(err.in_batch(i)));
         }
     }
-    match st.engine.ingest(&events, batch).await {
-        Ok(r) => Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({"accepted": r.accepted, "duplicates": r.duplicates})),
-        )),
-        Err(IngestError::Bad(e)) => {
-            for ev in &events {
-                metrics::record(&Metric::Event {
-                    kind: ev.kind.as_str(),
-                    outcome: "rejected",
-                });
-            }
-            Err(ApiError::bad(e))
-        }
-        Err(IngestError::Conflict(e)) => {
-            for ev in &events {
-                metrics::record(&Metric::Event {
-                    kind: ev.kind.as_str(),
-                    outcome: "rejected",
-                });
-            }
-            Err(ApiError {
-                status: StatusCode::CONFLICT,
-                ..ApiError::bad(e)
-            })
-        }
-        Err(IngestError::Db(e)) => {
-            tracing::error!(error = %e, "ingest failed");
-            Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the events were not stored; retry later",
-            ))
-        }
-    }
+    ingest_answer(st.engine.ingest(&events, batch).await, &events)
 }
 
 async fn get_ticket(

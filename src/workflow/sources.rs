@@ -500,18 +500,7 @@ fn compile_source(
     raw: &RawSource,
     workflows: &[&Workflow],
 ) -> Option<SourceSpec> {
-    // The name is a URL path segment and a metric label: keep it plain.
-    let name_ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if !name_ok {
-        cx.err(
-            name_at,
-            format!("source name `{name}` must be 1-64 letters, digits, `-` or `_` (it is part of the URL /v1/sources/{{name}})"),
-        );
-    }
+    let name_ok = check_source_name(cx, name, name_at);
     let Some(kind) = Kind::parse(txt(&raw.kind)) else {
         cx.err(
             &raw.kind,
@@ -524,8 +513,68 @@ fn compile_source(
         return None;
     };
     let mut ok = name_ok;
+    let (secret_env, token_env) = compile_auth(cx, raw, kind, &mut ok);
+    let (workflow, targets) = source_workflows(cx, raw, workflows, &mut ok);
+    let priorities = compile_priorities(cx, raw, kind, &workflow, &targets, &mut ok);
+    let statuses = compile_statuses(cx, raw, kind, &mut ok);
+    let categories: BTreeMap<String, String> = raw
+        .categories
+        .as_ref()
+        .map(|t| {
+            by_pos(t)
+                .into_iter()
+                .map(|(k, v)| (txt(k).to_lowercase(), txt(v).to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
 
-    // Secrets: only the name of an environment variable may appear here.
+    let types = compile_types(cx, raw, kind, &mut ok);
+    let map = compile_source_map(cx, raw, kind, &mut ok);
+
+    ok.then(|| SourceSpec {
+        name: name.to_string(),
+        kind,
+        secret_env,
+        token_env,
+        id_prefix: raw
+            .id_prefix
+            .as_ref()
+            .map(|p| p.value.0.clone())
+            .unwrap_or_default(),
+        workflow,
+        category: raw.category.as_ref().map(|c| txt(c).to_string()),
+        priorities,
+        statuses,
+        categories,
+        types,
+        map,
+    })
+}
+
+/// The name is a URL path segment and a metric label: keep it plain.
+fn check_source_name(cx: &mut Cx<'_>, name: &str, name_at: &S<Text>) -> bool {
+    let name_ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !name_ok {
+        cx.err(
+            name_at,
+            format!("source name `{name}` must be 1-64 letters, digits, `-` or `_` (it is part of the URL /v1/sources/{{name}})"),
+        );
+    }
+    name_ok
+}
+
+/// Secrets: only the name of an environment variable may appear here, of the kind the
+/// vendor's scheme needs. Returns (secret_env, token_env).
+fn compile_auth(
+    cx: &mut Cx<'_>,
+    raw: &RawSource,
+    kind: Kind,
+    ok: &mut bool,
+) -> (Option<String>, Option<String>) {
     let env = |cx: &mut Cx<'_>, v: &Option<S<Text>>, ok: &mut bool| -> Option<String> {
         let v = v.as_ref()?;
         if !env_name_ok(txt(v)) {
@@ -539,18 +588,18 @@ fn compile_source(
         }
         Some(txt(v).to_string())
     };
-    let secret_env = env(cx, &raw.secret_env, &mut ok);
-    let token_env = env(cx, &raw.token_env, &mut ok);
+    let secret_env = env(cx, &raw.secret_env, ok);
+    let token_env = env(cx, &raw.token_env, ok);
     let k = kind.as_str();
     match kind.auth() {
         Auth::Secret => {
             if let Some(t) = &raw.token_env {
                 cx.err(t, format!("a {k} source is signed: name its signing secret with `secret_env`, not `token_env`"));
-                ok = false;
+                *ok = false;
             }
             if raw.secret_env.is_none() {
                 cx.err(&raw.kind, format!("missing `secret_env`: a {k} source needs the environment variable holding its signing secret"));
-                ok = false;
+                *ok = false;
             }
         }
         Auth::Token => {
@@ -561,17 +610,17 @@ fn compile_source(
                         "a {k} source sends a token: name it with `token_env`, not `secret_env`"
                     ),
                 );
-                ok = false;
+                *ok = false;
             }
             if raw.token_env.is_none() {
                 cx.err(&raw.kind, format!("missing `token_env`: a {k} source needs the environment variable holding its shared token"));
-                ok = false;
+                *ok = false;
             }
         }
         Auth::SecretOrToken => {
             if raw.secret_env.is_none() && raw.token_env.is_none() {
                 cx.err(&raw.kind, format!("missing `secret_env` (webhook signing secret) or `token_env` (automation token): a {k} source needs one"));
-                ok = false;
+                *ok = false;
             }
         }
         Auth::OptionalToken => {
@@ -580,11 +629,21 @@ fn compile_source(
                     s,
                     format!("a {k} source takes `token_env` (optional), not `secret_env`"),
                 );
-                ok = false;
+                *ok = false;
             }
         }
     }
 
+    (secret_env, token_env)
+}
+
+/// The workflow a source feeds (or every workflow), for checking its mappings.
+fn source_workflows<'w>(
+    cx: &mut Cx<'_>,
+    raw: &RawSource,
+    workflows: &[&'w Workflow],
+    ok: &mut bool,
+) -> (Option<String>, Vec<&'w Workflow>) {
     let workflow = raw.workflow.as_ref().map(|w| txt(w).to_string());
     let targets: Vec<&Workflow> = match (&raw.workflow, &workflow) {
         (Some(at), Some(w)) => match workflows.iter().find(|x| &x.name == w) {
@@ -601,19 +660,29 @@ fn compile_source(
                             .join(", ")
                     ),
                 );
-                ok = false;
+                *ok = false;
                 Vec::new()
             }
         },
         _ => workflows.to_vec(),
     };
+    (workflow, targets)
+}
+
+/// Shipped defaults, then the overrides; every target must be declared.
+fn compile_priorities(
+    cx: &mut Cx<'_>,
+    raw: &RawSource,
+    kind: Kind,
+    workflow: &Option<String>,
+    targets: &[&Workflow],
+    ok: &mut bool,
+) -> BTreeMap<String, String> {
     let declared = |p: &str| targets.iter().any(|w| w.priority_rank(p).is_some());
-    let where_ = match &workflow {
+    let where_ = match workflow {
         Some(w) => format!("workflow `{w}`"),
         None => "any workflow".to_string(),
     };
-
-    // Priorities: shipped defaults, then the overrides; every target must be declared.
     let overrides: BTreeMap<String, &S<Text>> = raw
         .priorities
         .as_ref()
@@ -649,11 +718,20 @@ fn compile_source(
                     ),
                 ),
             }
-            ok = false;
+            *ok = false;
         }
     }
 
-    // Statuses: shipped defaults, then the overrides, each one of our meanings.
+    priorities
+}
+
+/// Shipped defaults, then the overrides, each one of our meanings.
+fn compile_statuses(
+    cx: &mut Cx<'_>,
+    raw: &RawSource,
+    kind: Kind,
+    ok: &mut bool,
+) -> BTreeMap<String, Status> {
     let mut statuses: BTreeMap<String, Status> = default_statuses(kind)
         .iter()
         .map(|(k, v)| (k.to_string(), *v))
@@ -674,29 +752,28 @@ fn compile_source(
                             Status::ALL.map(Status::as_str).join(", ")
                         ),
                     );
-                    ok = false;
+                    *ok = false;
                 }
             }
         }
     }
 
-    let categories: BTreeMap<String, String> = raw
-        .categories
-        .as_ref()
-        .map(|t| {
-            by_pos(t)
-                .into_iter()
-                .map(|(k, v)| (txt(k).to_lowercase(), txt(v).to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
+    statuses
+}
 
+/// `types:` (generic sources only): the tool's event names → our event types.
+fn compile_types(
+    cx: &mut Cx<'_>,
+    raw: &RawSource,
+    kind: Kind,
+    ok: &mut bool,
+) -> BTreeMap<String, EventKind> {
     let mut types = BTreeMap::new();
     if let Some(t) = &raw.types {
         if kind != Kind::Generic {
             if let Some((k, _)) = by_pos(t).first() {
                 cx.err(*k, format!("`types:` is for generic sources; a {k_} source's events are fixed by its vendor", k_ = kind.as_str()));
-                ok = false;
+                *ok = false;
             }
         } else {
             for (k, v) in by_pos(t) {
@@ -713,15 +790,25 @@ fn compile_source(
                                 EventKind::ALL.map(EventKind::as_str).join(", ")
                             ),
                         );
-                        ok = false;
+                        *ok = false;
                     }
                 }
             }
         }
     }
 
-    let map = match (&raw.map, kind) {
-        (Some(m), Kind::Generic) => compile_map(cx, m, &mut ok),
+    types
+}
+
+/// `map:` (generic sources only, and required there).
+fn compile_source_map(
+    cx: &mut Cx<'_>,
+    raw: &RawSource,
+    kind: Kind,
+    ok: &mut bool,
+) -> Option<FieldMap> {
+    match (&raw.map, kind) {
+        (Some(m), Kind::Generic) => compile_map(cx, m, ok),
         (Some(m), _) => {
             cx.err(
                 m,
@@ -730,7 +817,7 @@ fn compile_source(
                     kind.as_str()
                 ),
             );
-            ok = false;
+            *ok = false;
             None
         }
         (None, Kind::Generic) => {
@@ -738,30 +825,11 @@ fn compile_source(
                 &raw.kind,
                 "missing `map:`: a generic source names where the ticket id, time and event type are (JSON Pointers such as /ticket/id)",
             );
-            ok = false;
+            *ok = false;
             None
         }
         (None, _) => None,
-    };
-
-    ok.then(|| SourceSpec {
-        name: name.to_string(),
-        kind,
-        secret_env,
-        token_env,
-        id_prefix: raw
-            .id_prefix
-            .as_ref()
-            .map(|p| p.value.0.clone())
-            .unwrap_or_default(),
-        workflow,
-        category: raw.category.as_ref().map(|c| txt(c).to_string()),
-        priorities,
-        statuses,
-        categories,
-        types,
-        map,
-    })
+    }
 }
 
 fn compile_map(cx: &mut Cx<'_>, m: &S<RawMap>, ok: &mut bool) -> Option<FieldMap> {
