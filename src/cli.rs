@@ -143,6 +143,14 @@ pub struct ServeArgs {
     /// HMAC-SHA256 key signing webhook bodies (X-Slakeeper-Signature).
     #[arg(long, env = "SLAKEEPER_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
+    /// The address staff reach slakeeper at, for acknowledge links (default: the listen
+    /// address).
+    #[arg(long, env = "SLAKEEPER_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// HMAC key signing acknowledge links (default: derived from the webhook secret or the
+    /// API token; with none of them, messages carry no link).
+    #[arg(long, env = "SLAKEEPER_ACK_SECRET", hide_env_values = true)]
+    pub ack_secret: Option<String>,
     /// How often idle workers look for due jobs, in milliseconds.
     #[arg(long, env = "SLAKEEPER_POLL_MS", default_value_t = 200)]
     pub poll_ms: u64,
@@ -297,6 +305,10 @@ impl ServeArgs {
             smtp_from: self.smtp_from,
             api_token: self.api_token.map(Secret::new),
             webhook_secret: self.webhook_secret.map(Secret::new),
+            ack: Box::new(st::AckSettings {
+                public_url: self.public_url.filter(|u| !u.trim().is_empty()),
+                secret: self.ack_secret.map(Secret::new),
+            }),
             workers: st::WorkerSettings {
                 poll: Duration::from_millis(self.poll_ms.max(10)),
                 concurrency: self.concurrency.max(1),

@@ -328,7 +328,14 @@ impl Harness {
         let engine = Engine {
             db,
             cfg: config(),
-            channels: Channels::offline().expect("channels"),
+            // An SMTP server that refuses connections: sends fail and are retried (with
+            // none configured at all, emails would be held instead).
+            channels: Channels::new(
+                Some(&slakeeper::shell::secret::Secret::new("smtp://127.0.0.1:9")),
+                "slakeeper@localhost",
+                None,
+            )
+            .expect("channels"),
             retry: RetryPolicy {
                 base: Duration::from_secs(5),
                 max: Duration::from_secs(600),

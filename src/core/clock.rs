@@ -48,6 +48,10 @@ pub struct Clock {
     /// Escalation points already fired in this run (by label: `75%`, `100%`, `+4h`).
     #[serde(default)]
     pub passed: BTreeSet<String>,
+    /// When this run's escalation was acknowledged (`escalation.acknowledged`): its repeats
+    /// and later levels send nothing; the breach is still recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_at: Option<DateTime<Utc>>,
 }
 
 impl Clock {
@@ -68,6 +72,7 @@ impl Clock {
             done_at: None,
             due_at: None,
             passed: BTreeSet::new(),
+            acknowledged_at: None,
         }
     }
 

@@ -45,10 +45,14 @@ pub enum EventKind {
     /// `supervisor_report`), named by the `clock` field.
     #[serde(rename = "clock.met")]
     ClockMet,
+    /// On-call: someone took the escalation of the running `clock`; its repeats and later
+    /// levels stop for this clock run.
+    #[serde(rename = "escalation.acknowledged")]
+    EscalationAcknowledged,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::Opened,
         EventKind::Classified,
         EventKind::Assigned,
@@ -63,6 +67,7 @@ impl EventKind {
         EventKind::Reopened,
         EventKind::Closed,
         EventKind::ClockMet,
+        EventKind::EscalationAcknowledged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -81,6 +86,7 @@ impl EventKind {
             EventKind::Reopened => "ticket.reopened",
             EventKind::Closed => "ticket.closed",
             EventKind::ClockMet => "clock.met",
+            EventKind::EscalationAcknowledged => "escalation.acknowledged",
         }
     }
 
@@ -222,7 +228,7 @@ impl EventError {
 
 const MAX_ID: usize = 200;
 const MAX_TEXT: usize = 4000;
-const KNOWN_FIELDS: [&str; 15] = [
+const KNOWN_FIELDS: [&str; 16] = [
     "id",
     "ticket",
     "type",
@@ -238,6 +244,7 @@ const KNOWN_FIELDS: [&str; 15] = [
     "comment",
     "clock",
     "received_at",
+    "by",
 ];
 
 fn string_field<'a>(
@@ -439,7 +446,31 @@ pub fn parse_event(v: &Value, now: DateTime<Utc>) -> Result<Event, EventError> {
         received_at,
         source: None,
     };
+    let ev = acknowledged_by(obj, ev)?;
     requirements_of_kind(ev)
+}
+
+/// `by` (who acknowledged) is only meaningful on `escalation.acknowledged`, where it is kept
+/// as the event's `comment` (the timeline's "acknowledged by …"): a separate field would
+/// change every `Event` literal for one optional name.
+fn acknowledged_by(
+    obj: &serde_json::Map<String, Value>,
+    mut ev: Event,
+) -> Result<Event, EventError> {
+    let Some(by) = string_field(obj, "by", false, MAX_ID)? else {
+        return Ok(ev);
+    };
+    if ev.kind != EventKind::EscalationAcknowledged {
+        return Err(EventError::new(
+            "unknown_field",
+            Some("by"),
+            "`by` is only allowed on escalation.acknowledged",
+        ));
+    }
+    if ev.comment.is_none() {
+        ev.comment = Some(by.to_string());
+    }
+    Ok(ev)
 }
 
 /// `received_at`: optional, RFC 3339, not before `at`.
@@ -525,6 +556,11 @@ fn requirements_of_kind(ev: Event) -> Result<Event, EventError> {
             "missing_field",
             Some("clock"),
             "`clock` is required for clock.met",
+        )),
+        EventKind::EscalationAcknowledged if ev.clock.is_none() => Err(EventError::new(
+            "missing_field",
+            Some("clock"),
+            "`clock` is required for escalation.acknowledged",
         )),
         EventKind::Classified
             if ev.priority.is_none() && ev.category.is_none() && ev.attributes.is_empty() =>

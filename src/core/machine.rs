@@ -414,11 +414,37 @@ impl<'a> Tx<'a> {
                     clock.budget + self.cal().span_seconds(clock.started_at, span)
                 }
             };
-            pts.entry(label).or_insert((pos, Vec::new())).1.push(i);
+            pts.entry(label.clone())
+                .or_insert((pos, Vec::new()))
+                .1
+                .push(i);
+            for (k, rpos) in self.repeat_points(e, clock, pos) {
+                pts.entry(format!("{label}{REPEAT_MARK}{k}"))
+                    .or_insert((rpos, Vec::new()))
+                    .1
+                    .push(i);
+            }
         }
         let mut v: Vec<_> = pts.into_iter().map(|(l, (p, r))| (l, p, r)).collect();
         v.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
         v
+    }
+
+    /// The positions of a rule's repeats (`repeat: 15m, times: 8`): `times` more points,
+    /// one `repeat` of working time apart after the rule's own point at `pos`.
+    fn repeat_points(
+        &self,
+        e: &crate::core::model::Escalation,
+        clock: &Clock,
+        pos: i64,
+    ) -> Vec<(u32, i64)> {
+        let Some(every) = e.repeat else {
+            return Vec::new();
+        };
+        let step = self.cal().span_seconds(clock.started_at, every).max(1);
+        (1..=e.times)
+            .map(|k| (k, pos + step * i64::from(k)))
+            .collect()
     }
 
     fn clock_cal(&self, name: &str) -> &'a Calendar {
@@ -999,6 +1025,7 @@ fn on_event(tx: &mut Tx<'_>, ev: &Event, at: DateTime<Utc>) {
             on_clock_met(tx, ev, at);
             true
         }
+        EventKind::EscalationAcknowledged => on_acknowledged(tx, ev, at),
     };
     if took_effect {
         for n in &met_by {
@@ -1602,6 +1629,65 @@ fn fire_survey(tx: &mut Tx<'_>, n: u32, due: DateTime<Utc>) {
     );
 }
 
+/// Separates a repeat's number from its rule's point in a label: `100%~2` is the second
+/// repeat of the `100%` rule.
+pub const REPEAT_MARK: char = '~';
+
+/// Whether rule `e` fires at point `label`: its own point, or one of its repeats (which one
+/// of how many is returned, for the reason text).
+fn rule_fires_at(e: &crate::core::model::Escalation, label: &str) -> Option<Option<u32>> {
+    let own = e.at.to_string();
+    if label == own {
+        return Some(None);
+    }
+    let (base, k) = label.split_once(REPEAT_MARK)?;
+    let k: u32 = k.parse().ok()?;
+    (base == own && e.repeat.is_some() && (1..=e.times).contains(&k)).then_some(Some(k))
+}
+
+/// The timeline note of an acknowledgement; the shell reads it back with
+/// [`parse_acknowledged_note`] to tell PagerDuty (one place owns the wording).
+pub fn acknowledged_note(clock: &str, run: u32, by: &str) -> String {
+    format!("escalation of {clock} (run {run}) acknowledged{by}: repeats and later levels stop")
+}
+
+/// (clock, run) of an [`acknowledged_note`].
+pub fn parse_acknowledged_note(text: &str) -> Option<(&str, u32)> {
+    let rest = text.strip_prefix("escalation of ")?;
+    let (clock, rest) = rest.split_once(" (run ")?;
+    let (run, rest) = rest.split_once(')')?;
+    rest.starts_with(" acknowledged").then_some(())?;
+    Some((clock, run.parse().ok()?))
+}
+
+/// `escalation.acknowledged`: the running clock's escalations stop (repeats and later
+/// levels send nothing) for this run; the clock itself runs on and its breach is recorded.
+fn on_acknowledged(tx: &mut Tx<'_>, ev: &Event, at: DateTime<Utc>) -> bool {
+    let Some(name) = ev.clock.as_deref() else {
+        return false;
+    };
+    let Some(c) = tx.t.clocks.get_mut(name) else {
+        tx.note(
+            at,
+            format!("acknowledgement of {name} ignored: no such clock"),
+        );
+        return false;
+    };
+    if c.acknowledged_at.is_some() {
+        tx.note(at, format!("escalation of {name} already acknowledged"));
+        return false;
+    }
+    c.acknowledged_at = Some(at);
+    let run = c.run;
+    let by = ev
+        .comment
+        .as_deref()
+        .map(|b| format!(" by {b}"))
+        .unwrap_or_default();
+    tx.note(at, acknowledged_note(name, run, &by));
+    true
+}
+
 fn fire_escalation(tx: &mut Tx<'_>, clock: &str, run: u32, label: &str, due: DateTime<Utc>) {
     let Some(c) = tx.t.clocks.get(clock).cloned() else {
         return;
@@ -1656,14 +1742,30 @@ fn fire_escalation(tx: &mut Tx<'_>, clock: &str, run: u32, label: &str, due: Dat
         .iter()
         .cloned()
         .enumerate()
-        .filter(|(_, e)| e.clock.matches(clock) && e.at.to_string() == label)
+        .filter(|(_, e)| e.clock.matches(clock) && rule_fires_at(e, label).is_some())
         .collect();
+    if let Some(ack) = c.acknowledged_at.filter(|a| *a <= due)
+        && !rules.is_empty()
+    {
+        tx.note(
+            due,
+            format!(
+                "escalation {clock} {label} not sent: acknowledged at {}",
+                tx.fmt_time(ack)
+            ),
+        );
+        return;
+    }
     let elapsed = c.elapsed_at(cal, due);
     for (_, e) in rules {
         let what = match e.at {
             EscalateAt::Share(100) => format!("{clock} breached its {} target", c.target),
             EscalateAt::Share(p) => format!("{clock} reached {p}% of its {} target", c.target),
             EscalateAt::After(s) => format!("{clock} still not met {s} after its breach"),
+        };
+        let what = match rule_fires_at(&e, label).flatten() {
+            Some(k) => format!("{what} (repeat {k} of {}, not acknowledged)", e.times),
+            None => what,
         };
         let clock_ref = ClockRef {
             name: clock.to_string(),

@@ -11,6 +11,7 @@ pub mod machine;
 pub mod model;
 pub mod replan;
 pub mod report;
+pub mod rotation;
 pub mod routing;
 pub mod schedule;
 pub mod simulate;

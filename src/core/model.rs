@@ -214,6 +214,10 @@ pub struct Escalation {
     pub template: String,
     /// 1-based position in the workflow's `escalations:` list; the `level` metric label.
     pub level: u32,
+    /// `repeat: 15m, times: 8`: re-notify every `repeat` (working time of the clock), up to
+    /// `times` more messages, until the clock is met or the escalation acknowledged.
+    pub repeat: Option<crate::core::duration::Span>,
+    pub times: u32,
 }
 
 #[derive(Debug, Clone)]

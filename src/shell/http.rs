@@ -46,6 +46,7 @@ pub fn router_with(state: AppState, extra: Router) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .merge(crate::shell::ack::routes())
         .with_state(state)
         .merge(extra)
         .layer(DefaultBodyLimit::max(MAX_BODY))

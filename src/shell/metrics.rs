@@ -134,6 +134,10 @@ fn describe() {
         "slakeeper_notifications_pending",
         "Deliveries not yet sent (the outbox backlog)."
     );
+    describe_gauge!(
+        "slakeeper_notifications_held",
+        "Deliveries held because their channel is not configured (emails without SMTP)."
+    );
     describe_histogram!(
         "slakeeper_notification_delivery_lag_seconds",
         Unit::Seconds,
@@ -178,7 +182,7 @@ pub fn preregister(catalog: &Catalog) {
             counter!("slakeeper_events_total", "type" => k.as_str(), "outcome" => o).absolute(0);
         }
     }
-    for ch in ["email", "webhook"] {
+    for ch in crate::shell::channels::ChannelKind::ALL.map(|k| k.as_str()) {
         for o in ["sent", "failed", "retried"] {
             counter!("slakeeper_notifications_total", "channel" => ch, "outcome" => o).absolute(0);
         }
@@ -362,8 +366,17 @@ pub fn set_db_gauges(
             .set(t.get(k.as_str()).copied().unwrap_or(0) as f64);
     }
     let p: BTreeMap<&str, i64> = pending.iter().map(|(k, n)| (k.as_str(), *n)).collect();
-    for ch in ["email", "webhook"] {
+    for ch in crate::shell::channels::ChannelKind::ALL.map(|k| k.as_str()) {
         gauge!("slakeeper_notifications_pending", "channel" => ch)
             .set(p.get(ch).copied().unwrap_or(0) as f64);
+    }
+}
+
+/// `slakeeper_notifications_held` per channel, from the database (like the pending gauge).
+pub fn set_held(held: &[(String, i64)]) {
+    let h: BTreeMap<&str, i64> = held.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+    for ch in crate::shell::channels::ChannelKind::ALL.map(|k| k.as_str()) {
+        gauge!("slakeeper_notifications_held", "channel" => ch)
+            .set(h.get(ch).copied().unwrap_or(0) as f64);
     }
 }

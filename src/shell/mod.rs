@@ -8,6 +8,7 @@
 //! * [`channels`] — where notifications go (email, webhook, …): one file per kind.
 //! * [`http`], [`metrics`], [`show`], [`report`], [`commands`] — the edges users touch.
 
+pub mod ack;
 pub mod channels;
 pub mod commands;
 pub mod db;

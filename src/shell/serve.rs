@@ -60,6 +60,10 @@ impl App {
             retry: settings.retry.into(),
             clock: system_clock(),
         });
+        if let Some(url) = &settings.ack.public_url {
+            crate::shell::ack::configure(url.trim(), ack_key(&settings));
+        }
+        engine.release_held_emails().await?;
         Ok(App {
             settings,
             engine,
@@ -116,6 +120,9 @@ impl App {
             sources::route::router(self.engine.clone(), Arc::new(sources)),
         );
         tasks.spawn(http::serve(listener, app, stop));
+        // Acknowledge links default to the listen address (a no-op when
+        // SLAKEEPER_PUBLIC_URL configured them already).
+        crate::shell::ack::configure(&format!("http://{addr}"), ack_key(&self.settings));
         // Printed on stdout so scripts (and tests) can find the port when --listen used :0.
         println!("slakeeper listening on http://{addr}");
         tracing::info!(%addr, workflows = self.engine.cfg.catalog.workflows.len(),
@@ -126,6 +133,9 @@ impl App {
 
     /// One supervised worker per queue, plus the maintenance services.
     fn spawn_workers(&self, tasks: &mut JoinSet<()>, stop: &watch::Receiver<bool>) {
+        // A worker-only process builds links from its --listen too (first configure wins).
+        let listen = format!("http://{}", self.settings.listen);
+        crate::shell::ack::configure(&listen, ack_key(&self.settings));
         let w = &self.settings.workers;
         let opts = WorkerOpts::new(w.poll, w.concurrency, w.orphan_after);
         let restart: Arc<dyn Fn(&'static str) + Send + Sync> = Arc::new(metrics::worker_restart);
@@ -203,4 +213,13 @@ async fn shutdown_signal(tx: watch::Sender<bool>) {
     }
     tracing::info!("shutdown requested: draining in-flight work");
     let _ = tx.send(true);
+}
+
+/// The acknowledge-link key of these settings.
+fn ack_key(s: &ServeSettings) -> Option<crate::shell::secret::Secret> {
+    crate::shell::ack::key(
+        s.ack.secret.as_ref(),
+        s.webhook_secret.as_ref(),
+        s.api_token.as_ref(),
+    )
 }

@@ -163,6 +163,7 @@ async fn refresh_gauges(engine: &Engine, state: &GaugeState) -> Result<(), DbErr
     timers.push(("review".to_string(), reviews as i64));
     let pending = store::pending_deliveries(&engine.db).await?;
     metrics::set_db_gauges(state, &open, &timers, &pending);
+    metrics::set_held(&store::held_deliveries(&engine.db).await?);
     Ok(())
 }
 

@@ -43,6 +43,14 @@ pub struct Place {
     pub workflows: PathBuf,
 }
 
+/// Acknowledge links: their base URL (`SLAKEEPER_PUBLIC_URL`; None: the listen address) and
+/// signing key (`SLAKEEPER_ACK_SECRET`; None: derived from the webhook secret or API token).
+#[derive(Debug, Clone, Default)]
+pub struct AckSettings {
+    pub public_url: Option<String>,
+    pub secret: Option<Secret>,
+}
+
 /// Everything `serve` needs.
 #[derive(Debug, Clone)]
 pub struct ServeSettings {
@@ -53,6 +61,8 @@ pub struct ServeSettings {
     pub smtp_from: String,
     pub api_token: Option<Secret>,
     pub webhook_secret: Option<Secret>,
+    /// Acknowledge links (boxed: rarely set, and `Command` stays small).
+    pub ack: Box<AckSettings>,
     pub workers: WorkerSettings,
     pub retry: RetrySettings,
 }

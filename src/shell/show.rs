@@ -136,6 +136,10 @@ fn describe(kind: &str, d: &Value) -> String {
             if let Some(n) = d.get("note").and_then(Value::as_str) {
                 x.push_str(&format!(" — {n}"));
             }
+            // A rotation role: who was on duty and paged.
+            if let Some(m) = d.get("paged").and_then(Value::as_str) {
+                x.push_str(&format!(" — paged {m} (on duty)"));
+            }
             x
         }
         "timer.scheduled" => format!("timer {} scheduled for {}", s("key"), s("due")),

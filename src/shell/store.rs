@@ -553,6 +553,80 @@ pub async fn record_attempt(
     Ok(())
 }
 
+/// Hold a delivery whose channel is not configured (no SMTP server): status `held`, no next
+/// attempt, the reason in the attempt log. Not a failure: [`release_held`] gives it back to
+/// the queue once the channel is configured.
+pub async fn hold_delivery(
+    tx: &mut Tx,
+    d: &DeliveryRow,
+    attempt: i64,
+    now: DateTime<Utc>,
+    why: &str,
+) -> Result<(), DbError> {
+    sql_exec!(
+        tx,
+        "INSERT INTO sk_attempts (notification, channel, target, attempt, at, outcome, error)
+         VALUES ($1, $2, $3, $4, $5, 'held', $6) ON CONFLICT DO NOTHING",
+        &d.notification,
+        &d.channel,
+        &d.target,
+        attempt,
+        ms(now),
+        why
+    )?;
+    // `attempts` stays: a held delivery has not been tried, and the released job is the
+    // same attempt number again.
+    sql_exec!(
+        tx,
+        "UPDATE sk_deliveries SET status = 'held', next_at = NULL, last_error = $4
+         WHERE notification = $1 AND channel = $2 AND target = $3",
+        &d.notification,
+        &d.channel,
+        &d.target,
+        why
+    )?;
+    Ok(())
+}
+
+/// Held deliveries of `channel`, given back to the queue (status `pending`, due `now`).
+pub async fn release_held(
+    tx: &mut Tx,
+    channel: &str,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<DeliveryRow>, DbError> {
+    let rows = sql_all!(
+        tx,
+        DeliveryRow,
+        "SELECT notification, channel, target, status, attempts, next_at, last_error, sent_at,
+                created_at
+         FROM sk_deliveries WHERE status = 'held' AND channel = $1 LIMIT $2",
+        channel,
+        limit
+    )?;
+    for d in &rows {
+        sql_exec!(
+            tx,
+            "UPDATE sk_deliveries SET status = 'pending', next_at = $4
+             WHERE notification = $1 AND channel = $2 AND target = $3 AND status = 'held'",
+            &d.notification,
+            &d.channel,
+            &d.target,
+            ms(now)
+        )?;
+    }
+    Ok(rows)
+}
+
+/// Deliveries waiting `held`, per channel (the `slakeeper_notifications_held` gauge).
+pub async fn held_deliveries(db: &Db) -> Result<Vec<(String, i64)>, DbError> {
+    Ok(db_all!(
+        db,
+        (String, i64),
+        "SELECT channel, COUNT(*) FROM sk_deliveries WHERE status = 'held' GROUP BY channel"
+    )?)
+}
+
 /// A counted fact; false when its id is already recorded.
 #[allow(clippy::too_many_arguments)]
 pub async fn insert_fact(

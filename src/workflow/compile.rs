@@ -24,6 +24,31 @@ use crate::core::schedule::Schedule;
 pub struct Route {
     pub email: Vec<String>,
     pub webhook: Vec<String>,
+    /// Vendor channel entries (`slack:`, `dingtalk:`, `pagerduty:`, `http:` …), in file
+    /// order per channel.
+    pub channels: Vec<ChannelEntry>,
+    /// A rotation role pages the member on duty instead (its own channels are none).
+    pub rotation: Option<crate::core::rotation::Rotation>,
+}
+
+/// One vendor channel entry of routes.yaml. Secrets are never here: only the names of the
+/// environment variables that hold them (`url_env`, `secret_env`, `routing_key_env`,
+/// `headers_env`), read at send time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelEntry {
+    /// `slack`, `teams`, `dingtalk`, `feishu`, `wecom`, `pagerduty` or `http`.
+    pub channel: String,
+    /// A URL without a secret (PagerDuty's endpoint, an `http` URL template).
+    pub url: Option<String>,
+    pub url_env: Option<String>,
+    pub secret_env: Option<String>,
+    pub routing_key_env: Option<String>,
+    pub severity: Option<String>,
+    pub at_mobiles: Vec<String>,
+    pub method: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub headers_env: Vec<(String, String)>,
+    pub body: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -47,7 +72,7 @@ impl<'a> Ctx<'a> {
     pub(super) fn new(path: &'a Path, diags: &'a mut Vec<Diag>) -> Ctx<'a> {
         Ctx { path, diags }
     }
-    fn err<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
+    pub(super) fn err<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
         let (line, col) = pos(at);
         self.diags.push(Diag {
             path: self.path.to_path_buf(),
@@ -62,11 +87,11 @@ fn pos<T>(s: &Spanned<T>) -> (u32, u32) {
     (s.referenced.line() as u32, s.referenced.column() as u32)
 }
 
-fn text(s: &Spanned<Text>) -> &str {
+pub(super) fn text(s: &Spanned<Text>) -> &str {
     s.value.0.as_str()
 }
 
-fn sorted_by_pos<K, V>(m: &HashMap<Spanned<K>, V>) -> Vec<(&Spanned<K>, &V)> {
+pub(super) fn sorted_by_pos<K, V>(m: &HashMap<Spanned<K>, V>) -> Vec<(&Spanned<K>, &V)> {
     let mut v: Vec<_> = m.iter().collect();
     v.sort_by_key(|(k, _)| (k.referenced.line(), k.referenced.column()));
     v
@@ -263,6 +288,18 @@ fn dates(
     ok.then_some(set)
 }
 
+/// `routes.yaml` with its vendor channels and rotations: [`compile_routes`] for email and
+/// webhooks, then each role's channel entries and rotation, which need the calendars.
+pub(super) fn compile_routes_with(
+    cx: &mut Ctx<'_>,
+    raw: &RawRoutes,
+    calendars: &BTreeMap<String, Arc<Calendar>>,
+) -> Routes {
+    let mut routes = compile_routes(cx, raw);
+    super::oncall::compile_oncall(cx, raw, calendars, &mut routes);
+    routes
+}
+
 /// `routes.yaml`: role → email addresses and webhooks.
 pub(super) fn compile_routes(cx: &mut Ctx<'_>, raw: &RawRoutes) -> Routes {
     let mut routes = Routes::default();
@@ -295,7 +332,10 @@ pub(super) fn compile_routes(cx: &mut Ctx<'_>, raw: &RawRoutes) -> Routes {
                 );
             }
         }
-        if route.email.is_empty() && route.webhook.is_empty() {
+        if route.email.is_empty()
+            && route.webhook.is_empty()
+            && !super::oncall::has_oncall(&r.value)
+        {
             cx.err(role, format!("role `{name}` has no email and no webhook"));
         }
         routes.roles.insert(name.to_string(), route);
@@ -930,6 +970,7 @@ fn compile_escalations(
         let clock = escalation_clock(cx, &e.value.clock, stages);
         let at = escalate_at(cx, &e.value.at);
         let (notify, template) = compile_send(cx, &e.value.notify, &e.value.template, sc, true);
+        let (repeat, times) = escalation_repeat(cx, &e.value);
         if let (Some(clock), Some(at)) = (clock, at) {
             escalations.push(Escalation {
                 clock,
@@ -937,10 +978,41 @@ fn compile_escalations(
                 notify,
                 template,
                 level: i as u32 + 1,
+                repeat,
+                times,
             });
         }
     }
     escalations
+}
+
+/// `repeat: 15m` and `times: 8` (up to 8 more messages; without `times`, 3). A repeat needs
+/// a bound: an unacknowledged page must not repeat forever.
+fn escalation_repeat(cx: &mut Ctx<'_>, e: &RawEscalation) -> (Option<Span>, u32) {
+    let repeat = e.repeat.as_ref().and_then(|r| compile_span(cx, r));
+    let times = match &e.times {
+        None => 3,
+        Some(t) => match text(t).parse::<u32>() {
+            Ok(n @ 1..=100) => n,
+            _ => {
+                cx.err(
+                    t,
+                    format!("`times: {}` must be a whole number from 1 to 100", text(t)),
+                );
+                0
+            }
+        },
+    };
+    if e.times.is_some() && e.repeat.is_none() {
+        cx.err(
+            e.times
+                .as_ref()
+                .map(|t| t as &Spanned<Text>)
+                .unwrap_or(&e.template),
+            "`times` needs `repeat: <interval>`",
+        );
+    }
+    (repeat, if repeat.is_some() { times } else { 0 })
 }
 
 fn escalation_clock(

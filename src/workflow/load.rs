@@ -51,7 +51,7 @@ pub fn load(dir: &Path, now: DateTime<Utc>) -> Result<Config, Vec<Diag>> {
         return Err(diags);
     }
     let calendars = load_calendars(&dir.join("calendars.yaml"), &mut diags);
-    let routes = load_routes(&dir.join("routes.yaml"), &mut diags);
+    let routes = load_routes(&dir.join("routes.yaml"), &calendars, &mut diags);
     let templates = Templates::load(&dir.join("templates"), &mut diags);
     let files = workflow_files(dir, &mut diags);
     let env = Env {
@@ -204,14 +204,18 @@ fn load_calendars(path: &Path, diags: &mut Vec<Diag>) -> BTreeMap<String, Arc<Ca
     compile::compile_calendars(&mut cx, raw.as_ref())
 }
 
-fn load_routes(path: &Path, diags: &mut Vec<Diag>) -> Routes {
+fn load_routes(
+    path: &Path,
+    calendars: &BTreeMap<String, Arc<Calendar>>,
+    diags: &mut Vec<Diag>,
+) -> Routes {
     let raw = if path.exists() {
         read_yaml::<RawRoutes>(path, diags)
     } else {
         None
     };
     let mut cx = Ctx::new(path, diags);
-    raw.map(|r| compile::compile_routes(&mut cx, &r))
+    raw.map(|r| compile::compile_routes_with(&mut cx, &r, calendars))
         .unwrap_or_default()
 }
 

@@ -5,6 +5,7 @@
 
 pub mod compile;
 pub mod load;
+pub mod oncall;
 pub mod raw;
 pub mod sources;
 pub mod templates;
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use crate::core::model::Catalog;
 
-pub use compile::{Route, Routes};
+pub use compile::{ChannelEntry, Route, Routes};
 pub use templates::Templates;
 
 /// One problem in a workflow file, printed as `path:line:col: message`.

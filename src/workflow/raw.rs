@@ -195,6 +195,10 @@ pub struct RawEscalation {
     pub at: S<Text>,
     pub notify: S<Vec<S<Text>>>,
     pub template: S<Text>,
+    #[serde(default)]
+    pub repeat: Option<S<Text>>,
+    #[serde(default)]
+    pub times: Option<S<Text>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -221,6 +225,60 @@ pub struct RawRoute {
     pub email: Option<Vec<S<Text>>>,
     #[serde(default)]
     pub webhook: Option<Vec<S<Text>>>,
+    #[serde(default)]
+    pub slack: Option<Vec<S<RawChannelEntry>>>,
+    #[serde(default)]
+    pub teams: Option<Vec<S<RawChannelEntry>>>,
+    #[serde(default)]
+    pub dingtalk: Option<Vec<S<RawChannelEntry>>>,
+    #[serde(default)]
+    pub feishu: Option<Vec<S<RawChannelEntry>>>,
+    #[serde(default)]
+    pub wecom: Option<Vec<S<RawChannelEntry>>>,
+    #[serde(default)]
+    pub pagerduty: Option<Vec<S<RawChannelEntry>>>,
+    #[serde(default)]
+    pub http: Option<Vec<S<RawChannelEntry>>>,
+    #[serde(default)]
+    pub rotation: Option<S<RawRotation>>,
+}
+
+/// One entry of a vendor channel list (`slack: [{ url_env: … }]`). Which keys a channel
+/// takes is checked by `compile`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChannelEntry {
+    #[serde(default)]
+    pub url: Option<S<Text>>,
+    #[serde(default)]
+    pub url_env: Option<S<Text>>,
+    #[serde(default)]
+    pub secret_env: Option<S<Text>>,
+    #[serde(default)]
+    pub routing_key_env: Option<S<Text>>,
+    #[serde(default)]
+    pub severity: Option<S<Text>>,
+    #[serde(default)]
+    pub at_mobiles: Option<Vec<S<Text>>>,
+    #[serde(default)]
+    pub method: Option<S<Text>>,
+    #[serde(default)]
+    pub headers: Option<HashMap<S<Text>, S<Text>>>,
+    #[serde(default)]
+    pub headers_env: Option<HashMap<S<Text>, S<Text>>>,
+    #[serde(default)]
+    pub body: Option<S<Text>>,
+}
+
+/// `rotation: { calendar, handoff: "Mon 09:00", members: [roles…], start: DATE }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRotation {
+    pub calendar: S<Text>,
+    pub handoff: S<Text>,
+    pub members: S<Vec<S<Text>>>,
+    #[serde(default)]
+    pub start: Option<S<Text>>,
 }
 
 pub type RawRoutes = HashMap<S<Text>, S<RawRoute>>;

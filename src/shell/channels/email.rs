@@ -56,8 +56,9 @@ impl Channel for Email {
 
     fn render(&self, msg: &Message<'_>, to: &[String]) -> Result<Self::Request, Reply> {
         let Some(smtp) = &self.smtp else {
-            return Err(Reply::Retry(
-                "no SMTP server configured (set SLAKEEPER_SMTP_URL)".into(),
+            // Held, not failed: retrying cannot help until a start with an SMTP server.
+            return Err(Reply::Held(
+                "no SMTP server configured (set SLAKEEPER_SMTP_URL): held".into(),
             ));
         };
         if to.is_empty() {

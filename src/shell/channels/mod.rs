@@ -7,8 +7,18 @@
 //! Error texts are scrubbed of anything that looks like an address before they are stored
 //! or logged, because servers echo recipients back in their replies.
 
+pub mod card;
+pub mod dingtalk;
 pub mod email;
+pub mod endpoint;
+pub mod feishu;
+pub mod http;
+pub mod limit;
+pub mod pagerduty;
+pub mod slack;
+pub mod teams;
 pub mod webhook;
+pub mod wecom;
 
 use std::future::Future;
 
@@ -21,16 +31,57 @@ use crate::shell::secret::Secret;
 pub enum ChannelKind {
     Email,
     Webhook,
+    Slack,
+    Teams,
+    Dingtalk,
+    Feishu,
+    Wecom,
+    Pagerduty,
+    Http,
 }
 
 impl ChannelKind {
-    pub const ALL: [ChannelKind; 2] = [ChannelKind::Email, ChannelKind::Webhook];
+    pub const ALL: [ChannelKind; 9] = [
+        ChannelKind::Email,
+        ChannelKind::Webhook,
+        ChannelKind::Slack,
+        ChannelKind::Teams,
+        ChannelKind::Dingtalk,
+        ChannelKind::Feishu,
+        ChannelKind::Wecom,
+        ChannelKind::Pagerduty,
+        ChannelKind::Http,
+    ];
+
+    /// The kinds configured per routes.yaml entry (`slack: [{ url_env: … }]`), whose target
+    /// names the entry (`role:NAME#KIND/INDEX`) and whose URL and secrets come from the
+    /// environment at send time.
+    pub const VENDORS: [ChannelKind; 7] = [
+        ChannelKind::Slack,
+        ChannelKind::Teams,
+        ChannelKind::Dingtalk,
+        ChannelKind::Feishu,
+        ChannelKind::Wecom,
+        ChannelKind::Pagerduty,
+        ChannelKind::Http,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ChannelKind::Email => "email",
             ChannelKind::Webhook => "webhook",
+            ChannelKind::Slack => "slack",
+            ChannelKind::Teams => "teams",
+            ChannelKind::Dingtalk => "dingtalk",
+            ChannelKind::Feishu => "feishu",
+            ChannelKind::Wecom => "wecom",
+            ChannelKind::Pagerduty => "pagerduty",
+            ChannelKind::Http => "http",
         }
+    }
+
+    pub fn is_vendor(self) -> bool {
+        ChannelKind::VENDORS.contains(&self)
     }
 
     pub fn parse(s: &str) -> Option<ChannelKind> {
@@ -65,9 +116,18 @@ pub struct Message<'a> {
     pub role: &'a str,
     pub template: &'a str,
     pub reason: &'a str,
+    /// The core's source of the notification within its ticket (`esc/CLOCK/RUN/AT/LEVEL`),
+    /// from which PagerDuty derives one `dedup_key` per clock run.
+    pub source: &'a str,
     pub at: DateTime<Utc>,
     pub subject: &'a str,
     pub body: &'a str,
+    /// The template context the message was rendered from (names only, never contact
+    /// data): the `http` channel renders its own URL, headers and body from it, PagerDuty
+    /// takes the clock from it.
+    pub context: Option<&'a serde_json::Value>,
+    /// A signed, expiring acknowledge link for staff messages (None: customer messages).
+    pub ack_url: Option<&'a str>,
 }
 
 /// What one attempt came to.
@@ -78,6 +138,16 @@ pub enum Reply {
     Retry(String),
     /// Failed for good (e.g. the vendor rejected the request as malformed): no more attempts.
     GiveUp(String),
+    /// Not sent because the vendor's rate limit (its 429 `Retry-After`, or a robot's 20
+    /// messages a minute) says wait: the next attempt is queued for `after`, not backed off
+    /// exponentially, and nothing is dropped.
+    Later {
+        after: std::time::Duration,
+        why: String,
+    },
+    /// Not attempted: the channel is not configured (no SMTP server). The delivery waits,
+    /// `held`, until a restart with the channel configured releases it.
+    Held(String),
 }
 
 /// One kind of channel.
@@ -126,6 +196,11 @@ pub enum ChannelError {
 pub struct Channels {
     pub email: email::Email,
     pub webhook: webhook::Webhook,
+    /// The client every vendor channel shares (one connection pool).
+    pub http: reqwest::Client,
+    /// Per-robot send windows (DingTalk, WeCom: 20 a minute), shared by every attempt of
+    /// this process.
+    pub limits: std::sync::Arc<limit::Limits>,
 }
 
 impl Channels {
@@ -137,6 +212,8 @@ impl Channels {
         Ok(Channels {
             email: email::Email::new(smtp_url, from)?,
             webhook: webhook::Webhook::new(webhook_secret)?,
+            http: webhook::http_client()?,
+            limits: std::sync::Arc::new(limit::Limits::default()),
         })
     }
 
@@ -150,7 +227,98 @@ impl Channels {
         match kind {
             ChannelKind::Email => attempt(&self.email, msg, to).await,
             ChannelKind::Webhook => attempt(&self.webhook, msg, to).await,
+            other => Reply::GiveUp(format!(
+                "channel {} needs its routes.yaml entry",
+                other.as_str()
+            )),
         }
+    }
+
+    /// One attempt on a vendor channel configured by a routes.yaml entry, its URL and
+    /// secrets already read from the environment.
+    pub async fn deliver_to(
+        &self,
+        kind: ChannelKind,
+        msg: &Message<'_>,
+        ep: &endpoint::Endpoint,
+    ) -> Reply {
+        let http = self.http.clone();
+        match kind {
+            ChannelKind::Slack => attempt(&slack::Slack::new(http, ep), msg, &[]).await,
+            ChannelKind::Teams => attempt(&teams::Teams::new(http, ep), msg, &[]).await,
+            ChannelKind::Dingtalk => {
+                let c = dingtalk::Dingtalk::new(http, ep, self.limits.clone());
+                attempt(&c, msg, &[]).await
+            }
+            ChannelKind::Feishu => attempt(&feishu::Feishu::new(http, ep), msg, &[]).await,
+            ChannelKind::Wecom => {
+                let c = wecom::Wecom::new(http, ep, self.limits.clone());
+                attempt(&c, msg, &[]).await
+            }
+            ChannelKind::Pagerduty => attempt(&pagerduty::Pagerduty::new(http, ep), msg, &[]).await,
+            ChannelKind::Http => attempt(&http::Http::new(http, ep), msg, &[]).await,
+            ChannelKind::Email | ChannelKind::Webhook => {
+                Reply::GiveUp(format!("{} has no routes.yaml entry", kind.as_str()))
+            }
+        }
+    }
+}
+
+/// `Retry-After` (seconds, as Slack, Teams and PagerDuty send it) or `fallback`.
+pub fn retry_after(headers: &reqwest::header::HeaderMap, fallback: u64) -> std::time::Duration {
+    let secs = headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(fallback);
+    // Bounded both ways: a zero would spin, an hour would look like a lost message.
+    std::time::Duration::from_secs(secs.clamp(1, 600))
+}
+
+/// The status, headers and body of a vendor's HTTP answer (the body capped: it goes into
+/// error texts).
+#[derive(Debug, Clone)]
+pub struct HttpReply {
+    pub status: reqwest::StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+/// Send a prepared request and read the answer; a transport error without the URL.
+pub async fn send_http(req: reqwest::RequestBuilder, what: &str) -> Result<HttpReply, String> {
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| scrub(&format!("{what}: {}", webhook::without_url(&e))))?;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.text().await.unwrap_or_default();
+    Ok(HttpReply {
+        status,
+        headers,
+        body: body.chars().take(500).collect(),
+    })
+}
+
+/// The common reading of an HTTP answer: 429 waits for `Retry-After`, other failures
+/// retry, and a 2xx is handed to `ok` (which checks an error reported inside a 200 body).
+pub fn classify_http(
+    what: &str,
+    res: Result<HttpReply, String>,
+    ok: impl FnOnce(&HttpReply) -> Reply,
+) -> Reply {
+    match res {
+        Err(e) => Reply::Retry(e),
+        Ok(r) if r.status.as_u16() == 429 => Reply::Later {
+            after: retry_after(&r.headers, 30),
+            why: format!("{what} answered 429 (rate limited)"),
+        },
+        Ok(r) if r.status.is_success() => ok(&r),
+        Ok(r) => Reply::Retry(scrub(&format!(
+            "{what} answered HTTP {}: {}",
+            r.status.as_u16(),
+            r.body.trim()
+        ))),
     }
 }
 

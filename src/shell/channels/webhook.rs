@@ -1,5 +1,8 @@
 //! Generic webhooks: `POST` of a JSON body, signed `X-Slakeeper-Signature: sha256=<hex HMAC>`,
-//! with the notification id as `Idempotency-Key` so a receiver can drop a re-send.
+//! with the notification id as `Idempotency-Key` so a receiver can drop a re-send. Signed as
+//! well per Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature:
+//! v1,<base64 HMAC-SHA256(key, id.timestamp.body)>`, a `whsec_<base64>` secret decoded to
+//! its key bytes), so receivers can use that scheme's libraries unchanged.
 
 use std::time::Duration;
 
@@ -60,6 +63,7 @@ impl Channel for Webhook {
             "at": msg.at.to_rfc3339(),
             "subject": msg.subject,
             "body": msg.body,
+            "ack_url": msg.ack_url,
         });
         Ok(Request {
             url: url.clone(),
@@ -80,6 +84,14 @@ impl Channel for Webhook {
                 "X-Slakeeper-Signature",
                 sign(secret.expose().as_bytes(), &r.body),
             );
+            let ts = chrono::Utc::now().timestamp();
+            req = req
+                .header("webhook-id", &r.id)
+                .header("webhook-timestamp", ts.to_string())
+                .header(
+                    "webhook-signature",
+                    standard_signature(secret.expose(), &r.id, ts, &r.body),
+                );
         }
         let resp = req
             .body(r.body)
@@ -109,6 +121,26 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// The Standard Webhooks key: a `whsec_` secret is base64 of the key bytes (as that scheme
+/// defines); any other secret is used as its bytes.
+pub fn standard_key(secret: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    secret
+        .strip_prefix("whsec_")
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .unwrap_or_else(|| secret.as_bytes().to_vec())
+}
+
+/// `v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>`.
+pub fn standard_signature(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut signed = format!("{id}.{timestamp}.").into_bytes();
+    signed.extend_from_slice(body);
+    format!(
+        "v1,{}",
+        crate::shell::channels::card::hmac_b64(&standard_key(secret), &signed)
+    )
+}
+
 /// A transport error without the URL (webhook URLs often carry a token).
 pub fn without_url(e: &reqwest::Error) -> String {
     let mut s = e.to_string();
@@ -127,6 +159,18 @@ pub fn without_url(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn standard_webhooks_example_signature() {
+        // The example in the Standard Webhooks specification.
+        let s = standard_signature(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            br#"{"test": 2432232314}"#,
+        );
+        assert_eq!(s, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
 
     #[test]
     fn signature_is_hmac_sha256_hex() {

@@ -83,6 +83,31 @@ impl Engine {
                 error: err,
                 next: None,
             },
+            Reply::Later { after, why } => {
+                // Queued for the vendor's own wait, not our exponential backoff; rounded up
+                // to a whole second because queued jobs run at the start of their second,
+                // and a retry before `Retry-After` would only be refused again.
+                let wait =
+                    chrono::Duration::from_std(*after).unwrap_or(chrono::Duration::seconds(60));
+                let next_ms = ms(now + wait);
+                let next = from_ms(next_ms + (1000 - next_ms.rem_euclid(1000)) % 1000);
+                let retry = DeliveryJob {
+                    attempt: job.attempt + 1,
+                    ..job.clone()
+                };
+                queue::push(&mut tx, queue::OUTBOX, &retry, ms(next)).await?;
+                Attempt::Failed {
+                    error: why,
+                    next: Some(next),
+                }
+            }
+            Reply::Held(why) => {
+                // No job: a start with the channel configured releases held deliveries.
+                store::hold_delivery(&mut tx, d, job.attempt, now, why).await?;
+                tx.commit().await?;
+                tracing::info!(reason = %why, "delivery held");
+                return Ok(());
+            }
         };
         store::record_attempt(&mut tx, d, job.attempt, now, &attempt).await?;
         tx.commit().await?;
@@ -101,6 +126,12 @@ impl Engine {
                 tracing::error!(error = %e, "delivery failed for good; see ticket show");
                 metrics::notification(&d.channel, "failed");
             }
+            Reply::Later { after, why } => {
+                tracing::info!(reason = %why, wait_ms = after.as_millis() as u64,
+                               "delivery queued behind a rate limit");
+                metrics::notification(&d.channel, "retried");
+            }
+            Reply::Held(_) => {}
         }
         Ok(())
     }
@@ -125,6 +156,8 @@ impl Engine {
             Err(e) => return Reply::Retry(e),
         };
         let to = self.recipients(&d.target, kind, ticket.as_ref());
+        let ctx: Option<Value> = serde_json::from_str(&n.context).ok();
+        let ack = self.ack_link(n);
         let msg = Message {
             id: &n.id,
             ticket: n.ticket.as_deref(),
@@ -132,11 +165,35 @@ impl Engine {
             role: &n.role,
             template: &n.template,
             reason: &n.reason,
+            source: &n.source,
             at: from_ms(n.at),
             subject: &rendered.subject,
             body: &rendered.body,
+            context: ctx.as_ref(),
+            ack_url: ack.as_deref(),
         };
+        if kind.is_vendor() {
+            return match crate::shell::channels::endpoint::resolve(
+                &self.cfg.routes,
+                kind,
+                &d.target,
+            ) {
+                Ok(ep) => self.channels.deliver_to(kind, &msg, &ep).await,
+                Err(e) => Reply::Retry(e),
+            };
+        }
         self.channels.deliver(kind, &msg, &to).await
+    }
+
+    /// The acknowledge link of a staff escalation message (None for customers, and for
+    /// messages that are not about a clock run).
+    fn ack_link(&self, n: &NotificationRow) -> Option<String> {
+        if matches!(n.role.as_str(), "customer") {
+            return None;
+        }
+        let ticket = n.ticket.as_deref()?;
+        let (clock, run) = crate::shell::ack::clock_run(&n.source)?;
+        crate::shell::ack::link(ticket, clock, run, self.now())
     }
 
     /// The template, in the customer's language for customer messages.
@@ -185,7 +242,45 @@ impl Engine {
                 .and_then(|role| self.cfg.routes.get(role))
                 .map(|r| r.email.clone())
                 .unwrap_or_default(),
+            // Vendor channels resolve their routes.yaml entry instead (`endpoint::resolve`).
+            _ => Vec::new(),
         }
+    }
+
+    /// Give every held email back to the queue: called at start when an SMTP server is
+    /// configured (emails written while there was none were held, not failed). Returns how
+    /// many.
+    pub async fn release_held_emails(&self) -> Result<usize, DbError> {
+        if !self.channels.email.has_smtp() {
+            return Ok(0);
+        }
+        let now = self.now();
+        let mut total = 0;
+        loop {
+            let mut tx = self.db.begin().await?;
+            let rows = store::release_held(&mut tx, ChannelKind::Email.as_str(), now, 500).await?;
+            for d in &rows {
+                let job = DeliveryJob {
+                    notification: d.notification.clone(),
+                    channel: d.channel.clone(),
+                    target: d.target.clone(),
+                    attempt: d.attempts + 1,
+                };
+                queue::push(&mut tx, queue::OUTBOX, &job, ms(now)).await?;
+            }
+            tx.commit().await?;
+            total += rows.len();
+            if rows.len() < 500 {
+                break;
+            }
+        }
+        if total > 0 {
+            tracing::info!(
+                deliveries = total,
+                "released held emails: SMTP is configured"
+            );
+        }
+        Ok(total)
     }
 
     /// Re-queue deliveries whose claimer died ([`DELIVERY_LEASE`] ran out) or whose job was

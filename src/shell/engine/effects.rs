@@ -74,6 +74,7 @@ impl Engine {
         after: &mut After,
     ) -> Result<(), DbError> {
         let c = Carry { wf, t, before, now };
+        self.pagerduty_followups(tx, wf, t, outs, now).await?;
         for o in outs {
             match &o.effect {
                 Effect::Schedule { key, kind, due } => {
@@ -118,7 +119,14 @@ impl Engine {
 
     /// The template context of a ticket notification. Only names, never contact data: the
     /// same context serves customer and staff messages.
-    fn context(&self, wf: &Workflow, t: &Ticket, n: &Notification, id: &str) -> Value {
+    fn context(
+        &self,
+        wf: &Workflow,
+        t: &Ticket,
+        n: &Notification,
+        id: &str,
+        at: DateTime<Utc>,
+    ) -> Value {
         let every = wf.progress.as_ref().and_then(|p| {
             let key = t.dimension(&p.every.by);
             p.every.lookup(key.as_deref())
@@ -139,13 +147,7 @@ impl Engine {
             },
             "customer": {"name": t.customer.name.clone().unwrap_or_default()},
             "assignee": {"name": t.assignee.name.clone().unwrap_or_default()},
-            "clock": n.clock.as_ref().map(|c| json!({
-                "name": c.name,
-                "due": c.due.map(local).unwrap_or_default(),
-                "target": c.target,
-                "elapsed": format_seconds(c.elapsed),
-                "at": c.at,
-            })).unwrap_or_else(|| json!({})),
+            "clock": n.clock.as_ref().map(|c| clock_context(wf, c, at)).unwrap_or_else(|| json!({})),
             "score": n.score,
             "comment": n.comment.clone().unwrap_or_default(),
             "progress": {
@@ -169,7 +171,7 @@ impl Engine {
     ) -> Result<(), DbError> {
         for role in &n.notify {
             let id = notification_id(&t.id, &n.source, role.as_str());
-            let ctx = self.context(wf, t, n, &id);
+            let ctx = self.context(wf, t, n, &id, at);
             let row = store::NewNotification {
                 id: &id,
                 ticket: Some(&t.id),
@@ -184,14 +186,17 @@ impl Engine {
             if !store::insert_notification(tx, &row, now).await? {
                 continue;
             }
-            let targets = self.targets(role, Some(t));
+            let (targets, paged) = self.targets_at(role, Some(t), now);
             let note = targets
                 .is_empty()
                 .then(|| format!("no address known for {role}: not sent"));
             queue_deliveries(tx, &id, &targets, now).await?;
             let channels: Vec<&str> = targets.iter().map(|t| t.channel.as_str()).collect();
-            let d = json!({"id": id, "role": role.as_str(), "template": n.template,
+            let mut d = json!({"id": id, "role": role.as_str(), "template": n.template,
                            "reason": n.reason, "channels": channels, "note": note});
+            if let Some(member) = paged {
+                d["paged"] = json!(member);
+            }
             store::timeline(tx, &t.id, at, now, "notification", &d).await?;
         }
         Ok(())
@@ -217,11 +222,68 @@ impl Engine {
                     for url in &r.webhook {
                         targets.push(Target::new(ChannelKind::Webhook, url.clone()));
                     }
+                    targets.extend(vendor_targets(name, r));
                 }
             }
             _ => {}
         }
         targets
+    }
+}
+
+/// The `clock` of a template context: the real numbers, so no template needs to hard-code
+/// a target. `due` has seconds (short clocks are due mid-minute), `due_utc` is RFC 3339,
+/// `overdue` is how long past due the clock was when the notification was made (`0s`
+/// before the deadline).
+fn clock_context(wf: &Workflow, c: &crate::core::machine::ClockRef, at: DateTime<Utc>) -> Value {
+    let tz = wf.calendar.tz();
+    let overdue = c.due.map(|d| (at - d).num_seconds().max(0)).unwrap_or(0);
+    json!({
+        "name": c.name,
+        "due": c.due.map(|d| d.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_default(),
+        "due_utc": c.due.map(|d| d.to_rfc3339()).unwrap_or_default(),
+        "target": c.target,
+        "elapsed": format_seconds(c.elapsed),
+        "overdue": format_seconds(overdue),
+        "at": c.at,
+    })
+}
+
+/// A role's vendor channel entries as targets that name the entry (`role:NAME#slack/0`),
+/// never its URL: the URL and secrets are read from the environment at send time.
+fn vendor_targets(role: &str, r: &crate::workflow::Route) -> Vec<Target> {
+    let mut out = Vec::new();
+    for kind in ChannelKind::VENDORS {
+        let entries = r.channels.iter().filter(|e| e.channel == kind.as_str());
+        for (i, _) in entries.enumerate() {
+            out.push(Target::new(
+                kind,
+                crate::shell::channels::endpoint::target(role, kind, i),
+            ));
+        }
+    }
+    out
+}
+
+impl Engine {
+    /// [`Engine::targets`], with a rotation role resolved to the member on duty at `now`
+    /// (the moment the notification is queued for sending); the member's name is returned
+    /// for the timeline, so `ticket show` says who was paged.
+    pub(crate) fn targets_at(
+        &self,
+        role: &Role,
+        t: Option<&Ticket>,
+        now: DateTime<Utc>,
+    ) -> (Vec<Target>, Option<String>) {
+        if let Role::Named(name) = role
+            && let Some(rot) = self.cfg.routes.get(name).and_then(|r| r.rotation.as_ref())
+            && let Some(member) = rot.on_duty(now)
+        {
+            let member_role = Role::Named(member.to_string());
+            return (self.targets(&member_role, t), Some(member.to_string()));
+        }
+        (self.targets(role, t), None)
     }
 }
 

@@ -15,6 +15,7 @@
 pub mod deliveries;
 pub mod effects;
 pub mod ingest;
+pub mod oncall;
 pub mod reviews;
 pub mod timers;
 

@@ -1,0 +1,296 @@
+//! Acknowledge links: every staff escalation message carries
+//! `{SLAKEEPER_PUBLIC_URL}/v1/ack/{token}`, where the token names one clock run of one ticket
+//! and an expiry, signed with HMAC-SHA256. `GET` only shows a confirmation page (mail
+//! scanners and chat link previews fetch links; they must acknowledge nothing); its button
+//! `POST`s to the same URL, which records an `escalation.acknowledged` event. A tampered or
+//! expired token answers 4xx and changes nothing.
+//!
+//! The key is `--ack-secret` (`SLAKEEPER_ACK_SECRET`), else derived from the webhook secret
+//! or the API token; with none of them there are no links (an unsigned link would let anyone
+//! silence an escalation). Configured once at start ([`configure`]), with the base URL from
+//! `--public-url` (`SLAKEEPER_PUBLIC_URL`) or the listen address.
+
+use std::sync::OnceLock;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+use crate::shell::secret::Secret;
+
+/// How long a link stays valid: long enough for a night's pager rotation, short enough that
+/// an old mail cannot silence next week's run.
+pub const LINK_TTL: chrono::Duration = chrono::Duration::hours(72);
+
+#[derive(Debug)]
+pub struct AckConfig {
+    pub public_url: String,
+    key: Secret,
+}
+
+static CONFIG: OnceLock<AckConfig> = OnceLock::new();
+
+/// Set the public URL and key for this process (the first call wins).
+pub fn configure(public_url: &str, key: Option<Secret>) {
+    let Some(key) = key else {
+        tracing::warn!(
+            "no SLAKEEPER_ACK_SECRET, SLAKEEPER_WEBHOOK_SECRET or SLAKEEPER_API_TOKEN: staff messages carry no acknowledge link"
+        );
+        return;
+    };
+    let _ = CONFIG.set(AckConfig {
+        public_url: public_url.trim_end_matches('/').to_string(),
+        key,
+    });
+}
+
+/// The link key: `--ack-secret`, else derived from the webhook secret or the API token.
+pub fn key(
+    ack_secret: Option<&Secret>,
+    webhook_secret: Option<&Secret>,
+    api_token: Option<&Secret>,
+) -> Option<Secret> {
+    let set = |s: Option<&Secret>| s.filter(|s| !s.expose().is_empty()).cloned();
+    if let Some(k) = set(ack_secret) {
+        return Some(k);
+    }
+    // Derived, so the ack key differs from the webhook signing key itself.
+    let base = set(webhook_secret).or_else(|| set(api_token))?;
+    Some(Secret::new(hex::encode(mac(
+        base.expose().as_bytes(),
+        b"slakeeper ack links",
+    ))))
+}
+
+fn mac(key: &[u8], data: &[u8]) -> Vec<u8> {
+    match Hmac::<Sha256>::new_from_slice(key) {
+        Ok(mut m) => {
+            m.update(data);
+            m.finalize().into_bytes().to_vec()
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+/// What a token acknowledges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    pub ticket: String,
+    pub clock: String,
+    pub run: u32,
+    pub expires: DateTime<Utc>,
+}
+
+/// The clock run an escalation notification is about (`esc/CLOCK/RUN/AT/LEVEL`, or a repeat
+/// `rep/CLOCK/RUN/…`).
+pub fn clock_run(source: &str) -> Option<(&str, u32)> {
+    let mut p = source.split('/');
+    let kind = p.next()?;
+    if !matches!(kind, "esc" | "rep") {
+        return None;
+    }
+    let clock = p.next()?;
+    let run = p.next()?.parse().ok()?;
+    Some((clock, run))
+}
+
+/// `payload.signature`, both base64url; the payload is `ticket\nclock\nrun\nexpires`.
+pub fn token(key: &[u8], a: &Ack) -> String {
+    let payload = format!(
+        "{}\n{}\n{}\n{}",
+        a.ticket,
+        a.clock,
+        a.run,
+        a.expires.timestamp()
+    );
+    format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(payload.as_bytes()),
+        URL_SAFE_NO_PAD.encode(mac(key, payload.as_bytes()))
+    )
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("this acknowledge link is not valid")]
+    Invalid,
+    #[error("this acknowledge link has expired")]
+    Expired,
+    #[error("acknowledge links are not configured")]
+    NotConfigured,
+}
+
+/// Check a token's signature (in constant time) and expiry.
+pub fn verify(key: &[u8], token: &str, now: DateTime<Utc>) -> Result<Ack, TokenError> {
+    let (p, s) = token.split_once('.').ok_or(TokenError::Invalid)?;
+    let payload = URL_SAFE_NO_PAD.decode(p).map_err(|_| TokenError::Invalid)?;
+    let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| TokenError::Invalid)?;
+    let mut m = Hmac::<Sha256>::new_from_slice(key).map_err(|_| TokenError::Invalid)?;
+    m.update(&payload);
+    m.verify_slice(&sig).map_err(|_| TokenError::Invalid)?;
+    let text = String::from_utf8(payload).map_err(|_| TokenError::Invalid)?;
+    let parts: Vec<&str> = text.split('\n').collect();
+    let [ticket, clock, run, exp] = parts.as_slice() else {
+        return Err(TokenError::Invalid);
+    };
+    let exp: i64 = exp.parse().map_err(|_| TokenError::Invalid)?;
+    let expires = DateTime::from_timestamp(exp, 0).ok_or(TokenError::Invalid)?;
+    if now > expires {
+        return Err(TokenError::Expired);
+    }
+    Ok(Ack {
+        ticket: ticket.to_string(),
+        clock: clock.to_string(),
+        run: run.parse().map_err(|_| TokenError::Invalid)?,
+        expires,
+    })
+}
+
+/// The link for a clock run, valid [`LINK_TTL`] from `now`; None when not configured.
+pub fn link(ticket: &str, clock: &str, run: u32, now: DateTime<Utc>) -> Option<String> {
+    let c = CONFIG.get()?;
+    let a = Ack {
+        ticket: ticket.to_string(),
+        clock: clock.to_string(),
+        run,
+        expires: now + LINK_TTL,
+    };
+    Some(format!(
+        "{}/v1/ack/{}",
+        c.public_url,
+        token(c.key.expose().as_bytes(), &a)
+    ))
+}
+
+/// Verify with the configured key.
+pub fn check(token: &str, now: DateTime<Utc>) -> Result<Ack, TokenError> {
+    let c = CONFIG.get().ok_or(TokenError::NotConfigured)?;
+    verify(c.key.expose().as_bytes(), token, now)
+}
+
+// ------------------------------------------------------------------ HTTP
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+
+use crate::shell::http::AppState;
+
+/// `GET` (confirmation page) and `POST` (acknowledge) on `/v1/ack/{token}`. No bearer
+/// token: the signed link is the authorisation, as staff open it from a chat or a mail.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/v1/ack/{token}", get(confirm_page).post(acknowledge))
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn refused(e: TokenError) -> Response {
+    let status = match e {
+        TokenError::Expired => StatusCode::GONE,
+        TokenError::Invalid => StatusCode::FORBIDDEN,
+        TokenError::NotConfigured => StatusCode::NOT_FOUND,
+    };
+    (
+        status,
+        Html(format!(
+            "<!doctype html><title>slakeeper</title><p>{e}.</p>"
+        )),
+    )
+        .into_response()
+}
+
+/// Shows what would be acknowledged and a button; acknowledges nothing, because link
+/// previews and mail scanners fetch links.
+async fn confirm_page(State(st): State<AppState>, Path(token): Path<String>) -> Response {
+    match check(&token, st.engine.now()) {
+        Err(e) => refused(e),
+        Ok(a) => Html(format!(
+            "<!doctype html><meta charset=utf-8><title>Acknowledge escalation</title>\
+             <h1>Acknowledge the {clock} escalation of ticket {ticket}?</h1>\
+             <p>Repeats and later escalation levels of this clock stop.</p>\
+             <form method=post><button type=submit>Acknowledge</button></form>",
+            clock = escape(&a.clock),
+            ticket = escape(&a.ticket),
+        ))
+        .into_response(),
+    }
+}
+
+/// Records `escalation.acknowledged` for the link's clock. The event id is derived from the
+/// token, so pressing the button twice is a duplicate, applied once.
+async fn acknowledge(State(st): State<AppState>, Path(token): Path<String>) -> Response {
+    let now = st.engine.now();
+    let a = match check(&token, now) {
+        Ok(a) => a,
+        Err(e) => return refused(e),
+    };
+    let id = format!(
+        "ack-{}",
+        &hex::encode(sha2::Sha256::digest(token.as_bytes()))[..24]
+    );
+    let v = serde_json::json!({
+        "id": id, "ticket": a.ticket, "type": "escalation.acknowledged",
+        "at": now.to_rfc3339(), "clock": a.clock,
+    });
+    let ev = match crate::core::event::parse_event(&v, now) {
+        Ok(ev) => ev,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.message).into_response(),
+    };
+    match st.engine.ingest(&[ev], false).await {
+        Ok(_) => Html(format!(
+            "<!doctype html><meta charset=utf-8><title>Acknowledged</title>\
+             <h1>Acknowledged: the {} escalation of ticket {}.</h1>",
+            escape(&a.clock),
+            escape(&a.ticket)
+        ))
+        .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "acknowledgement not stored");
+            (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ack(exp: i64) -> Ack {
+        Ack {
+            ticket: "T-1".into(),
+            clock: "first_response".into(),
+            run: 1,
+            expires: DateTime::from_timestamp(exp, 0).unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn tokens_round_trip_and_refuse_tampering_and_age() {
+        let now = DateTime::from_timestamp(1_000, 0).unwrap_or_default();
+        let t = token(b"k", &ack(2_000));
+        assert_eq!(verify(b"k", &t, now), Ok(ack(2_000)));
+        assert_eq!(verify(b"other", &t, now), Err(TokenError::Invalid));
+        let forged = token(b"k", &ack(9_000))
+            .split_once('.')
+            .map(|(p, _)| p.to_string());
+        let sig = t.split_once('.').map(|(_, s)| s.to_string());
+        let tampered = format!("{}.{}", forged.unwrap_or_default(), sig.unwrap_or_default());
+        assert_eq!(verify(b"k", &tampered, now), Err(TokenError::Invalid));
+        let later = DateTime::from_timestamp(3_000, 0).unwrap_or_default();
+        assert_eq!(verify(b"k", &t, later), Err(TokenError::Expired));
+        assert_eq!(
+            clock_run("esc/first_response/2/100%/2"),
+            Some(("first_response", 2))
+        );
+        assert_eq!(clock_run("survey"), None);
+    }
+}

@@ -1,0 +1,81 @@
+//! What the chat channels share: the message as a title plus Markdown (the template's
+//! subject and text), cut to the vendor's limits on a character boundary, and the base64 /
+//! HMAC helpers their signatures use.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::shell::channels::Message;
+
+/// At most `max` bytes of `s`, cut at a character boundary, with `…` when cut.
+pub fn cut(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// The Markdown text of a chat message: the template's text, and the acknowledge link as a
+/// Markdown link when there is one.
+pub fn markdown(msg: &Message<'_>, max: usize) -> String {
+    let ack = msg
+        .ack_url
+        .map(|u| format!("\n\n[Acknowledge]({u})"))
+        .unwrap_or_default();
+    let room = max.saturating_sub(ack.len());
+    format!("{}{ack}", cut(msg.body.trim_end(), room))
+}
+
+/// base64(HMAC-SHA256(key, data)).
+pub fn hmac_b64(key: &[u8], data: &[u8]) -> String {
+    // HMAC takes keys of any length: new_from_slice cannot fail.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        return String::new();
+    };
+    mac.update(data);
+    STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// Percent-encode a query value (RFC 3986 unreserved characters stay), as DingTalk wants its
+/// base64 `sign`: `+`, `/` and `=` must not reach the query raw.
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `url` with `extra` appended to its query.
+pub fn with_query(url: &str, extra: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{extra}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cut_keeps_characters_whole() {
+        assert_eq!(cut("abc", 10), "abc");
+        let c = cut("工单超时工单超时", 10);
+        assert!(c.len() <= 10, "{c}");
+        assert!(c.ends_with('…'));
+    }
+
+    #[test]
+    fn url_encoding_escapes_base64_specials() {
+        assert_eq!(url_encode("a+b/c=="), "a%2Bb%2Fc%3D%3D");
+    }
+}

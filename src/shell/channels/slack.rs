@@ -1,0 +1,63 @@
+//! Slack incoming webhooks: `POST` of a Block Kit message (`text` as the notification
+//! fallback, a header, a Markdown section, an Acknowledge button). Slack answers `200 ok`;
+//! anything else in the body (`invalid_payload`, `no_text`, …), any other status, and a
+//! `429` with `Retry-After` are failed attempts (the last one queued for its wait).
+
+use serde_json::{Value, json};
+
+use crate::shell::channels::card::cut;
+use crate::shell::channels::endpoint::Endpoint;
+use crate::shell::channels::{Channel, HttpReply, Message, Reply, classify_http, scrub, send_http};
+
+pub struct Slack<'a> {
+    http: reqwest::Client,
+    ep: &'a Endpoint,
+}
+
+impl Slack<'_> {
+    pub fn new(http: reqwest::Client, ep: &Endpoint) -> Slack<'_> {
+        Slack { http, ep }
+    }
+}
+
+/// The Block Kit body. Header text is plain text of at most 150 characters, a section's
+/// Markdown at most 3000.
+pub fn body(msg: &Message<'_>) -> Value {
+    let mut blocks = vec![
+        json!({"type": "header", "text": {"type": "plain_text", "text": cut(msg.subject, 150)}}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": cut(msg.body.trim_end(), 2900)}}),
+    ];
+    if let Some(ack) = msg.ack_url {
+        blocks.push(json!({"type": "actions", "elements": [{
+            "type": "button", "style": "danger", "url": ack, "action_id": "acknowledge",
+            "text": {"type": "plain_text", "text": "Acknowledge"}}]}));
+    }
+    json!({"text": cut(msg.subject, 3000), "blocks": blocks})
+}
+
+impl Channel for Slack<'_> {
+    type Request = reqwest::RequestBuilder;
+    type Response = HttpReply;
+
+    fn render(&self, msg: &Message<'_>, _to: &[String]) -> Result<Self::Request, Reply> {
+        Ok(self
+            .http
+            .post(self.ep.url.expose())
+            .header("Content-Type", "application/json")
+            .body(body(msg).to_string()))
+    }
+
+    async fn send(&self, req: Self::Request) -> Result<HttpReply, String> {
+        send_http(req, "slack").await
+    }
+
+    fn classify(&self, res: Result<HttpReply, String>) -> Reply {
+        classify_http("slack", res, |r| {
+            if r.body.trim() == "ok" {
+                Reply::Delivered
+            } else {
+                Reply::Retry(scrub(&format!("slack answered `{}`", r.body.trim())))
+            }
+        })
+    }
+}

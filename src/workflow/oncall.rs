@@ -1,0 +1,304 @@
+//! The on-call parts of `routes.yaml`: vendor channel entries (`slack: [{ url_env: … }]`,
+//! `dingtalk: [{ url_env, secret_env, at_mobiles }]`, `pagerduty: [{ routing_key_env, url }]`,
+//! `http: [{ method, url|url_env, headers, headers_env, body }]` …) and rotations. Every
+//! problem is a diagnostic with its position. Secrets are only ever named here (environment
+//! variables); an unset variable is reported by name at load time, so `serve` refuses to start
+//! with a channel that could never send rather than retrying it forever.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+
+use super::compile::{ChannelEntry, Ctx, Routes, sorted_by_pos, text};
+use super::raw::{RawChannelEntry, RawRotation, RawRoute, RawRoutes, S, Text};
+use crate::core::calendar::Calendar;
+use crate::core::rotation::{Rotation, default_start, parse_handoff};
+
+fn entries(r: &RawRoute) -> [(&'static str, &Option<Vec<S<RawChannelEntry>>>); 7] {
+    [
+        ("slack", &r.slack),
+        ("teams", &r.teams),
+        ("dingtalk", &r.dingtalk),
+        ("feishu", &r.feishu),
+        ("wecom", &r.wecom),
+        ("pagerduty", &r.pagerduty),
+        ("http", &r.http),
+    ]
+}
+
+/// Whether a role has vendor channels or a rotation (then it needs no email or webhook).
+pub(super) fn has_oncall(r: &RawRoute) -> bool {
+    r.rotation.is_some() || entries(r).iter().any(|(_, e)| e.is_some())
+}
+
+/// Add each role's vendor channels and rotation to `routes`.
+pub(super) fn compile_oncall(
+    cx: &mut Ctx<'_>,
+    raw: &RawRoutes,
+    calendars: &BTreeMap<String, Arc<Calendar>>,
+    routes: &mut Routes,
+) {
+    let roles = sorted_by_pos(raw);
+    for (role, r) in &roles {
+        let name = text(role);
+        let mut channels = Vec::new();
+        for (channel, list) in entries(&r.value) {
+            for e in list.iter().flatten() {
+                if let Some(c) = compile_entry(cx, channel, e) {
+                    channels.push(c);
+                }
+            }
+        }
+        if let Some(route) = routes.roles.get_mut(name) {
+            route.channels = channels;
+        }
+    }
+    // Rotations last: their members are roles, checked against the whole file.
+    for (role, r) in &roles {
+        let Some(rot) = &r.value.rotation else {
+            continue;
+        };
+        let name = text(role);
+        let own = &r.value;
+        if own.email.is_some()
+            || own.webhook.is_some()
+            || entries(own).iter().any(|(_, e)| e.is_some())
+        {
+            cx.err(
+                role,
+                format!(
+                    "role `{name}` has a rotation and its own channels: a rotation pages its members, give the channels to them"
+                ),
+            );
+        }
+        if let Some(rotation) = compile_rotation(cx, name, rot, calendars, routes)
+            && let Some(route) = routes.roles.get_mut(name)
+        {
+            route.rotation = Some(rotation);
+        }
+    }
+}
+
+fn env_set(cx: &mut Ctx<'_>, v: &S<Text>, key: &str) -> Option<String> {
+    let name = text(v);
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if !ok {
+        cx.err(
+            v,
+            format!("`{key}: {name}` must name an environment variable (e.g. SLK_SLACK_URL)"),
+        );
+        return None;
+    }
+    if std::env::var_os(name).is_none_or(|v| v.is_empty()) {
+        cx.err(v, format!("environment variable {name} ({key}) is not set"));
+        return None;
+    }
+    Some(name.to_string())
+}
+
+fn compile_entry(cx: &mut Ctx<'_>, channel: &str, e: &S<RawChannelEntry>) -> Option<ChannelEntry> {
+    let before = cx.diags.len();
+    let r = &e.value;
+    let mut out = ChannelEntry {
+        channel: channel.to_string(),
+        ..ChannelEntry::default()
+    };
+    // Keys that only one channel understands.
+    let only = |key: &str, allowed: &[&str]| (!allowed.contains(&channel)).then(|| key.to_string());
+    let misplaced = [
+        r.secret_env
+            .as_ref()
+            .and_then(|_| only("secret_env", &["dingtalk", "feishu"])),
+        r.routing_key_env
+            .as_ref()
+            .and_then(|_| only("routing_key_env", &["pagerduty"])),
+        r.severity
+            .as_ref()
+            .and_then(|_| only("severity", &["pagerduty"])),
+        r.at_mobiles
+            .as_ref()
+            .and_then(|_| only("at_mobiles", &["dingtalk"])),
+        r.method.as_ref().and_then(|_| only("method", &["http"])),
+        r.headers.as_ref().and_then(|_| only("headers", &["http"])),
+        r.headers_env
+            .as_ref()
+            .and_then(|_| only("headers_env", &["http"])),
+        r.body.as_ref().and_then(|_| only("body", &["http"])),
+    ];
+    for key in misplaced.into_iter().flatten() {
+        cx.err(e, format!("`{key}` is not a {channel} setting"));
+    }
+    match (&r.url_env, &r.url) {
+        (Some(_), Some(u)) => cx.err(u, "give `url` or `url_env`, not both"),
+        (Some(v), None) => out.url_env = env_set(cx, v, "url_env"),
+        (None, Some(u)) => {
+            let s = text(u);
+            if s.starts_with("http://") || s.starts_with("https://") {
+                out.url = Some(s.to_string());
+            } else {
+                cx.err(u, format!("url `{s}` must be an http:// or https:// URL"));
+            }
+        }
+        (None, None) if channel == "pagerduty" => {
+            out.url = Some("https://events.pagerduty.com/v2/enqueue".into());
+        }
+        (None, None) => cx.err(
+            e,
+            format!("{channel} entry needs `url_env: VAR` (the webhook URL carries its token)"),
+        ),
+    }
+    if let Some(v) = &r.secret_env {
+        out.secret_env = env_set(cx, v, "secret_env");
+    }
+    if channel == "pagerduty" {
+        match &r.routing_key_env {
+            Some(v) => out.routing_key_env = env_set(cx, v, "routing_key_env"),
+            None => cx.err(
+                e,
+                "pagerduty entry needs `routing_key_env: VAR` (the integration key)",
+            ),
+        }
+    }
+    if let Some(s) = &r.severity {
+        match text(s) {
+            v @ ("critical" | "error" | "warning" | "info") => out.severity = Some(v.to_string()),
+            v => cx.err(
+                s,
+                format!("severity `{v}` must be critical, error, warning or info"),
+            ),
+        }
+    }
+    for m in r.at_mobiles.iter().flatten() {
+        let s = text(m);
+        if s.chars()
+            .all(|c| c.is_ascii_digit() || c == '+' || c == '-')
+            && !s.is_empty()
+        {
+            out.at_mobiles.push(s.to_string());
+        } else {
+            cx.err(m, format!("`{s}` is not a mobile number"));
+        }
+    }
+    if let Some(m) = &r.method {
+        let v = text(m).to_ascii_uppercase();
+        if matches!(v.as_str(), "POST" | "PUT" | "PATCH" | "GET" | "DELETE") {
+            out.method = Some(v);
+        } else {
+            cx.err(
+                m,
+                format!(
+                    "method `{}` must be POST, PUT, PATCH, GET or DELETE",
+                    text(m)
+                ),
+            );
+        }
+    }
+    for (h, v) in r.headers.as_ref().map(sorted_by_pos).unwrap_or_default() {
+        check_template(cx, v);
+        out.headers.push((text(h).to_string(), text(v).to_string()));
+    }
+    for (h, v) in r
+        .headers_env
+        .as_ref()
+        .map(sorted_by_pos)
+        .unwrap_or_default()
+    {
+        if let Some(name) = env_set(cx, v, "headers_env") {
+            out.headers_env.push((text(h).to_string(), name));
+        }
+    }
+    if let Some(b) = &r.body {
+        check_template(cx, b);
+        out.body = Some(text(b).to_string());
+    }
+    if let Some(u) = &r.url
+        && channel == "http"
+    {
+        check_template(cx, u);
+    }
+    (cx.diags.len() == before).then_some(out)
+}
+
+/// An `http` template must parse (MiniJinja), and may not use customer contact data.
+fn check_template(cx: &mut Ctx<'_>, v: &S<Text>) {
+    let src = text(v);
+    if let Err(e) = minijinja::Environment::new().template_from_str(src) {
+        cx.err(v, format!("template: {e}"));
+    }
+    if src.contains("customer.email") || src.contains("customer.phone") {
+        cx.err(v, "customer contact data may not be sent to staff channels");
+    }
+}
+
+fn compile_rotation(
+    cx: &mut Ctx<'_>,
+    name: &str,
+    rot: &S<RawRotation>,
+    calendars: &BTreeMap<String, Arc<Calendar>>,
+    routes: &Routes,
+) -> Option<Rotation> {
+    let before = cx.diags.len();
+    let r = &rot.value;
+    let cal = calendars.get(text(&r.calendar));
+    if cal.is_none() {
+        cx.err(
+            &r.calendar,
+            format!(
+                "unknown calendar `{}` (calendars.yaml defines: {})",
+                text(&r.calendar),
+                calendars.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        );
+    }
+    let handoff = parse_handoff(text(&r.handoff));
+    if let Err(e) = &handoff {
+        cx.err(&r.handoff, e.clone());
+    }
+    let start = match &r.start {
+        None => Some(default_start()),
+        Some(s) => match NaiveDate::parse_from_str(text(s), "%Y-%m-%d") {
+            Ok(d) => Some(d),
+            Err(_) => {
+                cx.err(s, format!("start `{}` is not a date (YYYY-MM-DD)", text(s)));
+                None
+            }
+        },
+    };
+    let mut members = Vec::new();
+    for m in &r.members.value {
+        let mname = text(m);
+        match routes.roles.get(mname) {
+            None => cx.err(
+                m,
+                format!("rotation member `{mname}` is not a role in routes.yaml"),
+            ),
+            Some(mr) if mr.rotation.is_some() || mname == name => {
+                cx.err(m, format!("rotation member `{mname}` is itself a rotation"))
+            }
+            Some(_) => members.push(mname.to_string()),
+        }
+    }
+    if r.members.value.is_empty() {
+        // Nobody would be on duty: every page would go nowhere.
+        cx.err(
+            &r.members,
+            "a rotation needs at least one member (someone must be on duty at all times)",
+        );
+    }
+    if cx.diags.len() > before {
+        return None;
+    }
+    let (weekday, time) = handoff.ok()?;
+    Some(Rotation {
+        calendar: text(&r.calendar).to_string(),
+        tz: cal?.tz(),
+        weekday,
+        time,
+        members,
+        start: start?,
+    })
+}
