@@ -100,14 +100,9 @@ fn env_set(cx: &mut Ctx<'_>, v: &S<Text>, key: &str) -> Option<String> {
     Some(name.to_string())
 }
 
-fn compile_entry(cx: &mut Ctx<'_>, channel: &str, e: &S<RawChannelEntry>) -> Option<ChannelEntry> {
-    let before = cx.diags.len();
+/// Keys that only one channel understands, given to another.
+fn misplaced_keys(cx: &mut Ctx<'_>, channel: &str, e: &S<RawChannelEntry>) {
     let r = &e.value;
-    let mut out = ChannelEntry {
-        channel: channel.to_string(),
-        ..ChannelEntry::default()
-    };
-    // Keys that only one channel understands.
     let only = |key: &str, allowed: &[&str]| (!allowed.contains(&channel)).then(|| key.to_string());
     let misplaced = [
         r.secret_env
@@ -132,6 +127,16 @@ fn compile_entry(cx: &mut Ctx<'_>, channel: &str, e: &S<RawChannelEntry>) -> Opt
     for key in misplaced.into_iter().flatten() {
         cx.err(e, format!("`{key}` is not a {channel} setting"));
     }
+}
+
+fn compile_entry(cx: &mut Ctx<'_>, channel: &str, e: &S<RawChannelEntry>) -> Option<ChannelEntry> {
+    let before = cx.diags.len();
+    let r = &e.value;
+    let mut out = ChannelEntry {
+        channel: channel.to_string(),
+        ..ChannelEntry::default()
+    };
+    misplaced_keys(cx, channel, e);
     match (&r.url_env, &r.url) {
         (Some(_), Some(u)) => cx.err(u, "give `url` or `url_env`, not both"),
         (Some(v), None) => out.url_env = env_set(cx, v, "url_env"),
