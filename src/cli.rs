@@ -169,6 +169,10 @@ pub struct ServeArgs {
     /// Finished jobs older than this many seconds are deleted (keeps the queue fast).
     #[arg(long, env = "SLAKEEPER_KEEP_DONE_SECS", default_value_t = 600)]
     pub keep_done_secs: u64,
+    /// Milliseconds a client has to send its request headers before the connection is
+    /// dropped (a client that never finishes its headers would hold a connection forever).
+    #[arg(long, env = "SLAKEEPER_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -300,6 +304,7 @@ impl ServeArgs {
         st::ServeSettings {
             place: place(self.db, self.wf),
             listen: self.listen,
+            header_timeout: Duration::from_millis(self.header_timeout_ms.max(100)),
             role: self.role.settings(),
             smtp_url: self.smtp_url.map(Secret::new),
             smtp_from: self.smtp_from,

@@ -1,7 +1,8 @@
 //! The differential test of SPEC "Guarantees under real traffic": seeded random histories
 //! for many tickets, posted to a real `serve` in shuffled order from concurrent clients,
 //! every event twice; then every ticket's clocks and notifications must equal what
-//! `slakeeper simulate` computes from the stored events applied at their `received_at`.
+//! `slakeeper simulate` computes from the stored events applied at their `received_at`:
+//! the same clock outcomes and due times, and the same notifications with the same ids.
 //!
 //! Histories are dated 30-72 h in the past on the shipped `general-service` workflow
 //! (calendar `always`), so every deadline they create is either long past (it fires, late,
@@ -143,7 +144,9 @@ fn parse_local(s: &str) -> Option<i64> {
 }
 
 type Clocks = BTreeSet<(String, String, Option<i64>, Option<i64>)>;
-type Notes = BTreeMap<(String, String), usize>;
+/// (template, role, notification id): the id is what the email Message-ID and webhook
+/// Idempotency-Key carry, so equal ids mean the same messages.
+type Notes = BTreeSet<(String, String, String)>;
 
 /// Every stored event with its `received_at`, as simulate's input.
 fn stored_events(db: &TestDb) -> Vec<Value> {
@@ -195,16 +198,15 @@ fn simulate(
                 ));
             }
             Some("notification") => {
-                for role in v["notify"].as_array().into_iter().flatten() {
-                    let key = (
+                let roles = v["notify"].as_array().cloned().unwrap_or_default();
+                let ids = v["ids"].as_array().cloned().unwrap_or_default();
+                assert_eq!(roles.len(), ids.len(), "one id per role: {v}");
+                for (role, id) in roles.iter().zip(&ids) {
+                    notes.entry(ticket.clone()).or_default().insert((
                         v["template"].as_str().unwrap_or_default().to_string(),
                         role.as_str().unwrap_or_default().to_string(),
-                    );
-                    *notes
-                        .entry(ticket.clone())
-                        .or_default()
-                        .entry(key)
-                        .or_default() += 1;
+                        id.as_str().unwrap_or_default().to_string(),
+                    ));
                 }
             }
             _ => {}
@@ -229,14 +231,18 @@ fn runtime(app: &App, ticket: &str) -> (Clocks, Notes) {
             )
         })
         .collect();
-    let mut notes = Notes::new();
-    for n in t["notifications"].as_array().into_iter().flatten() {
-        let key = (
-            n["template"].as_str().unwrap_or_default().to_string(),
-            n["role"].as_str().unwrap_or_default().to_string(),
-        );
-        *notes.entry(key).or_default() += 1;
-    }
+    let notes = t["notifications"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            (
+                n["template"].as_str().unwrap_or_default().to_string(),
+                n["role"].as_str().unwrap_or_default().to_string(),
+                n["id"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
     (clocks, notes)
 }
 
@@ -291,12 +297,7 @@ fn differential(backend: Backend, seed: u64, kill_a_worker: bool) {
         }
     });
     // Quiet: notifications stop changing.
-    let count = || -> usize {
-        tickets
-            .iter()
-            .map(|t| runtime(&api, t).1.values().sum::<usize>())
-            .sum()
-    };
+    let count = || -> usize { tickets.iter().map(|t| runtime(&api, t).1.len()).sum() };
     let mut last = count();
     for _ in 0..20 {
         std::thread::sleep(Duration::from_millis(500));

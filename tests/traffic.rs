@@ -228,3 +228,48 @@ fn concurrent_opening_and_response_are_serialised_per_ticket_sqlite() {
 fn concurrent_opening_and_response_are_serialised_per_ticket_postgres() {
     opened_and_responded_at_once(Backend::Postgres);
 }
+
+/// A client that never finishes its headers is dropped after the header timeout (it used
+/// to hold its connection for good: 1,100 half-sent requests were all still open).
+#[test]
+fn a_client_that_never_finishes_its_headers_is_dropped() {
+    use std::io::{Read, Write};
+    let smtp = Smtp::start();
+    let hooks = Hooks::start();
+    let wf = workflows(hooks.port, false);
+    let db = TestDb::new(Backend::Sqlite);
+    let mut o = AppOpts::new(&db.url, wf.dir.path(), smtp.port);
+    o.extra_env
+        .push(("SLAKEEPER_HEADER_TIMEOUT_MS", "500".into()));
+    let app = App::start(o);
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut half: Vec<std::net::TcpStream> = (0..20)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+            s.write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: appl")
+                .expect("write");
+            s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                .expect("timeout");
+            s
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    for s in &mut half {
+        // The server answers 408 or just closes; either way the read ends, not times out.
+        let mut buf = Vec::new();
+        let r = s.read_to_end(&mut buf);
+        assert!(
+            r.is_ok(),
+            "connection still open after {:?}: {r:?}",
+            started.elapsed()
+        );
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "half-sent requests held for {:?}",
+        started.elapsed()
+    );
+    // A whole request on a fresh connection is still served.
+    let (s, _) = app.post(&opened("hd-1", "HD-1", "urgent", &now_rfc3339(-1)));
+    assert_eq!(s, 202);
+}

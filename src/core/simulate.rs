@@ -259,6 +259,10 @@ pub fn render_json(r: &SimResult) -> String {
                 "ticket": ticket,
                 "template": n.template,
                 "notify": n.notify.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                // The ids the runtime gives these notifications, one per role.
+                "ids": n.notify.iter()
+                    .map(|r| crate::core::ids::notification_id(ticket, &n.source, r.as_str()))
+                    .collect::<Vec<_>>(),
                 "reason": n.reason,
             });
             s.push_str(&line.to_string());

@@ -22,8 +22,7 @@ use crate::shell::{json_input, queue, show, store};
 /// Largest accepted request body and batch.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 pub const MAX_BATCH: usize = 1000;
-/// How long a client may take to send its headers, and then its body.
-pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a client may take to send its body (the header timeout is a setting).
 pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Clone)]
@@ -453,11 +452,12 @@ async fn metrics_text(State(st): State<AppState>) -> Response {
 
 /// Serve `app` on `listener` until `stop`. Our own accept loop instead of `axum::serve`,
 /// because it sets a header-read timeout: a client that never finishes its headers is
-/// dropped after [`HEADER_TIMEOUT`] instead of holding a connection for good.
+/// dropped after `header_timeout` instead of holding a connection for good.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    header_timeout: std::time::Duration,
 ) {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
@@ -480,7 +480,7 @@ pub async fn serve(
             let mut b = Builder::new(TokioExecutor::new());
             b.http1()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT);
+                .header_read_timeout(header_timeout);
             let _ = b
                 .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                 .await;

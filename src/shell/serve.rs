@@ -119,7 +119,12 @@ impl App {
             },
             sources::route::router(self.engine.clone(), Arc::new(sources)),
         );
-        tasks.spawn(http::serve(listener, app, stop));
+        tasks.spawn(http::serve(
+            listener,
+            app,
+            stop,
+            self.settings.header_timeout,
+        ));
         // Acknowledge links default to the listen address (a no-op when
         // SLAKEEPER_PUBLIC_URL configured them already).
         crate::shell::ack::configure(&format!("http://{addr}"), ack_key(&self.settings));

@@ -56,6 +56,8 @@ pub struct AckSettings {
 pub struct ServeSettings {
     pub place: Place,
     pub listen: String,
+    /// How long a client may take to send its request headers.
+    pub header_timeout: Duration,
     pub role: Role,
     pub smtp_url: Option<Secret>,
     pub smtp_from: String,

@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 
 use crate::core::event::EventError;
 use crate::core::machine::Ticket;
@@ -129,17 +128,7 @@ impl After {
     }
 }
 
-/// The global notification id: stable across re-runs and replays, used as the email
-/// Message-ID and the webhook Idempotency-Key.
-pub fn notification_id(ticket: &str, source: &str, role: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(ticket.as_bytes());
-    h.update([0]);
-    h.update(source.as_bytes());
-    h.update([0]);
-    h.update(role.as_bytes());
-    format!("n-{}", &hex::encode(h.finalize())[..32])
-}
+pub use crate::core::ids::notification_id;
 
 /// A time as people read it, in the workflow's time zone.
 fn fmt_local(wf: &Workflow, t: DateTime<Utc>) -> String {
