@@ -40,6 +40,21 @@ fn raw(
     })
 }
 
+/// Post `evs[i]` from `clients[i]`, all leaving at the same instant (a barrier); each 202.
+fn post_at_once(clients: &[common::reqwest::Client], base: &str, evs: &[Value]) {
+    let barrier = std::sync::Barrier::new(evs.len());
+    std::thread::scope(|sc| {
+        for (c, e) in clients.iter().zip(evs) {
+            let barrier = &barrier;
+            sc.spawn(move || {
+                barrier.wait();
+                let (s, v) = c.post(&format!("{base}/v1/events"), e);
+                assert_eq!(s, 202, "{v}");
+            });
+        }
+    });
+}
+
 fn json_post(app: &App, body: &str) -> (u16, Value) {
     raw(
         app,
@@ -192,17 +207,7 @@ fn opened_and_responded_at_once(backend: Backend) {
             opened(&format!("{t}-o"), &t, "normal", &at),
             event(&format!("{t}-r"), &t, "ticket.responded", &resp_at),
         ];
-        let barrier = std::sync::Barrier::new(2);
-        std::thread::scope(|sc| {
-            for (c, e) in clients.iter().zip(&evs) {
-                let (barrier, base) = (&barrier, &base);
-                sc.spawn(move || {
-                    barrier.wait();
-                    let (s, v) = c.post(&format!("{base}/v1/events"), e);
-                    assert_eq!(s, 202, "{v}");
-                });
-            }
-        });
+        post_at_once(&clients, &base, &evs);
     }
     for i in 0..n {
         let (s, t) = env.app.get(&format!("/v1/tickets/CC-{i}"));
@@ -292,17 +297,7 @@ fn two_openings_at_once(backend: Backend) {
             opened(&format!("{t}-a"), &t, "normal", &at),
             opened(&format!("{t}-b"), &t, "normal", &at),
         ];
-        let barrier = std::sync::Barrier::new(2);
-        std::thread::scope(|sc| {
-            for (c, e) in clients.iter().zip(&evs) {
-                let (barrier, base) = (&barrier, &base);
-                sc.spawn(move || {
-                    barrier.wait();
-                    let (s, v) = c.post(&format!("{base}/v1/events"), e);
-                    assert_eq!(s, 202, "{v}");
-                });
-            }
-        });
+        post_at_once(&clients, &base, &evs);
     }
     for i in 0..n {
         let (s, t) = env.app.get(&format!("/v1/tickets/TO-{i}"));

@@ -708,3 +708,32 @@ pub fn parse_time(s: &str) -> DateTime<Utc> {
         .map(|t| t.with_timezone(&Utc))
         .expect("rfc3339")
 }
+
+// ------------------------------------------------------------------ generated histories
+
+/// A small deterministic generator (no dependency): SplitMix64.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    pub fn chance(&mut self, pct: u64) -> bool {
+        self.below(100) < pct
+    }
+    pub fn mins(&mut self, lo: i64, hi: i64) -> chrono::Duration {
+        chrono::Duration::minutes(lo + self.below((hi - lo) as u64 + 1) as i64)
+    }
+}
+
+/// An instant as RFC 3339 to the second, UTC.
+pub fn rfc(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
