@@ -256,22 +256,16 @@ mod tests {
     use super::*;
 
     fn map(file: &str) -> Vec<Draft> {
-        let spec = spec("{ kind: chatwoot, secret_env: C }");
-        let h = axum::http::HeaderMap::new();
-        let body = fixture("chatwoot", file);
-        let c = Chatwoot {
+        let source = Chatwoot {
             secret: Secret::new("c"),
         };
-        c.map(
-            &spec,
-            &Request {
-                headers: &h,
-                query: None,
-                body: &body,
-            },
+        map_fixture(
+            &source,
+            "{ kind: chatwoot, secret_env: C }",
+            "chatwoot",
+            file,
             Utc::now(),
         )
-        .expect(file)
     }
 
     #[test]

@@ -202,22 +202,16 @@ mod tests {
     use super::*;
 
     fn map(file: &str) -> Vec<Draft> {
-        let spec = spec("{ kind: freshdesk, token_env: T }");
-        let h = axum::http::HeaderMap::new();
-        let body = fixture("freshdesk", file);
-        let f = Freshdesk {
+        let source = Freshdesk {
             token: Secret::new("t"),
         };
-        f.map(
-            &spec,
-            &Request {
-                headers: &h,
-                query: None,
-                body: &body,
-            },
+        map_fixture(
+            &source,
+            "{ kind: freshdesk, token_env: T }",
+            "freshdesk",
+            file,
             Utc::now(),
         )
-        .expect(file)
     }
 
     #[test]

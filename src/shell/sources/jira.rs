@@ -322,23 +322,17 @@ mod tests {
     }
 
     fn map(file: &str) -> Vec<Draft> {
-        let spec = spec("{ kind: jira, secret_env: K }");
-        let h = axum::http::HeaderMap::new();
-        let body = fixture("jira", file);
-        let j = Jira {
+        let source = Jira {
             secret: Some(Secret::new("k")),
             token: None,
         };
-        j.map(
-            &spec,
-            &Request {
-                headers: &h,
-                query: None,
-                body: &body,
-            },
+        map_fixture(
+            &source,
+            "{ kind: jira, secret_env: K }",
+            "jira",
+            file,
             now(),
         )
-        .expect(file)
     }
 
     #[test]

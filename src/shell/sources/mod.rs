@@ -621,6 +621,25 @@ pub(crate) mod testing {
         std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
     }
 
+    /// Map a vendor's fixture file through `source`, as if posted with no headers.
+    pub fn map_fixture(
+        source: &impl Source,
+        spec_entry: &str,
+        vendor: &str,
+        file: &str,
+        now: DateTime<Utc>,
+    ) -> Vec<Draft> {
+        let spec = spec(spec_entry);
+        let h = HeaderMap::new();
+        let body = fixture(vendor, file);
+        let req = Request {
+            headers: &h,
+            query: None,
+            body: &body,
+        };
+        source.map(&spec, &req, now).expect(file)
+    }
+
     pub fn kinds(d: &[Draft]) -> Vec<&'static str> {
         d.iter().map(|x| x.kind.as_str()).collect()
     }

@@ -230,22 +230,16 @@ mod tests {
     use super::*;
 
     fn map(file: &str) -> Vec<Draft> {
-        let spec = spec("{ kind: zammad, secret_env: Z }");
-        let h = axum::http::HeaderMap::new();
-        let body = fixture("zammad", file);
-        let z = Zammad {
+        let source = Zammad {
             secret: Secret::new("z"),
         };
-        z.map(
-            &spec,
-            &Request {
-                headers: &h,
-                query: None,
-                body: &body,
-            },
+        map_fixture(
+            &source,
+            "{ kind: zammad, secret_env: Z }",
+            "zammad",
+            file,
             Utc::now(),
         )
-        .expect(file)
     }
 
     #[test]
