@@ -247,12 +247,23 @@ pub struct ReportArgs {
 pub struct BenchArgs {
     #[command(flatten)]
     pub db: DbArgs,
-    /// Number of timers for the drain / idle-poll measurements.
+    /// Timers due at once in the drain phases.
     #[arg(long, default_value_t = 100_000)]
     pub timers: usize,
-    /// Which measurements to run (comma separated): ingest,lateness,idle,drain
-    #[arg(long, default_value = "ingest,lateness,idle,drain")]
+    /// Timers waiting 30 days out in the `pending` phase (idle poll, lateness, memory).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub pending: usize,
+    /// Worker engines per run of the `workers` phase (comma separated), each with its own
+    /// connection pool, as separate processes would have.
+    #[arg(long, default_value = "1,2,4", value_delimiter = ',')]
+    pub workers: Vec<usize>,
+    /// Phases to run (comma separated): limits,ingest,http,pending,drain,workers.
+    /// `workers` is meant for PostgreSQL (SQLite has one writer).
+    #[arg(long, default_value = "limits,ingest,http,pending,drain")]
     pub only: String,
+    /// `json` prints one object with every figure at the end (progress stays on stderr).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 /// Run a parsed command line; the exit code follows SPEC (1 on any validation error).
@@ -369,6 +380,9 @@ impl Command {
             Command::Bench(a) => Cmd::Bench(st::BenchSettings {
                 database: Secret::new(a.db.database),
                 timers: a.timers,
+                pending: a.pending,
+                workers: a.workers,
+                format: a.format.settings(),
                 only: a
                     .only
                     .split(',')

@@ -32,8 +32,7 @@ use slakeeper::core::model::Stage;
 use slakeeper::shell::channels::Channels;
 use slakeeper::shell::db::Db;
 use slakeeper::shell::engine::{
-    Clock, Engine, IngestError, Ingested, JobOutcome, PROMOTE_HORIZON, RetryPolicy, STALE_DELIVERY,
-    STALE_TIMER,
+    Clock, Engine, IngestError, Ingested, JobOutcome, RetryPolicy, STALE_DELIVERY, TIMER_LEASE,
 };
 use slakeeper::shell::queue::{self, DeliveryJob, ReviewJob, TimerJob};
 use slakeeper::shell::store::{self, DeliveryRow, NotificationRow, from_ms, ms};
@@ -551,15 +550,6 @@ impl Harness {
             .collect()
     }
 
-    async fn timer_jobs(&self, ticket: &str) -> Vec<(TimerJob, i64)> {
-        self.jobs(queue::TIMERS)
-            .await
-            .into_iter()
-            .map(|(v, r)| (serde_json::from_value::<TimerJob>(v).expect("TimerJob"), r))
-            .filter(|(j, _)| j.ticket == ticket)
-            .collect()
-    }
-
     /// The jobs the queue runs for a ticket's pending timers (the payload is the row).
     async fn pending_jobs(&self, ticket: &str) -> Vec<TimerJob> {
         self.timers(ticket)
@@ -573,51 +563,26 @@ impl Harness {
             .collect()
     }
 
-    /// `sk_timers.promoted` by key: whether the timer's apalis job was pushed.
-    async fn promoted(&self, ticket: &str) -> BTreeMap<String, bool> {
-        db_all!(
-            self.db(),
-            (String, i64),
-            "SELECT key, promoted FROM sk_timers WHERE ticket = $1",
-            ticket
-        )
-        .expect("sk_timers.promoted")
-        .into_iter()
-        .map(|(k, p)| (k, p == 1))
-        .collect()
+    /// The invariant after every transaction: `sk_timers` is exactly the state's pending
+    /// timer set (key, kind, due), and no timer has an apalis job (timers fire from the table).
+    async fn assert_timers_mirror_state(&self, ticket: &str) {
+        let from_state: BTreeMap<String, (String, i64)> = self
+            .state(ticket)
+            .await
+            .timers
+            .iter()
+            .map(|(k, t)| (k.to_string(), (t.kind.as_str().to_string(), ms(t.due))))
+            .collect();
+        assert_eq!(self.timers(ticket).await, from_state, "{ticket}: sk_timers");
+        assert!(
+            self.jobs(queue::TIMERS).await.is_empty(),
+            "timers never become apalis jobs"
+        );
     }
 
-    /// The invariant between `sk_timers` and the queue right after a transaction: a timer
-    /// marked promoted has its job (same key and due); one that is not is due beyond the
-    /// promotion horizon, so `Engine::promote` pushes it in time.
-    async fn assert_timer_jobs_consistent(&self, ticket: &str) {
-        let jobs: BTreeSet<(String, i64)> = self
-            .timer_jobs(ticket)
-            .await
-            .into_iter()
-            .map(|(j, run_at)| {
-                assert_eq!(
-                    run_at,
-                    j.due_ms.div_euclid(1000),
-                    "run_at is the due second"
-                );
-                (j.key, j.due_ms)
-            })
-            .collect();
-        let promoted = self.promoted(ticket).await;
-        for (key, (_, due)) in self.timers(ticket).await {
-            if promoted[&key] {
-                assert!(
-                    jobs.contains(&(key.clone(), due)),
-                    "{ticket}: timer {key} is marked promoted but has no job for due {due}: {jobs:?}"
-                );
-            } else {
-                assert!(
-                    from_ms(due) > self.now() + PROMOTE_HORIZON,
-                    "{ticket}: timer {key} is due within the horizon but has no job"
-                );
-            }
-        }
+    /// One firer round at the harness clock: how many timers it claimed.
+    async fn fire_due(&self) -> usize {
+        self.engine.fire_due(512).await.expect("fire_due")
     }
 
     async fn delivery_jobs(&self) -> Vec<(DeliveryJob, i64)> {
@@ -785,7 +750,7 @@ conformance!(
     batch_counts_accepted_and_duplicates,
     duplicate_event_is_counted_and_not_applied_again,
     batch_with_one_bad_event_changes_nothing,
-    ticket_opened_pushes_timer_jobs_matching_sk_timers,
+    ticket_opened_schedules_timers_that_the_firer_claims_and_fires,
     breach_alert_fires_at_deadline_exactly_once,
     timer_made_moot_by_a_response_sends_nothing,
     timer_batch_fires_each_due_timer_once,
@@ -1062,7 +1027,7 @@ async fn batch_with_one_bad_event_changes_nothing(h: Harness) {
 
 // ---------------------------------------------------------------------- timers
 
-async fn ticket_opened_pushes_timer_jobs_matching_sk_timers(h: Harness) {
+async fn ticket_opened_schedules_timers_that_the_firer_claims_and_fires(h: Harness) {
     // Act: opened 22 minutes ago, so the 75% point is 30 s away and the rest further.
     h.set_clock(t0() + mins(22));
     h.ingest(&[opened("J1", t0(), "urgent", "complaint")]).await;
@@ -1083,67 +1048,44 @@ async fn ticket_opened_pushes_timer_jobs_matching_sk_timers(h: Harness) {
     .map(|(k, due)| (k.to_string(), ("escalation".to_string(), ms(due))))
     .collect();
     assert_eq!(timers, expected);
-    // The state's timer set is what sk_timers mirrors.
-    let state = h.state("J1").await;
-    let from_state: BTreeMap<String, (String, i64)> = state
-        .timers
-        .iter()
-        .map(|(k, t)| (k.to_string(), (t.kind.as_str().to_string(), ms(t.due))))
-        .collect();
-    assert_eq!(from_state, timers);
-    // The near-term timer got its job in the same transaction; the others wait in sk_timers.
-    let jobs: Vec<(String, i64)> = h
-        .timer_jobs("J1")
-        .await
-        .into_iter()
-        .map(|(j, _)| (j.key, j.due_ms))
-        .collect();
-    assert_eq!(jobs, vec![(FR75.to_string(), timers[FR75].1)]);
-    h.assert_timer_jobs_consistent("J1").await;
+    h.assert_timers_mirror_state("J1").await;
+    assert_eq!(h.fire_due().await, 0, "nothing is due yet");
 
-    // Act: the 75% job runs; a minute before the breach point the promoter runs twice.
-    let warn = h.job_at_due("J1", FR75).await;
-    assert_eq!(h.on_timer(&warn).await, "applied");
-    h.set_clock(t0() + mins(29));
-    let first = h.engine.promote().await.expect("promote");
-    let again = h.engine.promote().await.expect("promote again");
-
-    // Assert: exactly the breach point was pushed, once, with the row as payload. (The
-    // warning's delivery, whose job this test never ran, may be re-queued as lost: that is
-    // the delivery sweep's business, see `lost_delivery_job_is_requeued_and_sent_once`.)
-    assert_eq!((first.0, again), (1, (0, 0)));
-    assert!(h.promoted("J1").await[FR100]);
-    let pushed: Vec<(TimerJob, i64)> = h
-        .timer_jobs("J1")
-        .await
-        .into_iter()
-        .filter(|(j, _)| j.key == FR100)
-        .collect();
-    assert_eq!(
-        pushed,
-        vec![(
-            TimerJob {
-                ticket: "J1".into(),
-                key: FR100.into(),
-                due_ms: ms(t0() + mins(30)),
-            },
-            ms(t0() + mins(30)) / 1000
-        )]
-    );
-    h.assert_timer_jobs_consistent("J1").await;
-
-    // A promoted timer still pending well after its due lost its job: it is pushed again.
-    h.set_clock(t0() + mins(30) + STALE_TIMER + secs(1));
-    assert_eq!(h.engine.promote().await.expect("sweep"), (1, 0));
-    assert_eq!(
-        h.timer_jobs("J1")
+    // Act: at the 75% point a firer round claims and fires exactly that timer.
+    h.set_clock(t0() + secs(22 * 60 + 30));
+    assert_eq!(h.fire_due().await, 1);
+    assert_eq!(h.fire_due().await, 0, "fired once");
+    assert!(!h.timers("J1").await.contains_key(FR75));
+    assert!(
+        h.timeline("J1")
             .await
             .iter()
-            .filter(|(j, _)| j.key == FR100)
-            .count(),
-        2
+            .any(|(k, d)| k == "timer.fired" && d["key"] == FR75)
     );
-    assert_eq!(h.engine.promote().await.expect("sweep again"), (0, 0));
+    h.assert_timers_mirror_state("J1").await;
+
+    // A worker claims the breach point and dies before firing it: the claim holds it from
+    // other firers until its lease runs out, then the next round fires it.
+    h.set_clock(t0() + mins(30));
+    let mut tx = h.db().begin().await.expect("begin");
+    let claimed = store::claim_due_timers(&mut tx, h.now(), ms(h.now() + TIMER_LEASE), 10)
+        .await
+        .expect("claim");
+    tx.commit().await.expect("commit");
+    assert_eq!(
+        claimed.iter().map(|c| c.key.as_str()).collect::<Vec<_>>(),
+        vec![FR100]
+    );
+    h.set_clock(t0() + mins(30) + TIMER_LEASE - secs(1));
+    assert_eq!(h.fire_due().await, 0, "held by the dead worker's claim");
+    h.set_clock(t0() + mins(30) + TIMER_LEASE + secs(1));
+    assert_eq!(h.fire_due().await, 1, "taken over after the lease");
+    assert_eq!(
+        h.fact("J1", "outcome/first_response/1").await.map(|f| f.1),
+        Some(Some("breached".to_string()))
+    );
+    assert_eq!(h.fire_due().await, 0);
+    h.assert_timers_mirror_state("J1").await;
 }
 
 async fn breach_alert_fires_at_deadline_exactly_once(h: Harness) {
@@ -1160,13 +1102,13 @@ async fn breach_alert_fires_at_deadline_exactly_once(h: Harness) {
         key: FR100.into(),
         due_ms: ms(t0() + mins(30)),
     };
-    // A job that runs well before its due (the database clock runs ahead of ours) changes
-    // nothing but is queued again for its due time.
+    // A firing well before its due (a worker whose clock runs ahead of ours) changes
+    // nothing: the timer's row stays, free to be claimed when it is due.
     h.set_clock(t0() + mins(25));
-    let mut early = h.snapshot().await;
+    let early = h.snapshot().await;
     assert_eq!(h.on_timer(&breach).await, "deferred");
-    *early.entry("slakeeper.timers").or_default() += 1;
     assert_eq!(h.snapshot().await, early);
+    assert_eq!(h.fire_due().await, 0, "not due for the firer either");
 
     // Act: at the deadline.
     h.set_clock(t0() + mins(30));
@@ -1581,8 +1523,8 @@ async fn out_of_order_event_gives_same_clocks_as_in_order(h: Harness) {
         "resolution re-targeted to urgent from the opening"
     );
     assert!(h.timeline("OB").await.iter().any(|(k, _)| k == "rebuild"));
-    h.assert_timer_jobs_consistent("OA").await;
-    h.assert_timer_jobs_consistent("OB").await;
+    h.assert_timers_mirror_state("OA").await;
+    h.assert_timers_mirror_state("OB").await;
     // A job for the schedule before the rebuild (first_response as urgent, due +30m)
     // stays harmless.
     let stale = TimerJob {
@@ -1593,17 +1535,15 @@ async fn out_of_order_event_gives_same_clocks_as_in_order(h: Harness) {
     h.set_clock(t0() + mins(30));
     assert_eq!(h.on_timer(&stale).await, "moot");
     assert!(h.sent("OB").await.is_empty());
-    // The rebuilt ticket's far timers still get their jobs in time.
+    // The rebuilt ticket's far timers fire from their rows when due.
     let due = h.due("OB", "esc/resolution/1/100%").await;
-    h.set_clock(due - secs(30));
-    h.engine.promote().await.expect("promote");
+    h.set_clock(due);
+    assert!(h.fire_due().await >= 1);
     assert!(
-        h.timer_jobs("OB")
-            .await
-            .iter()
-            .any(|(j, _)| j.key == "esc/resolution/1/100%" && j.due_ms == ms(due)),
-        "the resolution breach point of a rebuilt ticket has no job before it is due"
+        !h.timers("OB").await.contains_key("esc/resolution/1/100%"),
+        "the resolution breach point of a rebuilt ticket fired when due"
     );
+    h.assert_timers_mirror_state("OB").await;
 }
 
 async fn rebuild_after_breach_does_not_notify_again(h: Harness) {
@@ -1691,7 +1631,7 @@ async fn events_before_opened_are_parked_then_applied(h: Harness) {
         keys,
         BTreeSet::from(["esc/resolution/1/+4h", "esc/resolution/1/100%"])
     );
-    h.assert_timer_jobs_consistent("P1").await;
+    h.assert_timers_mirror_state("P1").await;
 }
 
 async fn waiting_on_customer_and_resumed_move_the_deadline(h: Harness) {
@@ -1730,16 +1670,9 @@ async fn waiting_on_customer_and_resumed_move_the_deadline(h: Harness) {
         h.due("W1", "esc/resolution/1/100%").await,
         t0() + chrono::Duration::days(1) + mins(60)
     );
-    h.assert_timer_jobs_consistent("W1").await;
-    h.set_clock(t0() + mins(89));
-    h.engine.promote().await.expect("promote");
-    let new_breach = h
-        .timer_jobs("W1")
-        .await
-        .into_iter()
-        .find(|(j, _)| j.key == FR100 && j.due_ms == ms(t0() + mins(90)))
-        .expect("a job for the moved deadline")
-        .0;
+    h.assert_timers_mirror_state("W1").await;
+    let new_breach = h.job_at_due("W1", FR100).await;
+    assert_eq!(new_breach.due_ms, ms(t0() + mins(90)));
     // The old job, run after the resume but before the new deadline, waits for the new one.
     h.set_clock(t0() + mins(85));
     let before = h.snapshot().await;
@@ -2065,7 +1998,7 @@ async fn lost_delivery_job_is_requeued_and_sent_once(h: Harness) {
     h.on_timer(&job).await;
     h.set_clock(t0() + mins(30) + STALE_DELIVERY - secs(1));
     assert_eq!(
-        h.engine.promote().await.expect("promote").1,
+        h.engine.sweep_deliveries(h.now()).await.expect("sweep"),
         0,
         "not stale yet"
     );
@@ -2076,11 +2009,17 @@ async fn lost_delivery_job_is_requeued_and_sent_once(h: Harness) {
 
     // Act
     h.set_clock(t0() + mins(30) + STALE_DELIVERY + secs(1));
-    let (_, swept) = h.engine.promote().await.expect("sweep");
+    let swept = h.engine.sweep_deliveries(h.now()).await.expect("sweep");
 
     // Assert: each waiting delivery got one new job for its next attempt.
     assert_eq!(swept as i64, pending);
-    assert_eq!(h.engine.promote().await.expect("sweep again").1, 0);
+    assert_eq!(
+        h.engine
+            .sweep_deliveries(h.now())
+            .await
+            .expect("sweep again"),
+        0
+    );
     let jobs = h.delivery_jobs().await;
     assert_eq!(jobs.len(), original.len() + pending as usize);
     // The original job and its replacement both run: one attempt is made, not two.
@@ -2511,7 +2450,7 @@ async fn dead_claimers_delivery_is_requeued_when_its_lease_runs_out(h: Harness) 
 
     // Act + Assert: within the lease nothing moves; just after it, the attempt is re-queued.
     h.set_clock(claimed_at + secs(19));
-    h.engine.promote().await.expect("sweep");
+    h.engine.sweep_deliveries(h.now()).await.expect("sweep");
     let within = h
         .delivery_jobs()
         .await
@@ -2520,7 +2459,7 @@ async fn dead_claimers_delivery_is_requeued_when_its_lease_runs_out(h: Harness) 
         .count();
     assert_eq!(within, before, "re-queued inside the lease");
     h.set_clock(claimed_at + secs(21));
-    let (_, swept) = h.engine.promote().await.expect("sweep");
+    let swept = h.engine.sweep_deliveries(h.now()).await.expect("sweep");
     assert!(swept >= 1, "the dead claimer's delivery was not swept");
     let after = h
         .delivery_jobs()

@@ -1,25 +1,21 @@
-//! The job handlers of every queue: the runtime's side of apalis. Each records its outcome
-//! and duration; timer jobs go through a [`TimerBatcher`] so concurrent firings share one
-//! transaction.
+//! The job handlers of the apalis queues (deliveries and reviews). Each records its outcome
+//! and duration. Timers do not go through apalis: see `engine::timers`.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::shell::engine::{Engine, JobError, JobOutcome, TimerBatcher};
+use crate::shell::engine::{Engine, JobError, JobOutcome};
 use crate::shell::metrics;
-use crate::shell::queue::{self, DeliveryJob, Handler, ReviewJob, TimerJob};
+use crate::shell::queue::{self, DeliveryJob, Handler, ReviewJob};
 
 #[derive(Clone)]
 pub struct Jobs {
     engine: Arc<Engine>,
-    timers: TimerBatcher,
 }
 
 impl Jobs {
-    /// `batch`: at most this many timer firings per transaction.
-    pub fn new(engine: Arc<Engine>, batch: usize) -> Jobs {
-        let timers = TimerBatcher::start(engine.clone(), batch);
-        Jobs { engine, timers }
+    pub fn new(engine: Arc<Engine>) -> Jobs {
+        Jobs { engine }
     }
 }
 
@@ -41,16 +37,6 @@ fn finish<E: Into<JobError>>(
             tracing::warn!(queue, error = %e, "job failed; apalis will retry it");
             Err(e)
         }
-    }
-}
-
-impl Handler<TimerJob> for Jobs {
-    async fn handle(&self, job: TimerJob) -> Result<(), JobError> {
-        let t = Instant::now();
-        if !self.engine.wait_until_due(&job).await {
-            return finish::<JobError>(queue::TIMERS, t, Ok(JobOutcome::Deferred));
-        }
-        finish(queue::TIMERS, t, self.timers.fire(job).await)
     }
 }
 

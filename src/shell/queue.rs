@@ -1,12 +1,12 @@
-//! The durable job queue: apalis 1.0 on SQLite or PostgreSQL, used around its sharp edges
-//! (../shared/APALIS-NOTES.md):
+//! The durable job queue for deliveries and reviews: apalis 1.0 on SQLite or PostgreSQL,
+//! used around its sharp edges (../shared/APALIS-NOTES.md). Timers do not use it (they fire
+//! straight from `sk_timers`, see `engine::timers`): its drain rate is far below what a
+//! backlog of timers needs.
 //!
-//! * Jobs are pushed with `push_tasks` inside *our* transaction, so a timer exists exactly
-//!   when the ticket state that scheduled it was committed.
-//! * apalis cannot cancel: a job for a timer that is no longer pending is harmless because the
-//!   handler re-checks the ticket state in the transaction that applies the effect.
-//! * `run_at` has whole seconds: jobs are stored at the second the timer falls in and the
-//!   handler waits out the remaining fraction, so lateness is the poll interval, not ~1 s.
+//! * Jobs are pushed with `push_tasks` inside *our* transaction, so a delivery job exists
+//!   exactly when the notification that needs it was committed.
+//! * apalis cannot cancel: a job for a delivery already made is harmless because the handler
+//!   re-checks the delivery row in the transaction that records the attempt.
 //! * Retries with backoff are ours (a new job with a later `run_at`); apalis' own retries
 //!   re-run at once and `RetryAfter` is broken.
 //! * A database error kills an apalis worker: every worker runs under a supervisor that
@@ -16,7 +16,7 @@
 //! * `lock_tasks(false)`: the fetch already claims rows for the worker; the extra Lock
 //!   round-trip only made SQLite's lock query scan every claimable row (4,189 vs 727 jobs/s).
 //! * Jobs get 3 attempts: apalis retries at once, which helps with a blip; anything longer
-//!   is covered by `Engine::promote`, which re-pushes timers and deliveries whose jobs gave up.
+//!   is covered by the delivery sweep, which re-pushes deliveries whose jobs gave up.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,7 +36,8 @@ pub const OUTBOX: &str = "slakeeper.outbox";
 pub const REVIEW: &str = "slakeeper.review";
 pub const QUEUES: [&str; 3] = [TIMERS, OUTBOX, REVIEW];
 
-/// A ticket timer coming due.
+/// A ticket timer coming due (the firer's unit of work; also the payload of timer jobs of
+/// the earlier design, which migration 0004 removes).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TimerJob {
     pub ticket: String,

@@ -12,18 +12,13 @@ use tokio::task::JoinSet;
 use crate::shell::channels::Channels;
 use crate::shell::commands::{load_workflows, open_db};
 use crate::shell::db::Db;
-use crate::shell::engine::{Engine, system_clock};
+use crate::shell::engine::{Engine, FIRE_BATCH, run_firer, system_clock};
 use crate::shell::jobs::Jobs;
 use crate::shell::metrics::{self, GaugeState};
-use crate::shell::queue::{self, DeliveryJob, ReviewJob, TimerJob, WorkerOpts};
-use crate::shell::services::{
-    self, DeliverySweep, GaugeRefresher, JobPruner, ReviewScheduler, TimerPromoter,
-};
+use crate::shell::queue::{self, DeliveryJob, ReviewJob, WorkerOpts};
+use crate::shell::services::{self, DeliverySweep, GaugeRefresher, JobPruner, ReviewScheduler};
 use crate::shell::settings::ServeSettings;
 use crate::shell::{http, secret::redact_url, sources};
-
-/// Timer firings per group-committed transaction.
-const TIMER_BATCH: usize = 64;
 
 pub struct App {
     settings: ServeSettings,
@@ -144,15 +139,13 @@ impl App {
         let w = &self.settings.workers;
         let opts = WorkerOpts::new(w.poll, w.concurrency, w.orphan_after);
         let restart: Arc<dyn Fn(&'static str) + Send + Sync> = Arc::new(metrics::worker_restart);
-        let jobs = Jobs::new(self.engine.clone(), TIMER_BATCH);
+        let jobs = Jobs::new(self.engine.clone());
         let db = &self.engine.db;
-        tasks.spawn(queue::supervise::<TimerJob, _>(
-            db.clone(),
-            queue::TIMERS,
-            opts.clone(),
-            jobs.clone(),
+        tasks.spawn(run_firer(
+            self.engine.clone(),
+            w.poll,
+            FIRE_BATCH,
             stop.clone(),
-            restart.clone(),
         ));
         tasks.spawn(queue::supervise::<DeliveryJob, _>(
             db.clone(),
@@ -178,11 +171,6 @@ impl App {
         let e = &self.engine;
         tasks.spawn(services::run(
             ReviewScheduler(e.clone()),
-            e.clone(),
-            stop.clone(),
-        ));
-        tasks.spawn(services::run(
-            TimerPromoter(e.clone()),
             e.clone(),
             stop.clone(),
         ));

@@ -67,26 +67,6 @@ pub async fn run<S: Service>(svc: S, engine: Arc<Engine>, mut stop: watch::Recei
     }
 }
 
-/// Timers entering the promotion horizon get their apalis job; lost timer jobs are re-pushed.
-pub struct TimerPromoter(pub Arc<Engine>);
-
-impl Service for TimerPromoter {
-    fn name(&self) -> &'static str {
-        "timer-promoter"
-    }
-    fn period(&self) -> Duration {
-        Duration::from_secs(1)
-    }
-    async fn run_once(&self, now: DateTime<Utc>) -> Result<Done, DbError> {
-        let n = self.0.promote_timers(now).await?;
-        // A full page (1000) means more are waiting.
-        Ok(Done {
-            count: n,
-            more: n >= 1000,
-        })
-    }
-}
-
 /// Deliveries whose jobs were lost go back to the queue.
 pub struct DeliverySweep(pub Arc<Engine>);
 

@@ -128,8 +128,14 @@ pub struct ReportSettings {
 #[derive(Debug, Clone)]
 pub struct BenchSettings {
     pub database: Secret,
+    /// Timers due at once in the drain phases.
     pub timers: usize,
+    /// Timers waiting (far in the future) in the `pending` phase.
+    pub pending: usize,
+    /// Worker engines in each run of the `workers` phase.
+    pub workers: Vec<usize>,
     pub only: Vec<String>,
+    pub format: Format,
 }
 
 /// `simulate`.

@@ -189,7 +189,7 @@ pub async fn timeline(
     Ok(())
 }
 
-/// Record a pending timer; `promoted` says whether its apalis job exists already.
+/// Record a pending timer (free to be claimed: a re-scheduled timer drops any claim).
 pub async fn upsert_timer(
     tx: &mut Tx,
     ticket: &str,
@@ -197,69 +197,78 @@ pub async fn upsert_timer(
     kind: &str,
     due: DateTime<Utc>,
     now: DateTime<Utc>,
-    promoted: bool,
 ) -> Result<(), DbError> {
     sql_exec!(
         tx,
-        "INSERT INTO sk_timers (ticket, key, kind, due, scheduled_at, promoted)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO sk_timers (ticket, key, kind, due, scheduled_at, claimed_until)
+         VALUES ($1, $2, $3, $4, $5, 0)
          ON CONFLICT (ticket, key) DO UPDATE SET kind = excluded.kind, due = excluded.due,
-            scheduled_at = excluded.scheduled_at, promoted = excluded.promoted",
+            scheduled_at = excluded.scheduled_at, claimed_until = 0",
         ticket,
         key,
         kind,
         ms(due),
-        ms(now),
-        i64::from(promoted)
-    )?;
-    Ok(())
-}
-
-/// Timers that need an apalis job: not yet promoted and due before `horizon`, or promoted
-/// but still pending long after `stale_before` (their job was lost or gave up). Locked
-/// against other promoters on PostgreSQL.
-pub async fn timers_to_promote(
-    tx: &mut Tx,
-    horizon: DateTime<Utc>,
-    stale_before: DateTime<Utc>,
-    limit: i64,
-) -> Result<Vec<(String, String, i64)>, DbError> {
-    let sql = if tx.is_pg() {
-        "SELECT ticket, key, due FROM sk_timers
-         WHERE (promoted = 0 AND due <= $1) OR (promoted = 1 AND due < $2 AND scheduled_at < $2)
-         ORDER BY due LIMIT $3 FOR UPDATE SKIP LOCKED"
-    } else {
-        "SELECT ticket, key, due FROM sk_timers
-         WHERE (promoted = 0 AND due <= $1) OR (promoted = 1 AND due < $2 AND scheduled_at < $2)
-         ORDER BY due LIMIT $3"
-    };
-    Ok(sql_all!(
-        tx,
-        (String, String, i64),
-        sql,
-        ms(horizon),
-        ms(stale_before),
-        limit
-    )?)
-}
-
-/// Mark a timer promoted; a re-pushed stale one also gets `scheduled_at = now`, so the
-/// sweep waits another full interval before pushing it again.
-pub async fn mark_promoted(
-    tx: &mut Tx,
-    ticket: &str,
-    key: &str,
-    now: DateTime<Utc>,
-) -> Result<(), DbError> {
-    sql_exec!(
-        tx,
-        "UPDATE sk_timers SET promoted = 1, scheduled_at = CASE WHEN promoted = 1 THEN $3 ELSE scheduled_at END
-         WHERE ticket = $1 AND key = $2",
-        ticket,
-        key,
         ms(now)
     )?;
     Ok(())
+}
+
+/// A timer taken by a firer.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DueTimer {
+    pub ticket: String,
+    pub key: String,
+    pub due: i64,
+}
+
+/// Take up to `limit` timers due by `now` that nobody holds, earliest first, and hold them
+/// until `until` (ms). On PostgreSQL rows another worker is claiming are skipped, not waited
+/// for; the caller commits the claim before firing (see `engine::timers`).
+pub async fn claim_due_timers(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    until: i64,
+    limit: i64,
+) -> Result<Vec<DueTimer>, DbError> {
+    let sql = if tx.is_pg() {
+        "UPDATE sk_timers SET claimed_until = $2 WHERE (ticket, key) IN (
+            SELECT ticket, key FROM sk_timers WHERE due <= $1 AND claimed_until < $1
+            ORDER BY due LIMIT $3 FOR UPDATE SKIP LOCKED)
+         RETURNING ticket, key, due"
+    } else {
+        "UPDATE sk_timers SET claimed_until = $2 WHERE rowid IN (
+            SELECT rowid FROM sk_timers WHERE due <= $1 AND claimed_until < $1
+            ORDER BY due LIMIT $3)
+         RETURNING ticket, key, due"
+    };
+    let mut rows = sql_all!(tx, DueTimer, sql, ms(now), until, limit)?;
+    rows.sort_by_key(|r| r.due);
+    Ok(rows)
+}
+
+/// Give a claimed timer back (it turned out not to be due yet).
+pub async fn release_timer(tx: &mut Tx, ticket: &str, key: &str) -> Result<(), DbError> {
+    sql_exec!(
+        tx,
+        "UPDATE sk_timers SET claimed_until = 0 WHERE ticket = $1 AND key = $2",
+        ticket,
+        key
+    )?;
+    Ok(())
+}
+
+/// The earliest due time among timers nobody holds at `now` (ms), if any: when the firer
+/// should next look. An index range scan, cheap however many timers wait.
+pub async fn next_due(db: &Db, now: DateTime<Utc>) -> Result<Option<i64>, DbError> {
+    // ORDER BY … LIMIT 1 rather than MIN(): it walks the (due, claimed_until) index and
+    // stops at the first free row on both databases.
+    let row: Option<(i64,)> = db_opt!(
+        db,
+        (i64,),
+        "SELECT due FROM sk_timers WHERE claimed_until < $1 ORDER BY due LIMIT 1",
+        ms(now)
+    )?;
+    Ok(row.map(|r| r.0))
 }
 
 pub async fn delete_timer(tx: &mut Tx, ticket: &str, key: &str) -> Result<(), DbError> {

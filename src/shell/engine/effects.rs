@@ -15,7 +15,7 @@ use crate::core::machine::{
 use crate::core::model::{Role, Workflow};
 use crate::shell::channels::{ChannelKind, Target};
 use crate::shell::db::{DbError, Tx};
-use crate::shell::engine::timers::{PROMOTE_HORIZON, push_timer};
+use crate::shell::engine::timers::wake_if_soon;
 use crate::shell::engine::{After, Engine, fmt_local, notification_id};
 use crate::shell::metrics::Metric;
 use crate::shell::queue::{self, DeliveryJob};
@@ -78,6 +78,7 @@ impl Engine {
         for o in outs {
             match &o.effect {
                 Effect::Schedule { key, kind, due } => {
+                    after.wake_timers |= wake_if_soon(*due, now);
                     scheduled(tx, &c, o, key, *kind, *due).await?
                 }
                 Effect::Drop { key, reason } => {
@@ -295,14 +296,8 @@ async fn scheduled(
     kind: TimerKind,
     due: DateTime<Utc>,
 ) -> Result<(), DbError> {
-    // Near-term timers get their job now, in this transaction; later ones are promoted
-    // shortly before they are due (see `timers::promote`).
-    let promote = due <= c.now + PROMOTE_HORIZON;
     let k = key.to_string();
-    store::upsert_timer(tx, &c.t.id, &k, kind.as_str(), due, c.now, promote).await?;
-    if promote {
-        push_timer(tx, &c.t.id, &k, due).await?;
-    }
+    store::upsert_timer(tx, &c.t.id, &k, kind.as_str(), due, c.now).await?;
     let d = json!({"key": key, "kind": kind.as_str(), "due": fmt_local(c.wf, due)});
     store::timeline(tx, &c.t.id, o.at, c.now, "timer.scheduled", &d).await
 }

@@ -18,7 +18,7 @@ use crate::core::machine::{
 use crate::core::model::Workflow;
 use crate::core::routing::choose_workflow;
 use crate::shell::db::{DbError, Tx};
-use crate::shell::engine::timers::{PROMOTE_HORIZON, push_timer};
+use crate::shell::engine::timers::wake_if_soon;
 use crate::shell::engine::{After, Engine, Slot};
 use crate::shell::metrics::Metric;
 use crate::shell::store::{self, Stored};
@@ -443,8 +443,8 @@ impl Engine {
         )
         .await?;
         let old_timers = old.map(|t| t.timers.clone()).unwrap_or_default();
-        self.replace_timers(tx, ticket, &old_timers, &state, now)
-            .await?;
+        self.replace_timers(tx, ticket, &old_timers, &state).await?;
+        after.wake_timers |= state.timers.values().any(|t| wake_if_soon(t.due, now));
         let visible: Vec<Out> = outs
             .into_iter()
             .filter(|o| {
@@ -462,14 +462,13 @@ impl Engine {
         Ok(Some(state))
     }
 
-    /// The rebuilt pending set replaces the old one; jobs only for new due times.
+    /// The rebuilt pending set replaces the old one; rows only change for new due times.
     async fn replace_timers(
         &self,
         tx: &mut Tx,
         ticket: &str,
         old: &BTreeMap<TimerKey, Timer>,
         state: &Ticket,
-        now: DateTime<Utc>,
     ) -> Result<(), DbError> {
         for key in old.keys() {
             if !state.timers.contains_key(key) {
@@ -477,26 +476,19 @@ impl Engine {
             }
         }
         for (key, t) in &state.timers {
-            // An unchanged timer keeps its row, so its `promoted` flag stays true to whether
-            // it has a job (marking a far one promoted would leave it to the stale sweep).
+            // An unchanged timer keeps its row (and any claim a firer holds on it).
             if old.get(key).is_some_and(|o| o.due == t.due) {
                 continue;
             }
-            let promote = t.due <= now + PROMOTE_HORIZON;
-            let key = key.to_string();
             store::upsert_timer(
                 tx,
                 ticket,
-                &key,
+                &key.to_string(),
                 t.kind.as_str(),
                 t.due,
                 t.scheduled_at,
-                promote,
             )
             .await?;
-            if promote {
-                push_timer(tx, ticket, &key, t.due).await?;
-            }
         }
         Ok(())
     }

@@ -34,7 +34,7 @@ use crate::shell::settings::RetrySettings;
 use crate::workflow::Config;
 
 pub use ingest::{IngestError, Ingested};
-pub use timers::{PROMOTE_HORIZON, STALE_TIMER, TimerBatcher};
+pub use timers::{FIRE_BATCH, TIMER_LEASE, run_firer};
 
 /// A delivery whose attempt is this overdue (or stuck `sending` after a crash) lost its job.
 pub const STALE_DELIVERY: chrono::Duration = chrono::Duration::minutes(5);
@@ -118,12 +118,17 @@ struct Slot {
 #[derive(Default)]
 struct After {
     metrics: Vec<Metric>,
+    /// A timer due soon was scheduled: wake this process's firers once committed.
+    wake_timers: bool,
 }
 
 impl After {
     fn record(self) {
         for m in &self.metrics {
             metrics::record(m);
+        }
+        if self.wake_timers {
+            timers::wake_firers();
         }
     }
 }

@@ -1,0 +1,184 @@
+//! Timer phases: a large pending set (idle poll, lateness under load, memory) and a drain of
+//! timers all due at once, with one or several worker engines.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::bench::{Dist, Scratch, engine, ingest_many, opened, rss_mib, virtual_clock};
+use crate::core::event::Event;
+use crate::shell::engine::{Engine, FIRE_BATCH, run_firer};
+use crate::shell::store;
+
+/// Run the timer firer `serve` runs, one per engine, until `done` resolves.
+async fn with_workers<F, Fut>(engines: &[Arc<Engine>], done: F) -> anyhow::Result<Value>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Value>>,
+{
+    let (tx, rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    for eng in engines {
+        tasks.push(tokio::spawn(run_firer(
+            eng.clone(),
+            Duration::from_millis(100),
+            FIRE_BATCH,
+            rx.clone(),
+        )));
+    }
+    let r = done().await;
+    let _ = tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    r
+}
+
+/// What a firer does when nothing is due, timed: one read of the earliest free due time.
+async fn idle_round(eng: &Engine) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    let next = store::next_due(&eng.db, eng.now()).await?;
+    anyhow::ensure!(
+        next.is_none_or(|d| d > store::ms(eng.now())),
+        "a timer was due"
+    );
+    Ok(t.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// `pending` timers 30 days out; then the idle poll, then 300 timers due over 10 s fired
+/// while single events arrive at 500/s, then the process's memory.
+pub async fn pending(url: &str, wf: &std::path::Path, pending: usize) -> anyhow::Result<Value> {
+    let s = Scratch::new(url).await?;
+    let eng = engine(&s.url, wf, Arc::new(Utc::now)).await?;
+    let d = ingest_many(&eng, pending, "far", Utc::now(), "pending").await?;
+    eprintln!("  pending: {pending} tickets opened in {d:.1?}");
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        idle.push(idle_round(&eng).await?);
+    }
+    let now = Utc::now();
+    let events: Vec<Event> = (0..300)
+        .map(|i| opened(i, &format!("p{}", 1 + i % 10), now, now))
+        .collect::<anyhow::Result<_>>()?;
+    eng.ingest(&events, true).await?;
+    let e2 = eng.clone();
+    let load = with_workers(std::slice::from_ref(&eng), || async move {
+        // Single events at 500/s for as long as the 300 timers take (10 s and a little).
+        let start = Instant::now();
+        let mut sent = 0usize;
+        let mut ingest_ms = Vec::new();
+        while start.elapsed() < Duration::from_secs(12) {
+            let target = (start.elapsed().as_secs_f64() * 500.0) as usize;
+            while sent < target {
+                let ev = opened(pending + 1000 + sent, "far", Utc::now(), e2.now())?;
+                let t = Instant::now();
+                e2.ingest(&[ev], false).await?;
+                ingest_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                sent += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(json!({"events": sent, "events_per_s": (sent as f64 / start.elapsed().as_secs_f64()).round(),
+                  "ingest_ms": Dist::of(ingest_ms)}))
+    })
+    .await?;
+    let late: Vec<f64> = store::timeline_of_kind(&eng.db, "timer.fired")
+        .await?
+        .iter()
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| v["late_s"].as_f64())
+        .map(|s| s * 1000.0)
+        .collect();
+    let (rss, peak) = rss_mib().unwrap_or((0.0, 0.0));
+    eng.db.close().await;
+    s.drop_db().await;
+    Ok(json!({
+        "pending": pending,
+        "opened_per_s": (pending as f64 / d.as_secs_f64()).round(),
+        "idle_poll_ms": Dist::of(idle),
+        "lateness_ms": Dist::of(late),
+        "load": load,
+        "rss_mib": rss,
+        "peak_rss_mib": peak,
+    }))
+}
+
+/// `n` tickets whose timers are all due; `workers` engines fire them. Samples progress
+/// every 20 ms: the rate per 10,000 and the longest stretch with no progress (a slow fetch
+/// or a lock wait shows there).
+pub async fn drain(
+    url: &str,
+    wf: &std::path::Path,
+    n: usize,
+    workers: usize,
+) -> anyhow::Result<Value> {
+    let s = Scratch::new(url).await?;
+    // Open the tickets "40 minutes ago" in virtual time, 29.5 minutes later, so their
+    // 30-minute timers are scheduled but not yet due; the workers then run on the real
+    // clock, where every one is overdue.
+    let real = Utc::now();
+    let opened_at = real - chrono::Duration::minutes(40);
+    let (clock, _) =
+        virtual_clock((opened_at + chrono::Duration::seconds(29 * 60 + 30)).timestamp_millis());
+    let eng_in = engine(&s.url, wf, clock).await?;
+    let d = ingest_many(&eng_in, n, "bulk", opened_at, "drain").await?;
+    eng_in.db.close().await;
+    eprintln!("  drain: {n} tickets opened in {d:.1?}");
+    let mut engines = Vec::new();
+    for _ in 0..workers.max(1) {
+        engines.push(engine(&s.url, wf, Arc::new(Utc::now)).await?);
+    }
+    let db = engines[0].db.clone();
+    let total = store::timers_pending(&db).await?;
+    let v = with_workers(&engines, || async move {
+        let start = Instant::now();
+        let mut marks: Vec<f64> = Vec::new();
+        let (mut last_done, mut last_change, mut stall) = (0i64, 0.0f64, 0.0f64);
+        loop {
+            let left = store::timers_pending(&db).await?;
+            let done = total - left;
+            let now = start.elapsed().as_secs_f64();
+            if done > last_done {
+                stall = stall.max(now - last_change);
+                last_done = done;
+                last_change = now;
+            }
+            while (marks.len() as i64 + 1) * 10_000 <= done {
+                marks.push(now);
+            }
+            if left == 0 || start.elapsed() > Duration::from_secs(1800) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        let mut prev = 0.0;
+        let per_10k: Vec<f64> = marks
+            .iter()
+            .map(|t| {
+                let r = 10_000.0 / (t - prev).max(1e-9);
+                prev = *t;
+                r.round()
+            })
+            .collect();
+        let overall = total as f64 / elapsed.max(1e-9);
+        Ok(json!({
+            "timers": total,
+            "workers": workers,
+            "drain_per_s": overall.round(),
+            "seconds": (elapsed * 10.0).round() / 10.0,
+            "per_10k_per_s": per_10k,
+            "first_10k_over_overall": per_10k.first().map(|f| (f / overall * 100.0).round() / 100.0),
+            "longest_stall_s": (stall * 1000.0).round() / 1000.0,
+        }))
+    })
+    .await?;
+    for e in &engines {
+        e.db.close().await;
+    }
+    s.drop_db().await;
+    Ok(v)
+}
