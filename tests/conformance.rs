@@ -340,6 +340,7 @@ impl Harness {
                 max: Duration::from_secs(600),
             },
             clock: virtual_clock,
+            group: Default::default(),
         };
         Some(Harness {
             engine,

@@ -330,3 +330,90 @@ fn two_openings_of_one_ticket_at_once_open_it_once_sqlite() {
 fn two_openings_of_one_ticket_at_once_open_it_once_postgres() {
     two_openings_at_once(Backend::Postgres);
 }
+
+/// Concurrent requests share commits (group commit): 48 requests leave at one instant, 16 of
+/// them re-using a stored event id with another body. Each conflict is refused on its own
+/// (409, the stored event unchanged) and every other request is answered 202 with its
+/// ticket stored, although they were committed in shared transactions.
+fn concurrent_requests_share_commits(backend: Backend) {
+    let env = Env::start(backend);
+    let base = env.app.base.clone();
+    let at = now_rfc3339(-60);
+    for i in 0..16 {
+        let (s, v) = env.app.post(&opened(
+            &format!("GC-{i}-o"),
+            &format!("GC-{i}"),
+            "normal",
+            &at,
+        ));
+        assert_eq!(s, 202, "{v}");
+    }
+    let mut evs = Vec::new();
+    for i in 0..48 {
+        evs.push(if i % 3 == 0 {
+            // Same id as a stored opening, another priority: a conflict.
+            let k = i / 3;
+            opened(&format!("GC-{k}-o"), &format!("GC-{k}"), "urgent", &at)
+        } else {
+            opened(&format!("GN-{i}"), &format!("GN-{i}"), "normal", &at)
+        });
+    }
+    let clients: Vec<_> = (0..evs.len())
+        .map(|_| common::reqwest::blocking_client())
+        .collect();
+    let barrier = std::sync::Barrier::new(evs.len());
+    let statuses: Vec<(u16, Value)> = std::thread::scope(|sc| {
+        let hs: Vec<_> = clients
+            .iter()
+            .zip(&evs)
+            .map(|(c, e)| {
+                let (barrier, base) = (&barrier, &base);
+                sc.spawn(move || {
+                    barrier.wait();
+                    c.post(&format!("{base}/v1/events"), e)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("client")).collect()
+    });
+    for (i, (s, v)) in statuses.iter().enumerate() {
+        if i % 3 == 0 {
+            assert_eq!(*s, 409, "request {i}: {v}");
+            assert_eq!(error_code(v), "conflict", "request {i}: {v}");
+            let (_, t) = env.app.get(&format!("/v1/tickets/GC-{}", i / 3));
+            assert_eq!(t["priority"], "normal", "the stored opening changed: {t}");
+        } else {
+            assert_eq!(*s, 202, "request {i}: {v}");
+            let (g, t) = env.app.get(&format!("/v1/tickets/GN-{i}"));
+            assert_eq!(g, 200, "GN-{i} was answered 202 but is not stored: {t}");
+        }
+    }
+    // Some requests did share a transaction (else this test proves nothing about groups).
+    let m = env.app.metrics();
+    let value = |name: &str| {
+        m.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let (groups, requests) = (
+        value("slakeeper_ingest_groups_total"),
+        value("slakeeper_ingest_grouped_requests_total"),
+    );
+    assert!(requests >= 64.0, "{requests} requests went through groups");
+    assert!(
+        requests > groups,
+        "no group held more than one request ({groups} groups, {requests} requests)"
+    );
+}
+
+#[test]
+fn concurrent_requests_share_commits_and_a_conflict_fails_alone_sqlite() {
+    concurrent_requests_share_commits(Backend::Sqlite);
+}
+
+#[test]
+fn concurrent_requests_share_commits_and_a_conflict_fails_alone_postgres() {
+    concurrent_requests_share_commits(Backend::Postgres);
+}

@@ -176,6 +176,7 @@ pub(crate) async fn engine(
         channels: Channels::offline()?,
         retry: RetryPolicy::default(),
         clock,
+        group: Default::default(),
     }))
 }
 
@@ -378,6 +379,7 @@ async fn bench_ingest(url: &str, wf: &std::path::Path) -> anyhow::Result<Value> 
 async fn bench_http(url: &str, wf: &std::path::Path) -> anyhow::Result<Value> {
     let s = Scratch::new(url).await?;
     let eng = engine(&s.url, wf, Arc::new(Utc::now)).await?;
+    eng.start_group_commit(eng.db.committers());
     let v = http_load::run(eng.clone(), 32, 20_000).await?;
     eng.db.close().await;
     s.drop_db().await;

@@ -107,6 +107,7 @@ async fn offline_engine(place: &Place) -> anyhow::Result<Engine> {
         channels: Channels::offline()?,
         retry: RetryPolicy::default(),
         clock: system_clock(),
+        group: Default::default(),
     })
 }
 

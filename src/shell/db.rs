@@ -203,6 +203,15 @@ impl Db {
         }
     }
 
+    /// Group committers for ingest: SQLite has one writer; PostgreSQL commits in parallel,
+    /// and a few groups in flight keep its WAL flushes full.
+    pub fn committers(&self) -> usize {
+        match self {
+            Db::Sqlite(_) => 1,
+            Db::Pg(_) => 4,
+        }
+    }
+
     pub fn backend(&self) -> &'static str {
         match self {
             Db::Sqlite(_) => "sqlite",

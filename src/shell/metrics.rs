@@ -150,6 +150,14 @@ fn describe() {
         "Timer fired minus due (or minus scheduled, for timers born overdue)."
     );
     describe_counter!(
+        "slakeeper_ingest_groups_total",
+        "Ingest transactions committed by group commit (each holds one or more requests)."
+    );
+    describe_counter!(
+        "slakeeper_ingest_grouped_requests_total",
+        "Ingest requests committed by group commit; over the groups, the mean group size."
+    );
+    describe_counter!(
         "slakeeper_jobs_total",
         "Queue jobs by outcome: applied, moot (no longer pending), deferred, failed."
     );
@@ -308,6 +316,12 @@ pub fn record(m: &Metric) {
             counter!("slakeeper_reviews_total", "workflow" => workflow.clone(), "outcome" => *outcome).increment(1)
         }
     }
+}
+
+/// One group commit of `requests` ingest requests (see `engine::group`).
+pub fn ingest_group(requests: usize) {
+    counter!("slakeeper_ingest_groups_total").increment(1);
+    counter!("slakeeper_ingest_grouped_requests_total").increment(requests as u64);
 }
 
 pub fn job(queue: &'static str, outcome: &'static str, seconds: f64) {

@@ -54,7 +54,13 @@ impl App {
             channels,
             retry: settings.retry.into(),
             clock: system_clock(),
+            group: Default::default(),
         });
+        // Concurrent requests share commits (see `engine::group`); a worker-only process
+        // ingests nothing.
+        if settings.role != crate::shell::settings::Role::Worker {
+            engine.start_group_commit(engine.db.committers());
+        }
         if let Some(url) = &settings.ack.public_url {
             crate::shell::ack::configure(url.trim(), ack_key(&settings));
         }

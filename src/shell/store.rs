@@ -48,6 +48,26 @@ pub async fn lock_tickets(tx: &mut Tx, tickets: &[&str]) -> Result<(), DbError> 
     Ok(())
 }
 
+/// Savepoints around each request of a group commit (`engine::group`): a request that is
+/// bad input rolls back to its own savepoint and the others still commit.
+pub async fn savepoint(tx: &mut Tx) -> Result<(), DbError> {
+    sql_exec!(tx, "SAVEPOINT sk_request")?;
+    Ok(())
+}
+
+pub async fn release_savepoint(tx: &mut Tx) -> Result<(), DbError> {
+    sql_exec!(tx, "RELEASE SAVEPOINT sk_request")?;
+    Ok(())
+}
+
+/// Undo the request's writes; the savepoint is released too, so the next request opens
+/// a fresh one.
+pub async fn rollback_to_savepoint(tx: &mut Tx) -> Result<(), DbError> {
+    sql_exec!(tx, "ROLLBACK TO SAVEPOINT sk_request")?;
+    sql_exec!(tx, "RELEASE SAVEPOINT sk_request")?;
+    Ok(())
+}
+
 /// Insert an event unless its id is known. `now` is its `received_at`, kept in its own
 /// column and not in the body, so a retry of the same event has the same body.
 pub async fn insert_event(

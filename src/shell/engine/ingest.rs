@@ -97,9 +97,23 @@ impl<'a> Batch<'a> {
 }
 
 impl Engine {
-    /// Apply a batch of events in one transaction. Retries the whole batch on transient
-    /// database errors (lock contention); bad input rolls everything back.
+    /// Apply a batch of events in one transaction, all or nothing, committed before this
+    /// returns. With group commit started ([`Engine::start_group_commit`]) concurrent
+    /// requests share a transaction (each in its own savepoint); otherwise the request has
+    /// its own. Retries on transient database errors (lock contention).
     pub async fn ingest(&self, events: &[Event], batch: bool) -> Result<Ingested, IngestError> {
+        match self.group.submit(events, batch).await {
+            Some(r) => r,
+            None => self.ingest_direct(events, batch).await,
+        }
+    }
+
+    /// Without group commit: a request, on its own transaction.
+    pub(super) async fn ingest_direct(
+        &self,
+        events: &[Event],
+        batch: bool,
+    ) -> Result<Ingested, IngestError> {
         let first = events.first().map_or("", |e| e.id.as_str());
         let span = tracing::info_span!("ingest", events = events.len(), first_event = %first);
         let mut attempt = 0;
@@ -135,6 +149,20 @@ impl Engine {
         // get their `received_at` in the order they are applied, which is the order
         // `simulate` replays them in.
         let now = self.now();
+        let r = self.ingest_in(&mut tx, events, batch, now).await?;
+        tx.commit().await?;
+        Ok(r)
+    }
+
+    /// One request's events inside `tx`, whose tickets are locked already, received `now`
+    /// (read after the locks were taken).
+    pub(super) async fn ingest_in(
+        &self,
+        tx: &mut Tx,
+        events: &[Event],
+        batch: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(Ingested, After), IngestError> {
         // Every event is received now: the core dates what it causes from its arrival (an
         // alert is never dated before the event that caused it), as `simulate` does.
         let events: Vec<Event> = events
@@ -146,10 +174,9 @@ impl Engine {
             .collect();
         let mut b = Batch::new(&events, batch, now);
         for i in 0..events.len() {
-            self.ingest_event(&mut tx, &mut b, i).await?;
+            self.ingest_event(tx, &mut b, i).await?;
         }
-        self.settle(&mut tx, &mut b).await?;
-        tx.commit().await?;
+        self.settle(tx, &mut b).await?;
         Ok((b.res, b.after))
     }
 

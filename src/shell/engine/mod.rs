@@ -14,6 +14,7 @@
 
 pub mod deliveries;
 pub mod effects;
+pub mod group;
 pub mod ingest;
 pub mod oncall;
 pub mod reviews;
@@ -105,6 +106,8 @@ pub struct Engine {
     pub channels: Channels,
     pub retry: RetryPolicy,
     pub clock: Clock,
+    /// Group commit of concurrent ingests; off until `start_group_commit`.
+    pub group: group::GroupCommit,
 }
 
 /// A ticket being changed inside a transaction.

@@ -1,0 +1,157 @@
+//! Group commit across requests. One transaction per HTTP request caps ingest at the disk's
+//! commit rate (SQLite FULL: one fsync each); instead, requests that arrive while a commit
+//! is in flight wait in a queue, and a committer applies all of them in one transaction,
+//! each in its own savepoint, then commits once and answers each. A request that is bad
+//! input rolls back to its savepoint and gets its own error; the others are unaffected.
+//! Every 202 still comes after the commit that holds its events.
+//!
+//! A group is whatever is waiting when the committer is free, so a lone request is not
+//! delayed. SQLite has one committer (one writer anyway); PostgreSQL a few, whose groups
+//! lock their tickets in sorted order like any ingest, so they never deadlock.
+
+use std::sync::{Arc, OnceLock, Weak};
+
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tracing::Instrument;
+
+use crate::core::event::Event;
+use crate::shell::db::DbError;
+use crate::shell::engine::{After, Engine, IngestError, Ingested};
+use crate::shell::{metrics, store};
+
+/// Requests per group, and events per group (a group is one transaction).
+const MAX_REQUESTS: usize = 128;
+const MAX_EVENTS: usize = 5_000;
+
+type Reply = oneshot::Sender<Result<Ingested, IngestError>>;
+
+struct Req {
+    events: Vec<Event>,
+    batch: bool,
+    reply: Reply,
+}
+
+/// The queue in front of the committers; empty (each request commits on its own) until
+/// [`Engine::start_group_commit`].
+#[derive(Default)]
+pub struct GroupCommit {
+    queue: OnceLock<mpsc::Sender<Req>>,
+}
+
+impl GroupCommit {
+    /// `None` when group commit is off (or its committers are gone): ingest directly.
+    pub(super) async fn submit(
+        &self,
+        events: &[Event],
+        batch: bool,
+    ) -> Option<Result<Ingested, IngestError>> {
+        let queue = self.queue.get()?;
+        let (reply, rx) = oneshot::channel();
+        let req = Req {
+            events: events.to_vec(),
+            batch,
+            reply,
+        };
+        queue.send(req).await.ok()?;
+        rx.await.ok()
+    }
+}
+
+type Outcomes = Vec<Result<(Ingested, After), IngestError>>;
+
+impl Engine {
+    /// Start `committers` group committers (a second call does nothing). They hold the
+    /// engine weakly and stop when it is dropped.
+    pub fn start_group_commit(self: &Arc<Self>, committers: usize) {
+        let (tx, rx) = mpsc::channel::<Req>(MAX_REQUESTS * 8);
+        if self.group.queue.set(tx).is_err() {
+            return;
+        }
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..committers.max(1) {
+            tokio::spawn(committer(Arc::downgrade(self), rx.clone()));
+        }
+    }
+
+    async fn commit_group(&self, group: Vec<Req>) {
+        let events: usize = group.iter().map(|r| r.events.len()).sum();
+        let span = tracing::info_span!("ingest_group", requests = group.len(), events);
+        match self.group_once(&group).instrument(span).await {
+            Ok(outcomes) => {
+                metrics::ingest_group(group.len());
+                for (req, r) in group.into_iter().zip(outcomes) {
+                    let _ = req.reply.send(r.map(|(res, after)| {
+                        after.record();
+                        res
+                    }));
+                }
+            }
+            Err(e) => {
+                // Contention or a broken connection: each request on its own, with the
+                // usual retries, so none of them fails because of another.
+                tracing::warn!(error = %e, requests = group.len(), "group commit failed; one by one");
+                for req in group {
+                    let r = self.ingest_direct(&req.events, req.batch).await;
+                    let _ = req.reply.send(r);
+                }
+            }
+        }
+    }
+
+    async fn group_once(&self, group: &[Req]) -> Result<Outcomes, DbError> {
+        let mut tx = self.db.begin().await?;
+        let tickets: Vec<&str> = group
+            .iter()
+            .flat_map(|r| r.events.iter().map(|e| e.ticket.as_str()))
+            .collect();
+        store::lock_tickets(&mut tx, &tickets).await?;
+        let mut out = Vec::with_capacity(group.len());
+        let mut floor = None;
+        for req in group {
+            // Arrival times follow the order of application, never backwards in a group.
+            let now = floor.map_or(self.now(), |f| self.now().max(f));
+            floor = Some(now);
+            store::savepoint(&mut tx).await?;
+            match self.ingest_in(&mut tx, &req.events, req.batch, now).await {
+                Ok(r) => {
+                    store::release_savepoint(&mut tx).await?;
+                    out.push(Ok(r));
+                }
+                Err(IngestError::Db(e)) => return Err(e),
+                Err(e) => {
+                    store::rollback_to_savepoint(&mut tx).await?;
+                    out.push(Err(e));
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+}
+
+async fn committer(engine: Weak<Engine>, rx: Arc<Mutex<mpsc::Receiver<Req>>>) {
+    loop {
+        let group = {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else {
+                return;
+            };
+            let mut n = first.events.len();
+            let mut group = vec![first];
+            while group.len() < MAX_REQUESTS && n < MAX_EVENTS {
+                match rx.try_recv() {
+                    Ok(r) => {
+                        n += r.events.len();
+                        group.push(r);
+                    }
+                    Err(_) => break,
+                }
+            }
+            group
+        };
+        let Some(engine) = engine.upgrade() else {
+            return;
+        };
+        engine.commit_group(group).await;
+    }
+}
