@@ -193,6 +193,8 @@ pub enum Fact {
     ProgressUpdate { sent: bool },
     SurveySent,
     SurveyScore { score: u8 },
+    /// A "would you recommend us" answer, 0-10, given with a survey score.
+    Nps { score: u8 },
     Callback { outcome: CallbackOutcome },
     ThankYou,
     Resolution { first_contact: bool },
@@ -1316,6 +1318,13 @@ fn answer_survey(tx: &mut Tx<'_>, ev: &Event, at: DateTime<Utc>) {
         format!("fact/score/{n}"),
         Effect::Count(Fact::SurveyScore { score }),
     );
+    if let Some(nps) = ev.nps {
+        tx.emit(
+            at,
+            format!("fact/nps/{n}"),
+            Effect::Count(Fact::Nps { score: nps }),
+        );
+    }
     let rules = tx.wf.rules.clone();
     let mut reopen_after = false;
     for (i, rule) in rules.iter().enumerate() {

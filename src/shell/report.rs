@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 
 use crate::core::duration::format_seconds;
 use crate::core::model::Workflow;
-use crate::core::report::{self, FactRow, OpenedRow, Report};
+use crate::core::model::Kpi;
+use crate::core::report::{self, FactRow, KpiResult, OpenedRow, Report, Scope};
 use crate::shell::db::{Db, DbError};
 use crate::shell::store::{self, from_ms};
 
@@ -38,15 +39,52 @@ pub async fn build(
             at: from_ms(f.at),
         })
         .collect();
-    Ok(report::build(
-        &wf.name,
-        wf.calendar.tz().name(),
-        &wf.priorities,
-        since,
-        until,
-        &opened,
-        &facts,
-    ))
+    Ok(report::build(&Scope::of(wf, since, until), &opened, &facts))
+}
+
+/// A KPI's value as people write it: NPS in signed points, CSAT and FCR in percent.
+fn kpi_value(k: Kpi, v: Option<f64>) -> String {
+    match (k, v) {
+        (_, None) => "n/a".into(),
+        (Kpi::Nps, Some(x)) => format!("{x:+.1}"),
+        (_, x) => pct(x),
+    }
+}
+
+fn kpi_target(k: &KpiResult) -> String {
+    match (k.kpi, k.target) {
+        (_, None) => "none".into(),
+        (Kpi::Nps, Some(t)) => format!(">= {t:+.0}"),
+        (_, Some(t)) => format!(">= {}", pct_target(t)),
+    }
+}
+
+/// A target as written in the workflow file (`95%`, `92.5%`).
+fn pct_target(t: f64) -> String {
+    let p = t * 100.0;
+    if (p - p.round()).abs() < 1e-9 {
+        format!("{p:.0}%")
+    } else {
+        format!("{p:.1}%")
+    }
+}
+
+/// `met`, `missed`, `no_target` or `no_data`: templates translate these.
+fn verdict(k: &KpiResult) -> &'static str {
+    match (k.met, k.target, k.value) {
+        (Some(true), _, _) => "met",
+        (Some(false), _, _) => "missed",
+        (None, None, _) => "no_target",
+        (None, _, _) => "no_data",
+    }
+}
+
+fn kpi_label(k: Kpi) -> &'static str {
+    match k {
+        Kpi::Nps => "NPS",
+        Kpi::Csat => "CSAT",
+        Kpi::Fcr => "FCR",
+    }
 }
 
 fn pct(v: Option<f64>) -> String {
@@ -87,6 +125,14 @@ pub fn template_context(r: &Report) -> Value {
         },
         "csat": pct(r.csat),
         "fcr": pct(r.fcr),
+        "nps": kpi_value(Kpi::Nps, r.nps),
+        "nps_answers": {"count": r.nps_responses, "promoters": r.promoters,
+                        "passives": r.passives, "detractors": r.detractors},
+        // Each KPI against this workflow's own target (`kpis:` in the workflow file).
+        "kpis": r.kpis.iter().map(|k| json!({
+            "kpi": k.kpi.as_str(), "label": kpi_label(k.kpi), "value": kpi_value(k.kpi, k.value),
+            "target": kpi_target(k), "verdict": verdict(k),
+        })).collect::<Vec<_>>(),
         "attainment": r.attainment.iter().map(|a| json!({
             "clock": a.clock, "priority": a.priority, "met": a.met, "breached": a.breached,
             "rate": pct(a.rate),
@@ -120,14 +166,26 @@ pub fn render_text(r: &Report) -> String {
             .unwrap_or_else(|| "n/a".into())
     ));
     s.push_str(&format!(
-        "  satisfaction {} ({} responses)   CSAT {} (target 90%)   FCR {} (target 85%)\n",
+        "  satisfaction {} ({} responses)   NPS answers {} ({} promoters, {} passives, {} detractors)\n",
         r.satisfaction_mean
             .map(|m| format!("{m:.2}"))
             .unwrap_or_else(|| "n/a".into()),
         r.responses,
-        pct(r.csat),
-        pct(r.fcr)
+        r.nps_responses,
+        r.promoters,
+        r.passives,
+        r.detractors
     ));
+    s.push_str("  KPIs (this workflow's targets):\n");
+    for k in &r.kpis {
+        s.push_str(&format!(
+            "    {:<6} {:>7}   target {:<8} {}\n",
+            kpi_label(k.kpi),
+            kpi_value(k.kpi, k.value),
+            kpi_target(k),
+            verdict(k).replace('_', " ")
+        ));
+    }
     for (title, list) in [
         ("by category", &r.by_category),
         ("by priority", &r.by_priority),
