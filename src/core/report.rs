@@ -124,6 +124,16 @@ pub fn outcome_columns(oc: &ClockOutcome) -> FactColumns {
     }
 }
 
+/// The columns of the working time a clock took to be met (also when met late).
+pub fn met_time_columns(clock: &str, seconds: i64) -> FactColumns {
+    FactColumns {
+        kind: "met_time",
+        clock: Some(clock.to_string()),
+        outcome: None,
+        value: Some(seconds),
+    }
+}
+
 /// The fact row a machine effect becomes (None for effects that are not counted), with the
 /// priority the report files it under: a clock outcome under the clock's own priority, the
 /// rest under the ticket's.

@@ -97,10 +97,8 @@ impl Engine {
                     seconds,
                 } => {
                     let id = c.fact_id(o);
-                    let v = Some(*seconds);
-                    if store::insert_fact(tx, &id, t, "met_time", Some(clock), None, v, o.at)
-                        .await?
-                    {
+                    let row = report::met_time_columns(clock, *seconds);
+                    if store::insert_fact(tx, &id, t, priority, &row, o.at).await? {
                         after.metrics.push(Metric::SlaTime {
                             workflow: t.workflow.clone(),
                             clock: clock.clone(),
@@ -337,10 +335,12 @@ async fn outcome(
     oc: &ClockOutcome,
     after: &mut After,
 ) -> Result<(), DbError> {
+    // Filed under the clock's priority, not the ticket's now: a reclassification applied in
+    // the same transition (or a rebuild after a late event) must not move a breach to
+    // another priority (issue 9: the report disagreed with `simulate` and the counter).
     let row = report::outcome_columns(oc);
     let id = c.fact_id(o);
-    let (clock, label) = (row.clock.as_deref(), row.outcome.as_deref());
-    if store::insert_fact(tx, &id, c.t, row.kind, clock, label, row.value, o.at).await? {
+    if store::insert_fact(tx, &id, c.t, &oc.priority, &row, o.at).await? {
         after.metrics.push(Metric::Outcome {
             workflow: c.t.workflow.clone(),
             clock: oc.clock.clone(),
@@ -363,8 +363,7 @@ async fn counted(
     // The same columns `simulate` reports from (`core::report`), so the two agree.
     let row = report::count_columns(f, o.at, c.t.opened_at);
     let id = c.fact_id(o);
-    let (clock, outcome) = (row.clock.as_deref(), row.outcome.as_deref());
-    if store::insert_fact(tx, &id, c.t, row.kind, clock, outcome, row.value, o.at).await? {
+    if store::insert_fact(tx, &id, c.t, c.t.priority_label(), &row, o.at).await? {
         after.metrics.push(Metric::Fact {
             workflow: c.t.workflow.clone(),
             priority: c.t.priority_label().to_string(),
