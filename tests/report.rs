@@ -85,7 +85,11 @@ fn history(rng: &mut Rng, i: usize, now: DateTime<Utc>) -> Vec<Value> {
     };
     if rng.chance(25) {
         at += rng.mins(1, 90);
-        push("ticket.classified", at, json!({"priority": pick(rng, prios)}));
+        push(
+            "ticket.classified",
+            at,
+            json!({"priority": pick(rng, prios)}),
+        );
     }
     if rng.chance(75) {
         at += rng.mins(1, 240);
@@ -264,7 +268,10 @@ fn report_agrees_with_simulate(backend: Backend, seed: u64) {
     let simulated = by_workflow(sim.lines().filter(|l| l.contains("\"summary\"")));
     let used: BTreeSet<&str> = WORKFLOWS.iter().map(|w| w.0).collect();
     assert_eq!(
-        simulated.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        simulated
+            .keys()
+            .map(String::as_str)
+            .collect::<BTreeSet<_>>(),
         used,
         "one simulate summary per workflow used:\n{sim}"
     );
@@ -277,10 +284,18 @@ fn report_agrees_with_simulate(backend: Backend, seed: u64) {
             diffs.push(format!("{wf}:\n  report   {fr:?}\n  simulate {fs:?}"));
         }
     }
-    assert!(diffs.is_empty(), "report != simulate:\n{}", diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "report != simulate:\n{}",
+        diffs.join("\n")
+    );
     // The histories exercised what the figures are about.
-    let total = |f: fn(&Figures) -> usize| simulated.values().map(|v| f(&figures(v))).sum::<usize>();
-    assert!(total(|f| f.breaches.len()) > 0, "no breach in the histories");
+    let total =
+        |f: fn(&Figures) -> usize| simulated.values().map(|v| f(&figures(v))).sum::<usize>();
+    assert!(
+        total(|f| f.breaches.len()) > 0,
+        "no breach in the histories"
+    );
     assert!(total(|f| f.nps_responses as usize) > 0, "no NPS answer");
 }
 
@@ -316,8 +331,10 @@ fn nps_answers_are_checked_counted_and_judged_against_the_workflow_target() {
         let t = format!("NPS-{i}");
         evs.push(open(&t, 0));
         evs.push(event(&format!("{t}-r"), &t, "ticket.resolved", &at(10)));
-        evs.push(json!({"id": format!("{t}-s"), "ticket": t, "type": "survey.answered",
-                        "at": at(20), "score": 4, "nps": nps}));
+        evs.push(
+            json!({"id": format!("{t}-s"), "ticket": t, "type": "survey.answered",
+                        "at": at(20), "score": 4, "nps": nps}),
+        );
     }
     let (s, v) = app.post(&json!({ "events": evs }));
     assert_eq!(s, 202, "{v}");
@@ -367,8 +384,14 @@ fn nps_answers_are_checked_counted_and_judged_against_the_workflow_target() {
             .cloned()
             .unwrap_or_default()
     };
-    assert_eq!((&kpi("nps")["target"], &kpi("nps")["met"]), (&json!(40.0), &json!(false)));
-    assert_eq!((&kpi("csat")["target"], &kpi("csat")["met"]), (&json!(0.9), &json!(true)));
+    assert_eq!(
+        (&kpi("nps")["target"], &kpi("nps")["met"]),
+        (&json!(40.0), &json!(false))
+    );
+    assert_eq!(
+        (&kpi("csat")["target"], &kpi("csat")["met"]),
+        (&json!(0.9), &json!(true))
+    );
     // The text report says the same, with this workflow's targets.
     let text = slakeeper(&[
         "report",
@@ -387,8 +410,9 @@ fn nps_answers_are_checked_counted_and_judged_against_the_workflow_target() {
         "{text}"
     );
     assert!(
-        text.lines()
-            .any(|l| l.trim_start().starts_with("CSAT") && l.contains(">= 90%") && l.ends_with("met")),
+        text.lines().any(|l| l.trim_start().starts_with("CSAT")
+            && l.contains(">= 90%")
+            && l.ends_with("met")),
         "{text}"
     );
     assert!(!text.contains("85%)"), "no fixed threshold: {text}");

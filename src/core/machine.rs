@@ -189,15 +189,28 @@ impl CallbackOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "fact", rename_all = "snake_case")]
 pub enum Fact {
-    Escalation { clock: String, level: u32 },
-    ProgressUpdate { sent: bool },
+    Escalation {
+        clock: String,
+        level: u32,
+    },
+    ProgressUpdate {
+        sent: bool,
+    },
     SurveySent,
-    SurveyScore { score: u8 },
+    SurveyScore {
+        score: u8,
+    },
     /// A "would you recommend us" answer, 0-10, given with a survey score.
-    Nps { score: u8 },
-    Callback { outcome: CallbackOutcome },
+    Nps {
+        score: u8,
+    },
+    Callback {
+        outcome: CallbackOutcome,
+    },
     ThankYou,
-    Resolution { first_contact: bool },
+    Resolution {
+        first_contact: bool,
+    },
     Reopen,
 }
 

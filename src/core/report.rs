@@ -103,7 +103,14 @@ pub fn count_columns(f: &Fact, at: DateTime<Utc>, opened_at: DateTime<Utc>) -> F
         Fact::Resolution { first_contact } => row(
             "resolution",
             None,
-            Some(if *first_contact { "first_contact" } else { "follow_up" }.into()),
+            Some(
+                if *first_contact {
+                    "first_contact"
+                } else {
+                    "follow_up"
+                }
+                .into(),
+            ),
             Some((at - opened_at).num_seconds()),
         ),
         Fact::Reopen => row("reopen", None, None, None),
@@ -623,12 +630,22 @@ mod tests {
         assert_eq!(r.nps_responses, 5);
         assert_eq!(r.nps, Some(40.0));
         let verdict = |k: Kpi| r.kpis.iter().find(|x| x.kpi == k).map(|x| x.met);
-        assert_eq!(verdict(Kpi::Nps), Some(Some(true)), "40 meets a target of 40");
+        assert_eq!(
+            verdict(Kpi::Nps),
+            Some(Some(true)),
+            "40 meets a target of 40"
+        );
         assert_eq!(verdict(Kpi::Csat), Some(Some(false)), "90 % misses 95 %");
         assert_eq!(verdict(Kpi::Fcr), Some(None), "no target, no verdict");
         // The same answers against a 90 % target meet it (9/10 is not 0.8999…).
         let r = build(
-            &scope(&[], Kpis { csat: Some(0.9), ..targets }),
+            &scope(
+                &[],
+                Kpis {
+                    csat: Some(0.9),
+                    ..targets
+                },
+            ),
             &[],
             &facts,
         );

@@ -365,7 +365,9 @@ pub fn render_summaries_text(reports: &[Report]) -> String {
             r.breaches.len(),
             share(r.fcr),
             share(r.csat),
-            r.nps.map(|n| format!("{n:+.1}")).unwrap_or_else(|| "n/a".into())
+            r.nps
+                .map(|n| format!("{n:+.1}"))
+                .unwrap_or_else(|| "n/a".into())
         ));
         for a in &r.attainment {
             s.push_str(&format!(

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::core::duration::format_seconds;
-use crate::core::model::Workflow;
 use crate::core::model::Kpi;
+use crate::core::model::Workflow;
 use crate::core::report::{self, FactRow, KpiResult, OpenedRow, Report, Scope};
 use crate::shell::db::{Db, DbError};
 use crate::shell::store::{self, from_ms};

@@ -670,10 +670,7 @@ fn kpi_target(cx: &mut Ctx<'_>, kpi: Kpi, v: &Spanned<Text>) -> Option<f64> {
     match parsed {
         Ok(t) => Some(t),
         Err(want) => {
-            cx.err(
-                v,
-                format!("{} target `{s}` must be {want}", kpi.as_str()),
-            );
+            cx.err(v, format!("{} target `{s}` must be {want}", kpi.as_str()));
             None
         }
     }
