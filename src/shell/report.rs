@@ -227,3 +227,94 @@ pub fn render_text(r: &Report) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    /// The weekly review (text, and the email in both languages) judges each KPI against the
+    /// workflow's own target: franchise-store (seed 004) asks CSAT 95 %, so 90 % is missed
+    /// there although it would have passed the old fixed 90 % line.
+    #[test]
+    fn review_shows_each_kpi_against_the_workflows_own_target() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows");
+        let cfg = crate::workflow::load_dir(&dir)
+            .unwrap_or_else(|d| panic!("{}", crate::workflow::render_diags(&d)));
+        let Some(wf) = cfg.catalog.get("franchise-store") else {
+            panic!("franchise-store is shipped");
+        };
+        let at = Utc
+            .with_ymd_and_hms(2026, 11, 20, 1, 0, 0)
+            .single()
+            .expect("instant");
+        let fact = |kind: &str, outcome: Option<&str>, value: i64| FactRow {
+            ticket: "T1".into(),
+            priority: "general".into(),
+            kind: kind.into(),
+            clock: None,
+            outcome: outcome.map(str::to_string),
+            value: Some(value),
+            at,
+        };
+        let mut facts: Vec<FactRow> = [5, 5, 5, 5, 5, 4, 4, 4, 4, 2]
+            .into_iter()
+            .map(|s| fact("score", None, s))
+            .collect();
+        for n in [10u8, 9, 3] {
+            facts.push(fact("nps", Some(report::nps_class(n)), i64::from(n)));
+        }
+        let since = at - chrono::Duration::days(7);
+        let r = report::build(
+            &Scope::of(wf, since, at + chrono::Duration::days(1)),
+            &[],
+            &facts,
+        );
+
+        let text = render_text(&r);
+        let line = |k: &str| {
+            text.lines()
+                .find(|l| l.trim_start().starts_with(k))
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(line("CSAT").contains("90.0%"), "{text}");
+        assert!(line("CSAT").contains(">= 95%") && line("CSAT").ends_with("missed"));
+        assert!(line("NPS ").contains("+33.3") && line("NPS ").ends_with("missed"));
+        assert!(line("FCR").contains("n/a") && line("FCR").ends_with("no data"));
+        assert!(
+            !text.contains("85%") && !text.contains("target 90%"),
+            "{text}"
+        );
+
+        let ctx = json!({ "report": template_context(&r) });
+        let en = cfg
+            .templates
+            .render("weekly_review", "en", "en", &ctx)
+            .expect("renders");
+        assert!(
+            en.body.contains("- CSAT: 90.0% (target >= 95%): MISSED"),
+            "{}",
+            en.body
+        );
+        assert!(en.body.contains("- NPS: +33.3 (target >= +40): MISSED"));
+        assert!(
+            en.body
+                .contains("- First-contact resolution: n/a (target >= 80%): no data")
+        );
+        let zh = cfg
+            .templates
+            .render("weekly_review", "zh-CN", "zh-CN", &ctx)
+            .expect("renders");
+        assert!(
+            zh.body
+                .contains("- 客户满意度 CSAT：90.0%（目标 ≥ 95%）未达标"),
+            "{}",
+            zh.body
+        );
+        assert!(
+            zh.body
+                .contains("- 首次解决率 FCR：暂无（目标 ≥ 80%）暂无数据")
+        );
+    }
+}
