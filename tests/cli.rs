@@ -47,7 +47,15 @@ fn simulate_prints_notifications_breaches_and_clocks_as_text() {
             "missing line {line:?} in:\n{out}"
         );
     }
-    let (events, clocks) = out.split_once("\nclocks:\n").expect("a clocks section");
+    let (events, rest) = out.split_once("\nclocks:\n").expect("a clocks section");
+    // Then the review figures per workflow, as `slakeeper report` computes them.
+    let (clocks, summary) = rest.split_once("\nsummary:\n").expect("a summary section");
+    assert!(
+        summary.lines().any(|l| l.starts_with("  general-service ")
+            && l.contains("breaches 1")
+            && l.contains("CSAT 50.0%")),
+        "{summary}"
+    );
     // 9 for the general-service tickets and the survey of CS20261123003, plus its two
     // progress reminders (every working day).
     assert_eq!(events.lines().filter(|l| l.contains(" -> ")).count(), 11);
@@ -116,6 +124,23 @@ fn simulate_json_prints_one_object_per_line_with_the_spec_fields() {
     assert!(kind("clock").any(|c| c["clock"] == "first_response"
         && c["ticket"] == "CS20261123001"
         && c["outcome"] == "breached"));
+    // One summary per workflow, with the fields of `report --format json`.
+    let summaries: Vec<&Value> = kind("summary").collect();
+    assert!(!summaries.is_empty());
+    for s in &summaries {
+        for field in [
+            "workflow",
+            "volume",
+            "attainment",
+            "breaches",
+            "fcr",
+            "csat",
+            "nps",
+            "kpis",
+        ] {
+            assert!(s.get(field).is_some(), "{field} in {s}");
+        }
+    }
     // Notifications come before clocks.
     let first_clock = objs.iter().position(|o| o["kind"] == "clock");
     let last_note = objs.iter().rposition(|o| o["kind"] == "notification");

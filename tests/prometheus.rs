@@ -129,7 +129,7 @@ fn drive_scenario(app: &App, smtp: &Smtp) {
         // Breached first response (urgent, 3 s), then resolved at first contact, score 5.
         opened("m1", "M-1", "urgent", &t(-10)),
         event("m2", "M-1", "ticket.resolved", &t(-1)),
-        {"id": "m3", "ticket": "M-1", "type": "survey.answered", "at": t(0), "score": 5},
+        {"id": "m3", "ticket": "M-1", "type": "survey.answered", "at": t(0), "score": 5, "nps": 10},
         // Met first response, plan, progress, resolution, low score, call-back overdue.
         opened("m4", "M-2", "urgent", &t(0)),
         event("m5", "M-2", "ticket.responded", &t(0)),
@@ -150,7 +150,7 @@ fn drive_scenario(app: &App, smtp: &Smtp) {
     std::thread::sleep(Duration::from_secs(5));
     let more = json!({"events": [
         event("m12", "M-2", "ticket.resolved", &t(0)),
-        {"id": "m13", "ticket": "M-2", "type": "survey.answered", "at": t(0), "score": 2},
+        {"id": "m13", "ticket": "M-2", "type": "survey.answered", "at": t(0), "score": 2, "nps": 3},
         {"id": "m14", "ticket": "M-1", "type": "callback.completed", "at": t(0)},
     ]});
     assert_eq!(app.post(&more).0, 202);
@@ -292,6 +292,9 @@ fn every_panel_and_rule_evaluates_against_a_live_engine() {
         "slakeeper_timers_pending",
         "slakeeper_timer_lateness_seconds",
         "slakeeper_build_info",
+        // Issue 9: NPS and the per-workflow KPI targets the boards and alerts compare with.
+        "slakeeper_nps_answers_total",
+        "slakeeper_kpi_target",
     ] {
         assert!(exported.contains(spec), "{spec} not exported");
         assert!(read.contains(spec), "{spec} is on no board or rule");
@@ -303,6 +306,26 @@ fn every_panel_and_rule_evaluates_against_a_live_engine() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0.0);
     assert!(v >= 1.0, "{breached}");
+    // Each workflow is compared with its own targets (tests/fixtures/e2e/fast.yaml sets
+    // nps 30, csat 80 %): the scenario's NPS (1 promoter, 1 detractor) is 0, 30 below.
+    let value = |q: &str| -> Option<f64> {
+        query(q)["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+    };
+    assert_eq!(
+        value(r#"slakeeper_kpi_target{workflow="fast",kpi="csat"}"#),
+        Some(0.8)
+    );
+    // Raw counters: the answers came before the first scrape, so `increase` would see none.
+    let nps = r#"100 * (sum by (workflow) (slakeeper_nps_answers_total{workflow="fast", class="promoter"}) - sum by (workflow) (slakeeper_nps_answers_total{workflow="fast", class="detractor"})) / sum by (workflow) (slakeeper_nps_answers_total{workflow="fast"})"#;
+    let margin = value(&format!(
+        r#"({nps}) - on (workflow) max by (workflow) (slakeeper_kpi_target{{workflow="fast", kpi="nps"}})"#
+    ));
+    assert!(
+        margin.is_some_and(|m| (m + 30.0).abs() < 1e-6),
+        "NPS against target: {margin:?}"
+    );
 }
 
 fn url_encode(s: &str) -> String {

@@ -150,6 +150,30 @@ fn escalation_share_without_percent_sign_is_rejected() {
     );
 }
 
+/// `kpis:` targets: NPS in points (-100..100), CSAT and FCR as percentages with `%`; an
+/// unknown KPI lists the known ones. Each error points at its own value or key.
+#[test]
+fn kpi_targets_out_of_range_or_unknown_are_located() {
+    assert_errors(
+        "bad-kpis",
+        &[
+            (
+                "mini.yaml:7:8",
+                "nps target `140` must be an integer from -100 to 100",
+            ),
+            (
+                "mini.yaml:8:9",
+                "csat target `0.95` must be a percentage from 0% to 100%, such as `90%`",
+            ),
+            ("mini.yaml:9:8", "fcr target `120%` must be a percentage"),
+            (
+                "mini.yaml:10:3",
+                "unknown KPI `aht` (expected one of: nps, csat, fcr)",
+            ),
+        ],
+    );
+}
+
 #[test]
 fn template_missing_in_one_language_is_reported() {
     assert_errors(

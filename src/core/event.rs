@@ -158,6 +158,9 @@ pub struct Event {
     pub attributes: BTreeMap<String, Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<u8>,
+    /// `survey.answered` only: the "would you recommend us" answer, 0-10 (seed 001's NPS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nps: Option<u8>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -228,7 +231,7 @@ impl EventError {
 
 const MAX_ID: usize = 200;
 const MAX_TEXT: usize = 4000;
-const KNOWN_FIELDS: [&str; 16] = [
+const KNOWN_FIELDS: [&str; 17] = [
     "id",
     "ticket",
     "type",
@@ -241,6 +244,7 @@ const KNOWN_FIELDS: [&str; 16] = [
     "assignee",
     "attributes",
     "score",
+    "nps",
     "comment",
     "clock",
     "received_at",
@@ -428,6 +432,7 @@ pub fn parse_event(v: &Value, now: DateTime<Utc>) -> Result<Event, EventError> {
     let opt = |name: &str| string_field(obj, name, false, MAX_ID).map(|o| o.map(str::to_string));
     let attributes = attributes_field(obj)?;
     let score = score_field(obj)?;
+    let nps = nps_field(obj, kind)?;
     let ev = Event {
         id: id.to_string(),
         ticket: ticket.to_string(),
@@ -441,6 +446,7 @@ pub fn parse_event(v: &Value, now: DateTime<Utc>) -> Result<Event, EventError> {
         assignee: party_field(obj, "assignee")?,
         attributes,
         score,
+        nps,
         comment: string_field(obj, "comment", false, MAX_TEXT)?.map(str::to_string),
         clock: opt("clock")?,
         received_at,
@@ -541,6 +547,34 @@ fn score_field(obj: &serde_json::Map<String, Value>) -> Result<Option<u8>, Event
         "invalid_field",
         Some("score"),
         format!("`score` must be an integer from 1 to 5, got {got}"),
+    ))
+}
+
+/// `nps`: an integer from 0 to 10, and only on `survey.answered` (elsewhere it would be
+/// silently dropped, and the sender would believe it counted).
+fn nps_field(
+    obj: &serde_json::Map<String, Value>,
+    kind: EventKind,
+) -> Result<Option<u8>, EventError> {
+    let got = match obj.get("nps") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(_) if kind != EventKind::SurveyAnswered => {
+            return Err(EventError::new(
+                "unknown_field",
+                Some("nps"),
+                "`nps` is only allowed on survey.answered",
+            ));
+        }
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(s @ 0..=10) => return Ok(Some(s as u8)),
+            _ => n.to_string(),
+        },
+        Some(other) => json_kind(other).to_string(),
+    };
+    Err(EventError::new(
+        "invalid_field",
+        Some("nps"),
+        format!("`nps` must be an integer from 0 to 10, got {got}"),
     ))
 }
 

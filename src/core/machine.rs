@@ -189,13 +189,28 @@ impl CallbackOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "fact", rename_all = "snake_case")]
 pub enum Fact {
-    Escalation { clock: String, level: u32 },
-    ProgressUpdate { sent: bool },
+    Escalation {
+        clock: String,
+        level: u32,
+    },
+    ProgressUpdate {
+        sent: bool,
+    },
     SurveySent,
-    SurveyScore { score: u8 },
-    Callback { outcome: CallbackOutcome },
+    SurveyScore {
+        score: u8,
+    },
+    /// A "would you recommend us" answer, 0-10, given with a survey score.
+    Nps {
+        score: u8,
+    },
+    Callback {
+        outcome: CallbackOutcome,
+    },
     ThankYou,
-    Resolution { first_contact: bool },
+    Resolution {
+        first_contact: bool,
+    },
     Reopen,
 }
 
@@ -1316,6 +1331,13 @@ fn answer_survey(tx: &mut Tx<'_>, ev: &Event, at: DateTime<Utc>) {
         format!("fact/score/{n}"),
         Effect::Count(Fact::SurveyScore { score }),
     );
+    if let Some(nps) = ev.nps {
+        tx.emit(
+            at,
+            format!("fact/nps/{n}"),
+            Effect::Count(Fact::Nps { score: nps }),
+        );
+    }
     let rules = tx.wf.rules.clone();
     let mut reopen_after = false;
     for (i, rule) in rules.iter().enumerate() {

@@ -1162,6 +1162,28 @@ fn a_score_of_3_starts_a_1h_callback_clock_and_notifies_the_supervisor() {
     assert!(scheduled(&out).contains(&("esc/callback/1/100%".to_string(), t(24, 21, 0))));
 }
 
+/// An answer with `nps` counts it once, beside the score; a repeated answer counts nothing.
+#[test]
+fn an_nps_answer_is_counted_with_the_score() {
+    let mut s = urgent_resolved(base());
+    s.advance(t(24, 12, 0));
+    let out = s.on(ev(
+        "survey.answered",
+        t(24, 20, 0),
+        json!({"score": 4, "nps": 9}),
+    ));
+    assert_eq!(
+        facts(&out),
+        vec![&Fact::SurveyScore { score: 4 }, &Fact::Nps { score: 9 }]
+    );
+    let again = s.on(ev(
+        "survey.answered",
+        t(24, 20, 5),
+        json!({"score": 4, "nps": 2}),
+    ));
+    assert!(facts(&again).is_empty(), "{:?}", facts(&again));
+}
+
 #[test]
 fn callback_completed_meets_the_callback_clock() {
     let mut s = urgent_resolved(base());

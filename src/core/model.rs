@@ -393,6 +393,64 @@ pub struct Workflow {
     pub rules: Vec<ScoreRule>,
     pub review: Option<ReviewSpec>,
     pub escalations: Vec<Escalation>,
+    /// The quality targets the review report and the boards hold this workflow to.
+    pub kpis: Kpis,
+}
+
+/// A workflow's quality targets (`kpis:`), each optional: a KPI without a target is shown
+/// without a verdict. The seeds set them per process (001: NPS ≥ 40; 004: CSAT 95 %,
+/// FCR 80 %; 000: CSAT 90 %), so there is no engine-wide threshold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Kpis {
+    /// Net promoter score, in points from -100 to 100.
+    pub nps: Option<f64>,
+    /// Share of scores 4-5, from 0 to 1.
+    pub csat: Option<f64>,
+    /// Share of first-contact resolutions, from 0 to 1.
+    pub fcr: Option<f64>,
+}
+
+/// The KPIs a workflow may set a target for, in the order reports list them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kpi {
+    Nps,
+    Csat,
+    Fcr,
+}
+
+impl Kpi {
+    pub const ALL: [Kpi; 3] = [Kpi::Nps, Kpi::Csat, Kpi::Fcr];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kpi::Nps => "nps",
+            Kpi::Csat => "csat",
+            Kpi::Fcr => "fcr",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kpi> {
+        Kpi::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl Kpis {
+    pub fn target(&self, k: Kpi) -> Option<f64> {
+        match k {
+            Kpi::Nps => self.nps,
+            Kpi::Csat => self.csat,
+            Kpi::Fcr => self.fcr,
+        }
+    }
+
+    pub fn set(&mut self, k: Kpi, v: f64) {
+        match k {
+            Kpi::Nps => self.nps = Some(v),
+            Kpi::Csat => self.csat = Some(v),
+            Kpi::Fcr => self.fcr = Some(v),
+        }
+    }
 }
 
 impl Workflow {

@@ -5,9 +5,13 @@
 //! * volume — tickets opened in the period; distributions are over those tickets;
 //! * handling time — wall-clock time from opening to resolution, over resolutions in the
 //!   period (mean and p90, nearest-rank);
-//! * satisfaction — mean survey score; CSAT — scores 4-5 over all scores (target ≥ 90 %);
+//! * satisfaction — mean survey score; CSAT — scores 4-5 over all scores;
+//! * NPS — over the answers that carry `nps` (0-10): % promoters (9-10) − % detractors (0-6),
+//!   in points from -100 to 100;
 //! * FCR — per ticket: tickets resolved in the period without a plan stage and never re-opened
-//!   (no re-open in the period's facts) over all tickets resolved in the period (target ≥ 85 %);
+//!   (no re-open in the period's facts) over all tickets resolved in the period;
+//! * KPI verdicts — NPS, CSAT and FCR each against the workflow's own target (`kpis:`), met
+//!   when the value reaches it; no target or no data gives no verdict;
 //!   a ticket resolved, re-opened and resolved again counts once, as not first-contact;
 //! * attainment — per clock and priority, met on time over met + breached, by the time the
 //!   outcome was recorded;
@@ -17,6 +21,151 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+
+use crate::core::machine::{ClockOutcome, Effect, Fact, Outcome};
+use crate::core::model::{Kpi, Kpis, Workflow};
+
+/// What one report is about: the workflow (name, time zone, priority order, targets) and the
+/// period `[since, until)`.
+#[derive(Debug, Clone)]
+pub struct Scope<'a> {
+    pub workflow: &'a str,
+    pub timezone: &'a str,
+    pub priorities: &'a [String],
+    pub kpis: Kpis,
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
+impl<'a> Scope<'a> {
+    pub fn of(wf: &'a Workflow, since: DateTime<Utc>, until: DateTime<Utc>) -> Scope<'a> {
+        Scope {
+            workflow: &wf.name,
+            timezone: wf.calendar.tz().name(),
+            priorities: &wf.priorities,
+            kpis: wf.kpis,
+            since,
+            until,
+        }
+    }
+}
+
+/// A fact's columns in `sk_facts` (kind, clock, outcome, value), as the runtime stores them
+/// and `simulate` reports from them: one mapping, so the two cannot count differently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FactColumns {
+    pub kind: &'static str,
+    pub clock: Option<String>,
+    pub outcome: Option<String>,
+    pub value: Option<i64>,
+}
+
+/// NPS classes (seed 001): 9-10 promoters, 7-8 passives, 0-6 detractors.
+pub fn nps_class(score: u8) -> &'static str {
+    match score {
+        9.. => "promoter",
+        7..=8 => "passive",
+        _ => "detractor",
+    }
+}
+
+/// The columns of a counted fact that happened at `at` on a ticket opened at `opened_at`.
+pub fn count_columns(f: &Fact, at: DateTime<Utc>, opened_at: DateTime<Utc>) -> FactColumns {
+    let row = |kind, clock: Option<String>, outcome: Option<String>, value| FactColumns {
+        kind,
+        clock,
+        outcome,
+        value,
+    };
+    match f {
+        Fact::Escalation { clock, level } => row(
+            "escalation",
+            Some(clock.clone()),
+            Some(level.to_string()),
+            None,
+        ),
+        Fact::ProgressUpdate { sent } => row(
+            "progress",
+            None,
+            Some(if *sent { "sent" } else { "skipped" }.into()),
+            None,
+        ),
+        Fact::SurveySent => row("survey_sent", None, None, None),
+        Fact::SurveyScore { score } => row("score", None, None, Some(i64::from(*score))),
+        Fact::Nps { score } => row(
+            "nps",
+            None,
+            Some(nps_class(*score).into()),
+            Some(i64::from(*score)),
+        ),
+        Fact::Callback { outcome } => row("callback", None, Some(outcome.as_str().into()), None),
+        Fact::ThankYou => row("thank_you", None, None, None),
+        Fact::Resolution { first_contact } => row(
+            "resolution",
+            None,
+            Some(
+                if *first_contact {
+                    "first_contact"
+                } else {
+                    "follow_up"
+                }
+                .into(),
+            ),
+            Some((at - opened_at).num_seconds()),
+        ),
+        Fact::Reopen => row("reopen", None, None, None),
+    }
+}
+
+/// The columns of a clock outcome: the working seconds used when met, the deadline (epoch
+/// milliseconds) when breached.
+pub fn outcome_columns(oc: &ClockOutcome) -> FactColumns {
+    FactColumns {
+        kind: "outcome",
+        clock: Some(oc.clock.clone()),
+        outcome: Some(oc.outcome.as_str().to_string()),
+        value: match oc.outcome {
+            Outcome::Met => oc.elapsed,
+            Outcome::Breached => oc.due.map(|d| d.timestamp_millis()),
+        },
+    }
+}
+
+/// The columns of the working time a clock took to be met (also when met late).
+pub fn met_time_columns(clock: &str, seconds: i64) -> FactColumns {
+    FactColumns {
+        kind: "met_time",
+        clock: Some(clock.to_string()),
+        outcome: None,
+        value: Some(seconds),
+    }
+}
+
+/// The fact row a machine effect becomes (None for effects that are not counted), with the
+/// priority the report files it under: a clock outcome under the clock's own priority, the
+/// rest under the ticket's.
+pub fn fact_of(
+    e: &Effect,
+    at: DateTime<Utc>,
+    ticket: &str,
+    ticket_priority: &str,
+    opened_at: DateTime<Utc>,
+) -> Option<FactRow> {
+    let (c, priority) = match e {
+        Effect::Outcome(oc) => (outcome_columns(oc), oc.priority.as_str()),
+        Effect::Count(f) => (count_columns(f, at, opened_at), ticket_priority),
+        _ => return None,
+    };
+    Some(FactRow {
+        ticket: ticket.to_string(),
+        priority: priority.to_string(),
+        kind: c.kind.to_string(),
+        clock: c.clock,
+        outcome: c.outcome,
+        value: c.value,
+        at,
+    })
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenedRow {
@@ -61,6 +210,17 @@ pub struct Breach {
     pub due: DateTime<Utc>,
 }
 
+/// One KPI against the workflow's target.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KpiResult {
+    pub kpi: Kpi,
+    /// NPS in points (-100..100); CSAT and FCR as shares (0..1). None: no data.
+    pub value: Option<f64>,
+    pub target: Option<f64>,
+    /// None when there is no target or no data.
+    pub met: Option<bool>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     pub workflow: String,
@@ -77,6 +237,14 @@ pub struct Report {
     pub responses: u64,
     pub csat: Option<f64>,
     pub fcr: Option<f64>,
+    /// Answers that carried `nps`, and the score over them (points, -100..100).
+    pub nps_responses: u64,
+    pub nps: Option<f64>,
+    pub promoters: u64,
+    pub passives: u64,
+    pub detractors: u64,
+    /// NPS, CSAT and FCR against this workflow's targets, in that order.
+    pub kpis: Vec<KpiResult>,
     pub attainment: Vec<Attainment>,
     pub breaches: Vec<Breach>,
     pub top_categories: Vec<Share>,
@@ -123,6 +291,7 @@ struct Fcr<'a> {
 struct Tally<'a> {
     handling: Vec<i64>,
     scores: Vec<i64>,
+    nps: Vec<i64>,
     /// (clock, priority) → (met, breached).
     att: BTreeMap<(String, String), (u64, u64)>,
     breaches: Vec<Breach>,
@@ -157,6 +326,11 @@ impl<'a> Tally<'a> {
                     self.scores.push(v);
                 }
             }
+            "nps" => {
+                if let Some(v) = f.value {
+                    self.nps.push(v);
+                }
+            }
             "outcome" => self.add_outcome(f),
             _ => {}
         }
@@ -184,15 +358,49 @@ impl<'a> Tally<'a> {
     }
 }
 
-pub fn build(
-    workflow: &str,
-    timezone: &str,
-    priorities: &[String],
-    since: DateTime<Utc>,
-    until: DateTime<Utc>,
-    opened: &[OpenedRow],
-    facts: &[FactRow],
-) -> Report {
+/// NPS over 0-10 answers: (promoters, passives, detractors, score in points).
+fn net_promoter(answers: &[i64]) -> (u64, u64, u64, Option<f64>) {
+    let count = |c: &str| {
+        answers
+            .iter()
+            .filter(|a| nps_class(u8::try_from(**a).unwrap_or(0)) == c)
+            .count() as u64
+    };
+    let (p, n, d) = (count("promoter"), count("passive"), count("detractor"));
+    let score = if answers.is_empty() {
+        None
+    } else {
+        Some((p as f64 - d as f64) * 100.0 / answers.len() as f64)
+    };
+    (p, n, d, score)
+}
+
+fn verdicts(kpis: &Kpis, nps: Option<f64>, csat: Option<f64>, fcr: Option<f64>) -> Vec<KpiResult> {
+    Kpi::ALL
+        .into_iter()
+        .map(|kpi| {
+            let value = match kpi {
+                Kpi::Nps => nps,
+                Kpi::Csat => csat,
+                Kpi::Fcr => fcr,
+            };
+            let target = kpis.target(kpi);
+            KpiResult {
+                kpi,
+                value,
+                target,
+                // A small tolerance: 0.9 computed as 9/10 must meet a 90 % target.
+                met: value.zip(target).map(|(v, t)| v + 1e-9 >= t),
+            }
+        })
+        .collect()
+}
+
+fn share_of(part: usize, whole: usize) -> Option<f64> {
+    (whole > 0).then(|| part as f64 / whole as f64)
+}
+
+pub fn build(scope: &Scope<'_>, opened: &[OpenedRow], facts: &[FactRow]) -> Report {
     let volume = opened.len() as u64;
     let mut cats: BTreeMap<String, u64> = BTreeMap::new();
     let mut prios: BTreeMap<String, u64> = BTreeMap::new();
@@ -205,6 +413,7 @@ pub fn build(
     let Tally {
         mut handling,
         scores,
+        nps,
         att,
         breaches,
         fcr,
@@ -222,30 +431,20 @@ pub fn build(
     } else {
         Some(scores.iter().sum::<i64>() as f64 / scores.len() as f64)
     };
-    let csat = if scores.is_empty() {
-        None
-    } else {
-        Some(scores.iter().filter(|s| **s >= 4).count() as f64 / scores.len() as f64)
-    };
-    let fcr = if fcr.resolved.is_empty() {
-        None
-    } else {
-        let first = fcr
-            .resolved
-            .iter()
-            .filter(|t| !fcr.follow_up.contains(*t) && !fcr.reopened.contains(*t))
-            .count();
-        Some(first as f64 / fcr.resolved.len() as f64)
-    };
+    let csat = share_of(scores.iter().filter(|s| **s >= 4).count(), scores.len());
+    let first = fcr
+        .resolved
+        .iter()
+        .filter(|t| !fcr.follow_up.contains(*t) && !fcr.reopened.contains(*t))
+        .count();
+    let fcr = share_of(first, fcr.resolved.len());
+    let (promoters, passives, detractors, nps_score) = net_promoter(&nps);
+    let priorities = scope.priorities;
     let rank = |p: &str| priorities.iter().position(|x| x == p).unwrap_or(usize::MAX);
     let mut attainment: Vec<Attainment> = att
         .into_iter()
         .map(|((clock, priority), (met, breached))| Attainment {
-            rate: if met + breached > 0 {
-                Some(met as f64 / (met + breached) as f64)
-            } else {
-                None
-            },
+            rate: share_of(met as usize, (met + breached) as usize),
             clock,
             priority,
             met,
@@ -265,10 +464,10 @@ pub fn build(
     let by_category = shares(cats, volume);
     let top_categories = by_category.iter().take(5).cloned().collect();
     Report {
-        workflow: workflow.to_string(),
-        since,
-        until,
-        timezone: timezone.to_string(),
+        workflow: scope.workflow.to_string(),
+        since: scope.since,
+        until: scope.until,
+        timezone: scope.timezone.to_string(),
         volume,
         resolved,
         by_category,
@@ -279,6 +478,12 @@ pub fn build(
         responses,
         csat,
         fcr,
+        nps_responses: nps.len() as u64,
+        nps: nps_score,
+        promoters,
+        passives,
+        detractors,
+        kpis: verdicts(&scope.kpis, nps_score, csat, fcr),
         attainment,
         breaches,
         top_categories,
@@ -294,6 +499,17 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 11, d, 1, 0, 0)
             .single()
             .expect("valid")
+    }
+
+    fn scope(priorities: &[String], kpis: Kpis) -> Scope<'_> {
+        Scope {
+            workflow: "w",
+            timezone: "UTC",
+            priorities,
+            kpis,
+            since: at(16),
+            until: at(23),
+        }
     }
 
     fn fact(kind: &str, outcome: Option<&str>, value: Option<i64>) -> FactRow {
@@ -341,15 +557,7 @@ mod tests {
             fact("outcome", Some("breached"), None),
         ];
         let prios = vec!["urgent".to_string(), "normal".to_string()];
-        let r = build(
-            "general-service",
-            "Asia/Shanghai",
-            &prios,
-            at(16),
-            at(23),
-            &opened,
-            &facts,
-        );
+        let r = build(&scope(&prios, Kpis::default()), &opened, &facts);
         assert_eq!(r.volume, 3);
         assert_eq!(r.resolved, 2);
         assert_eq!(r.csat, Some(0.75));
@@ -380,20 +588,78 @@ mod tests {
             on("T9", "reopen", None),
             on("T9", "resolution", Some("follow_up")),
         ];
-        let r = build("w", "UTC", &[], at(16), at(23), &[], &facts);
+        let r = build(&scope(&[], Kpis::default()), &[], &facts);
         assert_eq!(r.resolved, 3, "handling time still sees every resolution");
         assert_eq!(r.fcr, Some(0.5));
         // Re-opened in the period but not yet resolved again: not first-contact either.
-        let r = build("w", "UTC", &[], at(16), at(23), &[], &facts[1..3]);
+        let r = build(&scope(&[], Kpis::default()), &[], &facts[1..3]);
         assert_eq!(r.fcr, Some(0.0));
     }
 
     #[test]
     fn empty_period_has_no_rates() {
-        let r = build("w", "UTC", &[], at(16), at(23), &[], &[]);
+        let r = build(&scope(&[], Kpis::default()), &[], &[]);
         assert_eq!(r.volume, 0);
         assert_eq!(r.csat, None);
         assert_eq!(r.fcr, None);
         assert_eq!(r.handling_p90_s, None);
+    }
+
+    /// NPS = % promoters (9-10) − % detractors (0-6), over the answers that carry it; each
+    /// KPI is judged against the workflow's own target, not a fixed threshold.
+    #[test]
+    fn nps_and_kpis_are_judged_against_the_workflows_targets() {
+        let nps = |v: u8| FactRow {
+            outcome: Some(nps_class(v).into()),
+            ..fact("nps", None, Some(i64::from(v)))
+        };
+        // 3 promoters, 1 passive, 1 detractor: (3 - 1) / 5 = +40 points.
+        let mut facts: Vec<FactRow> = [10, 9, 9, 7, 6].into_iter().map(nps).collect();
+        // CSAT 9/10 = 90 %.
+        for s in [5, 5, 5, 5, 5, 4, 4, 4, 4, 3] {
+            facts.push(fact("score", None, Some(s)));
+        }
+        facts.push(fact("resolution", Some("follow_up"), Some(60)));
+        let targets = Kpis {
+            nps: Some(40.0),
+            csat: Some(0.95),
+            fcr: None,
+        };
+        let r = build(&scope(&[], targets), &[], &facts);
+        assert_eq!((r.promoters, r.passives, r.detractors), (3, 1, 1));
+        assert_eq!(r.nps_responses, 5);
+        assert_eq!(r.nps, Some(40.0));
+        let verdict = |k: Kpi| r.kpis.iter().find(|x| x.kpi == k).map(|x| x.met);
+        assert_eq!(
+            verdict(Kpi::Nps),
+            Some(Some(true)),
+            "40 meets a target of 40"
+        );
+        assert_eq!(verdict(Kpi::Csat), Some(Some(false)), "90 % misses 95 %");
+        assert_eq!(verdict(Kpi::Fcr), Some(None), "no target, no verdict");
+        // The same answers against a 90 % target meet it (9/10 is not 0.8999…).
+        let r = build(
+            &scope(
+                &[],
+                Kpis {
+                    csat: Some(0.9),
+                    ..targets
+                },
+            ),
+            &[],
+            &facts,
+        );
+        assert_eq!(r.kpis[1].met, Some(true));
+        // No answers: no score and no verdict, whatever the target.
+        let r = build(&scope(&[], targets), &[], &[]);
+        assert_eq!((r.nps, r.kpis[0].met), (None, None));
+    }
+
+    #[test]
+    fn nps_classes_follow_the_seed() {
+        let classes: Vec<&str> = (0..=10).map(nps_class).collect();
+        assert_eq!(&classes[..7], &["detractor"; 7]);
+        assert_eq!(&classes[7..9], &["passive"; 2]);
+        assert_eq!(&classes[9..], &["promoter"; 2]);
     }
 }

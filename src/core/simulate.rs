@@ -16,6 +16,7 @@ use crate::core::machine::{
     clock_summary, needs_replay, replay,
 };
 use crate::core::model::{Catalog, Workflow};
+use crate::core::report::{self, FactRow, OpenedRow, Report, Scope};
 /// Kept here too: callers imported it from the simulator before it moved to routing.
 pub use crate::core::routing::choose_workflow;
 
@@ -282,6 +283,102 @@ pub fn render_json(r: &SimResult) -> String {
         });
         s.push_str(&line.to_string());
         s.push('\n');
+    }
+    s
+}
+
+/// The review report's figures per workflow over `[since, until)`, from the facts the runtime
+/// would store for this timeline (`report::fact_of`, the runtime's own mapping) and the same
+/// `report::build`: so `simulate` and `slakeeper report` cannot count differently. Workflows
+/// in the order of their names; only those with tickets.
+pub fn summaries(r: &SimResult, since: DateTime<Utc>, until: DateTime<Utc>) -> Vec<Report> {
+    let in_period = |t: DateTime<Utc>| since <= t && t < until;
+    let mut rows: BTreeMap<&str, (&Workflow, Vec<OpenedRow>, Vec<FactRow>)> = BTreeMap::new();
+    for (id, t) in &r.tickets {
+        let Some(wf) = r.workflows.get(id) else {
+            continue;
+        };
+        let entry = rows
+            .entry(wf.name.as_str())
+            .or_insert_with(|| (wf, Vec::new(), Vec::new()));
+        if in_period(t.opened_at) {
+            entry.1.push(OpenedRow {
+                ticket: id.clone(),
+                priority: t.priority_label().to_string(),
+                category: t.category.clone(),
+            });
+        }
+    }
+    for (id, o) in &r.timeline {
+        let (Some(t), Some(wf)) = (r.tickets.get(id), r.workflows.get(id)) else {
+            continue;
+        };
+        if !in_period(o.at) {
+            continue;
+        }
+        if let (Some(f), Some(entry)) = (
+            report::fact_of(&o.effect, o.at, id, t.priority_label(), t.opened_at),
+            rows.get_mut(wf.name.as_str()),
+        ) {
+            entry.2.push(f);
+        }
+    }
+    rows.into_values()
+        .map(|(wf, opened, mut facts)| {
+            // The report reads facts in time order (`ORDER BY at`).
+            facts.sort_by_key(|f| f.at);
+            report::build(&Scope::of(wf, since, until), &opened, &facts)
+        })
+        .collect()
+}
+
+/// One JSON line per workflow: `{"kind":"summary", …}` with the fields of
+/// `slakeeper report --format json`.
+pub fn render_summaries_json(reports: &[Report]) -> String {
+    let mut s = String::new();
+    for r in reports {
+        let mut v = serde_json::to_value(r).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("kind".into(), json!("summary"));
+        }
+        s.push_str(&v.to_string());
+        s.push('\n');
+    }
+    s
+}
+
+fn share(v: Option<f64>) -> String {
+    v.map(|x| format!("{:.1}%", x * 100.0))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+/// The summary section of the text output: per workflow the volume, breaches, FCR, CSAT and
+/// NPS, then attainment per clock and priority.
+pub fn render_summaries_text(reports: &[Report]) -> String {
+    let mut s = String::from("\nsummary:\n");
+    for r in reports {
+        s.push_str(&format!(
+            "  {:<20} volume {}  resolved {}  breaches {}  FCR {}  CSAT {}  NPS {}\n",
+            r.workflow,
+            r.volume,
+            r.resolved,
+            r.breaches.len(),
+            share(r.fcr),
+            share(r.csat),
+            r.nps
+                .map(|n| format!("{n:+.1}"))
+                .unwrap_or_else(|| "n/a".into())
+        ));
+        for a in &r.attainment {
+            s.push_str(&format!(
+                "    {:<24} {:<14} met {:>4}  breached {:>4}  {}\n",
+                a.clock,
+                a.priority,
+                a.met,
+                a.breached,
+                share(a.rate)
+            ));
+        }
     }
     s
 }

@@ -11,7 +11,10 @@ use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::core::event::parse_event;
-use crate::core::simulate::{SimEvent, render_json, render_text, simulate};
+use crate::core::simulate::{
+    SimEvent, render_json, render_summaries_json, render_summaries_text, render_text, simulate,
+    summaries,
+};
 use crate::shell::channels::Channels;
 use crate::shell::db::Db;
 use crate::shell::engine::{Engine, RetryPolicy, system_clock};
@@ -284,10 +287,19 @@ pub fn simulate_cmd(s: &SimulateSettings) -> anyhow::Result<ExitCode> {
                 Format::Json => crate::core::baseline::render_json(&cmp),
             }
         }
-        None => match s.format {
-            Format::Text => render_text(&result),
-            Format::Json => render_json(&result),
-        },
+        None => {
+            // The review figures over everything simulated, as `report` computes them.
+            let since = events
+                .iter()
+                .map(|e| e.event.at_utc())
+                .min()
+                .unwrap_or(until);
+            let reports = summaries(&result, since, until);
+            match s.format {
+                Format::Text => render_text(&result) + &render_summaries_text(&reports),
+                Format::Json => render_json(&result) + &render_summaries_json(&reports),
+            }
+        }
     };
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(out.as_bytes())?;

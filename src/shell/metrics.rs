@@ -6,8 +6,8 @@
 //! others stop exporting them (idle timeout) within 30 s of losing the lease.
 //!
 //! Labels never hold a ticket id, a person or an address: only workflow, stage, priority,
-//! clock, outcome, level, kind, channel, queue, score, type and version, all bounded by the
-//! workflow files.
+//! clock, outcome, level, kind, channel, queue, score, class, kpi, type and version, all
+//! bounded by the workflow files.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -21,7 +21,10 @@ use metrics_util::MetricKindMask;
 
 use crate::core::event::EventKind;
 use crate::core::machine::{Fact, TimerKind};
-use crate::core::model::Catalog;
+use crate::core::model::{Catalog, Kpi};
+use crate::core::report::nps_class;
+
+const NPS_CLASSES: [&str; 3] = ["promoter", "passive", "detractor"];
 
 /// Seconds to days: SLA times span from a 15-second phone answer to a 7-day resolution.
 const SLA_BUCKETS: [f64; 18] = [
@@ -111,6 +114,14 @@ fn describe() {
         "Survey answers by score (1-5)."
     );
     describe_counter!(
+        "slakeeper_nps_answers_total",
+        "Survey answers carrying an NPS (0-10), by class: promoter 9-10, passive 7-8, detractor 0-6."
+    );
+    describe_gauge!(
+        "slakeeper_kpi_target",
+        "Each workflow's KPI targets from its `kpis:` block: nps in points, csat and fcr as shares."
+    );
+    describe_counter!(
         "slakeeper_callbacks_total",
         "Supervisor call-backs scheduled, completed and overdue."
     );
@@ -185,6 +196,7 @@ fn describe() {
 /// first event of each series and dashboards show 0 rather than no data.
 pub fn preregister(catalog: &Catalog) {
     gauge!("slakeeper_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    kpi_targets(catalog);
     for k in EventKind::ALL {
         for o in ["accepted", "duplicate", "rejected"] {
             counter!("slakeeper_events_total", "type" => k.as_str(), "outcome" => o).absolute(0);
@@ -224,6 +236,10 @@ pub fn preregister(catalog: &Catalog) {
         }
         for o in ["scheduled", "completed", "overdue"] {
             counter!("slakeeper_callbacks_total", "workflow" => w.clone(), "outcome" => o)
+                .absolute(0);
+        }
+        for c in NPS_CLASSES {
+            counter!("slakeeper_nps_answers_total", "workflow" => w.clone(), "class" => c)
                 .absolute(0);
         }
         counter!("slakeeper_thank_yous_total", "workflow" => w.clone()).absolute(0);
@@ -302,6 +318,7 @@ pub fn record(m: &Metric) {
                 Fact::ProgressUpdate { sent } => counter!("slakeeper_progress_updates_total", "workflow" => w, "outcome" => if *sent { "sent" } else { "skipped" }).increment(1),
                 Fact::SurveySent => counter!("slakeeper_surveys_sent_total", "workflow" => w).increment(1),
                 Fact::SurveyScore { score } => counter!("slakeeper_survey_scores_total", "workflow" => w, "score" => score.to_string()).increment(1),
+                Fact::Nps { score } => counter!("slakeeper_nps_answers_total", "workflow" => w, "class" => nps_class(*score)).increment(1),
                 Fact::Callback { outcome } => counter!("slakeeper_callbacks_total", "workflow" => w, "outcome" => outcome.as_str()).increment(1),
                 Fact::ThankYou => counter!("slakeeper_thank_yous_total", "workflow" => w).increment(1),
                 Fact::Resolution { first_contact } => counter!("slakeeper_resolutions_total", "workflow" => w, "priority" => priority.clone(), "first_contact" => if *first_contact { "true" } else { "false" }).increment(1),
@@ -336,6 +353,20 @@ pub fn notification(channel: &str, outcome: &'static str) {
 pub fn delivery_lag(channel: &str, seconds: f64) {
     histogram!("slakeeper_notification_delivery_lag_seconds", "channel" => channel.to_string())
         .record(seconds.max(0.0));
+}
+
+/// `slakeeper_kpi_target` from the loaded workflows. Set by every process on each gauge
+/// round (gauges not set for 30 s disappear), so a board can compare each workflow's KPIs
+/// with its own targets (`max by (workflow)` across instances).
+pub fn kpi_targets(catalog: &Catalog) {
+    for wf in catalog.workflows.values() {
+        for k in Kpi::ALL {
+            if let Some(t) = wf.kpis.target(k) {
+                gauge!("slakeeper_kpi_target", "workflow" => wf.name.clone(), "kpi" => k.as_str())
+                    .set(t);
+            }
+        }
+    }
 }
 
 pub fn worker_restart(queue: &'static str) {

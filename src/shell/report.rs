@@ -5,8 +5,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::core::duration::format_seconds;
+use crate::core::model::Kpi;
 use crate::core::model::Workflow;
-use crate::core::report::{self, FactRow, OpenedRow, Report};
+use crate::core::report::{self, FactRow, KpiResult, OpenedRow, Report, Scope};
 use crate::shell::db::{Db, DbError};
 use crate::shell::store::{self, from_ms};
 
@@ -38,15 +39,52 @@ pub async fn build(
             at: from_ms(f.at),
         })
         .collect();
-    Ok(report::build(
-        &wf.name,
-        wf.calendar.tz().name(),
-        &wf.priorities,
-        since,
-        until,
-        &opened,
-        &facts,
-    ))
+    Ok(report::build(&Scope::of(wf, since, until), &opened, &facts))
+}
+
+/// A KPI's value as people write it: NPS in signed points, CSAT and FCR in percent.
+fn kpi_value(k: Kpi, v: Option<f64>) -> String {
+    match (k, v) {
+        (_, None) => "n/a".into(),
+        (Kpi::Nps, Some(x)) => format!("{x:+.1}"),
+        (_, x) => pct(x),
+    }
+}
+
+fn kpi_target(k: &KpiResult) -> String {
+    match (k.kpi, k.target) {
+        (_, None) => "none".into(),
+        (Kpi::Nps, Some(t)) => format!(">= {t:+.0}"),
+        (_, Some(t)) => format!(">= {}", pct_target(t)),
+    }
+}
+
+/// A target as written in the workflow file (`95%`, `92.5%`).
+fn pct_target(t: f64) -> String {
+    let p = t * 100.0;
+    if (p - p.round()).abs() < 1e-9 {
+        format!("{p:.0}%")
+    } else {
+        format!("{p:.1}%")
+    }
+}
+
+/// `met`, `missed`, `no_target` or `no_data`: templates translate these.
+fn verdict(k: &KpiResult) -> &'static str {
+    match (k.met, k.target, k.value) {
+        (Some(true), _, _) => "met",
+        (Some(false), _, _) => "missed",
+        (None, None, _) => "no_target",
+        (None, _, _) => "no_data",
+    }
+}
+
+fn kpi_label(k: Kpi) -> &'static str {
+    match k {
+        Kpi::Nps => "NPS",
+        Kpi::Csat => "CSAT",
+        Kpi::Fcr => "FCR",
+    }
 }
 
 fn pct(v: Option<f64>) -> String {
@@ -87,6 +125,14 @@ pub fn template_context(r: &Report) -> Value {
         },
         "csat": pct(r.csat),
         "fcr": pct(r.fcr),
+        "nps": kpi_value(Kpi::Nps, r.nps),
+        "nps_answers": {"count": r.nps_responses, "promoters": r.promoters,
+                        "passives": r.passives, "detractors": r.detractors},
+        // Each KPI against this workflow's own target (`kpis:` in the workflow file).
+        "kpis": r.kpis.iter().map(|k| json!({
+            "kpi": k.kpi.as_str(), "label": kpi_label(k.kpi), "value": kpi_value(k.kpi, k.value),
+            "target": kpi_target(k), "verdict": verdict(k),
+        })).collect::<Vec<_>>(),
         "attainment": r.attainment.iter().map(|a| json!({
             "clock": a.clock, "priority": a.priority, "met": a.met, "breached": a.breached,
             "rate": pct(a.rate),
@@ -120,14 +166,26 @@ pub fn render_text(r: &Report) -> String {
             .unwrap_or_else(|| "n/a".into())
     ));
     s.push_str(&format!(
-        "  satisfaction {} ({} responses)   CSAT {} (target 90%)   FCR {} (target 85%)\n",
+        "  satisfaction {} ({} responses)   NPS answers {} ({} promoters, {} passives, {} detractors)\n",
         r.satisfaction_mean
             .map(|m| format!("{m:.2}"))
             .unwrap_or_else(|| "n/a".into()),
         r.responses,
-        pct(r.csat),
-        pct(r.fcr)
+        r.nps_responses,
+        r.promoters,
+        r.passives,
+        r.detractors
     ));
+    s.push_str("  KPIs (this workflow's targets):\n");
+    for k in &r.kpis {
+        s.push_str(&format!(
+            "    {:<6} {:>7}   target {:<8} {}\n",
+            kpi_label(k.kpi),
+            kpi_value(k.kpi, k.value),
+            kpi_target(k),
+            verdict(k).replace('_', " ")
+        ));
+    }
     for (title, list) in [
         ("by category", &r.by_category),
         ("by priority", &r.by_priority),
@@ -168,4 +226,95 @@ pub fn render_text(r: &Report) -> String {
         s.push_str(&format!("    {}. {} ({})\n", i + 1, c.name, c.count));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    /// The weekly review (text, and the email in both languages) judges each KPI against the
+    /// workflow's own target: franchise-store (seed 004) asks CSAT 95 %, so 90 % is missed
+    /// there although it would have passed the old fixed 90 % line.
+    #[test]
+    fn review_shows_each_kpi_against_the_workflows_own_target() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows");
+        let cfg = crate::workflow::load_dir(&dir)
+            .unwrap_or_else(|d| panic!("{}", crate::workflow::render_diags(&d)));
+        let Some(wf) = cfg.catalog.get("franchise-store") else {
+            panic!("franchise-store is shipped");
+        };
+        let at = Utc
+            .with_ymd_and_hms(2026, 11, 20, 1, 0, 0)
+            .single()
+            .expect("instant");
+        let fact = |kind: &str, outcome: Option<&str>, value: i64| FactRow {
+            ticket: "T1".into(),
+            priority: "general".into(),
+            kind: kind.into(),
+            clock: None,
+            outcome: outcome.map(str::to_string),
+            value: Some(value),
+            at,
+        };
+        let mut facts: Vec<FactRow> = [5, 5, 5, 5, 5, 4, 4, 4, 4, 2]
+            .into_iter()
+            .map(|s| fact("score", None, s))
+            .collect();
+        for n in [10u8, 9, 3] {
+            facts.push(fact("nps", Some(report::nps_class(n)), i64::from(n)));
+        }
+        let since = at - chrono::Duration::days(7);
+        let r = report::build(
+            &Scope::of(wf, since, at + chrono::Duration::days(1)),
+            &[],
+            &facts,
+        );
+
+        let text = render_text(&r);
+        let line = |k: &str| {
+            text.lines()
+                .find(|l| l.trim_start().starts_with(k))
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(line("CSAT").contains("90.0%"), "{text}");
+        assert!(line("CSAT").contains(">= 95%") && line("CSAT").ends_with("missed"));
+        assert!(line("NPS ").contains("+33.3") && line("NPS ").ends_with("missed"));
+        assert!(line("FCR").contains("n/a") && line("FCR").ends_with("no data"));
+        assert!(
+            !text.contains("85%") && !text.contains("target 90%"),
+            "{text}"
+        );
+
+        let ctx = json!({ "report": template_context(&r) });
+        let en = cfg
+            .templates
+            .render("weekly_review", "en", "en", &ctx)
+            .expect("renders");
+        assert!(
+            en.body.contains("- CSAT: 90.0% (target >= 95%): MISSED"),
+            "{}",
+            en.body
+        );
+        assert!(en.body.contains("- NPS: +33.3 (target >= +40): MISSED"));
+        assert!(
+            en.body
+                .contains("- First-contact resolution: n/a (target >= 80%): no data")
+        );
+        let zh = cfg
+            .templates
+            .render("weekly_review", "zh-CN", "zh-CN", &ctx)
+            .expect("renders");
+        assert!(
+            zh.body
+                .contains("- 客户满意度 CSAT：90.0%（目标 ≥ 95%）未达标"),
+            "{}",
+            zh.body
+        );
+        assert!(
+            zh.body
+                .contains("- 首次解决率 FCR：暂无（目标 ≥ 80%）暂无数据")
+        );
+    }
 }

@@ -121,6 +121,7 @@ impl Service for GaugeRefresher {
     async fn run_once(&self, now: DateTime<Utc>) -> Result<Done, DbError> {
         let (idle, in_use, max) = self.engine.db.pool_stats();
         metrics::pool(idle, in_use, max);
+        metrics::kpi_targets(&self.engine.cfg.catalog);
         if !store::take_lease(&self.engine.db, "gauges", &self.instance, now, 15_000).await? {
             return Ok(Done::default());
         }

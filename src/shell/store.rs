@@ -6,6 +6,7 @@ use chrono::{DateTime, TimeZone, Utc};
 
 use crate::core::event::Event;
 use crate::core::machine::Ticket;
+use crate::core::report::FactColumns;
 use crate::shell::db::{Db, DbError, Tx};
 use crate::{db_all, db_opt, sql_all, sql_exec, sql_opt};
 
@@ -656,16 +657,15 @@ pub async fn held_deliveries(db: &Db) -> Result<Vec<(String, i64)>, DbError> {
     )?)
 }
 
-/// A counted fact; false when its id is already recorded.
-#[allow(clippy::too_many_arguments)]
+/// A counted fact; false when its id is already recorded. `priority` is the one the report
+/// files it under: a clock outcome's own (the clock's target when it ended, as the
+/// `slakeeper_sla_outcomes_total` counter and `simulate` have it), else the ticket's.
 pub async fn insert_fact(
     tx: &mut Tx,
     id: &str,
     t: &Ticket,
-    kind: &str,
-    clock: Option<&str>,
-    outcome: Option<&str>,
-    value: Option<i64>,
+    priority: &str,
+    row: &FactColumns,
     at: DateTime<Utc>,
 ) -> Result<bool, DbError> {
     let n = sql_exec!(
@@ -676,12 +676,12 @@ pub async fn insert_fact(
         id,
         &t.id,
         &t.workflow,
-        t.priority_label(),
+        priority,
         t.category.clone(),
-        kind,
-        clock,
-        outcome,
-        value,
+        row.kind,
+        row.clock.as_deref(),
+        row.outcome.as_deref(),
+        row.value,
         ms(at)
     )?;
     Ok(n == 1)

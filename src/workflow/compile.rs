@@ -602,6 +602,11 @@ fn compile_workflow(cx: &mut Ctx<'_>, raw: &RawWorkflow, env: &Env<'_>) -> Optio
     };
     let stages = compile_stages(cx, raw.stages.as_ref(), &sc);
     let escalations = compile_escalations(cx, raw.escalations.as_ref(), &sc, &stages);
+    let kpis = raw
+        .kpis
+        .as_ref()
+        .map(|k| compile_kpis(cx, k))
+        .unwrap_or_default();
     if cx.diags.len() > before {
         return None;
     }
@@ -618,7 +623,57 @@ fn compile_workflow(cx: &mut Ctx<'_>, raw: &RawWorkflow, env: &Env<'_>) -> Optio
         rules: stages.rules,
         review: stages.review,
         escalations,
+        kpis,
     })
+}
+
+/// `kpis: { nps: 40, csat: 95%, fcr: 80% }`: NPS in points (-100 to 100, as the score itself
+/// is written), CSAT and FCR as percentages (the `%` is required, so `0.95` and `95` cannot be
+/// mistaken for each other).
+fn compile_kpis(cx: &mut Ctx<'_>, raw: &Spanned<RawTable>) -> Kpis {
+    let mut kpis = Kpis::default();
+    for (k, v) in sorted_by_pos(&raw.value) {
+        let Some(kpi) = Kpi::parse(text(k)) else {
+            cx.err(
+                k,
+                format!(
+                    "unknown KPI `{}` (expected one of: {})",
+                    text(k),
+                    Kpi::ALL.map(Kpi::as_str).join(", ")
+                ),
+            );
+            continue;
+        };
+        if let Some(target) = kpi_target(cx, kpi, v) {
+            kpis.set(kpi, target);
+        }
+    }
+    kpis
+}
+
+fn kpi_target(cx: &mut Ctx<'_>, kpi: Kpi, v: &Spanned<Text>) -> Option<f64> {
+    let s = text(v).trim();
+    let parsed = match kpi {
+        Kpi::Nps => s
+            .parse::<i32>()
+            .ok()
+            .filter(|n| (-100..=100).contains(n))
+            .map(f64::from)
+            .ok_or("an integer from -100 to 100, such as `40`"),
+        Kpi::Csat | Kpi::Fcr => s
+            .strip_suffix('%')
+            .and_then(|p| p.trim().parse::<f64>().ok())
+            .filter(|p| (0.0..=100.0).contains(p))
+            .map(|p| p / 100.0)
+            .ok_or("a percentage from 0% to 100%, such as `90%`"),
+    };
+    match parsed {
+        Ok(t) => Some(t),
+        Err(want) => {
+            cx.err(v, format!("{} target `{s}` must be {want}", kpi.as_str()));
+            None
+        }
+    }
 }
 
 fn compile_name(cx: &mut Ctx<'_>, raw: &Spanned<Text>) -> String {

@@ -81,7 +81,7 @@ fn any_json() -> impl Strategy<Value = Value> {
     })
 }
 
-const FIELDS: [&str; 16] = [
+const FIELDS: [&str; 17] = [
     "id",
     "ticket",
     "type",
@@ -94,6 +94,7 @@ const FIELDS: [&str; 16] = [
     "assignee",
     "attributes",
     "score",
+    "nps",
     "comment",
     "clock",
     "received_at",

@@ -68,6 +68,9 @@ pub struct RawWorkflow {
     pub stages: Option<S<RawStages>>,
     #[serde(default)]
     pub escalations: Option<S<Vec<S<RawEscalation>>>>,
+    /// Quality targets: `{ nps: 40, csat: 95%, fcr: 80% }`.
+    #[serde(default)]
+    pub kpis: Option<S<RawTable>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -10,9 +10,10 @@ use serde_json::{Value, json};
 
 use crate::core::duration::format_seconds;
 use crate::core::machine::{
-    ClockOutcome, Effect, Fact, Notification, Out, Outcome, Ticket, Timer, TimerKey, TimerKind,
+    ClockOutcome, Effect, Fact, Notification, Out, Ticket, Timer, TimerKey, TimerKind,
 };
 use crate::core::model::{Role, Workflow};
+use crate::core::report;
 use crate::shell::channels::{ChannelKind, Target};
 use crate::shell::db::{DbError, Tx};
 use crate::shell::engine::timers::wake_if_soon;
@@ -97,10 +98,8 @@ impl Engine {
                     seconds,
                 } => {
                     let id = c.fact_id(o);
-                    let v = Some(*seconds);
-                    if store::insert_fact(tx, &id, t, "met_time", Some(clock), None, v, o.at)
-                        .await?
-                    {
+                    let row = report::met_time_columns(clock, *seconds);
+                    if store::insert_fact(tx, &id, t, priority, &row, o.at).await? {
                         after.metrics.push(Metric::SlaTime {
                             workflow: t.workflow.clone(),
                             clock: clock.clone(),
@@ -331,13 +330,12 @@ async fn outcome(
     oc: &ClockOutcome,
     after: &mut After,
 ) -> Result<(), DbError> {
-    let value = match oc.outcome {
-        Outcome::Met => oc.elapsed,
-        Outcome::Breached => oc.due.map(ms),
-    };
+    // Filed under the clock's priority, not the ticket's now: a reclassification applied in
+    // the same transition (or a rebuild after a late event) must not move a breach to
+    // another priority (issue 9: the report disagreed with `simulate` and the counter).
+    let row = report::outcome_columns(oc);
     let id = c.fact_id(o);
-    let (clock, label) = (Some(oc.clock.as_str()), Some(oc.outcome.as_str()));
-    if store::insert_fact(tx, &id, c.t, "outcome", clock, label, value, o.at).await? {
+    if store::insert_fact(tx, &id, c.t, &oc.priority, &row, o.at).await? {
         after.metrics.push(Metric::Outcome {
             workflow: c.t.workflow.clone(),
             clock: oc.clock.clone(),
@@ -350,46 +348,6 @@ async fn outcome(
     store::timeline(tx, &c.t.id, o.at, c.now, "clock", &d).await
 }
 
-/// How a counted fact is stored: (kind, clock, outcome, value).
-fn fact_row(
-    f: &Fact,
-    o: &Out,
-    t: &Ticket,
-) -> (&'static str, Option<String>, Option<String>, Option<i64>) {
-    match f {
-        Fact::Escalation { clock, level } => (
-            "escalation",
-            Some(clock.clone()),
-            Some(level.to_string()),
-            None,
-        ),
-        Fact::ProgressUpdate { sent } => (
-            "progress",
-            None,
-            Some(if *sent { "sent" } else { "skipped" }.into()),
-            None,
-        ),
-        Fact::SurveySent => ("survey_sent", None, None, None),
-        Fact::SurveyScore { score } => ("score", None, None, Some(i64::from(*score))),
-        Fact::Callback { outcome } => ("callback", None, Some(outcome.as_str().into()), None),
-        Fact::ThankYou => ("thank_you", None, None, None),
-        Fact::Resolution { first_contact } => (
-            "resolution",
-            None,
-            Some(
-                if *first_contact {
-                    "first_contact"
-                } else {
-                    "follow_up"
-                }
-                .into(),
-            ),
-            Some((o.at - t.opened_at).num_seconds()),
-        ),
-        Fact::Reopen => ("reopen", None, None, None),
-    }
-}
-
 async fn counted(
     tx: &mut Tx,
     c: &Carry<'_>,
@@ -397,10 +355,10 @@ async fn counted(
     f: &Fact,
     after: &mut After,
 ) -> Result<(), DbError> {
-    let (kind, clock, outcome, value) = fact_row(f, o, c.t);
+    // The same columns `simulate` reports from (`core::report`), so the two agree.
+    let row = report::count_columns(f, o.at, c.t.opened_at);
     let id = c.fact_id(o);
-    let (clock, outcome) = (clock.as_deref(), outcome.as_deref());
-    if store::insert_fact(tx, &id, c.t, kind, clock, outcome, value, o.at).await? {
+    if store::insert_fact(tx, &id, c.t, c.t.priority_label(), &row, o.at).await? {
         after.metrics.push(Metric::Fact {
             workflow: c.t.workflow.clone(),
             priority: c.t.priority_label().to_string(),

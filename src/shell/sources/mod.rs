@@ -557,6 +557,7 @@ fn finish(
             assignee: cut_party(d.assignee),
             attributes: d.attributes,
             score: d.score,
+            nps: None,
             comment: cut(d.comment),
             clock: d.clock,
             // Arrival is the store's `received_at` column, as for the event API.
