@@ -154,6 +154,7 @@ async fn engine(url: &str, wf_dir: &std::path::Path, clock: Clock) -> anyhow::Re
         channels: Channels::offline()?,
         retry: RetryPolicy::default(),
         clock,
+        versions: Default::default(),
     }))
 }
 

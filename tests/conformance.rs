@@ -341,6 +341,7 @@ impl Harness {
                 max: Duration::from_secs(600),
             },
             clock: virtual_clock,
+            versions: Default::default(),
         };
         Some(Harness {
             engine,

@@ -86,7 +86,7 @@ pub async fn migrate(url: &Secret) -> anyhow::Result<()> {
 
 /// An engine for inspecting commands: no channels configured, and no database created at
 /// a mistyped path.
-async fn offline_engine(place: &Place) -> anyhow::Result<Engine> {
+pub(crate) async fn offline_engine(place: &Place) -> anyhow::Result<Engine> {
     let cfg = load_workflows(&place.workflows)?;
     let url = place.database.expose();
     if let Some(path) = url
@@ -107,6 +107,7 @@ async fn offline_engine(place: &Place) -> anyhow::Result<Engine> {
         channels: Channels::offline()?,
         retry: RetryPolicy::default(),
         clock: system_clock(),
+        versions: Default::default(),
     })
 }
 

@@ -59,7 +59,11 @@ impl App {
             channels,
             retry: settings.retry.into(),
             clock: system_clock(),
+            versions: Default::default(),
         });
+        // Before any worker runs: tickets from before workflow versions were kept are
+        // pinned to the files of this first start, and this process's versions are stored.
+        engine.pin_unversioned().await?;
         if let Some(url) = &settings.ack.public_url {
             crate::shell::ack::configure(url.trim(), ack_key(&settings));
         }

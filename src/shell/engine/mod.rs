@@ -6,6 +6,8 @@
 //! * [`deliveries`] — one delivery attempt of a notification; our own backoff.
 //! * [`reviews`] — a workflow's review report, once per period.
 //! * [`effects`] — carrying out what the core decided, inside the caller's transaction.
+//! * [`versions`] — the workflow version each ticket is pinned to; [`replan`] moves open
+//!   tickets to the current one.
 //!
 //! Every effect the core returns is carried out inside the same transaction as the state
 //! it came from: timers become apalis jobs, notifications become outbox rows plus delivery
@@ -16,15 +18,16 @@ pub mod deliveries;
 pub mod effects;
 pub mod ingest;
 pub mod oncall;
+pub mod replan;
 pub mod reviews;
 pub mod timers;
+pub mod versions;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::core::event::EventError;
 use crate::core::machine::Ticket;
 use crate::core::model::Workflow;
 use crate::shell::channels::Channels;
@@ -35,6 +38,7 @@ use crate::workflow::Config;
 
 pub use ingest::{IngestError, Ingested};
 pub use timers::{PROMOTE_HORIZON, STALE_TIMER, TimerBatcher};
+pub use versions::{Version, VersionError, Versions};
 
 /// A delivery whose attempt is this overdue (or stuck `sending` after a crash) lost its job.
 pub const STALE_DELIVERY: chrono::Duration = chrono::Duration::minutes(5);
@@ -105,11 +109,13 @@ pub struct Engine {
     pub channels: Channels,
     pub retry: RetryPolicy,
     pub clock: Clock,
+    /// Workflow versions loaded for pinned tickets (start with `Versions::default()`).
+    pub versions: Versions,
 }
 
-/// A ticket being changed inside a transaction.
+/// A ticket being changed inside a transaction, with the version that serves it.
 struct Slot {
-    wf: Arc<Workflow>,
+    ver: Arc<Version>,
     state: Ticket,
     dirty: bool,
 }
@@ -118,10 +124,13 @@ struct Slot {
 #[derive(Default)]
 struct After {
     metrics: Vec<Metric>,
+    /// Workflow versions whose rows this transaction wrote.
+    stored: Vec<String>,
 }
 
 impl After {
-    fn record(self) {
+    fn record(self, engine: &Engine) {
+        engine.versions.mark_stored(self.stored);
         for m in &self.metrics {
             metrics::record(m);
         }
@@ -140,16 +149,6 @@ fn fmt_local(wf: &Workflow, t: DateTime<Utc>) -> String {
 impl Engine {
     pub fn now(&self) -> DateTime<Utc> {
         (self.clock)()
-    }
-
-    fn workflow(&self, name: &str) -> Result<Arc<Workflow>, EventError> {
-        self.cfg.catalog.get(name).cloned().ok_or_else(|| {
-            EventError::new(
-                "unknown_workflow",
-                Some("ticket"),
-                format!("the ticket's workflow `{name}` is not loaded; restore its file"),
-            )
-        })
     }
 }
 
