@@ -300,6 +300,9 @@ impl Engine {
             .extend(self.store_version(tx, &ver, b.now).await?);
         let parked = store::ticket_events(tx, &ev.ticket).await?.len() > 1;
         self.timeline_event(tx, ev, b.now).await?;
+        // Each clock's target is in the core's own notes that follow.
+        let d = json!({"version": ver.hash, "why": "pinned at opening"});
+        store::timeline(tx, &ev.ticket, ev.at_utc(), b.now, "version", &d).await?;
         let state = if parked {
             self.rebuild(
                 tx,
@@ -330,10 +333,6 @@ impl Engine {
             .await?;
             Some(state)
         };
-        if let Some(t) = &state {
-            let d = json!({"version": ver.hash, "why": "opened", "targets": targets(t)});
-            store::timeline(tx, &ev.ticket, ev.at_utc(), b.now, "version", &d).await?;
-        }
         Ok(state.map(|state| Slot {
             ver,
             state,
