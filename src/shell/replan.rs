@@ -130,7 +130,7 @@ pub async fn replan(s: &ReplanSettings) -> anyhow::Result<()> {
     } else {
         println!(
             "{} of {} open tickets moved to the current files ({} with clock changes); \
-             {} clocks breached now, {} notifications queued",
+             {} clock(s) breached now, {} notification(s) queued",
             t.moved, t.open, t.changed, t.breached, t.sent
         );
     }

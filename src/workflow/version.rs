@@ -108,6 +108,27 @@ mod tests {
         assert_ne!(hash(&subtree(&t, "a.yaml")), hash(&subtree(&t2, "a.yaml")));
     }
 
+    /// A version stored and loaded again (the files a worker with other files reads from
+    /// the database) is the same version of the same workflow.
+    #[test]
+    fn a_stored_version_loads_as_the_directory_did() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows");
+        let cfg = crate::workflow::load_dir(&dir).expect("shipped workflows load");
+        assert!(!cfg.versions.is_empty());
+        for (name, v) in &cfg.versions {
+            let files = cfg.version_files(name).expect("version files");
+            assert_eq!(&hash(&files), v, "{name}");
+            let again = crate::workflow::load_version("stored", files).expect("loads");
+            assert_eq!(again.versions.get(name), Some(v), "{name}");
+            let (a, b) = (&cfg.catalog.get(name), &again.catalog.get(name));
+            assert_eq!(
+                format!("{a:?}"),
+                format!("{b:?}"),
+                "{name} compiles differently"
+            );
+        }
+    }
+
     #[test]
     fn moving_text_between_files_changes_the_version() {
         let a = tree(&[("a.yaml", "xy"), ("routes.yaml", "")]);
