@@ -804,3 +804,91 @@ fn replan_moves_what_dry_run_listed(db: &TestDb, b: &App, new: &Path, old_v: &st
     );
     assert_eq!(facts, [("first_response".to_string(), 1)], "{facts:?}");
 }
+
+/// A ticket's messages are rendered and addressed by its own version, also when a worker
+/// with newer files sends them (here: mails held while no SMTP server was set, released by
+/// the restarted worker); a ticket from before versions were kept is pinned to the files of
+/// the first start.
+#[test]
+fn an_old_ticket_is_notified_with_its_own_templates_and_routes_sqlite() {
+    let db = TestDb::new(Backend::Sqlite);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (old, new) = (dir.path().join("old"), dir.path().join("new"));
+    for d in [&old, &new] {
+        copy_dir(&root().join("workflows"), d);
+        // English staff messages: plain ASCII subjects to compare.
+        let gs = d.join("general-service.yaml");
+        let src = std::fs::read_to_string(&gs).expect("general-service.yaml");
+        std::fs::write(&gs, src.replace("language: zh-CN", "language: en")).expect("edit");
+    }
+    let tpl = new.join("templates/sla_warning.en.txt");
+    let src = std::fs::read_to_string(&tpl).expect("template");
+    std::fs::write(&tpl, src.replacen("Subject: ", "Subject: [NEW] ", 1)).expect("edit");
+    let routes = new.join("routes.yaml");
+    let src = std::fs::read_to_string(&routes).expect("routes");
+    let edited = src.replace("service-lead@example.com", "new-lead@example.com");
+    assert_ne!(src, edited);
+    std::fs::write(&routes, edited).expect("edit");
+
+    // Old files, no SMTP: the warning and the breach of PV-OLD wait in the outbox.
+    let t0 = Utc::now();
+    let mut a = app_on(&db, &old);
+    let (s, v) = a.post(&json!({"events": [
+        urgent("nt-1", "PV-OLD", t0 - chrono::Duration::minutes(31)),
+        {"id": "nt-2", "ticket": "PV-LEGACY", "type": "ticket.opened", "at": rfc(t0),
+         "priority": "normal", "category": "complaint"},
+    ]}));
+    assert_eq!(s, 202, "{v}");
+    let _ = a.terminate(Duration::from_secs(10));
+    // As if PV-LEGACY had been opened before versions were kept.
+    let cleared = db.query_pairs(
+        "UPDATE sk_tickets SET workflow_version = NULL WHERE id = 'PV-LEGACY' RETURNING id, 1",
+    );
+    assert_eq!(cleared.len(), 1);
+
+    // New files, SMTP up: held mails go out, and PV-NEW is opened under the new files.
+    let smtp = Smtp::start();
+    let b = App::start(AppOpts::new(&db.url, &new, smtp.port));
+    let (s, v) = b.post(&urgent(
+        "nt-3",
+        "PV-NEW",
+        t0 - chrono::Duration::minutes(31),
+    ));
+    assert_eq!(s, 202, "{v}");
+    let mails = smtp.wait_mails(Duration::from_secs(30), |m| {
+        ["PV-OLD", "PV-NEW"].iter().all(|t| {
+            matching(m, "", t)
+                .iter()
+                .filter(|x| x.subject().contains("warning"))
+                .count()
+                == 1
+                && matching(m, "lead@example.com", t).len() == 1
+        })
+    });
+    let one = |to: &str, ticket: &str, what: &str| -> String {
+        let m: Vec<&Mail> = matching(&mails, to, ticket)
+            .into_iter()
+            .filter(|m| m.subject().contains(what))
+            .collect();
+        assert_eq!(m.len(), 1, "{to} {ticket} {what}: {mails:#?}");
+        m[0].subject().to_string()
+    };
+    // Templates: the old ticket's warning is the old text, the new one's the new text.
+    assert!(!one("wang@example.com", "PV-OLD", "warning").contains("[NEW]"));
+    assert!(one("wang@example.com", "PV-NEW", "warning").starts_with("[NEW]"));
+    // Routes: each breach goes to the supervisor of its own version.
+    one("service-lead@example.com", "PV-OLD", "breach");
+    one("new-lead@example.com", "PV-NEW", "breach");
+    assert!(matching(&mails, "new-lead@example.com", "PV-OLD").is_empty());
+
+    // The ticket without a version was pinned to the files of this start.
+    let legacy = ticket(&b, "PV-LEGACY");
+    assert_eq!(
+        legacy["workflow_version"],
+        legacy["current_workflow_version"]
+    );
+    assert_ne!(
+        legacy["workflow_version"],
+        ticket(&b, "PV-OLD")["workflow_version"]
+    );
+}
