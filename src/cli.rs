@@ -215,7 +215,8 @@ pub struct SimulateArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum TicketCommand {
-    /// A ticket's state, clocks, pending timers and full timeline.
+    /// A ticket's state, the workflow version it is served by, clocks, pending timers and
+    /// full timeline.
     Show(TicketShowArgs),
 }
 
