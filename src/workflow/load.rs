@@ -1,6 +1,8 @@
-//! Reading a workflow directory: which files exist, their text, and YAML → the positioned raw
-//! shapes of [`super::raw`]. Everything that touches the file system or the YAML library is
-//! here; [`super::compile`] only ever sees parsed values, so it can be tested without files.
+//! Reading a workflow directory: which files exist, their text (a [`Tree`]), and YAML → the
+//! positioned raw shapes of [`super::raw`]. Everything that touches the file system or the
+//! YAML library is here; [`super::compile`] only ever sees parsed values, so it can be tested
+//! without files. The file system is read once, up front ([`read_tree`]); compiling works on
+//! the tree, so a workflow version stored in the database loads exactly like a directory.
 //!
 //! Order: calendars and routes first (workflows refer to them), then templates, then each
 //! workflow file, then the checks across workflows (duplicate names, overlapping `match`).
