@@ -50,6 +50,12 @@ pub enum Command {
     Export(ExportArgs),
     /// Move open tickets to the current workflow definitions, recomputing each from its
     /// stored events; `--dry-run` lists each clock whose target or due time would change.
+    ///
+    /// A ticket keeps the workflow version (a hash of its workflow file, calendars.yaml,
+    /// routes.yaml and templates) it was opened under until it is replanned. Replanning sends
+    /// nothing already sent; a clock the new targets have already breached is recorded and
+    /// escalated once, as of now. Safe beside running workers (one transaction per ticket,
+    /// under its lock).
     Replan(ReplanArgs),
 }
 
@@ -62,7 +68,8 @@ pub struct ReplanArgs {
     /// Only tickets of this workflow.
     #[arg(long)]
     pub workflow: Option<String>,
-    /// List what would change (old -> new) and change nothing.
+    /// List, per ticket, each clock whose target, due time or outcome would change
+    /// (old -> new), and change nothing.
     #[arg(long)]
     pub dry_run: bool,
 }
@@ -208,7 +215,8 @@ pub struct SimulateArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum TicketCommand {
-    /// A ticket's state, clocks, pending timers and full timeline.
+    /// A ticket's state, the workflow version it is served by, clocks, pending timers and
+    /// full timeline.
     Show(TicketShowArgs),
 }
 

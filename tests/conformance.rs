@@ -341,6 +341,7 @@ impl Harness {
             },
             clock: virtual_clock,
             group: Default::default(),
+            versions: Default::default(),
         };
         Some(Harness {
             engine,

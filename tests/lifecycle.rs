@@ -510,10 +510,6 @@ fn replan_dry_run_lists_the_moved_targets_and_changes_nothing() {
         "support-ticket",
     ]);
     assert!(ok && out.contains("0 of 0 open tickets"), "{out}");
-    // Without --dry-run it refuses for now, and says why.
-    let (ok, _, err) = slakeeper(&["replan", "--database", &db.url, "--workflows", &nw]);
-    assert!(!ok && err.contains("--dry-run"), "{err}");
-
     // Nothing changed: the stored ticket still has its old target and due time.
     let mut o = AppOpts::new(&db.url, &wf_dir, 0);
     o.smtp_port = None;
@@ -527,4 +523,372 @@ fn replan_dry_run_lists_the_moved_targets_and_changes_nothing() {
             .collect()
     };
     assert_eq!(targets(&before), targets(&after));
+}
+
+// ------------------------------------------------------------------ pinned versions, replan
+
+/// The shipped workflows, and a copy whose urgent first response is 20m instead of 30m.
+fn old_and_new_workflows() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let old = dir.path().join("old");
+    let new = dir.path().join("new");
+    copy_dir(&root().join("workflows"), &old);
+    copy_dir(&root().join("workflows"), &new);
+    let gs = new.join("general-service.yaml");
+    let src = std::fs::read_to_string(&gs).expect("general-service.yaml");
+    let edited = src.replace(
+        "first_response: { urgent: 30m,",
+        "first_response: { urgent: 20m,",
+    );
+    assert_ne!(
+        src, edited,
+        "the shipped urgent first response is no longer 30m"
+    );
+    std::fs::write(&gs, edited).expect("edit");
+    (dir, old, new)
+}
+
+fn app_on(db: &TestDb, wf: &Path) -> App {
+    let mut o = AppOpts::new(&db.url, wf, 0);
+    o.smtp_port = None;
+    App::start(o)
+}
+
+fn ticket(app: &App, id: &str) -> Value {
+    let (s, v) = app.get(&format!("/v1/tickets/{id}"));
+    assert_eq!(s, 200, "{id}: {v}");
+    v
+}
+
+/// A clock of a ticket as the API shows it: (target, outcome).
+fn clock(t: &Value, name: &str) -> (String, String) {
+    let c = t["clocks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["clock"] == name)
+        .unwrap_or_else(|| panic!("no clock {name} in {t}"));
+    (
+        c["target"].as_str().unwrap_or_default().to_string(),
+        c["outcome"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// Each notification of a ticket as (template, role, id), sorted.
+fn notifications(t: &Value) -> Vec<(String, String, String)> {
+    let mut v: Vec<(String, String, String)> = t["notifications"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            let f = |k: &str| n[k].as_str().unwrap_or_default().to_string();
+            (f("template"), f("role"), f("id"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn urgent(id: &str, ticket: &str, at: DateTime<Utc>) -> Value {
+    json!({"id": id, "ticket": ticket, "type": "ticket.opened", "at": rfc(at),
+           "priority": "urgent", "category": "complaint",
+           "assignee": {"name": "Wang", "email": "wang@example.com"}})
+}
+
+/// The last `rebuild` entry of a ticket's timeline.
+fn last_rebuild(t: &Value) -> Value {
+    t["timeline"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .rfind(|r| r["kind"] == "rebuild")
+        .map(|r| r["detail"].clone())
+        .unwrap_or_else(|| panic!("no rebuild in {t}"))
+}
+
+/// Issue 9's defect, the other way round: a ticket keeps the version it was opened under
+/// through a restart with edited files and through a rebuild (an out-of-order event), and
+/// two workers started from different directories serve each ticket by its own version.
+#[test]
+fn a_ticket_keeps_its_version_through_restart_rebuild_and_other_workers_sqlite() {
+    pinned_versions_then_replan(Backend::Sqlite);
+}
+
+#[test]
+fn a_ticket_keeps_its_version_through_restart_rebuild_and_other_workers_postgres() {
+    pinned_versions_then_replan(Backend::Postgres);
+}
+
+fn pinned_versions_then_replan(backend: Backend) {
+    let db = TestDb::new(backend);
+    let (_dir, old, new) = old_and_new_workflows();
+    let t0 = Utc::now();
+    // Opened 25 minutes ago under the old files: due in 5 minutes (30m); 20m would have
+    // breached it 5 minutes ago. Its 75% warning (22.5m) is sent at once.
+    let mut a = app_on(&db, &old);
+    let (s, v) = a.post(&urgent(
+        "pv-1",
+        "PV-OLD",
+        t0 - chrono::Duration::minutes(25),
+    ));
+    assert_eq!(s, 202, "{v}");
+    let before_restart = ticket(&a, "PV-OLD");
+    let old_version = before_restart["workflow_version"]
+        .as_str()
+        .expect("workflow_version")
+        .to_string();
+    assert_eq!(before_restart["current_workflow_version"], old_version);
+    let _ = a.terminate(Duration::from_secs(10));
+
+    // Restart with the edited files, and a second worker still on the old ones.
+    let b = app_on(&db, &new);
+    let a2 = app_on(&db, &old);
+    let (s, v) = b.post(&urgent(
+        "pv-2",
+        "PV-NEW",
+        t0 - chrono::Duration::minutes(25),
+    ));
+    assert_eq!(s, 202, "{v}");
+    let new_version = ticket(&b, "PV-NEW")["workflow_version"]
+        .as_str()
+        .expect("workflow_version")
+        .to_string();
+    assert_ne!(old_version, new_version);
+    assert_eq!(
+        ticket(&b, "PV-NEW")["current_workflow_version"],
+        new_version
+    );
+
+    // Rebuilds: an event older than the last applied one, each sent to the worker whose
+    // files are NOT the ticket's version.
+    for (app, t, p) in [(&b, "PV-OLD", "o"), (&a2, "PV-NEW", "n")] {
+        let e1 = event(
+            &format!("pv-{p}-a"),
+            t,
+            "ticket.assigned",
+            &rfc(t0 - chrono::Duration::minutes(2)),
+        );
+        let e2 = event(
+            &format!("pv-{p}-b"),
+            t,
+            "ticket.assigned",
+            &rfc(t0 - chrono::Duration::minutes(10)),
+        );
+        for mut e in [e1, e2] {
+            e["assignee"] = json!({"name": "Zhao", "email": "zhao@example.com"});
+            let (s, v) = app.post(&e);
+            assert_eq!(s, 202, "{v}");
+        }
+    }
+    for app in [&b, &a2] {
+        let o = ticket(app, "PV-OLD");
+        assert_eq!(o["workflow_version"], old_version, "{o}");
+        assert_eq!(
+            clock(&o, "first_response"),
+            ("30m".into(), "running".into()),
+            "{o}"
+        );
+        let r = last_rebuild(&o);
+        assert_eq!(r["version"], old_version, "{r}");
+        assert_eq!(r["targets"]["first_response"], "30m", "{r}");
+        let n = ticket(app, "PV-NEW");
+        assert_eq!(n["workflow_version"], new_version, "{n}");
+        assert_eq!(
+            clock(&n, "first_response"),
+            ("20m".into(), "breached".into()),
+            "{n}"
+        );
+        let r = last_rebuild(&n);
+        assert_eq!(r["version"], new_version, "{r}");
+        assert_eq!(r["targets"]["first_response"], "20m", "{r}");
+    }
+    // Every version an open ticket uses is in the database.
+    let stored =
+        db.query_pairs("SELECT version, COUNT(*) FROM sk_workflow_versions GROUP BY version");
+    for v in [&old_version, &new_version] {
+        assert!(
+            stored.iter().any(|(s, _)| s == v),
+            "{v} not stored: {stored:?}"
+        );
+    }
+    drop(a2);
+
+    replan_moves_what_dry_run_listed(&db, &b, &new, &old_version, &new_version);
+}
+
+/// `replan --dry-run` changes nothing; `replan` moves the old ticket to the new target,
+/// sends nothing twice, and escalates the breach the new target causes exactly once.
+fn replan_moves_what_dry_run_listed(db: &TestDb, b: &App, new: &Path, old_v: &str, new_v: &str) {
+    let nw = new.display().to_string();
+    let before = ticket(b, "PV-OLD");
+    let (ok, out, err) = slakeeper(&[
+        "replan",
+        "--dry-run",
+        "--database",
+        &db.url,
+        "--workflows",
+        &nw,
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!(
+            "PV-OLD (general-service, urgent): version {} -> {}",
+            &old_v[..12],
+            &new_v[..12]
+        )),
+        "{out}"
+    );
+    assert!(out.contains("target 30m -> 20m"), "{out}");
+    assert!(out.contains("running -> breached"), "{out}");
+    assert!(!out.contains("PV-NEW"), "{out}");
+    let after_dry = ticket(b, "PV-OLD");
+    // Elapsed time moves on its own; everything else must be as it was.
+    let still = |t: &Value| {
+        let mut t = t.clone();
+        for c in t["clocks"].as_array_mut().into_iter().flatten() {
+            c["elapsed_s"] = Value::Null;
+        }
+        t
+    };
+    let (before_s, after_s) = (still(&before), still(&after_dry));
+    for k in [
+        "workflow_version",
+        "clocks",
+        "pending_timers",
+        "notifications",
+        "timeline",
+    ] {
+        assert_eq!(before_s[k], after_s[k], "dry run changed {k}");
+    }
+
+    let (ok, out, err) = slakeeper(&["replan", "--database", &db.url, "--workflows", &nw]);
+    assert!(ok, "{err}");
+    assert!(out.contains("breached now: first_response"), "{out}");
+    assert!(
+        out.contains("sent now: sla_breach -> supervisor, oncall"),
+        "{out}"
+    );
+    assert!(out.contains("1 of 2 open tickets moved"), "{out}");
+    let moved = ticket(b, "PV-OLD");
+    assert_eq!(moved["workflow_version"], new_v, "{moved}");
+    assert_eq!(
+        clock(&moved, "first_response"),
+        ("20m".into(), "breached".into())
+    );
+    // Nothing sent twice: what was there is still there once, plus one breach per role.
+    let was = notifications(&before);
+    let now = notifications(&moved);
+    assert!(was.iter().any(|n| n.0 == "sla_warning"), "{was:?}");
+    assert!(was.iter().all(|n| now.contains(n)), "{was:?} -> {now:?}");
+    let added: Vec<_> = now
+        .iter()
+        .filter(|n| !was.contains(n))
+        .map(|n| (n.0.as_str(), n.1.as_str()))
+        .collect();
+    assert_eq!(
+        added,
+        [("sla_breach", "oncall"), ("sla_breach", "supervisor")],
+        "{now:?}"
+    );
+    // The breach is not pending any more, so no worker escalates it again.
+    let pending = moved["pending_timers"].to_string();
+    assert!(!pending.contains("first_response/1/100%"), "{pending}");
+
+    // A second replan finds nothing to move and sends nothing.
+    let (ok, out, err) = slakeeper(&["replan", "--database", &db.url, "--workflows", &nw]);
+    assert!(ok, "{err}");
+    assert!(out.contains("0 of 2 open tickets moved"), "{out}");
+    assert_eq!(notifications(&ticket(b, "PV-OLD")), now);
+    let facts = db.query_pairs(
+        "SELECT clock, COUNT(*) FROM sk_facts WHERE ticket = 'PV-OLD' AND kind = 'outcome' GROUP BY clock",
+    );
+    assert_eq!(facts, [("first_response".to_string(), 1)], "{facts:?}");
+}
+
+/// A ticket's messages are rendered and addressed by its own version, also when a worker
+/// with newer files sends them (here: mails held while no SMTP server was set, released by
+/// the restarted worker); a ticket from before versions were kept is pinned to the files of
+/// the first start.
+#[test]
+fn an_old_ticket_is_notified_with_its_own_templates_and_routes_sqlite() {
+    let db = TestDb::new(Backend::Sqlite);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (old, new) = (dir.path().join("old"), dir.path().join("new"));
+    for d in [&old, &new] {
+        copy_dir(&root().join("workflows"), d);
+        // English staff messages: plain ASCII subjects to compare.
+        let gs = d.join("general-service.yaml");
+        let src = std::fs::read_to_string(&gs).expect("general-service.yaml");
+        std::fs::write(&gs, src.replace("language: zh-CN", "language: en")).expect("edit");
+    }
+    let tpl = new.join("templates/sla_warning.en.txt");
+    let src = std::fs::read_to_string(&tpl).expect("template");
+    std::fs::write(&tpl, src.replacen("Subject: ", "Subject: [NEW] ", 1)).expect("edit");
+    let routes = new.join("routes.yaml");
+    let src = std::fs::read_to_string(&routes).expect("routes");
+    let edited = src.replace("service-lead@example.com", "new-lead@example.com");
+    assert_ne!(src, edited);
+    std::fs::write(&routes, edited).expect("edit");
+
+    // Old files, no SMTP: the warning and the breach of PV-OLD wait in the outbox.
+    let t0 = Utc::now();
+    let mut a = app_on(&db, &old);
+    let (s, v) = a.post(&json!({"events": [
+        urgent("nt-1", "PV-OLD", t0 - chrono::Duration::minutes(31)),
+        {"id": "nt-2", "ticket": "PV-LEGACY", "type": "ticket.opened", "at": rfc(t0),
+         "priority": "normal", "category": "complaint"},
+    ]}));
+    assert_eq!(s, 202, "{v}");
+    let _ = a.terminate(Duration::from_secs(10));
+    // As if PV-LEGACY had been opened before versions were kept.
+    let cleared = db.query_pairs(
+        "UPDATE sk_tickets SET workflow_version = NULL WHERE id = 'PV-LEGACY' RETURNING id, 1",
+    );
+    assert_eq!(cleared.len(), 1);
+
+    // New files, SMTP up: held mails go out, and PV-NEW is opened under the new files.
+    let smtp = Smtp::start();
+    let b = App::start(AppOpts::new(&db.url, &new, smtp.port));
+    let (s, v) = b.post(&urgent(
+        "nt-3",
+        "PV-NEW",
+        t0 - chrono::Duration::minutes(31),
+    ));
+    assert_eq!(s, 202, "{v}");
+    let mails = smtp.wait_mails(Duration::from_secs(30), |m| {
+        ["PV-OLD", "PV-NEW"].iter().all(|t| {
+            matching(m, "", t)
+                .iter()
+                .filter(|x| x.subject().contains("warning"))
+                .count()
+                == 1
+                && matching(m, "lead@example.com", t).len() == 1
+        })
+    });
+    let one = |to: &str, ticket: &str, what: &str| -> String {
+        let m: Vec<&Mail> = matching(&mails, to, ticket)
+            .into_iter()
+            .filter(|m| m.subject().contains(what))
+            .collect();
+        assert_eq!(m.len(), 1, "{to} {ticket} {what}: {mails:#?}");
+        m[0].subject().to_string()
+    };
+    // Templates: the old ticket's warning is the old text, the new one's the new text.
+    assert!(!one("wang@example.com", "PV-OLD", "warning").contains("[NEW]"));
+    assert!(one("wang@example.com", "PV-NEW", "warning").starts_with("[NEW]"));
+    // Routes: each breach goes to the supervisor of its own version.
+    one("service-lead@example.com", "PV-OLD", "breach");
+    one("new-lead@example.com", "PV-NEW", "breach");
+    assert!(matching(&mails, "new-lead@example.com", "PV-OLD").is_empty());
+
+    // The ticket without a version was pinned to the files of this start.
+    let legacy = ticket(&b, "PV-LEGACY");
+    assert_eq!(
+        legacy["workflow_version"],
+        legacy["current_workflow_version"]
+    );
+    assert_ne!(
+        legacy["workflow_version"],
+        ticket(&b, "PV-OLD")["workflow_version"]
+    );
 }

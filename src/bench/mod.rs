@@ -177,6 +177,7 @@ pub(crate) async fn engine(
         retry: RetryPolicy::default(),
         clock,
         group: Default::default(),
+        versions: Default::default(),
     }))
 }
 

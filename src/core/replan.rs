@@ -20,18 +20,37 @@ pub struct ClockChange {
     pub new: Option<ClockLine>,
 }
 
-/// The clocks of `old` (the stored state) that recomputing from `events` under `wf` would
-/// change. Only target, due time and outcome count: elapsed time moves on its own.
-pub fn plan(wf: &Workflow, old: &Ticket, events: &[Event], now: DateTime<Utc>) -> Vec<ClockChange> {
+/// The clocks of `old` (the stored state, served by `old_wf`, the version it is pinned to)
+/// that recomputing from `events` under `wf` would change. Only target, due time and outcome
+/// count: elapsed time moves on its own.
+pub fn plan(
+    old_wf: &Workflow,
+    wf: &Workflow,
+    old: &Ticket,
+    events: &[Event],
+    now: DateTime<Utc>,
+) -> Vec<ClockChange> {
     // Nothing already sent may be sent again, so the recomputation starts from what was
     // emitted; that does not change the clocks, only which effects are new.
     let (new, _) = replay(wf, events, now, &old.emitted);
-    let before: BTreeMap<String, ClockLine> = clock_summary_at(wf, old, now)
+    changes(old_wf, old, wf, new.as_ref(), now)
+}
+
+/// The clocks whose target, due time or outcome differ between `old` (under `old_wf`) and
+/// `new` (under `wf`).
+pub fn changes(
+    old_wf: &Workflow,
+    old: &Ticket,
+    wf: &Workflow,
+    new: Option<&Ticket>,
+    now: DateTime<Utc>,
+) -> Vec<ClockChange> {
+    let before: BTreeMap<String, ClockLine> = clock_summary_at(old_wf, old, now)
         .into_iter()
         .map(|l| (l.clock.clone(), l))
         .collect();
     let after: BTreeMap<String, ClockLine> = new
-        .map(|t| clock_summary_at(wf, &t, now))
+        .map(|t| clock_summary_at(wf, t, now))
         .unwrap_or_default()
         .into_iter()
         .map(|l| (l.clock.clone(), l))

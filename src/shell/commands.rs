@@ -89,7 +89,7 @@ pub async fn migrate(url: &Secret) -> anyhow::Result<()> {
 
 /// An engine for inspecting commands: no channels configured, and no database created at
 /// a mistyped path.
-async fn offline_engine(place: &Place) -> anyhow::Result<Engine> {
+pub(crate) async fn offline_engine(place: &Place) -> anyhow::Result<Engine> {
     let cfg = load_workflows(&place.workflows)?;
     let url = place.database.expose();
     if let Some(path) = url
@@ -111,6 +111,7 @@ async fn offline_engine(place: &Place) -> anyhow::Result<Engine> {
         retry: RetryPolicy::default(),
         clock: system_clock(),
         group: Default::default(),
+        versions: Default::default(),
     })
 }
 

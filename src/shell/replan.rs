@@ -1,13 +1,17 @@
-//! `replan`: open tickets against the current workflow files. `--dry-run` lists, per ticket,
-//! each clock whose target or due time would change (old → new) and writes nothing: it reads
-//! the stored state and events in a transaction that is rolled back.
+//! `replan`: open tickets against the current workflow files (see `engine::replan`). Each
+//! ticket is recomputed from its stored events under the ticket lock, one transaction per
+//! ticket, so `replan` can run beside live workers. `--dry-run` computes the same and rolls
+//! every transaction back: it lists, per ticket, each clock whose target, due time or
+//! outcome would change (old → new) and writes nothing.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::core::replan::{ClockChange, plan};
-use crate::shell::commands::{load_workflows, open_db};
+use crate::core::replan::ClockChange;
+use crate::shell::commands::offline_engine;
+use crate::shell::engine::replan::{ReplanError, Replanned};
 use crate::shell::settings::ReplanSettings;
 use crate::shell::store;
+use crate::workflow::version::short;
 
 fn show(t: Option<DateTime<Utc>>, tz: chrono_tz::Tz) -> String {
     t.map(|t| {
@@ -18,79 +22,125 @@ fn show(t: Option<DateTime<Utc>>, tz: chrono_tz::Tz) -> String {
 }
 
 fn line(c: &ClockChange, tz: chrono_tz::Tz) -> String {
-    let (ot, od, oo) = c
-        .old
-        .as_ref()
-        .map_or(("-".into(), "-".into(), "-".into()), |l| {
+    let side = |l: Option<&crate::core::machine::ClockLine>| {
+        l.map_or(("-".into(), "-".into(), "-".into()), |l| {
             (l.target.clone(), show(l.due, tz), l.outcome.clone())
-        });
-    let (nt, nd, no) = c
-        .new
-        .as_ref()
-        .map_or(("-".into(), "-".into(), "-".into()), |l| {
-            (l.target.clone(), show(l.due, tz), l.outcome.clone())
-        });
+        })
+    };
+    let (ot, od, oo) = side(c.old.as_ref());
+    let (nt, nd, no) = side(c.new.as_ref());
     format!(
         "  {:<24} target {ot} -> {nt}   due {od} -> {nd}   {oo} -> {no}\n",
         c.clock
     )
 }
 
-/// `replan`. Only `--dry-run` exists so far: moving tickets needs pinned versions (issue 9).
+/// One ticket's lines: its clock changes, then what was recorded and sent now.
+fn ticket_text(r: &Replanned, dry: bool) -> String {
+    let from = r.from.as_deref().map_or("none", short);
+    let mut s = format!(
+        "{} ({}, {}): version {from} -> {}\n",
+        r.id,
+        r.workflow,
+        r.priority.as_deref().unwrap_or("-"),
+        short(&r.to)
+    );
+    for c in &r.changes {
+        s.push_str(&line(c, r.tz));
+    }
+    if !dry {
+        for c in &r.breached {
+            s.push_str(&format!("  breached now: {c} (recorded as of now)\n"));
+        }
+        for (template, roles) in &r.sent {
+            s.push_str(&format!("  sent now: {template} -> {}\n", roles.join(", ")));
+        }
+    }
+    s
+}
+
+/// Totals over every ticket considered.
+#[derive(Default)]
+struct Totals {
+    open: usize,
+    changed: usize,
+    moved: usize,
+    breached: usize,
+    sent: usize,
+    failed: usize,
+}
+
+/// `replan [--dry-run] [--workflow W]`.
 pub async fn replan(s: &ReplanSettings) -> anyhow::Result<()> {
-    if !s.dry_run {
+    let engine = offline_engine(&s.place).await?;
+    if let Some(w) = &s.workflow
+        && engine.cfg.catalog.get(w).is_none()
+    {
         anyhow::bail!(
-            "replan without --dry-run is not available yet (it needs pinned workflow versions); \
-             run `slakeeper replan --dry-run` to see what would change"
+            "unknown workflow `{w}` (the workflows in {} are: {})",
+            s.place.workflows.display(),
+            engine
+                .cfg
+                .catalog
+                .workflows
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
-    let cfg = load_workflows(&s.place.workflows)?;
-    if let Some(w) = &s.workflow
-        && cfg.catalog.get(w).is_none()
-    {
-        anyhow::bail!("unknown workflow `{w}`");
+    if !s.dry_run {
+        // The version tickets move to must be loadable by every worker.
+        engine.pin_unversioned().await?;
     }
-    crate::shell::export::must_exist(&s.place.database)?;
-    let db = open_db(&s.place.database).await?;
-    let now = Utc::now();
-    let mut out = String::new();
-    let (mut open, mut changed) = (0, 0);
-    for (id, workflow) in store::open_tickets(&db).await? {
+    let now = engine.now();
+    let mut t = Totals::default();
+    for (id, workflow, _) in store::open_tickets(&engine.db).await? {
         if s.workflow.as_ref().is_some_and(|w| *w != workflow) {
             continue;
         }
-        let Some(wf) = cfg.catalog.get(&workflow) else {
-            out.push_str(&format!(
-                "{id} ({workflow}): its workflow is no longer in {}\n",
-                s.place.workflows.display()
-            ));
-            continue;
+        t.open += 1;
+        let r = match engine.replan_ticket(&id, now, s.dry_run).await {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
+            Err(ReplanError::Db(e)) => return Err(e.into()),
+            Err(e @ ReplanError::NoWorkflow(_)) => {
+                t.failed += 1;
+                println!("{id} ({workflow}): not moved: {e}");
+                continue;
+            }
         };
-        open += 1;
-        let Some(state) = store::ticket_state(&db, &id).await? else {
-            continue;
-        };
-        // Read-only: the transaction only gives ticket_events its connection.
-        let mut tx = db.begin().await?;
-        let events = store::ticket_events(&mut tx, &id).await?;
-        tx.rollback().await?;
-        let changes = plan(wf, &state, &events, now);
-        if changes.is_empty() {
-            continue;
+        if !r.changes.is_empty() {
+            t.changed += 1;
         }
-        changed += 1;
-        out.push_str(&format!(
-            "{id} ({workflow}, {})\n",
-            state.priority.as_deref().unwrap_or("-")
-        ));
-        for c in &changes {
-            out.push_str(&line(c, wf.calendar.tz()));
+        if !r.current() {
+            t.moved += 1;
+        }
+        t.breached += r.breached.len();
+        t.sent += r.sent.iter().map(|(_, roles)| roles.len()).sum::<usize>();
+        if !r.changes.is_empty() || !r.breached.is_empty() || !r.sent.is_empty() {
+            print!("{}", ticket_text(&r, s.dry_run));
         }
     }
-    out.push_str(&format!(
-        "{changed} of {open} open tickets would change (dry run: nothing was changed)\n"
-    ));
-    print!("{out}");
-    db.close().await;
+    if s.dry_run {
+        println!(
+            "{} of {} open tickets would change (dry run: nothing was changed); {} on an older version",
+            t.changed, t.open, t.moved
+        );
+    } else {
+        println!(
+            "{} of {} open tickets moved to the current files ({} with clock changes); \
+             {} clock(s) breached now, {} notification(s) queued",
+            t.moved, t.open, t.changed, t.breached, t.sent
+        );
+    }
+    engine.db.close().await;
+    if t.failed > 0 {
+        anyhow::bail!(
+            "{} tickets were not moved: restore their workflow files in {}",
+            t.failed,
+            s.place.workflows.display()
+        );
+    }
     Ok(())
 }

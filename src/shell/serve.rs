@@ -55,7 +55,11 @@ impl App {
             retry: settings.retry.into(),
             clock: system_clock(),
             group: Default::default(),
+            versions: Default::default(),
         });
+        // Before any worker runs: tickets from before workflow versions were kept are
+        // pinned to the files of this first start, and this process's versions are stored.
+        engine.pin_unversioned().await?;
         // Concurrent requests share commits (see `engine::group`); a worker-only process
         // ingests nothing.
         if settings.role != crate::shell::settings::Role::Worker {

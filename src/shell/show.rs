@@ -8,13 +8,20 @@ use serde_json::{Value, json};
 use crate::core::machine::{ClockLine, Ticket, clock_summary_at};
 use crate::core::model::Workflow;
 use crate::shell::db::DbError;
-use crate::shell::engine::Engine;
+use crate::shell::engine::{Engine, VersionError};
 use crate::shell::store::{self, AttemptRow, DeliveryRow, NotificationRow, TimelineRow, from_ms};
+use crate::workflow::version::short;
 
 pub struct View {
     pub ticket: Option<Ticket>,
     pub id: String,
+    /// The workflow of the version serving the ticket.
     pub workflow: Option<std::sync::Arc<Workflow>>,
+    /// The version the ticket is pinned to, the current one of its workflow (this process's
+    /// files), and why the pinned one could not be loaded, if it could not.
+    pub version: Option<String>,
+    pub current_version: Option<String>,
+    pub version_error: Option<String>,
     pub clocks: Vec<ClockLine>,
     pub timeline: Vec<TimelineRow>,
     pub notifications: Vec<(NotificationRow, Vec<DeliveryRow>)>,
@@ -24,14 +31,28 @@ pub struct View {
 
 pub async fn load(engine: &Engine, id: &str) -> Result<Option<View>, DbError> {
     let db = &engine.db;
-    let ticket = store::ticket_state(db, id).await?;
+    let pinned = store::ticket_pinned(db, id).await?;
     let parked = store::parked_events(db, id).await?;
-    if ticket.is_none() && parked == 0 {
+    if pinned.is_none() && parked == 0 {
         return Ok(None);
     }
-    let workflow = ticket
+    let (ticket, version) = match pinned {
+        Some((t, v)) => (Some(t), v),
+        None => (None, None),
+    };
+    let mut version_error = None;
+    let mut workflow = None;
+    if let Some(t) = &ticket {
+        // Clocks are shown as the ticket's own version computes them.
+        match engine.version(&t.workflow, version.as_deref()).await {
+            Ok(v) => workflow = Some(v.wf.clone()),
+            Err(VersionError::Db(e)) => return Err(e),
+            Err(VersionError::Unavailable(why)) => version_error = Some(why),
+        }
+    }
+    let current_version = ticket
         .as_ref()
-        .and_then(|t| engine.cfg.catalog.get(&t.workflow).cloned());
+        .and_then(|t| engine.cfg.versions.get(&t.workflow).cloned());
     let clocks = match (&ticket, &workflow) {
         (Some(t), Some(w)) => clock_summary_at(w, t, engine.now()),
         _ => Vec::new(),
@@ -44,6 +65,9 @@ pub async fn load(engine: &Engine, id: &str) -> Result<Option<View>, DbError> {
         attempts: store::ticket_attempts(db, id).await?,
         ticket,
         workflow,
+        version,
+        current_version,
+        version_error,
         parked,
     }))
 }
@@ -64,7 +88,7 @@ fn local_ms(v: &View, ms: i64) -> String {
 
 pub fn to_json(v: &View) -> Value {
     let t = v.ticket.as_ref();
-    json!({
+    let mut j = json!({
         "id": v.id,
         "workflow": t.map(|t| t.workflow.clone()),
         "stage": t.map(|t| t.stage.as_str()),
@@ -108,7 +132,14 @@ pub fn to_json(v: &View) -> Value {
                     .collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
-    })
+    });
+    // Added beside the rest (the macro above is at its recursion limit).
+    j["workflow_version"] = json!(v.version);
+    j["current_workflow_version"] = json!(v.current_version);
+    if let Some(e) = &v.version_error {
+        j["workflow_version_error"] = json!(e);
+    }
+    j
 }
 
 fn describe(kind: &str, d: &Value) -> String {
@@ -166,12 +197,42 @@ fn describe(kind: &str, d: &Value) -> String {
         "clock" => format!("clock {} {}", s("clock"), s("outcome")),
         "note" => s("text"),
         "rebuild" => format!(
-            "state rebuilt from {} events: {}",
+            "state rebuilt from {} events under version {}{}: {}",
             d.get("events").map(|v| v.to_string()).unwrap_or_default(),
+            short(&s("version")),
+            targets_text(d),
             s("why")
+        ),
+        "version" => format!(
+            "workflow version {} ({}){}",
+            short(&s("version")),
+            s("why"),
+            targets_text(d)
+        ),
+        "replan" => format!(
+            "replanned: version {} -> {}{}",
+            short(&s("from")),
+            short(&s("version")),
+            targets_text(d)
         ),
         other => format!("{other}: {d}"),
     }
+}
+
+/// `, targets first_response 30m, resolution 1d` from a timeline detail's `targets`.
+fn targets_text(d: &Value) -> String {
+    let Some(m) = d
+        .get("targets")
+        .and_then(Value::as_object)
+        .filter(|m| !m.is_empty())
+    else {
+        return String::new();
+    };
+    let list: Vec<String> = m
+        .iter()
+        .map(|(k, v)| format!("{k} {}", v.as_str().unwrap_or_default()))
+        .collect();
+    format!(", targets {}", list.join(", "))
 }
 
 pub fn to_text(v: &View) -> String {
@@ -206,6 +267,7 @@ fn header_text(v: &View, s: &mut String) {
                     .map(|r| format!("  closed {}", local(v, r)))
                     .unwrap_or_default()
             ));
+            s.push_str(&version_text(v));
             if let Some(w) = t.waiting_since {
                 s.push_str(&format!("  waiting on customer since {}\n", local(v, w)));
             }
@@ -228,6 +290,28 @@ fn header_text(v: &View, s: &mut String) {
             v.id, v.parked
         )),
     }
+}
+
+/// The version line: which files serve the ticket, and whether they are the current ones.
+fn version_text(v: &View) -> String {
+    let pinned = v
+        .version
+        .as_deref()
+        .map_or("none (opened before versions were kept)", short);
+    let state = match (&v.version, &v.current_version) {
+        (Some(p), Some(c)) if p == c => "current".to_string(),
+        (Some(_), Some(c)) => format!(
+            "the current files are {}; `slakeeper replan` moves it",
+            short(c)
+        ),
+        (None, _) => "served by the current files".to_string(),
+        (Some(_), None) => "its workflow is not in the current files".to_string(),
+    };
+    let mut s = format!("  workflow version {pinned} ({state})\n");
+    if let Some(e) = &v.version_error {
+        s.push_str(&format!("  cannot load it: {e}\n"));
+    }
+    s
 }
 
 /// Each clock run: target, status, due and done times, outcome.

@@ -141,15 +141,19 @@ pub async fn mark_events_applied(tx: &mut Tx, ticket: &str) -> Result<(), DbErro
     Ok(())
 }
 
-/// The ticket's state, locked for this transaction (row lock on PostgreSQL; SQLite holds the
-/// database write lock from `BEGIN IMMEDIATE`).
-pub async fn load_ticket(tx: &mut Tx, id: &str) -> Result<Option<(Ticket, i64)>, DbError> {
+/// The ticket's state and the workflow version it is pinned to (None: opened before
+/// versions were kept), locked for this transaction (row lock on PostgreSQL; SQLite holds
+/// the database write lock from `BEGIN IMMEDIATE`).
+pub async fn load_ticket(
+    tx: &mut Tx,
+    id: &str,
+) -> Result<Option<(Ticket, Option<String>)>, DbError> {
     let sql = if tx.is_pg() {
-        "SELECT state, version FROM sk_tickets WHERE id = $1 FOR UPDATE"
+        "SELECT state, workflow_version FROM sk_tickets WHERE id = $1 FOR UPDATE"
     } else {
-        "SELECT state, version FROM sk_tickets WHERE id = $1"
+        "SELECT state, workflow_version FROM sk_tickets WHERE id = $1"
     };
-    let row = sql_opt!(tx, (String, i64), sql, id)?;
+    let row = sql_opt!(tx, (String, Option<String>), sql, id)?;
     match row {
         None => Ok(None),
         Some((state, version)) => {
@@ -160,20 +164,27 @@ pub async fn load_ticket(tx: &mut Tx, id: &str) -> Result<Option<(Ticket, i64)>,
     }
 }
 
-pub async fn save_ticket(tx: &mut Tx, t: &Ticket, now: DateTime<Utc>) -> Result<(), DbError> {
+/// Save a ticket's state with the workflow version it is served by.
+pub async fn save_ticket(
+    tx: &mut Tx,
+    t: &Ticket,
+    workflow_version: &str,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
     let state = serde_json::to_string(t).map_err(DbError::json("ticket state"))?;
     sql_exec!(
         tx,
         "INSERT INTO sk_tickets (id, workflow, stage, priority, category, is_open, opened_at,
-                                 resolved_at, closed_at, last_at, version, updated_at, state)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $12)
+                                 resolved_at, closed_at, last_at, version, updated_at, state,
+                                 workflow_version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $12, $13)
          ON CONFLICT (id) DO UPDATE SET
             workflow = excluded.workflow, stage = excluded.stage, priority = excluded.priority,
             category = excluded.category, is_open = excluded.is_open,
             opened_at = excluded.opened_at, resolved_at = excluded.resolved_at,
             closed_at = excluded.closed_at, last_at = excluded.last_at,
             version = sk_tickets.version + 1, updated_at = excluded.updated_at,
-            state = excluded.state",
+            state = excluded.state, workflow_version = excluded.workflow_version",
         &t.id,
         &t.workflow,
         t.stage.as_str(),
@@ -185,9 +196,69 @@ pub async fn save_ticket(tx: &mut Tx, t: &Ticket, now: DateTime<Utc>) -> Result<
         t.closed_at.map(ms),
         ms(t.last_at),
         ms(now),
-        state
+        state,
+        workflow_version
     )?;
     Ok(())
+}
+
+/// Keep a workflow version's files (JSON: relative path -> text). Idempotent: a version is
+/// its content, so a second insert of it is the same row.
+pub async fn insert_workflow_version(
+    tx: &mut Tx,
+    version: &str,
+    workflow: &str,
+    files: &str,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    sql_exec!(
+        tx,
+        "INSERT INTO sk_workflow_versions (version, workflow, files, created_at)
+         VALUES ($1, $2, $3, $4) ON CONFLICT (version) DO NOTHING",
+        version,
+        workflow,
+        files,
+        ms(now)
+    )?;
+    Ok(())
+}
+
+/// A stored workflow version: (workflow, files as JSON).
+pub async fn workflow_version(db: &Db, version: &str) -> Result<Option<(String, String)>, DbError> {
+    Ok(db_opt!(
+        db,
+        (String, String),
+        "SELECT workflow, files FROM sk_workflow_versions WHERE version = $1",
+        version
+    )?)
+}
+
+/// Pin the tickets of `workflow` that have no version yet (opened before versions were
+/// kept) to `version`. Returns how many.
+pub async fn pin_unversioned(tx: &mut Tx, workflow: &str, version: &str) -> Result<u64, DbError> {
+    Ok(sql_exec!(
+        tx,
+        "UPDATE sk_tickets SET workflow_version = $2
+         WHERE workflow = $1 AND workflow_version IS NULL",
+        workflow,
+        version
+    )?)
+}
+
+/// A ticket's state and the workflow version it is pinned to, outside a transaction.
+pub async fn ticket_pinned(db: &Db, id: &str) -> Result<Option<(Ticket, Option<String>)>, DbError> {
+    let row = db_opt!(
+        db,
+        (String, Option<String>),
+        "SELECT state, workflow_version FROM sk_tickets WHERE id = $1",
+        id
+    )?;
+    row.map(|(s, v)| {
+        serde_json::from_str(&s)
+            .map(|t| (t, v))
+            .map_err(DbError::json("stored ticket state"))
+    })
+    .transpose()
 }
 
 pub async fn timeline(
@@ -969,11 +1040,14 @@ pub async fn export_page(
     )?)
 }
 
-/// Open tickets: (id, workflow), by id (`replan`).
-pub async fn open_tickets(db: &Db) -> Result<Vec<(String, String)>, DbError> {
+/// An open ticket as `replan` lists them: (id, workflow, pinned version).
+pub type OpenTicket = (String, String, Option<String>);
+
+/// Open tickets, by id (`replan`).
+pub async fn open_tickets(db: &Db) -> Result<Vec<OpenTicket>, DbError> {
     Ok(db_all!(
         db,
-        (String, String),
-        "SELECT id, workflow FROM sk_tickets WHERE is_open = 1 ORDER BY id"
+        OpenTicket,
+        "SELECT id, workflow, workflow_version FROM sk_tickets WHERE is_open = 1 ORDER BY id"
     )?)
 }

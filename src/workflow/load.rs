@@ -1,6 +1,8 @@
-//! Reading a workflow directory: which files exist, their text, and YAML → the positioned raw
-//! shapes of [`super::raw`]. Everything that touches the file system or the YAML library is
-//! here; [`super::compile`] only ever sees parsed values, so it can be tested without files.
+//! Reading a workflow directory: which files exist, their text (a [`Tree`]), and YAML → the
+//! positioned raw shapes of [`super::raw`]. Everything that touches the file system or the
+//! YAML library is here; [`super::compile`] only ever sees parsed values, so it can be tested
+//! without files. The file system is read once, up front ([`read_tree`]); compiling works on
+//! the tree, so a workflow version stored in the database loads exactly like a directory.
 //!
 //! Order: calendars and routes first (workflows refer to them), then templates, then each
 //! workflow file, then the checks across workflows (duplicate names, overlapping `match`).
@@ -37,6 +39,12 @@ fn diag_at(path: &Path, line: u32, col: u32, message: impl Into<String>) -> Diag
     }
 }
 
+/// A workflow directory's text files by path relative to it (`general-service.yaml`,
+/// `templates/survey.en.txt`): the top-level YAML files and the templates, as read. The
+/// loader compiles a tree, so a tree kept elsewhere (a pinned workflow version in the
+/// database) loads exactly as the directory it was read from.
+pub type Tree = BTreeMap<String, String>;
+
 /// Load and check `dir` as of `now` (which only bounds how far ahead a review schedule may
 /// first tick).
 pub fn load(dir: &Path, now: DateTime<Utc>) -> Result<Config, Vec<Diag>> {
@@ -50,10 +58,29 @@ pub fn load(dir: &Path, now: DateTime<Utc>) -> Result<Config, Vec<Diag>> {
         ));
         return Err(diags);
     }
-    let calendars = load_calendars(&dir.join("calendars.yaml"), &mut diags);
-    let routes = load_routes(&dir.join("routes.yaml"), &calendars, &mut diags);
-    let templates = Templates::load(&dir.join("templates"), &mut diags);
-    let files = workflow_files(dir, &mut diags);
+    let tree = read_tree(dir, &mut diags);
+    compile_tree(dir, tree, now, diags)
+}
+
+/// Compile a tree read earlier. `dir` only names the files in messages.
+pub fn compile_tree(
+    dir: &Path,
+    tree: Tree,
+    now: DateTime<Utc>,
+    mut diags: Vec<Diag>,
+) -> Result<Config, Vec<Diag>> {
+    let calendars = load_calendars(dir, &tree, &mut diags);
+    let routes = load_routes(dir, &tree, &calendars, &mut diags);
+    let templates = Templates::from_tree(&dir.join("templates"), &tree, &mut diags);
+    let files = workflow_files(&tree);
+    if files.is_empty() && diags.is_empty() {
+        diags.push(diag_at(
+            dir,
+            1,
+            1,
+            "no workflow files (*.yaml) in this directory",
+        ));
+    }
     let env = Env {
         calendars: &calendars,
         routes: &routes,
@@ -63,18 +90,22 @@ pub fn load(dir: &Path, now: DateTime<Utc>) -> Result<Config, Vec<Diag>> {
 
     let mut compiled: Vec<Compiled> = Vec::new();
     let mut seen = Seen::new();
-    for path in &files {
-        let Some(raw) = read_yaml::<RawWorkflow>(path, &mut diags) else {
+    for (rel, src) in &files {
+        let path = dir.join(rel);
+        let Some(raw) = parse_yaml::<RawWorkflow>(&path, src, &mut diags) else {
             continue;
         };
-        let mut cx = Ctx::new(path, &mut diags);
+        let mut cx = Ctx::new(&path, &mut diags);
         if let Some(c) = compile::compile_file(&mut cx, &raw, &env, &mut seen) {
             compiled.push(c);
         }
     }
     compile::check_overlaps(&compiled, &mut diags);
     let wfs: Vec<&crate::core::model::Workflow> = compiled.iter().map(|c| &c.workflow).collect();
-    let sources = super::sources::load(dir, &wfs, &mut diags);
+    let sources = match tree.get(super::sources::FILE) {
+        Some(src) => super::sources::parse(&dir.join(super::sources::FILE), src, &wfs, &mut diags),
+        None => Default::default(),
+    };
 
     if !diags.is_empty() {
         diags.sort();
@@ -89,6 +120,7 @@ pub fn load(dir: &Path, now: DateTime<Utc>) -> Result<Config, Vec<Diag>> {
             .workflows
             .insert(c.workflow.name.clone(), Arc::new(c.workflow));
     }
+    let versions = super::version::hashes(&tree, dir, &names);
     Ok(Config {
         dir: dir.to_path_buf(),
         catalog,
@@ -96,47 +128,66 @@ pub fn load(dir: &Path, now: DateTime<Utc>) -> Result<Config, Vec<Diag>> {
         templates,
         files: names,
         sources,
+        tree,
+        versions,
     })
 }
 
-/// The workflow files of `dir`, sorted (the order diagnostics and duplicates are reported in).
-fn workflow_files(dir: &Path, diags: &mut Vec<Diag>) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                (name.ends_with(".yaml") || name.ends_with(".yml")) && !SHARED_FILES.contains(&name)
-            })
-            .collect(),
-        Err(e) => {
-            diags.push(diag_at(dir, 1, 1, format!("cannot read directory: {e}")));
-            Vec::new()
-        }
-    };
-    files.sort();
-    if files.is_empty() && diags.is_empty() {
-        diags.push(diag_at(
-            dir,
-            1,
-            1,
-            "no workflow files (*.yaml) in this directory",
-        ));
-    }
-    files
+/// Whether a top-level file name is a workflow file (YAML, not one of the shared files).
+fn is_workflow_file(name: &str) -> bool {
+    (name.ends_with(".yaml") || name.ends_with(".yml")) && !SHARED_FILES.contains(&name)
 }
 
-/// Read and parse a YAML file into `T`, turning a read, syntax or shape error into a
-/// diagnostic worded by us (see [`yaml_message`]).
-fn read_yaml<T: serde::de::DeserializeOwned>(path: &Path, diags: &mut Vec<Diag>) -> Option<T> {
-    let src = match std::fs::read_to_string(path) {
-        Ok(s) => s,
-        Err(e) => {
-            diags.push(diag_at(path, 1, 1, format!("cannot read: {e}")));
-            return None;
+/// Read the files of `dir` the loader uses: every top-level `*.yaml`/`*.yml` and every
+/// `templates/*.txt` (a missing `templates/` is no templates). Unreadable files are
+/// diagnostics.
+fn read_tree(dir: &Path, diags: &mut Vec<Diag>) -> Tree {
+    let mut tree = Tree::new();
+    let mut read = |rel: String, path: PathBuf, what: &str, diags: &mut Vec<Diag>| {
+        match std::fs::read_to_string(&path) {
+            Ok(s) => {
+                tree.insert(rel, s);
+            }
+            Err(e) => diags.push(diag_at(&path, 1, 1, format!("cannot read{what}: {e}"))),
         }
     };
-    parse_yaml(path, &src, diags)
+    match std::fs::read_dir(dir) {
+        Ok(rd) => {
+            let mut names: Vec<String> = rd
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().is_file())
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .filter(|n| n.ends_with(".yaml") || n.ends_with(".yml"))
+                .collect();
+            names.sort();
+            for n in names {
+                let path = dir.join(&n);
+                read(n, path, "", diags);
+            }
+        }
+        Err(e) => diags.push(diag_at(dir, 1, 1, format!("cannot read directory: {e}"))),
+    }
+    if let Ok(rd) = std::fs::read_dir(dir.join("templates")) {
+        let mut names: Vec<String> = rd
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| n.ends_with(".txt"))
+            .collect();
+        names.sort();
+        for n in names {
+            let path = dir.join("templates").join(&n);
+            read(format!("templates/{n}"), path, " template", diags);
+        }
+    }
+    tree
+}
+
+/// The workflow files of a tree, sorted (the order diagnostics and duplicates are reported
+/// in): (relative path, text).
+fn workflow_files(tree: &Tree) -> Vec<(&String, &String)> {
+    tree.iter()
+        .filter(|(rel, _)| !rel.contains('/') && is_workflow_file(rel))
+        .collect()
 }
 
 /// Parse YAML text into `T`. Public within the crate so the fuzz tests can feed it directly.
@@ -193,28 +244,31 @@ fn key_at(src: &str, line: u32, col: u32) -> Option<String> {
     (!key.is_empty() && key.len() <= 100).then(|| key.to_string())
 }
 
-fn load_calendars(path: &Path, diags: &mut Vec<Diag>) -> BTreeMap<String, Arc<Calendar>> {
+fn load_calendars(
+    dir: &Path,
+    tree: &Tree,
+    diags: &mut Vec<Diag>,
+) -> BTreeMap<String, Arc<Calendar>> {
     // A missing calendars file is fine: `always` exists without one.
-    let raw = if path.exists() {
-        read_yaml::<RawCalendars>(path, diags)
-    } else {
-        None
-    };
-    let mut cx = Ctx::new(path, diags);
+    let path = dir.join("calendars.yaml");
+    let raw = tree
+        .get("calendars.yaml")
+        .and_then(|src| parse_yaml::<RawCalendars>(&path, src, diags));
+    let mut cx = Ctx::new(&path, diags);
     compile::compile_calendars(&mut cx, raw.as_ref())
 }
 
 fn load_routes(
-    path: &Path,
+    dir: &Path,
+    tree: &Tree,
     calendars: &BTreeMap<String, Arc<Calendar>>,
     diags: &mut Vec<Diag>,
 ) -> Routes {
-    let raw = if path.exists() {
-        read_yaml::<RawRoutes>(path, diags)
-    } else {
-        None
-    };
-    let mut cx = Ctx::new(path, diags);
+    let path = dir.join("routes.yaml");
+    let raw = tree
+        .get("routes.yaml")
+        .and_then(|src| parse_yaml::<RawRoutes>(&path, src, diags));
+    let mut cx = Ctx::new(&path, diags);
     raw.map(|r| compile::compile_routes_with(&mut cx, &r, calendars))
         .unwrap_or_default()
 }

@@ -9,6 +9,7 @@ pub mod oncall;
 pub mod raw;
 pub mod sources;
 pub mod templates;
+pub mod version;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -52,6 +53,19 @@ pub struct Config {
     pub files: BTreeMap<String, PathBuf>,
     /// `sources.yaml`: the ticket systems posting to `/v1/sources/{name}` (may be empty).
     pub sources: sources::Sources,
+    /// The files as read: what each workflow's version is the hash of ([`version`]).
+    pub tree: load::Tree,
+    /// Each workflow's version (see [`version`]).
+    pub versions: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// The files of `workflow`'s current version, to store with it.
+    pub fn version_files(&self, workflow: &str) -> Option<load::Tree> {
+        let path = self.files.get(workflow)?;
+        let rel = path.strip_prefix(&self.dir).ok()?.to_str()?;
+        Some(version::subtree(&self.tree, rel))
+    }
 }
 
 /// Load and check a directory. Either everything is valid, or every error is returned.
@@ -66,6 +80,12 @@ pub fn load_dir(dir: &Path) -> Result<Config, Vec<Diag>> {
 /// [`load_dir`] as of `now`.
 pub fn load_dir_at(dir: &Path, now: chrono::DateTime<chrono::Utc>) -> Result<Config, Vec<Diag>> {
     load::load(dir, now)
+}
+
+/// Load a workflow version from its stored files. `label` names it in messages (there is
+/// no directory).
+pub fn load_version(label: &str, files: load::Tree) -> Result<Config, Vec<Diag>> {
+    load::compile_tree(Path::new(label), files, chrono::Utc::now(), Vec::new())
 }
 
 /// Render a list of diagnostics the way `validate` prints them.

@@ -43,21 +43,18 @@ const FORBIDDEN: [&str; 4] = [
 ];
 
 impl Templates {
-    /// Read every `*.txt` under `dir` (which may be missing: then there are no templates).
-    pub fn load(dir: &Path, diags: &mut Vec<Diag>) -> Templates {
+    /// The templates among a workflow directory's files (`templates/<name>.<language>.txt`,
+    /// by path relative to `dir`, as [`super::load::Tree`] holds them), checked.
+    pub fn from_tree(dir: &Path, tree: &super::load::Tree, diags: &mut Vec<Diag>) -> Templates {
         let mut t = Templates::default();
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            return t;
-        };
-        let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        entries.sort();
-        for path in entries {
-            let Some(file) = path.file_name().and_then(|f| f.to_str()) else {
+        for (rel, src) in tree {
+            let Some(file) = rel.strip_prefix("templates/") else {
                 continue;
             };
             let Some(stem) = file.strip_suffix(".txt") else {
                 continue;
             };
+            let path = dir.join(rel);
             let Some((name, lang)) = stem.split_once('.') else {
                 diags.push(Diag {
                     path: path.clone(),
@@ -69,22 +66,10 @@ impl Templates {
                 });
                 continue;
             };
-            let src = match std::fs::read_to_string(&path) {
-                Ok(s) => s,
-                Err(e) => {
-                    diags.push(Diag {
-                        path: path.clone(),
-                        line: 1,
-                        col: 1,
-                        message: format!("cannot read template: {e}"),
-                    });
-                    continue;
-                }
-            };
-            check_source(&path, &src, diags);
-            t.sources.insert((name.to_string(), lang.to_string()), src);
-            t.paths
-                .insert((name.to_string(), lang.to_string()), path.clone());
+            check_source(&path, src, diags);
+            t.sources
+                .insert((name.to_string(), lang.to_string()), src.clone());
+            t.paths.insert((name.to_string(), lang.to_string()), path);
         }
         t
     }

@@ -7,10 +7,11 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tracing::Instrument;
 
-use crate::core::model::Workflow;
+use crate::core::machine::Ticket;
 use crate::shell::channels::{ChannelKind, Message, Reply};
 use crate::shell::db::DbError;
-use crate::shell::engine::{Engine, JobOutcome, STALE_DELIVERY};
+use crate::shell::engine::{Engine, JobOutcome, STALE_DELIVERY, Version};
+use crate::workflow::Routes;
 
 /// How long a claimed attempt may take before another worker takes it over. Longer than any
 /// send can last (SMTP gives up after 15 s, HTTP after 10 s), so only a dead claimer loses
@@ -141,21 +142,15 @@ impl Engine {
         let Some(kind) = ChannelKind::parse(&d.channel) else {
             return Reply::GiveUp(format!("unknown channel `{}`", d.channel));
         };
-        let Some(wf) = self.cfg.catalog.get(&n.workflow).cloned() else {
-            return Reply::Retry(format!("workflow {} is not loaded", n.workflow));
+        let (ver, ticket) = match self.delivery_version(n).await {
+            Ok(x) => x,
+            Err(e) => return Reply::Retry(e),
         };
-        let ticket = match &n.ticket {
-            Some(id) => match store::ticket_state(&self.db, id).await {
-                Ok(t) => t,
-                Err(e) => return Reply::Retry(format!("loading ticket: {e}")),
-            },
-            None => None,
-        };
-        let rendered = match self.render(&wf, n, ticket.as_ref()) {
+        let rendered = match self.render(&ver, n, ticket.as_ref()) {
             Ok(r) => r,
             Err(e) => return Reply::Retry(e),
         };
-        let to = self.recipients(&d.target, kind, ticket.as_ref());
+        let to = recipients(&ver.cfg.routes, &d.target, kind, ticket.as_ref());
         let ctx: Option<Value> = serde_json::from_str(&n.context).ok();
         let ack = self.ack_link(n);
         let msg = Message {
@@ -173,16 +168,38 @@ impl Engine {
             ack_url: ack.as_deref(),
         };
         if kind.is_vendor() {
-            return match crate::shell::channels::endpoint::resolve(
-                &self.cfg.routes,
-                kind,
-                &d.target,
-            ) {
+            return match crate::shell::channels::endpoint::resolve(&ver.cfg.routes, kind, &d.target)
+            {
                 Ok(ep) => self.channels.deliver_to(kind, &msg, &ep).await,
                 Err(e) => Reply::Retry(e),
             };
         }
         self.channels.deliver(kind, &msg, &to).await
+    }
+
+    /// The version a notification is rendered and addressed with: its ticket's pinned one
+    /// (a message queued before a deploy reads as it was written), or the current files for
+    /// messages about no ticket (review reports). Loads the ticket too.
+    async fn delivery_version(
+        &self,
+        n: &NotificationRow,
+    ) -> Result<(std::sync::Arc<Version>, Option<Ticket>), String> {
+        let Some(id) = &n.ticket else {
+            return Ok((
+                self.current_version(&n.workflow).map_err(|e| e.message)?,
+                None,
+            ));
+        };
+        let (ticket, pinned) = match store::ticket_pinned(&self.db, id).await {
+            Ok(Some((t, v))) => (Some(t), v),
+            Ok(None) => (None, None),
+            Err(e) => return Err(format!("loading ticket: {e}")),
+        };
+        let ver = self
+            .version(&n.workflow, pinned.as_deref())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((ver, ticket))
     }
 
     /// The acknowledge link of a staff escalation message (None for customers, and for
@@ -196,13 +213,15 @@ impl Engine {
         crate::shell::ack::link(ticket, clock, run, self.now())
     }
 
-    /// The template, in the customer's language for customer messages.
+    /// The template (of the ticket's version), in the customer's language for customer
+    /// messages.
     fn render(
         &self,
-        wf: &Workflow,
+        ver: &Version,
         n: &NotificationRow,
-        ticket: Option<&crate::core::machine::Ticket>,
+        ticket: Option<&Ticket>,
     ) -> Result<crate::workflow::templates::Rendered, String> {
+        let wf = &ver.wf;
         let language = match (n.role.as_str(), ticket) {
             ("customer", Some(t)) => t
                 .customer
@@ -213,38 +232,10 @@ impl Engine {
             _ => wf.language.clone(),
         };
         let ctx: Value = serde_json::from_str(&n.context).map_err(|e| e.to_string())?;
-        self.cfg
+        ver.cfg
             .templates
             .render(&n.template, &language, &wf.language, &ctx)
             .map_err(|e| e.to_string())
-    }
-
-    /// The addresses behind a target, looked up at send time (deliveries store only role
-    /// names, never contact data).
-    fn recipients(
-        &self,
-        target: &str,
-        kind: ChannelKind,
-        ticket: Option<&crate::core::machine::Ticket>,
-    ) -> Vec<String> {
-        match (kind, target) {
-            (ChannelKind::Webhook, url) => vec![url.to_string()],
-            (ChannelKind::Email, "customer") => ticket
-                .and_then(|t| t.customer.email.clone())
-                .into_iter()
-                .collect(),
-            (ChannelKind::Email, "assignee") => ticket
-                .and_then(|t| t.assignee.email.clone())
-                .into_iter()
-                .collect(),
-            (ChannelKind::Email, other) => other
-                .strip_prefix("role:")
-                .and_then(|role| self.cfg.routes.get(role))
-                .map(|r| r.email.clone())
-                .unwrap_or_default(),
-            // Vendor channels resolve their routes.yaml entry instead (`endpoint::resolve`).
-            _ => Vec::new(),
-        }
     }
 
     /// Give every held email back to the queue: called at start when an SMTP server is
@@ -306,5 +297,33 @@ impl Engine {
             );
         }
         Ok(stale.len())
+    }
+}
+
+/// The addresses behind a target, looked up at send time (deliveries store only role
+/// names, never contact data).
+fn recipients(
+    routes: &Routes,
+    target: &str,
+    kind: ChannelKind,
+    ticket: Option<&Ticket>,
+) -> Vec<String> {
+    match (kind, target) {
+        (ChannelKind::Webhook, url) => vec![url.to_string()],
+        (ChannelKind::Email, "customer") => ticket
+            .and_then(|t| t.customer.email.clone())
+            .into_iter()
+            .collect(),
+        (ChannelKind::Email, "assignee") => ticket
+            .and_then(|t| t.assignee.email.clone())
+            .into_iter()
+            .collect(),
+        (ChannelKind::Email, other) => other
+            .strip_prefix("role:")
+            .and_then(|role| routes.get(role))
+            .map(|r| r.email.clone())
+            .unwrap_or_default(),
+        // Vendor channels resolve their routes.yaml entry instead (`endpoint::resolve`).
+        _ => Vec::new(),
     }
 }

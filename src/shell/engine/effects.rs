@@ -17,10 +17,11 @@ use crate::core::report;
 use crate::shell::channels::{ChannelKind, Target};
 use crate::shell::db::{DbError, Tx};
 use crate::shell::engine::timers::wake_if_soon;
-use crate::shell::engine::{After, Engine, fmt_local, notification_id};
+use crate::shell::engine::{After, Engine, Version, fmt_local, notification_id};
 use crate::shell::metrics::Metric;
 use crate::shell::queue::{self, DeliveryJob};
 use crate::shell::store::{self, ms};
+use crate::workflow::Routes;
 
 /// One transition's effects on one ticket, carried out in one transaction.
 struct Carry<'a> {
@@ -67,15 +68,16 @@ impl Engine {
     pub(super) async fn carry_out(
         &self,
         tx: &mut Tx,
-        wf: &Workflow,
+        v: &Version,
         t: &Ticket,
         before: &BTreeMap<TimerKey, Timer>,
         outs: &[Out],
         now: DateTime<Utc>,
         after: &mut After,
     ) -> Result<(), DbError> {
+        let wf = &*v.wf;
         let c = Carry { wf, t, before, now };
-        self.pagerduty_followups(tx, wf, t, outs, now).await?;
+        self.pagerduty_followups(tx, v, t, outs, now).await?;
         for o in outs {
             match &o.effect {
                 Effect::Schedule { key, kind, due } => {
@@ -90,7 +92,7 @@ impl Engine {
                 Effect::Fired { key, kind, due } => {
                     fired(tx, &c, o, key, *kind, *due, after).await?
                 }
-                Effect::Notify(n) => self.queue_notification(tx, wf, t, n, o.at, now).await?,
+                Effect::Notify(n) => self.queue_notification(tx, v, t, n, o.at, now).await?,
                 Effect::Outcome(oc) => outcome(tx, &c, o, oc, after).await?,
                 Effect::MetTime {
                     clock,
@@ -163,7 +165,7 @@ impl Engine {
     async fn queue_notification(
         &self,
         tx: &mut Tx,
-        wf: &Workflow,
+        v: &Version,
         t: &Ticket,
         n: &Notification,
         at: DateTime<Utc>,
@@ -171,7 +173,7 @@ impl Engine {
     ) -> Result<(), DbError> {
         for role in &n.notify {
             let id = notification_id(&t.id, &n.source, role.as_str());
-            let ctx = self.context(wf, t, n, &id, at);
+            let ctx = self.context(&v.wf, t, n, &id, at);
             let row = store::NewNotification {
                 id: &id,
                 ticket: Some(&t.id),
@@ -186,7 +188,7 @@ impl Engine {
             if !store::insert_notification(tx, &row, now).await? {
                 continue;
             }
-            let (targets, paged) = self.targets_at(role, Some(t), now);
+            let (targets, paged) = Self::targets_at(&v.cfg.routes, role, Some(t), now);
             let note = targets
                 .is_empty()
                 .then(|| format!("no address known for {role}: not sent"));
@@ -205,7 +207,7 @@ impl Engine {
     /// Where a role's notification goes. Targets name the role, not the address
     /// (`customer`, `assignee`, `role:supervisor`, or a webhook URL), so no contact data is
     /// stored with deliveries; addresses are looked up at send time.
-    pub(crate) fn targets(&self, role: &Role, t: Option<&Ticket>) -> Vec<Target> {
+    pub(crate) fn targets(routes: &Routes, role: &Role, t: Option<&Ticket>) -> Vec<Target> {
         let mut targets = Vec::new();
         match role {
             Role::Customer if t.is_some_and(|t| t.customer.email.is_some()) => {
@@ -215,7 +217,7 @@ impl Engine {
                 targets.push(Target::new(ChannelKind::Email, "assignee"))
             }
             Role::Named(name) => {
-                if let Some(r) = self.cfg.routes.get(name) {
+                if let Some(r) = routes.get(name) {
                     if !r.email.is_empty() {
                         targets.push(Target::new(ChannelKind::Email, format!("role:{name}")));
                     }
@@ -267,23 +269,26 @@ fn vendor_targets(role: &str, r: &crate::workflow::Route) -> Vec<Target> {
 }
 
 impl Engine {
-    /// [`Engine::targets`], with a rotation role resolved to the member on duty at `now`
+    /// [`Engine::targets`] (in the routes of the ticket's version), with a rotation role resolved to the member on duty at `now`
     /// (the moment the notification is queued for sending); the member's name is returned
     /// for the timeline, so `ticket show` says who was paged.
     pub(crate) fn targets_at(
-        &self,
+        routes: &Routes,
         role: &Role,
         t: Option<&Ticket>,
         now: DateTime<Utc>,
     ) -> (Vec<Target>, Option<String>) {
         if let Role::Named(name) = role
-            && let Some(rot) = self.cfg.routes.get(name).and_then(|r| r.rotation.as_ref())
+            && let Some(rot) = routes.get(name).and_then(|r| r.rotation.as_ref())
             && let Some(member) = rot.on_duty(now)
         {
             let member_role = Role::Named(member.to_string());
-            return (self.targets(&member_role, t), Some(member.to_string()));
+            return (
+                Self::targets(routes, &member_role, t),
+                Some(member.to_string()),
+            );
         }
-        (self.targets(role, t), None)
+        (Self::targets(routes, role, t), None)
     }
 }
 

@@ -81,7 +81,7 @@ impl Engine {
                 metrics::ingest_group(group.len());
                 for (req, r) in group.into_iter().zip(outcomes) {
                     let _ = req.reply.send(r.map(|(res, after)| {
-                        after.record();
+                        after.record(self);
                         res
                     }));
                 }

@@ -19,7 +19,7 @@ use crate::core::model::Workflow;
 use crate::core::routing::choose_workflow;
 use crate::shell::db::{DbError, Tx};
 use crate::shell::engine::timers::wake_if_soon;
-use crate::shell::engine::{After, Engine, Slot};
+use crate::shell::engine::{After, Engine, Slot, Version, VersionError};
 use crate::shell::metrics::Metric;
 use crate::shell::store::{self, Stored};
 
@@ -129,7 +129,7 @@ impl Engine {
                     tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
                 }
                 Ok((res, after)) => {
-                    after.record();
+                    after.record(self);
                     return Ok(res);
                 }
                 Err(e) => return Err(e),
@@ -240,13 +240,19 @@ impl Engine {
         i: usize,
     ) -> Result<Option<Slot>, IngestError> {
         let ticket = &b.events[i].ticket;
-        let Some((state, _)) = store::load_ticket(tx, ticket).await? else {
+        let Some((state, pinned)) = store::load_ticket(tx, ticket).await? else {
             return Ok(None);
         };
-        let wf = self.workflow(&state.workflow).map_err(|e| b.bad(e, i))?;
+        let ver = match self.version(&state.workflow, pinned.as_deref()).await {
+            Ok(v) => v,
+            Err(VersionError::Db(e)) => return Err(e.into()),
+            Err(VersionError::Unavailable(m)) => {
+                return Err(b.bad(EventError::new("unknown_workflow", Some("ticket"), m), i));
+            }
+        };
         b.committed.insert(ticket.clone(), state.timers.clone());
         Ok(Some(Slot {
-            wf,
+            ver,
             state,
             dirty: false,
         }))
@@ -262,7 +268,7 @@ impl Engine {
         mut s: Slot,
     ) -> Result<Slot, IngestError> {
         let ev = &b.events[i];
-        check_against(ev, &s.wf).map_err(|e| b.bad(e, i))?;
+        check_against(ev, &s.ver.wf).map_err(|e| b.bad(e, i))?;
         if needs_replay(&s.state, ev) {
             // Recorded before the rebuild, so an out-of-order event (and the source it came
             // from) still shows in the timeline.
@@ -270,7 +276,7 @@ impl Engine {
             let state = self
                 .rebuild(
                     tx,
-                    &s.wf,
+                    &s.ver,
                     Some(&s.state),
                     &ev.ticket,
                     b.now,
@@ -285,13 +291,14 @@ impl Engine {
         } else {
             let before = b.committed.get(&ev.ticket).cloned().unwrap_or_default();
             self.timeline_event(tx, ev, b.now).await?;
-            let (state, outs) = apply(&s.wf, Some(s.state), ev, b.horizons[i]).map_err(|e| {
-                b.bad(
-                    EventError::new("not_opened", Some("ticket"), e.to_string()),
-                    i,
-                )
-            })?;
-            self.carry_out(tx, &s.wf, &state, &before, &outs, b.now, &mut b.after)
+            let (state, outs) =
+                apply(&s.ver.wf, Some(s.state), ev, b.horizons[i]).map_err(|e| {
+                    b.bad(
+                        EventError::new("not_opened", Some("ticket"), e.to_string()),
+                        i,
+                    )
+                })?;
+            self.carry_out(tx, &s.ver, &state, &before, &outs, b.now, &mut b.after)
                 .await?;
             s.state = state;
         }
@@ -312,12 +319,21 @@ impl Engine {
             .map_err(|e| b.bad(e, i))?
             .clone();
         check_against(ev, &wf).map_err(|e| b.bad(e, i))?;
+        // Pinned for good: every later event, timer and delivery of this ticket is served
+        // by this version, on any worker, until `replan` moves it.
+        let ver = self.current_version(&wf.name).map_err(|e| b.bad(e, i))?;
+        b.after
+            .stored
+            .extend(self.store_version(tx, &ver, b.now).await?);
         let parked = store::ticket_events(tx, &ev.ticket).await?.len() > 1;
+        self.timeline_event(tx, ev, b.now).await?;
+        // Each clock's target is in the core's own notes that follow.
+        let d = json!({"version": ver.hash, "why": "pinned at opening"});
+        store::timeline(tx, &ev.ticket, ev.at_utc(), b.now, "version", &d).await?;
         let state = if parked {
-            self.timeline_event(tx, ev, b.now).await?;
             self.rebuild(
                 tx,
-                &wf,
+                &ver,
                 None,
                 &ev.ticket,
                 b.now,
@@ -326,7 +342,6 @@ impl Engine {
             )
             .await?
         } else {
-            self.timeline_event(tx, ev, b.now).await?;
             let (state, outs) = apply(&wf, None, ev, b.horizons[i]).map_err(|e| {
                 b.bad(
                     EventError::new("not_opened", Some("ticket"), e.to_string()),
@@ -335,7 +350,7 @@ impl Engine {
             })?;
             self.carry_out(
                 tx,
-                &wf,
+                &ver,
                 &state,
                 &BTreeMap::new(),
                 &outs,
@@ -346,7 +361,7 @@ impl Engine {
             Some(state)
         };
         Ok(state.map(|state| Slot {
-            wf,
+            ver,
             state,
             dirty: true,
         }))
@@ -398,11 +413,11 @@ impl Engine {
         for slot in b.slots.values_mut().flatten() {
             if slot.dirty {
                 let before = b.committed.get(&slot.state.id).cloned().unwrap_or_default();
-                let (state, outs) = advance(&slot.wf, slot.state.clone(), b.now);
-                self.carry_out(tx, &slot.wf, &state, &before, &outs, b.now, &mut b.after)
+                let (state, outs) = advance(&slot.ver.wf, slot.state.clone(), b.now);
+                self.carry_out(tx, &slot.ver, &state, &before, &outs, b.now, &mut b.after)
                     .await?;
                 slot.state = state;
-                store::save_ticket(tx, &slot.state, b.now).await?;
+                store::save_ticket(tx, &slot.state, &slot.ver.hash, b.now).await?;
             }
         }
         Ok(())
@@ -437,14 +452,14 @@ impl Engine {
     }
 
     /// Rebuild a ticket from all its stored events (an event older than the last applied
-    /// one, or events that arrived before `ticket.opened`), in virtual time up to `until`.
-    /// Pending timers are replaced by the rebuilt set; notifications and facts already
-    /// emitted are not repeated.
+    /// one, or events that arrived before `ticket.opened`), in virtual time up to `until`,
+    /// under its pinned version. Pending timers are replaced by the rebuilt set;
+    /// notifications and facts already emitted are not repeated.
     #[allow(clippy::too_many_arguments)]
     async fn rebuild(
         &self,
         tx: &mut Tx,
-        wf: &Arc<Workflow>,
+        ver: &Version,
         old: Option<&Ticket>,
         ticket: &str,
         now: DateTime<Utc>,
@@ -454,43 +469,34 @@ impl Engine {
         let events = store::ticket_events(tx, ticket).await?;
         let empty = Default::default();
         let already = old.map(|t| &t.emitted).unwrap_or(&empty);
-        let (state, outs) = replay(wf, &events, until, already);
+        let (state, outs) = replay(&ver.wf, &events, until, already);
         let Some(state) = state else {
             return Ok(None);
         };
         store::mark_events_applied(tx, ticket).await?;
+        // The timeline names the version and the targets the rebuilt clocks use, so it
+        // never shows one target while the ticket runs on another.
         store::timeline(
             tx,
             ticket,
             now,
             now,
             "rebuild",
-            &json!({"events": events.len(),
+            &json!({"events": events.len(), "version": ver.hash, "targets": targets(&state),
                     "why": "an event arrived out of order; state rebuilt from every event in `at` order"}),
         )
         .await?;
         let old_timers = old.map(|t| t.timers.clone()).unwrap_or_default();
         self.replace_timers(tx, ticket, &old_timers, &state).await?;
         after.wake_timers |= state.timers.values().any(|t| wake_if_soon(t.due, now));
-        let visible: Vec<Out> = outs
-            .into_iter()
-            .filter(|o| {
-                matches!(
-                    o.effect,
-                    Effect::Notify(_)
-                        | Effect::Outcome(_)
-                        | Effect::MetTime { .. }
-                        | Effect::Count(_)
-                )
-            })
-            .collect();
-        self.carry_out(tx, wf, &state, &old_timers, &visible, now, after)
+        let visible = visible(outs);
+        self.carry_out(tx, ver, &state, &old_timers, &visible, now, after)
             .await?;
         Ok(Some(state))
     }
 
     /// The rebuilt pending set replaces the old one; rows only change for new due times.
-    async fn replace_timers(
+    pub(super) async fn replace_timers(
         &self,
         tx: &mut Tx,
         ticket: &str,
@@ -519,4 +525,26 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// The effects of a recomputation worth carrying out: what people and reports see.
+/// Timers are replaced as a set and notes would repeat history, so both are left out.
+pub(super) fn visible(outs: Vec<Out>) -> Vec<Out> {
+    outs.into_iter()
+        .filter(|o| {
+            matches!(
+                o.effect,
+                Effect::Notify(_) | Effect::Outcome(_) | Effect::MetTime { .. } | Effect::Count(_)
+            )
+        })
+        .collect()
+}
+
+/// Each clock's target, for the timeline (what the ticket actually runs on).
+pub(super) fn targets(t: &Ticket) -> serde_json::Value {
+    t.clocks
+        .iter()
+        .map(|(name, c)| (name.clone(), json!(c.target.to_string())))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }

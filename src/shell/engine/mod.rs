@@ -6,6 +6,8 @@
 //! * [`deliveries`] — one delivery attempt of a notification; our own backoff.
 //! * [`reviews`] — a workflow's review report, once per period.
 //! * [`effects`] — carrying out what the core decided, inside the caller's transaction.
+//! * [`versions`] — the workflow version each ticket is pinned to; [`replan`] moves open
+//!   tickets to the current one.
 //!
 //! Every effect the core returns is carried out inside the same transaction as the state
 //! it came from: timers become apalis jobs, notifications become outbox rows plus delivery
@@ -17,15 +19,16 @@ pub mod effects;
 pub mod group;
 pub mod ingest;
 pub mod oncall;
+pub mod replan;
 pub mod reviews;
 pub mod timers;
+pub mod versions;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::core::event::EventError;
 use crate::core::machine::Ticket;
 use crate::core::model::Workflow;
 use crate::shell::channels::Channels;
@@ -36,6 +39,7 @@ use crate::workflow::Config;
 
 pub use ingest::{IngestError, Ingested};
 pub use timers::{FIRE_BATCH, TIMER_LEASE, run_firer};
+pub use versions::{Version, VersionError, Versions};
 
 /// A delivery whose attempt is this overdue (or stuck `sending` after a crash) lost its job.
 pub const STALE_DELIVERY: chrono::Duration = chrono::Duration::minutes(5);
@@ -108,11 +112,13 @@ pub struct Engine {
     pub clock: Clock,
     /// Group commit of concurrent ingests; off until `start_group_commit`.
     pub group: group::GroupCommit,
+    /// Workflow versions loaded for pinned tickets (start with `Versions::default()`).
+    pub versions: Versions,
 }
 
-/// A ticket being changed inside a transaction.
+/// A ticket being changed inside a transaction, with the version that serves it.
 struct Slot {
-    wf: Arc<Workflow>,
+    ver: Arc<Version>,
     state: Ticket,
     dirty: bool,
 }
@@ -123,10 +129,13 @@ struct After {
     metrics: Vec<Metric>,
     /// A timer due soon was scheduled: wake this process's firers once committed.
     wake_timers: bool,
+    /// Workflow versions whose rows this transaction wrote.
+    stored: Vec<String>,
 }
 
 impl After {
-    fn record(self) {
+    fn record(self, engine: &Engine) {
+        engine.versions.mark_stored(self.stored);
         for m in &self.metrics {
             metrics::record(m);
         }
@@ -148,16 +157,6 @@ fn fmt_local(wf: &Workflow, t: DateTime<Utc>) -> String {
 impl Engine {
     pub fn now(&self) -> DateTime<Utc> {
         (self.clock)()
-    }
-
-    fn workflow(&self, name: &str) -> Result<Arc<Workflow>, EventError> {
-        self.cfg.catalog.get(name).cloned().ok_or_else(|| {
-            EventError::new(
-                "unknown_workflow",
-                Some("ticket"),
-                format!("the ticket's workflow `{name}` is not loaded; restore its file"),
-            )
-        })
     }
 }
 

@@ -9,12 +9,12 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::core::machine::{Effect, Out, Outcome, Ticket, parse_acknowledged_note};
-use crate::core::model::{Role, Workflow};
+use crate::core::model::Role;
 use crate::shell::channels::pagerduty::{ACK_SOURCE, RESOLVE_SOURCE};
 use crate::shell::channels::{ChannelKind, Target};
 use crate::shell::db::{DbError, Tx};
 use crate::shell::engine::effects::queue_deliveries;
-use crate::shell::engine::{Engine, notification_id};
+use crate::shell::engine::{Engine, Version, notification_id};
 use crate::shell::store;
 
 impl Engine {
@@ -22,7 +22,7 @@ impl Engine {
     pub(crate) async fn pagerduty_followups(
         &self,
         tx: &mut Tx,
-        wf: &Workflow,
+        v: &Version,
         t: &Ticket,
         outs: &[Out],
         now: DateTime<Utc>,
@@ -53,9 +53,9 @@ impl Engine {
                 continue;
             }
             let source = format!("{action}/{clock}/{run}");
-            for e in wf.escalations.iter().filter(|e| e.clock.matches(clock)) {
+            for e in v.wf.escalations.iter().filter(|e| e.clock.matches(clock)) {
                 for role in &e.notify {
-                    let (targets, _) = self.targets_at(role, Some(t), now);
+                    let (targets, _) = Self::targets_at(&v.cfg.routes, role, Some(t), now);
                     let pd: Vec<Target> = targets
                         .into_iter()
                         .filter(|x| x.channel == ChannelKind::Pagerduty)

@@ -102,7 +102,7 @@ impl Engine {
                 at: until,
             };
             if store::insert_notification(tx, &row, now).await? {
-                let targets = self.targets(role, None);
+                let targets = Self::targets(&self.cfg.routes, role, None);
                 queue_deliveries(tx, &id, &targets, now).await?;
             }
         }

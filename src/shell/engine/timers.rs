@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use crate::core::machine::{Fired, fire};
 use crate::shell::db::{DbError, Tx};
-use crate::shell::engine::{After, Engine, JobOutcome, Slot};
+use crate::shell::engine::{After, Engine, JobOutcome, Slot, VersionError};
 use crate::shell::metrics;
 use crate::shell::queue::{self, TimerJob};
 use crate::shell::store::{self, ms};
@@ -191,7 +191,7 @@ impl Engine {
                 continue;
             };
             let before = slot.state.timers.clone();
-            let (state, outs, fired) = fire(&slot.wf, slot.state.clone(), &job.key, now);
+            let (state, outs, fired) = fire(&slot.ver.wf, slot.state.clone(), &job.key, now);
             outcomes.push(match fired {
                 Fired::Moot => {
                     // Fired already (an earlier key of this ticket fires every due timer)
@@ -205,7 +205,7 @@ impl Engine {
                 }
                 Fired::Applied => {
                     let span = tracing::debug_span!("fire", ticket = %job.ticket, key = %job.key);
-                    self.carry_out(&mut tx, &slot.wf, &state, &before, &outs, now, &mut after)
+                    self.carry_out(&mut tx, &slot.ver, &state, &before, &outs, now, &mut after)
                         .instrument(span)
                         .await?;
                     slot.state = state;
@@ -216,27 +216,28 @@ impl Engine {
         }
         for slot in slots.values().flatten() {
             if slot.dirty {
-                store::save_ticket(&mut tx, &slot.state, now).await?;
+                store::save_ticket(&mut tx, &slot.state, &slot.ver.hash, now).await?;
             }
         }
         tx.commit().await?;
-        after.record();
+        after.record(self);
         Ok(outcomes)
     }
 
-    /// The ticket a timer belongs to, if it exists and its workflow is loaded.
+    /// The ticket a timer belongs to, if it exists and its pinned version can be served.
     async fn timer_slot(&self, tx: &mut Tx, ticket: &str) -> Result<Option<Slot>, DbError> {
-        let Some((state, _)) = store::load_ticket(tx, ticket).await? else {
+        let Some((state, pinned)) = store::load_ticket(tx, ticket).await? else {
             return Ok(None);
         };
-        match self.workflow(&state.workflow) {
-            Ok(wf) => Ok(Some(Slot {
-                wf,
+        match self.version(&state.workflow, pinned.as_deref()).await {
+            Ok(ver) => Ok(Some(Slot {
+                ver,
                 state,
                 dirty: false,
             })),
-            Err(_) => {
-                tracing::warn!(workflow = %state.workflow, "timer for a workflow that is no longer loaded");
+            Err(VersionError::Db(e)) => Err(e),
+            Err(VersionError::Unavailable(why)) => {
+                tracing::warn!(workflow = %state.workflow, %why, "timer for a workflow version that cannot be served");
                 Ok(None)
             }
         }
