@@ -98,18 +98,58 @@ pub enum Db {
 }
 
 /// One transaction on either backend.
-pub enum Tx {
+pub struct Tx {
+    pub conn: Conn,
+    /// Timeline rows written at commit as multi-row INSERTs (`store::timeline`): half of an
+    /// opening's statements were timeline rows, each a round trip to SQLite's worker
+    /// thread. Nothing reads the timeline inside a transaction.
+    pub(crate) timeline: Vec<TimelineWrite>,
+    /// Timer row writes, likewise (an opening schedules five in the shipped workflows).
+    pub(crate) timer_ops: Vec<TimerOp>,
+    /// Buffer lengths when the current savepoint was taken (group commit).
+    pub(crate) savepoint: Option<(usize, usize)>,
+}
+
+pub enum Conn {
     Sqlite(Transaction<'static, Sqlite>),
     Pg(Transaction<'static, Postgres>),
+}
+
+/// One buffered write to `sk_timers`.
+pub(crate) enum TimerOp {
+    Upsert {
+        ticket: String,
+        key: String,
+        kind: String,
+        due: i64,
+        scheduled_at: i64,
+    },
+    Delete {
+        ticket: String,
+        key: String,
+    },
+    /// Every row of the ticket was deleted at once (not buffered).
+    DeletedAll {
+        ticket: String,
+    },
+}
+
+/// One buffered `sk_timeline` row.
+pub(crate) struct TimelineWrite {
+    pub ticket: String,
+    pub at: i64,
+    pub recorded_at: i64,
+    pub kind: String,
+    pub detail: String,
 }
 
 /// Execute a statement; evaluates to `Result<u64 rows affected, sqlx::Error>`.
 #[macro_export]
 macro_rules! sql_exec {
     ($tx:expr, $sql:expr $(, $b:expr)* $(,)?) => {
-        match $tx {
-            $crate::shell::db::Tx::Sqlite(t) => sqlx::query($sql)$(.bind($b))*.execute(&mut **t).await.map(|r| r.rows_affected()),
-            $crate::shell::db::Tx::Pg(t) => sqlx::query($sql)$(.bind($b))*.execute(&mut **t).await.map(|r| r.rows_affected()),
+        match &mut $tx.conn {
+            $crate::shell::db::Conn::Sqlite(t) => sqlx::query($sql)$(.bind($b))*.execute(&mut **t).await.map(|r| r.rows_affected()),
+            $crate::shell::db::Conn::Pg(t) => sqlx::query($sql)$(.bind($b))*.execute(&mut **t).await.map(|r| r.rows_affected()),
         }
     };
 }
@@ -118,9 +158,9 @@ macro_rules! sql_exec {
 #[macro_export]
 macro_rules! sql_all {
     ($tx:expr, $t:ty, $sql:expr $(, $b:expr)* $(,)?) => {
-        match $tx {
-            $crate::shell::db::Tx::Sqlite(t) => sqlx::query_as::<_, $t>($sql)$(.bind($b))*.fetch_all(&mut **t).await,
-            $crate::shell::db::Tx::Pg(t) => sqlx::query_as::<_, $t>($sql)$(.bind($b))*.fetch_all(&mut **t).await,
+        match &mut $tx.conn {
+            $crate::shell::db::Conn::Sqlite(t) => sqlx::query_as::<_, $t>($sql)$(.bind($b))*.fetch_all(&mut **t).await,
+            $crate::shell::db::Conn::Pg(t) => sqlx::query_as::<_, $t>($sql)$(.bind($b))*.fetch_all(&mut **t).await,
         }
     };
 }
@@ -129,9 +169,9 @@ macro_rules! sql_all {
 #[macro_export]
 macro_rules! sql_opt {
     ($tx:expr, $t:ty, $sql:expr $(, $b:expr)* $(,)?) => {
-        match $tx {
-            $crate::shell::db::Tx::Sqlite(t) => sqlx::query_as::<_, $t>($sql)$(.bind($b))*.fetch_optional(&mut **t).await,
-            $crate::shell::db::Tx::Pg(t) => sqlx::query_as::<_, $t>($sql)$(.bind($b))*.fetch_optional(&mut **t).await,
+        match &mut $tx.conn {
+            $crate::shell::db::Conn::Sqlite(t) => sqlx::query_as::<_, $t>($sql)$(.bind($b))*.fetch_optional(&mut **t).await,
+            $crate::shell::db::Conn::Pg(t) => sqlx::query_as::<_, $t>($sql)$(.bind($b))*.fetch_optional(&mut **t).await,
         }
     };
 }
@@ -224,8 +264,8 @@ impl Db {
     /// read lock under contention.
     pub async fn begin(&self) -> Result<Tx, DbError> {
         Ok(match self {
-            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
-            Db::Pg(p) => Tx::Pg(p.begin().await?),
+            Db::Sqlite(p) => Tx::new(Conn::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?)),
+            Db::Pg(p) => Tx::new(Conn::Pg(p.begin().await?)),
         })
     }
 
@@ -260,23 +300,34 @@ impl Db {
 }
 
 impl Tx {
-    pub async fn commit(self) -> Result<(), DbError> {
-        match self {
-            Tx::Sqlite(t) => t.commit().await?,
-            Tx::Pg(t) => t.commit().await?,
+    fn new(conn: Conn) -> Tx {
+        Tx {
+            conn,
+            timeline: Vec::new(),
+            timer_ops: Vec::new(),
+            savepoint: None,
+        }
+    }
+
+    /// Write what is buffered, then commit.
+    pub async fn commit(mut self) -> Result<(), DbError> {
+        crate::shell::store::flush(&mut self).await?;
+        match self.conn {
+            Conn::Sqlite(t) => t.commit().await?,
+            Conn::Pg(t) => t.commit().await?,
         }
         Ok(())
     }
 
     pub async fn rollback(self) -> Result<(), DbError> {
-        match self {
-            Tx::Sqlite(t) => t.rollback().await?,
-            Tx::Pg(t) => t.rollback().await?,
+        match self.conn {
+            Conn::Sqlite(t) => t.rollback().await?,
+            Conn::Pg(t) => t.rollback().await?,
         }
         Ok(())
     }
 
     pub fn is_pg(&self) -> bool {
-        matches!(self, Tx::Pg(_))
+        matches!(self.conn, Conn::Pg(_))
     }
 }

@@ -28,7 +28,7 @@ use apalis_sqlite::SqliteStorage;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::shell::db::{Db, DbError, Tx};
+use crate::shell::db::{Conn, Db, DbError, Tx};
 use crate::shell::engine::JobError;
 
 pub const TIMERS: &str = "slakeeper.timers";
@@ -78,11 +78,11 @@ pub async fn push<T: Serialize>(
         .run_at_timestamp(secs)
         .max_attempts(3)
         .build();
-    match tx {
-        Tx::Sqlite(t) => apalis_sqlite::queries::push_tasks(&mut **t, queue, &[task])
+    match &mut tx.conn {
+        Conn::Sqlite(t) => apalis_sqlite::queries::push_tasks(&mut **t, queue, &[task])
             .await
             .map_err(DbError::from)?,
-        Tx::Pg(t) => apalis_postgres::queries::push_tasks(&mut **t, queue, vec![task])
+        Conn::Pg(t) => apalis_postgres::queries::push_tasks(&mut **t, queue, vec![task])
             .await
             .map_err(DbError::from)?,
     }

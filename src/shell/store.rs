@@ -2,12 +2,16 @@
 //! usable inside a [`Tx`] on either backend. Transaction boundaries are decided by the caller
 //! (`engine`), never here.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, TimeZone, Utc};
 
 use crate::core::event::Event;
 use crate::core::machine::Ticket;
 use crate::core::report::FactColumns;
-use crate::shell::db::{Db, DbError, Tx};
+use sqlx::AssertSqlSafe;
+
+use crate::shell::db::{Conn, Db, DbError, TimelineWrite, TimerOp, Tx};
 use crate::{db_all, db_opt, sql_all, sql_exec, sql_opt};
 
 pub fn ms(t: DateTime<Utc>) -> i64 {
@@ -53,11 +57,13 @@ pub async fn lock_tickets(tx: &mut Tx, tickets: &[&str]) -> Result<(), DbError> 
 /// bad input rolls back to its own savepoint and the others still commit.
 pub async fn savepoint(tx: &mut Tx) -> Result<(), DbError> {
     sql_exec!(tx, "SAVEPOINT sk_request")?;
+    tx.savepoint = Some((tx.timeline.len(), tx.timer_ops.len()));
     Ok(())
 }
 
 pub async fn release_savepoint(tx: &mut Tx) -> Result<(), DbError> {
     sql_exec!(tx, "RELEASE SAVEPOINT sk_request")?;
+    tx.savepoint = None;
     Ok(())
 }
 
@@ -66,6 +72,11 @@ pub async fn release_savepoint(tx: &mut Tx) -> Result<(), DbError> {
 pub async fn rollback_to_savepoint(tx: &mut Tx) -> Result<(), DbError> {
     sql_exec!(tx, "ROLLBACK TO SAVEPOINT sk_request")?;
     sql_exec!(tx, "RELEASE SAVEPOINT sk_request")?;
+    // The request's buffered rows go with it.
+    if let Some((timeline, timers)) = tx.savepoint.take() {
+        tx.timeline.truncate(timeline);
+        tx.timer_ops.truncate(timers);
+    }
     Ok(())
 }
 
@@ -269,19 +280,140 @@ pub async fn timeline(
     kind: &str,
     detail: &serde_json::Value,
 ) -> Result<(), DbError> {
-    sql_exec!(
-        tx,
-        "INSERT INTO sk_timeline (ticket, at, recorded_at, kind, detail) VALUES ($1, $2, $3, $4, $5)",
-        ticket,
-        ms(at),
-        ms(now),
-        kind,
-        detail.to_string()
-    )?;
+    // Buffered: written with the others at commit (see `Tx::timeline`), in this order.
+    tx.timeline.push(TimelineWrite {
+        ticket: ticket.to_string(),
+        at: ms(at),
+        recorded_at: ms(now),
+        kind: kind.to_string(),
+        detail: detail.to_string(),
+    });
+    Ok(())
+}
+
+/// `VALUES` lists for a multi-row statement: `rows` groups of `cols` placeholders, each
+/// followed by `extra` (a constant column), numbered from $1.
+fn values_list(rows: usize, cols: usize, extra: &str) -> String {
+    let mut sql = String::with_capacity(rows * cols * 5);
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", i * cols + c + 1));
+        }
+        sql.push_str(extra);
+        sql.push(')');
+    }
+    sql
+}
+
+/// Run `sql` with the binds `bind` adds per row, on either database.
+macro_rules! exec_rows {
+    ($tx:expr, $sql:expr, $rows:expr, |$q:ident, $r:ident| $bind:expr) => {{
+        match &mut $tx.conn {
+            Conn::Sqlite(t) => {
+                let mut $q = sqlx::query(AssertSqlSafe($sql.clone()));
+                for $r in $rows {
+                    $q = $bind;
+                }
+                $q.execute(&mut **t).await?;
+            }
+            Conn::Pg(t) => {
+                let mut $q = sqlx::query(AssertSqlSafe($sql));
+                for $r in $rows {
+                    $q = $bind;
+                }
+                $q.execute(&mut **t).await?;
+            }
+        }
+    }};
+}
+
+/// Write the buffered rows (timers, then the timeline in order), a few hundred per
+/// statement. Called by `Tx::commit`.
+pub async fn flush(tx: &mut Tx) -> Result<(), DbError> {
+    flush_timers(tx).await?;
+    let rows = std::mem::take(&mut tx.timeline);
+    for chunk in rows.chunks(400) {
+        let sql = format!(
+            "INSERT INTO sk_timeline (ticket, at, recorded_at, kind, detail) VALUES {}",
+            values_list(chunk.len(), 5, "")
+        );
+        exec_rows!(tx, sql, chunk, |q, r| q
+            .bind(&r.ticket)
+            .bind(r.at)
+            .bind(r.recorded_at)
+            .bind(&r.kind)
+            .bind(&r.detail));
+    }
+    Ok(())
+}
+
+/// The buffered timer writes, folded to the last write per (ticket, key): one DELETE and
+/// one upsert statement per few hundred timers.
+async fn flush_timers(tx: &mut Tx) -> Result<(), DbError> {
+    let ops = std::mem::take(&mut tx.timer_ops);
+    if ops.is_empty() {
+        return Ok(());
+    }
+    let mut last: HashMap<(String, String), Option<(String, i64, i64)>> = HashMap::new();
+    for op in ops {
+        match op {
+            TimerOp::Upsert {
+                ticket,
+                key,
+                kind,
+                due,
+                scheduled_at,
+            } => {
+                last.insert((ticket, key), Some((kind, due, scheduled_at)));
+            }
+            TimerOp::Delete { ticket, key } => {
+                last.insert((ticket, key), None);
+            }
+            // Ran at once; writes buffered before it are void.
+            TimerOp::DeletedAll { ticket } => last.retain(|(t, _), _| *t != ticket),
+        }
+    }
+    let (mut dels, mut ups) = (Vec::new(), Vec::new());
+    for ((t, k), v) in last {
+        match v {
+            None => dels.push((t, k)),
+            Some((kind, due, at)) => ups.push((t, k, kind, due, at)),
+        }
+    }
+    for chunk in dels.chunks(400) {
+        let sql = format!(
+            "DELETE FROM sk_timers WHERE (ticket, key) IN (VALUES {})",
+            values_list(chunk.len(), 2, "")
+        );
+        exec_rows!(tx, sql, chunk, |q, r| q.bind(&r.0).bind(&r.1));
+    }
+    for chunk in ups.chunks(300) {
+        let sql = format!(
+            "INSERT INTO sk_timers (ticket, key, kind, due, scheduled_at, claimed_until) VALUES {}
+             ON CONFLICT (ticket, key) DO UPDATE SET kind = excluded.kind, due = excluded.due,
+                scheduled_at = excluded.scheduled_at, claimed_until = 0",
+            values_list(chunk.len(), 5, ", 0")
+        );
+        exec_rows!(tx, sql, chunk, |q, r| q
+            .bind(&r.0)
+            .bind(&r.1)
+            .bind(&r.2)
+            .bind(r.3)
+            .bind(r.4));
+    }
     Ok(())
 }
 
 /// Record a pending timer (free to be claimed: a re-scheduled timer drops any claim).
+/// Buffered until commit, like the timeline: nothing reads `sk_timers` inside a
+/// transaction that writes it (claims run in their own).
 pub async fn upsert_timer(
     tx: &mut Tx,
     ticket: &str,
@@ -290,18 +422,13 @@ pub async fn upsert_timer(
     due: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<(), DbError> {
-    sql_exec!(
-        tx,
-        "INSERT INTO sk_timers (ticket, key, kind, due, scheduled_at, claimed_until)
-         VALUES ($1, $2, $3, $4, $5, 0)
-         ON CONFLICT (ticket, key) DO UPDATE SET kind = excluded.kind, due = excluded.due,
-            scheduled_at = excluded.scheduled_at, claimed_until = 0",
-        ticket,
-        key,
-        kind,
-        ms(due),
-        ms(now)
-    )?;
+    tx.timer_ops.push(TimerOp::Upsert {
+        ticket: ticket.to_string(),
+        key: key.to_string(),
+        kind: kind.to_string(),
+        due: ms(due),
+        scheduled_at: ms(now),
+    });
     Ok(())
 }
 
@@ -364,17 +491,18 @@ pub async fn next_due(db: &Db, now: DateTime<Utc>) -> Result<Option<i64>, DbErro
 }
 
 pub async fn delete_timer(tx: &mut Tx, ticket: &str, key: &str) -> Result<(), DbError> {
-    sql_exec!(
-        tx,
-        "DELETE FROM sk_timers WHERE ticket = $1 AND key = $2",
-        ticket,
-        key
-    )?;
+    tx.timer_ops.push(TimerOp::Delete {
+        ticket: ticket.to_string(),
+        key: key.to_string(),
+    });
     Ok(())
 }
 
 pub async fn delete_timers(tx: &mut Tx, ticket: &str) -> Result<(), DbError> {
     sql_exec!(tx, "DELETE FROM sk_timers WHERE ticket = $1", ticket)?;
+    tx.timer_ops.push(TimerOp::DeletedAll {
+        ticket: ticket.to_string(),
+    });
     Ok(())
 }
 
