@@ -361,7 +361,9 @@ async fn flush_timers(tx: &mut Tx) -> Result<(), DbError> {
     if ops.is_empty() {
         return Ok(());
     }
-    let mut last: HashMap<(String, String), Option<(String, i64, i64)>> = HashMap::new();
+    // (ticket, key) -> the row to write (kind, due, scheduled_at), or None to delete it.
+    type Last = HashMap<(String, String), Option<(String, i64, i64)>>;
+    let mut last = Last::new();
     for op in ops {
         match op {
             TimerOp::Upsert {
