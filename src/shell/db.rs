@@ -106,8 +106,27 @@ pub struct Tx {
     pub(crate) timeline: Vec<TimelineWrite>,
     /// Timer row writes, likewise (an opening schedules five in the shipped workflows).
     pub(crate) timer_ops: Vec<TimerOp>,
+    /// Ticket saves, likewise; `store::load_ticket` reads them back.
+    pub(crate) tickets: Vec<TicketWrite>,
     /// Buffer lengths when the current savepoint was taken (group commit).
-    pub(crate) savepoint: Option<(usize, usize)>,
+    pub(crate) savepoint: Option<(usize, usize, usize)>,
+}
+
+/// One buffered `sk_tickets` save.
+pub(crate) struct TicketWrite {
+    pub id: String,
+    pub workflow: String,
+    pub stage: String,
+    pub priority: String,
+    pub category: Option<String>,
+    pub is_open: i64,
+    pub opened_at: i64,
+    pub resolved_at: Option<i64>,
+    pub closed_at: Option<i64>,
+    pub last_at: i64,
+    pub updated_at: i64,
+    pub state: String,
+    pub workflow_version: String,
 }
 
 pub enum Conn {
@@ -305,6 +324,7 @@ impl Tx {
             conn,
             timeline: Vec::new(),
             timer_ops: Vec::new(),
+            tickets: Vec::new(),
             savepoint: None,
         }
     }

@@ -11,8 +11,57 @@ use crate::core::machine::Ticket;
 use crate::core::report::FactColumns;
 use sqlx::AssertSqlSafe;
 
-use crate::shell::db::{Conn, Db, DbError, TimelineWrite, TimerOp, Tx};
+use crate::shell::db::{Conn, Db, DbError, TicketWrite, TimelineWrite, TimerOp, Tx};
 use crate::{db_all, db_opt, sql_all, sql_exec, sql_opt};
+
+/// `VALUES` lists for a multi-row statement: `rows` groups of `cols` placeholders, each
+/// followed by `extra` (a constant column). PostgreSQL numbers them ($1, $2, …); SQLite
+/// gets anonymous `?`: sqlx asks SQLite for each parameter's name, a linear search over
+/// the named ones, which made a 2,000-parameter statement spend a third of ingest there.
+fn values_list(pg: bool, rows: usize, cols: usize, extra: &str) -> String {
+    let mut sql = String::with_capacity(rows * cols * 5);
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            if pg {
+                sql.push_str(&format!("${}", i * cols + c + 1));
+            } else {
+                sql.push('?');
+            }
+        }
+        sql.push_str(extra);
+        sql.push(')');
+    }
+    sql
+}
+
+/// Run `sql` with the binds `bind` adds per row, on either database.
+macro_rules! exec_rows {
+    ($tx:expr, $sql:expr, $rows:expr, |$q:ident, $r:ident| $bind:expr) => {{
+        match &mut $tx.conn {
+            Conn::Sqlite(t) => {
+                let mut $q = sqlx::query(AssertSqlSafe($sql.clone()));
+                for $r in $rows {
+                    $q = $bind;
+                }
+                $q.execute(&mut **t).await?;
+            }
+            Conn::Pg(t) => {
+                let mut $q = sqlx::query(AssertSqlSafe($sql));
+                for $r in $rows {
+                    $q = $bind;
+                }
+                $q.execute(&mut **t).await?;
+            }
+        }
+    }};
+}
 
 pub fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -57,7 +106,7 @@ pub async fn lock_tickets(tx: &mut Tx, tickets: &[&str]) -> Result<(), DbError> 
 /// bad input rolls back to its own savepoint and the others still commit.
 pub async fn savepoint(tx: &mut Tx) -> Result<(), DbError> {
     sql_exec!(tx, "SAVEPOINT sk_request")?;
-    tx.savepoint = Some((tx.timeline.len(), tx.timer_ops.len()));
+    tx.savepoint = Some((tx.timeline.len(), tx.timer_ops.len(), tx.tickets.len()));
     Ok(())
 }
 
@@ -73,9 +122,10 @@ pub async fn rollback_to_savepoint(tx: &mut Tx) -> Result<(), DbError> {
     sql_exec!(tx, "ROLLBACK TO SAVEPOINT sk_request")?;
     sql_exec!(tx, "RELEASE SAVEPOINT sk_request")?;
     // The request's buffered rows go with it.
-    if let Some((timeline, timers)) = tx.savepoint.take() {
+    if let Some((timeline, timers, tickets)) = tx.savepoint.take() {
         tx.timeline.truncate(timeline);
         tx.timer_ops.truncate(timers);
+        tx.tickets.truncate(tickets);
     }
     Ok(())
 }
@@ -159,6 +209,13 @@ pub async fn load_ticket(
     tx: &mut Tx,
     id: &str,
 ) -> Result<Option<(Ticket, Option<String>)>, DbError> {
+    // A save buffered earlier in this transaction (another request of the same group) is
+    // the ticket's state now.
+    if let Some(w) = tx.tickets.iter().rev().find(|w| w.id == id) {
+        let t: Ticket =
+            serde_json::from_str(&w.state).map_err(DbError::json("stored ticket state"))?;
+        return Ok(Some((t, Some(w.workflow_version.clone()))));
+    }
     let sql = if tx.is_pg() {
         "SELECT state, workflow_version FROM sk_tickets WHERE id = $1 FOR UPDATE"
     } else {
@@ -175,7 +232,9 @@ pub async fn load_ticket(
     }
 }
 
-/// Save a ticket's state with the workflow version it is served by.
+/// Save a ticket's state with the workflow version it is served by. Buffered until
+/// commit (the last save of each ticket is written, many tickets per statement);
+/// [`load_ticket`] in the same transaction sees it.
 pub async fn save_ticket(
     tx: &mut Tx,
     t: &Ticket,
@@ -183,33 +242,67 @@ pub async fn save_ticket(
     now: DateTime<Utc>,
 ) -> Result<(), DbError> {
     let state = serde_json::to_string(t).map_err(DbError::json("ticket state"))?;
-    sql_exec!(
-        tx,
-        "INSERT INTO sk_tickets (id, workflow, stage, priority, category, is_open, opened_at,
-                                 resolved_at, closed_at, last_at, version, updated_at, state,
-                                 workflow_version)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $12, $13)
-         ON CONFLICT (id) DO UPDATE SET
-            workflow = excluded.workflow, stage = excluded.stage, priority = excluded.priority,
-            category = excluded.category, is_open = excluded.is_open,
-            opened_at = excluded.opened_at, resolved_at = excluded.resolved_at,
-            closed_at = excluded.closed_at, last_at = excluded.last_at,
-            version = sk_tickets.version + 1, updated_at = excluded.updated_at,
-            state = excluded.state, workflow_version = excluded.workflow_version",
-        &t.id,
-        &t.workflow,
-        t.stage.as_str(),
-        t.priority_label(),
-        t.category.clone(),
-        i64::from(t.is_open()),
-        ms(t.opened_at),
-        t.resolved_at.map(ms),
-        t.closed_at.map(ms),
-        ms(t.last_at),
-        ms(now),
+    tx.tickets.push(TicketWrite {
+        id: t.id.clone(),
+        workflow: t.workflow.clone(),
+        stage: t.stage.as_str().to_string(),
+        priority: t.priority_label().to_string(),
+        category: t.category.clone(),
+        is_open: i64::from(t.is_open()),
+        opened_at: ms(t.opened_at),
+        resolved_at: t.resolved_at.map(ms),
+        closed_at: t.closed_at.map(ms),
+        last_at: ms(t.last_at),
+        updated_at: ms(now),
         state,
-        workflow_version
-    )?;
+        workflow_version: workflow_version.to_string(),
+    });
+    Ok(())
+}
+
+/// The buffered ticket saves, the last one per ticket, 60 tickets per statement.
+async fn flush_tickets(tx: &mut Tx) -> Result<(), DbError> {
+    let writes = std::mem::take(&mut tx.tickets);
+    if writes.is_empty() {
+        return Ok(());
+    }
+    let mut last: HashMap<&str, usize> = HashMap::new();
+    for (i, w) in writes.iter().enumerate() {
+        last.insert(w.id.as_str(), i);
+    }
+    let mut keep: Vec<usize> = last.into_values().collect();
+    keep.sort_unstable();
+    let rows: Vec<&TicketWrite> = keep.iter().map(|i| &writes[*i]).collect();
+    for chunk in rows.chunks(60) {
+        let sql = format!(
+            "INSERT INTO sk_tickets (id, workflow, stage, priority, category, is_open, opened_at,
+                                     resolved_at, closed_at, last_at, updated_at, state,
+                                     workflow_version, version)
+             VALUES {}
+             ON CONFLICT (id) DO UPDATE SET
+                workflow = excluded.workflow, stage = excluded.stage, priority = excluded.priority,
+                category = excluded.category, is_open = excluded.is_open,
+                opened_at = excluded.opened_at, resolved_at = excluded.resolved_at,
+                closed_at = excluded.closed_at, last_at = excluded.last_at,
+                version = sk_tickets.version + 1, updated_at = excluded.updated_at,
+                state = excluded.state, workflow_version = excluded.workflow_version",
+            values_list(tx.is_pg(), chunk.len(), 13, ", 1")
+        );
+        exec_rows!(tx, sql, chunk, |q, r| q
+            .bind(&r.id)
+            .bind(&r.workflow)
+            .bind(&r.stage)
+            .bind(&r.priority)
+            .bind(&r.category)
+            .bind(r.is_open)
+            .bind(r.opened_at)
+            .bind(r.resolved_at)
+            .bind(r.closed_at)
+            .bind(r.last_at)
+            .bind(r.updated_at)
+            .bind(&r.state)
+            .bind(&r.workflow_version));
+    }
     Ok(())
 }
 
@@ -291,58 +384,10 @@ pub async fn timeline(
     Ok(())
 }
 
-/// `VALUES` lists for a multi-row statement: `rows` groups of `cols` placeholders, each
-/// followed by `extra` (a constant column). PostgreSQL numbers them ($1, $2, …); SQLite
-/// gets anonymous `?`: sqlx asks SQLite for each parameter's name, a linear search over
-/// the named ones, which made a 2,000-parameter statement spend a third of ingest there.
-fn values_list(pg: bool, rows: usize, cols: usize, extra: &str) -> String {
-    let mut sql = String::with_capacity(rows * cols * 5);
-    for i in 0..rows {
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push('(');
-        for c in 0..cols {
-            if c > 0 {
-                sql.push_str(", ");
-            }
-            if pg {
-                sql.push_str(&format!("${}", i * cols + c + 1));
-            } else {
-                sql.push('?');
-            }
-        }
-        sql.push_str(extra);
-        sql.push(')');
-    }
-    sql
-}
-
-/// Run `sql` with the binds `bind` adds per row, on either database.
-macro_rules! exec_rows {
-    ($tx:expr, $sql:expr, $rows:expr, |$q:ident, $r:ident| $bind:expr) => {{
-        match &mut $tx.conn {
-            Conn::Sqlite(t) => {
-                let mut $q = sqlx::query(AssertSqlSafe($sql.clone()));
-                for $r in $rows {
-                    $q = $bind;
-                }
-                $q.execute(&mut **t).await?;
-            }
-            Conn::Pg(t) => {
-                let mut $q = sqlx::query(AssertSqlSafe($sql));
-                for $r in $rows {
-                    $q = $bind;
-                }
-                $q.execute(&mut **t).await?;
-            }
-        }
-    }};
-}
-
-/// Write the buffered rows (timers, then the timeline in order), a few hundred per
+/// Write the buffered rows (tickets, timers, then the timeline in order), a few hundred per
 /// statement. Called by `Tx::commit`.
 pub async fn flush(tx: &mut Tx) -> Result<(), DbError> {
+    flush_tickets(tx).await?;
     flush_timers(tx).await?;
     let rows = std::mem::take(&mut tx.timeline);
     for chunk in rows.chunks(400) {
