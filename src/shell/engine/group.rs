@@ -107,17 +107,27 @@ impl Engine {
         store::lock_tickets(&mut tx, &tickets).await?;
         let mut out = Vec::with_capacity(group.len());
         let mut floor = None;
+        // A lone request needs no savepoint: its error rolls back the whole transaction.
+        let alone = group.len() == 1;
         for req in group {
             // Arrival times follow the order of application, never backwards in a group.
             let now = floor.map_or(self.now(), |f| self.now().max(f));
             floor = Some(now);
-            store::savepoint(&mut tx).await?;
+            if !alone {
+                store::savepoint(&mut tx).await?;
+            }
             match self.ingest_in(&mut tx, &req.events, req.batch, now).await {
                 Ok(r) => {
-                    store::release_savepoint(&mut tx).await?;
+                    if !alone {
+                        store::release_savepoint(&mut tx).await?;
+                    }
                     out.push(Ok(r));
                 }
                 Err(IngestError::Db(e)) => return Err(e),
+                Err(e) if alone => {
+                    tx.rollback().await?;
+                    return Ok(vec![Err(e)]);
+                }
                 Err(e) => {
                     store::rollback_to_savepoint(&mut tx).await?;
                     out.push(Err(e));
