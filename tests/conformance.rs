@@ -762,6 +762,7 @@ conformance!(
     out_of_order_event_gives_same_clocks_as_in_order,
     rebuild_after_breach_does_not_notify_again,
     events_before_opened_are_parked_then_applied,
+    large_batch_finds_parked_events_of_earlier_requests_and_its_own,
     waiting_on_customer_and_resumed_move_the_deadline,
     survey_is_sent_after_resolution,
     low_score_schedules_callback_with_its_clock,
@@ -1634,6 +1635,47 @@ async fn events_before_opened_are_parked_then_applied(h: Harness) {
         BTreeSet::from(["esc/resolution/1/+4h", "esc/resolution/1/100%"])
     );
     h.assert_timers_mirror_state("P1").await;
+}
+
+/// A request of many events reads its tickets up front (two statements instead of two per
+/// ticket); parked events, from an earlier request or earlier in the same one, are still
+/// found and applied after the opening.
+async fn large_batch_finds_parked_events_of_earlier_requests_and_its_own(h: Harness) {
+    h.set_clock(t0() + mins(20));
+    h.ingest(&[simple("Q0", "ticket.responded", t0() + mins(5))])
+        .await;
+    h.ingest(&[opened("Q9", t0(), "normal", "complaint")]).await;
+    let mut batch = vec![
+        opened("Q0", t0(), "urgent", "complaint"),
+        simple("Q1", "ticket.responded", t0() + mins(6)),
+        opened("Q1", t0(), "urgent", "complaint"),
+        simple("Q9", "ticket.responded", t0() + mins(7)),
+    ];
+    for i in 2..8 {
+        batch.push(opened(&format!("Q{i}"), t0(), "urgent", "complaint"));
+    }
+    assert_eq!(h.ingest(&batch).await.accepted, 10);
+    for (t, met_s) in [("Q0", 300), ("Q1", 360), ("Q9", 420)] {
+        assert_eq!(
+            h.state(t).await.clocks["first_response"].status,
+            ClockStatus::Met,
+            "{t}"
+        );
+        assert_eq!(
+            h.fact(t, "outcome/first_response/1").await,
+            Some(("outcome".to_string(), Some("met".to_string()), Some(met_s))),
+            "{t}"
+        );
+        h.assert_timers_mirror_state(t).await;
+    }
+    assert_eq!(store::parked_events(h.db(), "Q0").await.expect("read"), 0);
+    assert_eq!(store::parked_events(h.db(), "Q1").await.expect("read"), 0);
+    for i in 2..8 {
+        assert_eq!(
+            h.state(&format!("Q{i}")).await.clocks["first_response"].status,
+            ClockStatus::Running
+        );
+    }
 }
 
 async fn waiting_on_customer_and_resumed_move_the_deadline(h: Harness) {

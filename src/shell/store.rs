@@ -191,6 +191,71 @@ pub async fn ticket_events(tx: &mut Tx, ticket: &str) -> Result<Vec<Event>, DbEr
         .collect()
 }
 
+/// What a request of many events needs to know about its tickets before it starts.
+#[derive(Debug, Default)]
+pub struct Prefetch {
+    existing: std::collections::HashSet<String>,
+    stored: HashMap<String, i64>,
+}
+
+impl Prefetch {
+    /// Whether the ticket exists (stored, or saved earlier in this transaction).
+    pub fn exists(&self, ticket: &str) -> bool {
+        self.existing.contains(ticket)
+    }
+
+    /// Events stored for the ticket before the request began.
+    pub fn stored_before(&self, ticket: &str) -> i64 {
+        self.stored.get(ticket).copied().unwrap_or(0)
+    }
+}
+
+/// Which of `ids` (sorted, distinct) exist and how many events each has stored: two
+/// statements for a whole request.
+pub async fn prefetch(tx: &mut Tx, ids: &[&str]) -> Result<Prefetch, DbError> {
+    let mut p = Prefetch::default();
+    p.existing.extend(tx.tickets.iter().map(|w| w.id.clone()));
+    if let Conn::Pg(t) = &mut tx.conn {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT id FROM sk_tickets WHERE id = ANY($1::text[])")
+                .bind(ids)
+                .fetch_all(&mut **t)
+                .await?;
+        p.existing.extend(rows.into_iter().map(|r| r.0));
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT ticket, COUNT(*) FROM sk_events WHERE ticket = ANY($1::text[]) GROUP BY ticket",
+        )
+        .bind(ids)
+        .fetch_all(&mut **t)
+        .await?;
+        p.stored.extend(rows);
+        return Ok(p);
+    }
+    for chunk in ids.chunks(500) {
+        let list = vec!["?"; chunk.len()].join(", ");
+        let sql = format!("SELECT id FROM sk_tickets WHERE id IN ({list})");
+        let mut q = sqlx::query_as::<_, (String,)>(AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        if let Conn::Sqlite(t) = &mut tx.conn {
+            p.existing
+                .extend(q.fetch_all(&mut **t).await?.into_iter().map(|r| r.0));
+        }
+        let sql = format!(
+            "SELECT ticket, COUNT(*) FROM sk_events WHERE ticket IN ({list}) GROUP BY ticket"
+        );
+        let mut q = sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        if let Conn::Sqlite(t) = &mut tx.conn {
+            p.stored.extend(q.fetch_all(&mut **t).await?);
+        }
+    }
+    Ok(p)
+}
+
 pub async fn mark_events_applied(tx: &mut Tx, ticket: &str) -> Result<(), DbError> {
     sql_exec!(
         tx,

@@ -53,7 +53,15 @@ struct Batch<'a> {
     committed: HashMap<String, BTreeMap<TimerKey, Timer>>,
     /// How far in time each event may be applied (see [`Batch::new`]).
     horizons: Vec<DateTime<Utc>>,
+    /// For a request of many events: which of its tickets exist, and how many events each
+    /// had stored before it, read in two statements instead of two per ticket.
+    prefetched: Option<store::Prefetch>,
+    /// Events stored by this request, per ticket.
+    inserted: HashMap<String, i64>,
 }
+
+/// Requests with at least this many events read their tickets up front.
+const PREFETCH_FROM: usize = 8;
 
 impl<'a> Batch<'a> {
     /// A batch may carry a ticket's history (a backlog sent after an outage): each event is
@@ -80,6 +88,8 @@ impl<'a> Batch<'a> {
             slots: HashMap::new(),
             committed: HashMap::new(),
             horizons,
+            prefetched: None,
+            inserted: HashMap::new(),
         }
     }
 
@@ -173,6 +183,12 @@ impl Engine {
             })
             .collect();
         let mut b = Batch::new(&events, batch, now);
+        if events.len() >= PREFETCH_FROM {
+            let mut ids: Vec<&str> = events.iter().map(|e| e.ticket.as_str()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            b.prefetched = Some(store::prefetch(tx, &ids).await?);
+        }
         for i in 0..events.len() {
             self.ingest_event(tx, &mut b, i).await?;
         }
@@ -189,7 +205,7 @@ impl Engine {
     ) -> Result<(), IngestError> {
         let ev = &b.events[i];
         match store::insert_event(tx, ev, "applied", b.now).await? {
-            Stored::New => {}
+            Stored::New => *b.inserted.entry(ev.ticket.clone()).or_default() += 1,
             Stored::Duplicate => {
                 b.res.duplicates += 1;
                 b.count(ev, "duplicate");
@@ -240,6 +256,9 @@ impl Engine {
         i: usize,
     ) -> Result<Option<Slot>, IngestError> {
         let ticket = &b.events[i].ticket;
+        if b.prefetched.as_ref().is_some_and(|p| !p.exists(ticket)) {
+            return Ok(None);
+        }
         let Some((state, pinned)) = store::load_ticket(tx, ticket).await? else {
             return Ok(None);
         };
@@ -325,7 +344,11 @@ impl Engine {
         b.after
             .stored
             .extend(self.store_version(tx, &ver, b.now).await?);
-        let parked = store::ticket_events(tx, &ev.ticket).await?.len() > 1;
+        // Events stored for this ticket before this one: parked, to apply after the opening.
+        let parked = match &b.prefetched {
+            Some(p) => p.stored_before(&ev.ticket) + b.inserted.get(&ev.ticket).unwrap_or(&0) > 1,
+            None => store::ticket_events(tx, &ev.ticket).await?.len() > 1,
+        };
         self.timeline_event(tx, ev, b.now).await?;
         // Each clock's target is in the core's own notes that follow.
         let d = json!({"version": ver.hash, "why": "pinned at opening"});
