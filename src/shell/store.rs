@@ -208,6 +208,18 @@ impl Prefetch {
     pub fn stored_before(&self, ticket: &str) -> i64 {
         self.stored.get(ticket).copied().unwrap_or(0)
     }
+
+    /// A request of the same transaction committed these events (group commit).
+    pub fn add_stored(&mut self, inserted: &HashMap<String, i64>) {
+        for (t, n) in inserted {
+            *self.stored.entry(t.clone()).or_default() += n;
+        }
+    }
+}
+
+/// Whether the ticket was saved earlier in this transaction (and so exists).
+pub fn saved_in(tx: &Tx, ticket: &str) -> bool {
+    tx.tickets.iter().any(|w| w.id == ticket)
 }
 
 /// Which of `ids` (sorted, distinct) exist and how many events each has stored: two
@@ -216,14 +228,16 @@ pub async fn prefetch(tx: &mut Tx, ids: &[&str]) -> Result<Prefetch, DbError> {
     let mut p = Prefetch::default();
     p.existing.extend(tx.tickets.iter().map(|w| w.id.clone()));
     if let Conn::Pg(t) = &mut tx.conn {
-        let rows: Vec<(String,)> =
-            sqlx::query_as("SELECT id FROM sk_tickets WHERE id = ANY($1::text[])")
-                .bind(ids)
-                .fetch_all(&mut **t)
-                .await?;
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT t.id FROM UNNEST($1::text[]) AS u(id) JOIN sk_tickets t ON t.id = u.id",
+        )
+        .bind(ids)
+        .fetch_all(&mut **t)
+        .await?;
         p.existing.extend(rows.into_iter().map(|r| r.0));
         let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT ticket, COUNT(*) FROM sk_events WHERE ticket = ANY($1::text[]) GROUP BY ticket",
+            "SELECT e.ticket, COUNT(*) FROM UNNEST($1::text[]) AS u(id)
+             JOIN sk_events e ON e.ticket = u.id GROUP BY e.ticket",
         )
         .bind(ids)
         .fetch_all(&mut **t)

@@ -159,7 +159,7 @@ impl Engine {
         // get their `received_at` in the order they are applied, which is the order
         // `simulate` replays them in.
         let now = self.now();
-        let r = self.ingest_in(&mut tx, events, batch, now).await?;
+        let r = self.ingest_in(&mut tx, events, batch, now, None).await?;
         tx.commit().await?;
         Ok(r)
     }
@@ -172,6 +172,7 @@ impl Engine {
         events: &[Event],
         batch: bool,
         now: DateTime<Utc>,
+        shared: Option<&mut store::Prefetch>,
     ) -> Result<(Ingested, After), IngestError> {
         // Every event is received now: the core dates what it causes from its arrival (an
         // alert is never dated before the event that caused it), as `simulate` does.
@@ -183,17 +184,34 @@ impl Engine {
             })
             .collect();
         let mut b = Batch::new(&events, batch, now);
-        if events.len() >= PREFETCH_FROM {
+        let mut shared = shared;
+        if let Some(p) = shared.as_deref_mut() {
+            // A group commit read the whole group's tickets up front.
+            b.prefetched = Some(std::mem::take(p));
+        } else if events.len() >= PREFETCH_FROM {
             let mut ids: Vec<&str> = events.iter().map(|e| e.ticket.as_str()).collect();
             ids.sort_unstable();
             ids.dedup();
             b.prefetched = Some(store::prefetch(tx, &ids).await?);
         }
-        for i in 0..events.len() {
-            self.ingest_event(tx, &mut b, i).await?;
+        let r = self.ingest_all(tx, &mut b).await;
+        if let (Some(p), Some(mut mine)) = (shared, b.prefetched.take()) {
+            // The next request of the group counts this one's events as stored before it,
+            // unless this one is rolled back.
+            if r.is_ok() {
+                mine.add_stored(&b.inserted);
+            }
+            *p = mine;
         }
-        self.settle(tx, &mut b).await?;
+        r?;
         Ok((b.res, b.after))
+    }
+
+    async fn ingest_all(&self, tx: &mut Tx, b: &mut Batch<'_>) -> Result<(), IngestError> {
+        for i in 0..b.events.len() {
+            self.ingest_event(tx, b, i).await?;
+        }
+        self.settle(tx, b).await
     }
 
     /// Store one event (a duplicate stops here) and apply it to its ticket.
@@ -256,7 +274,8 @@ impl Engine {
         i: usize,
     ) -> Result<Option<Slot>, IngestError> {
         let ticket = &b.events[i].ticket;
-        if b.prefetched.as_ref().is_some_and(|p| !p.exists(ticket)) {
+        if b.prefetched.as_ref().is_some_and(|p| !p.exists(ticket)) && !store::saved_in(tx, ticket)
+        {
             return Ok(None);
         }
         let Some((state, pinned)) = store::load_ticket(tx, ticket).await? else {
