@@ -43,7 +43,8 @@ pub enum Command {
     Ticket(TicketCommand),
     /// Print the review-stage report for a period (the cron sends the same report).
     Report(ReportArgs),
-    /// Measure the engine: ingestion, timer lateness, drain rate, idle poll cost.
+    /// Measure the engine on a scratch database, beside the limits of the same database:
+    /// ingest (direct and over HTTP), idle poll, timer lateness, drain, worker scaling.
     Bench(BenchArgs),
     /// Write the stored events as JSON lines that `simulate` reads unchanged (ids, `at`,
     /// `received_at`, every field), in arrival order.
