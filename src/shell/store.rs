@@ -37,25 +37,15 @@ fn values_list(rows: usize, cols: usize, extra: &str) -> String {
     sql
 }
 
-/// Run `sql` with the binds `bind` adds per row, on either database.
-macro_rules! exec_rows {
-    ($tx:expr, $sql:expr, $rows:expr, |$q:ident, $r:ident| $bind:expr) => {{
-        match &mut $tx.conn {
-            Conn::Sqlite(t) => {
-                let mut $q = sqlx::query(AssertSqlSafe($sql.clone()));
-                for $r in $rows {
-                    $q = $bind;
-                }
-                $q.execute(&mut **t).await?;
-            }
-            Conn::Pg(t) => {
-                let mut $q = sqlx::query(AssertSqlSafe($sql));
-                for $r in $rows {
-                    $q = $bind;
-                }
-                $q.execute(&mut **t).await?;
-            }
+/// Run `sql` on a SQLite transaction with the binds `bind` adds per row (the multi-row
+/// statements of `flush`; PostgreSQL gets arrays instead).
+macro_rules! sqlite_rows {
+    ($conn:expr, $sql:expr, $rows:expr, |$q:ident, $r:ident| $bind:expr) => {{
+        let mut $q = sqlx::query(AssertSqlSafe($sql));
+        for $r in $rows {
+            $q = $bind;
         }
+        $q.execute(&mut **$conn).await?;
     }};
 }
 
@@ -227,24 +217,27 @@ pub fn saved_in(tx: &Tx, ticket: &str) -> bool {
 pub async fn prefetch(tx: &mut Tx, ids: &[&str]) -> Result<Prefetch, DbError> {
     let mut p = Prefetch::default();
     p.existing.extend(tx.tickets.iter().map(|w| w.id.clone()));
-    if let Conn::Pg(t) = &mut tx.conn {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT t.id FROM UNNEST($1::text[]) AS u(id) JOIN sk_tickets t ON t.id = u.id",
-        )
-        .bind(ids)
-        .fetch_all(&mut **t)
-        .await?;
-        p.existing.extend(rows.into_iter().map(|r| r.0));
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT e.ticket, COUNT(*) FROM UNNEST($1::text[]) AS u(id)
+    let t = match &mut tx.conn {
+        Conn::Pg(t) => {
+            let rows: Vec<(String,)> = sqlx::query_as(
+                "SELECT t.id FROM UNNEST($1::text[]) AS u(id) JOIN sk_tickets t ON t.id = u.id",
+            )
+            .bind(ids)
+            .fetch_all(&mut **t)
+            .await?;
+            p.existing.extend(rows.into_iter().map(|r| r.0));
+            let rows: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT e.ticket, COUNT(*) FROM UNNEST($1::text[]) AS u(id)
              JOIN sk_events e ON e.ticket = u.id GROUP BY e.ticket",
-        )
-        .bind(ids)
-        .fetch_all(&mut **t)
-        .await?;
-        p.stored.extend(rows);
-        return Ok(p);
-    }
+            )
+            .bind(ids)
+            .fetch_all(&mut **t)
+            .await?;
+            p.stored.extend(rows);
+            return Ok(p);
+        }
+        Conn::Sqlite(t) => t,
+    };
     for chunk in ids.chunks(500) {
         let list = vec!["?"; chunk.len()].join(", ");
         let sql = format!("SELECT id FROM sk_tickets WHERE id IN ({list})");
@@ -252,10 +245,8 @@ pub async fn prefetch(tx: &mut Tx, ids: &[&str]) -> Result<Prefetch, DbError> {
         for id in chunk {
             q = q.bind(*id);
         }
-        if let Conn::Sqlite(t) = &mut tx.conn {
-            p.existing
-                .extend(q.fetch_all(&mut **t).await?.into_iter().map(|r| r.0));
-        }
+        p.existing
+            .extend(q.fetch_all(&mut **t).await?.into_iter().map(|r| r.0));
         let sql = format!(
             "SELECT ticket, COUNT(*) FROM sk_events WHERE ticket IN ({list}) GROUP BY ticket"
         );
@@ -263,9 +254,7 @@ pub async fn prefetch(tx: &mut Tx, ids: &[&str]) -> Result<Prefetch, DbError> {
         for id in chunk {
             q = q.bind(*id);
         }
-        if let Conn::Sqlite(t) = &mut tx.conn {
-            p.stored.extend(q.fetch_all(&mut **t).await?);
-        }
+        p.stored.extend(q.fetch_all(&mut **t).await?);
     }
     Ok(p)
 }
@@ -360,45 +349,48 @@ async fn flush_tickets(tx: &mut Tx) -> Result<(), DbError> {
     const COLS: &str = "INSERT INTO sk_tickets (id, workflow, stage, priority, category, is_open,
                 opened_at, resolved_at, closed_at, last_at, updated_at, state, workflow_version,
                 version)";
-    if let Conn::Pg(t) = &mut tx.conn {
-        // Arrays, not a VALUES list (see `flush`).
-        let sql = format!(
-            "{COLS} SELECT u.*, 1 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[],
+    let t = match &mut tx.conn {
+        Conn::Pg(t) => {
+            // Arrays, not a VALUES list (see `flush`).
+            let sql = format!(
+                "{COLS} SELECT u.*, 1 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[],
                  $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[],
                  $10::bigint[], $11::bigint[], $12::text[], $13::text[]) AS u {SET}"
-        );
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.workflow.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.stage.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.priority.as_str()).collect::<Vec<_>>())
-            .bind(
-                rows.iter()
-                    .map(|r| r.category.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(rows.iter().map(|r| r.is_open).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.opened_at).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.resolved_at).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.closed_at).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.last_at).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.state.as_str()).collect::<Vec<_>>())
-            .bind(
-                rows.iter()
-                    .map(|r| r.workflow_version.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .execute(&mut **t)
-            .await?;
-        return Ok(());
-    }
+            );
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.workflow.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.stage.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.priority.as_str()).collect::<Vec<_>>())
+                .bind(
+                    rows.iter()
+                        .map(|r| r.category.as_deref())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(rows.iter().map(|r| r.is_open).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.opened_at).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.resolved_at).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.closed_at).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.last_at).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.state.as_str()).collect::<Vec<_>>())
+                .bind(
+                    rows.iter()
+                        .map(|r| r.workflow_version.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .execute(&mut **t)
+                .await?;
+            return Ok(());
+        }
+        Conn::Sqlite(t) => t,
+    };
     for chunk in rows.chunks(60) {
         let sql = format!(
             "{COLS} VALUES {} {SET}",
             values_list(chunk.len(), 13, ", 1")
         );
-        exec_rows!(tx, sql, chunk, |q, r| q
+        sqlite_rows!(t, sql, chunk, |q, r| q
             .bind(&r.id)
             .bind(&r.workflow)
             .bind(&r.stage)
@@ -503,28 +495,31 @@ pub async fn flush(tx: &mut Tx) -> Result<(), DbError> {
     if rows.is_empty() {
         return Ok(());
     }
-    if let Conn::Pg(t) = &mut tx.conn {
-        // One statement with an array per column: PostgreSQL plans a VALUES list of
-        // thousands of parameters anew each time (measured 118 µs a row).
-        sqlx::query(
-            "INSERT INTO sk_timeline (ticket, at, recorded_at, kind, detail)
+    let t = match &mut tx.conn {
+        Conn::Pg(t) => {
+            // One statement with an array per column: PostgreSQL plans a VALUES list of
+            // thousands of parameters anew each time (measured 118 µs a row).
+            sqlx::query(
+                "INSERT INTO sk_timeline (ticket, at, recorded_at, kind, detail)
              SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[])",
-        )
-        .bind(rows.iter().map(|r| r.ticket.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.at).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.recorded_at).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.detail.as_str()).collect::<Vec<_>>())
-        .execute(&mut **t)
-        .await?;
-        return Ok(());
-    }
+            )
+            .bind(rows.iter().map(|r| r.ticket.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.recorded_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.detail.as_str()).collect::<Vec<_>>())
+            .execute(&mut **t)
+            .await?;
+            return Ok(());
+        }
+        Conn::Sqlite(t) => t,
+    };
     for chunk in rows.chunks(400) {
         let sql = format!(
             "INSERT INTO sk_timeline (ticket, at, recorded_at, kind, detail) VALUES {}",
             values_list(chunk.len(), 5, "")
         );
-        exec_rows!(tx, sql, chunk, |q, r| q
+        sqlite_rows!(t, sql, chunk, |q, r| q
             .bind(&r.ticket)
             .bind(r.at)
             .bind(r.recorded_at)
@@ -569,41 +564,44 @@ async fn flush_timers(tx: &mut Tx) -> Result<(), DbError> {
             Some((kind, due, at)) => ups.push((t, k, kind, due, at)),
         }
     }
-    if let Conn::Pg(t) = &mut tx.conn {
-        if !dels.is_empty() {
-            sqlx::query(
-                "DELETE FROM sk_timers WHERE (ticket, key) IN
+    let t = match &mut tx.conn {
+        Conn::Pg(t) => {
+            if !dels.is_empty() {
+                sqlx::query(
+                    "DELETE FROM sk_timers WHERE (ticket, key) IN
                     (SELECT * FROM UNNEST($1::text[], $2::text[]))",
-            )
-            .bind(dels.iter().map(|d| d.0.as_str()).collect::<Vec<_>>())
-            .bind(dels.iter().map(|d| d.1.as_str()).collect::<Vec<_>>())
-            .execute(&mut **t)
-            .await?;
-        }
-        if !ups.is_empty() {
-            sqlx::query(
-                "INSERT INTO sk_timers (ticket, key, kind, due, scheduled_at, claimed_until)
+                )
+                .bind(dels.iter().map(|d| d.0.as_str()).collect::<Vec<_>>())
+                .bind(dels.iter().map(|d| d.1.as_str()).collect::<Vec<_>>())
+                .execute(&mut **t)
+                .await?;
+            }
+            if !ups.is_empty() {
+                sqlx::query(
+                    "INSERT INTO sk_timers (ticket, key, kind, due, scheduled_at, claimed_until)
                  SELECT u.*, 0 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[],
                                            $5::bigint[]) AS u
                  ON CONFLICT (ticket, key) DO UPDATE SET kind = excluded.kind, due = excluded.due,
                     scheduled_at = excluded.scheduled_at, claimed_until = 0",
-            )
-            .bind(ups.iter().map(|u| u.0.as_str()).collect::<Vec<_>>())
-            .bind(ups.iter().map(|u| u.1.as_str()).collect::<Vec<_>>())
-            .bind(ups.iter().map(|u| u.2.as_str()).collect::<Vec<_>>())
-            .bind(ups.iter().map(|u| u.3).collect::<Vec<_>>())
-            .bind(ups.iter().map(|u| u.4).collect::<Vec<_>>())
-            .execute(&mut **t)
-            .await?;
+                )
+                .bind(ups.iter().map(|u| u.0.as_str()).collect::<Vec<_>>())
+                .bind(ups.iter().map(|u| u.1.as_str()).collect::<Vec<_>>())
+                .bind(ups.iter().map(|u| u.2.as_str()).collect::<Vec<_>>())
+                .bind(ups.iter().map(|u| u.3).collect::<Vec<_>>())
+                .bind(ups.iter().map(|u| u.4).collect::<Vec<_>>())
+                .execute(&mut **t)
+                .await?;
+            }
+            return Ok(());
         }
-        return Ok(());
-    }
+        Conn::Sqlite(t) => t,
+    };
     for chunk in dels.chunks(400) {
         let sql = format!(
             "DELETE FROM sk_timers WHERE (ticket, key) IN (VALUES {})",
             values_list(chunk.len(), 2, "")
         );
-        exec_rows!(tx, sql, chunk, |q, r| q.bind(&r.0).bind(&r.1));
+        sqlite_rows!(t, sql, chunk, |q, r| q.bind(&r.0).bind(&r.1));
     }
     for chunk in ups.chunks(300) {
         let sql = format!(
@@ -612,7 +610,7 @@ async fn flush_timers(tx: &mut Tx) -> Result<(), DbError> {
                 scheduled_at = excluded.scheduled_at, claimed_until = 0",
             values_list(chunk.len(), 5, ", 0")
         );
-        exec_rows!(tx, sql, chunk, |q, r| q
+        sqlite_rows!(t, sql, chunk, |q, r| q
             .bind(&r.0)
             .bind(&r.1)
             .bind(&r.2)
