@@ -446,17 +446,8 @@ fn env_name_ok(s: &str) -> bool {
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// Load and check `dir/sources.yaml` against the compiled workflows. A missing file is no
-/// sources; every problem is pushed to `diags`.
-pub fn load(dir: &Path, workflows: &[&Workflow], diags: &mut Vec<Diag>) -> Sources {
-    let path = dir.join(FILE);
-    let Ok(src) = std::fs::read_to_string(&path) else {
-        return Sources::default();
-    };
-    parse(&path, &src, workflows, diags)
-}
-
-/// [`load`] on text already read (tests, and `path` only names it in messages).
+/// Parse and check `sources.yaml`'s text against the compiled workflows (`path` only names
+/// it in messages); every problem is pushed to `diags`.
 pub fn parse(path: &Path, src: &str, workflows: &[&Workflow], diags: &mut Vec<Diag>) -> Sources {
     let raw: RawFile = match serde_saphyr::from_str(src) {
         Ok(r) => r,
