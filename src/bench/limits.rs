@@ -77,7 +77,7 @@ pub async fn apalis_noop(db: &Db, n: usize) -> anyhow::Result<Value> {
     for i in 0..single_n {
         let mut tx = db.begin().await?;
         queue::push(&mut tx, NOOP, &noop_job(i), 0).await?;
-        tx.commit().await?;
+        tx.commit().await?.record();
     }
     let single = single_n as f64 / t.elapsed().as_secs_f64();
     let t = Instant::now();
@@ -85,11 +85,11 @@ pub async fn apalis_noop(db: &Db, n: usize) -> anyhow::Result<Value> {
     for i in single_n..n {
         queue::push(&mut tx, NOOP, &noop_job(i), 0).await?;
         if i % 1000 == 999 {
-            tx.commit().await?;
+            tx.commit().await?.record();
             tx = db.begin().await?;
         }
     }
-    tx.commit().await?;
+    tx.commit().await?.record();
     let batched = (n - single_n) as f64 / t.elapsed().as_secs_f64().max(1e-9);
     eprintln!("  apalis no-op: {n} jobs queued; draining…");
     let count = Arc::new(AtomicUsize::new(0));

@@ -9,6 +9,7 @@
 //! committed (and therefore every event answered 202) survives a process crash and a power
 //! loss; apalis' own `setup()` would set `synchronous=OFF`, so we never call it.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -17,6 +18,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Postgres, Sqlite, Transaction};
+
+use crate::shell::metrics::Metric;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -33,6 +36,10 @@ pub enum DbError {
         #[source]
         source: serde_json::Error,
     },
+    /// Another transaction stored one of this one's buffered rows first (PostgreSQL: an
+    /// event id reused for another ticket, sent twice at once). Retrying sees the row.
+    #[error("{0} was stored by a concurrent transaction")]
+    Raced(&'static str),
     /// apalis failed to push a job for a reason other than the database (its own encoding).
     #[error("pushing a job: {0}")]
     Queue(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -86,6 +93,7 @@ impl DbError {
                 }
                 _ => false,
             },
+            DbError::Raced(_) => true,
             _ => false,
         }
     }
@@ -108,8 +116,78 @@ pub struct Tx {
     pub(crate) timer_ops: Vec<TimerOp>,
     /// Ticket saves, likewise; `store::load_ticket` reads them back.
     pub(crate) tickets: Vec<TicketWrite>,
+    /// New events, likewise, once `store::lookup_events` has read which of their ids are
+    /// stored (one statement for a whole group instead of one INSERT per event);
+    /// `store::ticket_events` reads them back.
+    pub(crate) events: Vec<EventWrite>,
+    /// Index into `events` by id.
+    pub(crate) event_pos: HashMap<String, usize>,
+    /// Ids `store::lookup_events` looked up: the body stored under each, or None.
+    pub(crate) event_lookup: HashMap<String, Option<String>>,
+    /// Facts, likewise; which were new (and so count in the metrics) is known at flush.
+    pub(crate) facts: Vec<FactWrite>,
+    /// Ids in `facts`: a fact buffered twice is written (and counted) once.
+    pub(crate) fact_ids: std::collections::HashSet<String>,
+    /// Metrics of the facts the flush inserted (duplicates of stored facts count nothing).
+    pub(crate) fact_metrics: Vec<Metric>,
     /// Buffer lengths when the current savepoint was taken (group commit).
-    pub(crate) savepoint: Option<(usize, usize, usize)>,
+    pub(crate) savepoint: Option<Marks>,
+    /// Whether `SAVEPOINT` was sent: only before the first statement that writes (see
+    /// [`Tx::before_write`]). A request whose writes are all buffered rolls back by
+    /// truncating the buffers, and costs no savepoint round trips.
+    pub(crate) savepoint_sent: bool,
+}
+
+/// A committed transaction: the metrics of the facts it stored, to record now.
+#[must_use = "the metrics of the facts a transaction stored are recorded by the caller"]
+#[derive(Debug, Default)]
+pub struct Committed {
+    pub metrics: Vec<Metric>,
+}
+
+impl Committed {
+    /// Record the new facts' metrics (they count only once their rows are committed).
+    pub fn record(self) {
+        for m in &self.metrics {
+            crate::shell::metrics::record(m);
+        }
+    }
+}
+
+/// Buffer lengths at a savepoint.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Marks {
+    pub timeline: usize,
+    pub timers: usize,
+    pub tickets: usize,
+    pub events: usize,
+    pub facts: usize,
+}
+
+/// One buffered `sk_events` row.
+pub(crate) struct EventWrite {
+    pub id: String,
+    pub ticket: String,
+    pub kind: &'static str,
+    pub at: i64,
+    pub received_at: i64,
+    pub status: &'static str,
+    pub body: String,
+}
+
+/// One buffered `sk_facts` row, with the metric it counts in when it is new.
+pub(crate) struct FactWrite {
+    pub id: String,
+    pub ticket: String,
+    pub workflow: String,
+    pub priority: String,
+    pub category: Option<String>,
+    pub kind: &'static str,
+    pub clock: Option<String>,
+    pub outcome: Option<String>,
+    pub value: Option<i64>,
+    pub at: i64,
+    pub metric: Option<Metric>,
 }
 
 /// One buffered `sk_tickets` save.
@@ -162,13 +240,17 @@ pub(crate) struct TimelineWrite {
     pub detail: String,
 }
 
-/// Execute a statement; evaluates to `Result<u64 rows affected, sqlx::Error>`.
+/// Execute a statement that writes; evaluates to `Result<u64 rows affected, sqlx::Error>`.
+/// A savepoint taken lazily is sent first ([`Tx::before_write`]).
 #[macro_export]
 macro_rules! sql_exec {
     ($tx:expr, $sql:expr $(, $b:expr)* $(,)?) => {
-        match &mut $tx.conn {
-            $crate::shell::db::Conn::Sqlite(t) => sqlx::query($sql)$(.bind($b))*.execute(&mut **t).await.map(|r| r.rows_affected()),
-            $crate::shell::db::Conn::Pg(t) => sqlx::query($sql)$(.bind($b))*.execute(&mut **t).await.map(|r| r.rows_affected()),
+        match $tx.before_write().await {
+            Err(e) => Err(e),
+            Ok(()) => match &mut $tx.conn {
+                $crate::shell::db::Conn::Sqlite(t) => sqlx::query($sql)$(.bind($b))*.execute(&mut **t).await.map(|r| r.rows_affected()),
+                $crate::shell::db::Conn::Pg(t) => sqlx::query($sql)$(.bind($b))*.execute(&mut **t).await.map(|r| r.rows_affected()),
+            },
         }
     };
 }
@@ -325,18 +407,76 @@ impl Tx {
             timeline: Vec::new(),
             timer_ops: Vec::new(),
             tickets: Vec::new(),
+            events: Vec::new(),
+            event_pos: HashMap::new(),
+            event_lookup: HashMap::new(),
+            facts: Vec::new(),
+            fact_ids: Default::default(),
+            fact_metrics: Vec::new(),
             savepoint: None,
+            savepoint_sent: false,
         }
     }
 
-    /// Write what is buffered, then commit.
-    pub async fn commit(mut self) -> Result<(), DbError> {
+    /// Write what is buffered, then commit. What it returns are the metrics of the facts
+    /// that were new: record them (they are lost otherwise).
+    pub async fn commit(mut self) -> Result<Committed, DbError> {
         crate::shell::store::flush(&mut self).await?;
         match self.conn {
             Conn::Sqlite(t) => t.commit().await?,
             Conn::Pg(t) => t.commit().await?,
         }
+        Ok(Committed {
+            metrics: self.fact_metrics,
+        })
+    }
+
+    /// Send the pending `SAVEPOINT` before a statement that writes (the `sql_exec!` macro
+    /// calls this), so that rolling back to it undoes the write.
+    pub async fn before_write(&mut self) -> Result<(), sqlx::Error> {
+        if self.savepoint.is_some() && !self.savepoint_sent {
+            self.savepoint_sent = true;
+            match &mut self.conn {
+                Conn::Sqlite(t) => {
+                    sqlx::query("SAVEPOINT sk_request")
+                        .execute(&mut **t)
+                        .await?;
+                }
+                Conn::Pg(t) => {
+                    sqlx::query("SAVEPOINT sk_request")
+                        .execute(&mut **t)
+                        .await?;
+                }
+            }
+        }
         Ok(())
+    }
+
+    pub(crate) fn marks(&self) -> Marks {
+        Marks {
+            timeline: self.timeline.len(),
+            timers: self.timer_ops.len(),
+            tickets: self.tickets.len(),
+            events: self.events.len(),
+            facts: self.facts.len(),
+        }
+    }
+
+    /// Drop what was buffered after `m`.
+    pub(crate) fn truncate(&mut self, m: Marks) {
+        self.timeline.truncate(m.timeline);
+        self.timer_ops.truncate(m.timers);
+        self.tickets.truncate(m.tickets);
+        if self.facts.len() > m.facts {
+            for f in self.facts.drain(m.facts..) {
+                self.fact_ids.remove(&f.id);
+            }
+        }
+        if self.events.len() > m.events {
+            for e in self.events.drain(m.events..) {
+                self.event_pos.remove(&e.id);
+            }
+        }
     }
 
     pub async fn rollback(self) -> Result<(), DbError> {

@@ -11,7 +11,10 @@ use crate::core::machine::Ticket;
 use crate::core::report::FactColumns;
 use sqlx::AssertSqlSafe;
 
-use crate::shell::db::{Conn, Db, DbError, TicketWrite, TimelineWrite, TimerOp, Tx};
+use crate::shell::db::{
+    Conn, Db, DbError, EventWrite, FactWrite, TicketWrite, TimelineWrite, TimerOp, Tx,
+};
+use crate::shell::metrics::Metric;
 use crate::{db_all, db_opt, sql_all, sql_exec, sql_opt};
 
 /// SQLite's `VALUES` lists for a multi-row statement: `rows` groups of `cols` anonymous
@@ -91,42 +94,54 @@ pub async fn lock_tickets(tx: &mut Tx, tickets: &[&str]) -> Result<(), DbError> 
 }
 
 /// Savepoints around each request of a group commit (`engine::group`): a request that is
-/// bad input rolls back to its own savepoint and the others still commit.
+/// bad input rolls back to its own savepoint and the others still commit. Taken lazily:
+/// `SAVEPOINT` is sent before the request's first statement that writes, and most requests
+/// only buffer (rolling those back is truncating the buffers).
 pub async fn savepoint(tx: &mut Tx) -> Result<(), DbError> {
-    sql_exec!(tx, "SAVEPOINT sk_request")?;
-    tx.savepoint = Some((tx.timeline.len(), tx.timer_ops.len(), tx.tickets.len()));
+    tx.savepoint = Some(tx.marks());
+    tx.savepoint_sent = false;
     Ok(())
 }
 
 pub async fn release_savepoint(tx: &mut Tx) -> Result<(), DbError> {
-    sql_exec!(tx, "RELEASE SAVEPOINT sk_request")?;
-    tx.savepoint = None;
+    if tx.savepoint.take().is_some() && std::mem::take(&mut tx.savepoint_sent) {
+        // Not through `sql_exec!`: it would send a pending savepoint first.
+        exec_raw(tx, "RELEASE SAVEPOINT sk_request").await?;
+    }
     Ok(())
 }
 
 /// Undo the request's writes; the savepoint is released too, so the next request opens
 /// a fresh one.
 pub async fn rollback_to_savepoint(tx: &mut Tx) -> Result<(), DbError> {
-    sql_exec!(tx, "ROLLBACK TO SAVEPOINT sk_request")?;
-    sql_exec!(tx, "RELEASE SAVEPOINT sk_request")?;
+    let Some(marks) = tx.savepoint.take() else {
+        return Ok(());
+    };
+    if std::mem::take(&mut tx.savepoint_sent) {
+        exec_raw(tx, "ROLLBACK TO SAVEPOINT sk_request").await?;
+        exec_raw(tx, "RELEASE SAVEPOINT sk_request").await?;
+    }
     // The request's buffered rows go with it.
-    if let Some((timeline, timers, tickets)) = tx.savepoint.take() {
-        tx.timeline.truncate(timeline);
-        tx.timer_ops.truncate(timers);
-        tx.tickets.truncate(tickets);
+    tx.truncate(marks);
+    Ok(())
+}
+
+async fn exec_raw(tx: &mut Tx, sql: &'static str) -> Result<(), DbError> {
+    match &mut tx.conn {
+        Conn::Sqlite(t) => {
+            sqlx::query(sql).execute(&mut **t).await?;
+        }
+        Conn::Pg(t) => {
+            sqlx::query(sql).execute(&mut **t).await?;
+        }
     }
     Ok(())
 }
 
-/// Insert an event unless its id is known. `now` is its `received_at`, kept in its own
-/// column and not in the body, so a retry of the same event has the same body.
-pub async fn insert_event(
-    tx: &mut Tx,
-    ev: &Event,
-    status: &str,
-    now: DateTime<Utc>,
-) -> Result<Stored, DbError> {
-    let body = if ev.received_at.is_some() {
+/// An event's stored body: without `received_at`, which has its own column, so a retry of
+/// the same event has the same body.
+fn event_body(ev: &Event) -> Result<String, DbError> {
+    if ev.received_at.is_some() {
         let bare = Event {
             received_at: None,
             ..ev.clone()
@@ -135,7 +150,89 @@ pub async fn insert_event(
     } else {
         serde_json::to_string(ev)
     }
-    .map_err(DbError::json("event"))?;
+    .map_err(DbError::json("event"))
+}
+
+fn compare(stored: &str, body: &str) -> Stored {
+    if stored == body {
+        Stored::Duplicate
+    } else {
+        Stored::Conflict
+    }
+}
+
+/// Read which of `ids` are stored (and their bodies), in one statement: [`insert_event`]
+/// then decides new/duplicate/conflict for them without a statement and buffers the new
+/// ones until commit.
+pub async fn lookup_events(tx: &mut Tx, ids: &[&str]) -> Result<(), DbError> {
+    let todo: Vec<&str> = ids
+        .iter()
+        .copied()
+        .filter(|id| !tx.event_lookup.contains_key(*id) && !tx.event_pos.contains_key(*id))
+        .collect();
+    if todo.is_empty() {
+        return Ok(());
+    }
+    let mut found: Vec<(String, String)> = Vec::new();
+    match &mut tx.conn {
+        Conn::Pg(t) => {
+            found = sqlx::query_as("SELECT id, body FROM sk_events WHERE id = ANY($1)")
+                .persistent(false)
+                .bind(&todo)
+                .fetch_all(&mut **t)
+                .await?;
+        }
+        Conn::Sqlite(t) => {
+            for chunk in todo.chunks(500) {
+                let list = vec!["?"; chunk.len()].join(", ");
+                let sql = format!("SELECT id, body FROM sk_events WHERE id IN ({list})");
+                let mut q = sqlx::query_as::<_, (String, String)>(AssertSqlSafe(sql));
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                found.extend(q.fetch_all(&mut **t).await?);
+            }
+        }
+    }
+    for id in todo {
+        tx.event_lookup.insert(id.to_string(), None);
+    }
+    for (id, body) in found {
+        tx.event_lookup.insert(id, Some(body));
+    }
+    Ok(())
+}
+
+/// Insert an event unless its id is known. `now` is its `received_at`, kept in its own
+/// column and not in the body. Buffered until commit when [`lookup_events`] covered its id;
+/// otherwise one statement now.
+pub async fn insert_event(
+    tx: &mut Tx,
+    ev: &Event,
+    status: &'static str,
+    now: DateTime<Utc>,
+) -> Result<Stored, DbError> {
+    let body = event_body(ev)?;
+    if let Some(&i) = tx.event_pos.get(&ev.id) {
+        return Ok(compare(&tx.events[i].body, &body));
+    }
+    match tx.event_lookup.get(&ev.id) {
+        Some(Some(stored)) => return Ok(compare(stored, &body)),
+        Some(None) => {
+            tx.event_pos.insert(ev.id.clone(), tx.events.len());
+            tx.events.push(EventWrite {
+                id: ev.id.clone(),
+                ticket: ev.ticket.clone(),
+                kind: ev.kind.as_str(),
+                at: ms(ev.at_utc()),
+                received_at: ms(now),
+                status,
+                body,
+            });
+            return Ok(Stored::New);
+        }
+        None => {}
+    }
     let n = sql_exec!(
         tx,
         "INSERT INTO sk_events (id, ticket, type, at, received_at, status, body)
@@ -158,22 +255,35 @@ pub async fn insert_event(
         &ev.id
     )?;
     Ok(match stored {
-        Some((b,)) if b == body => Stored::Duplicate,
-        _ => Stored::Conflict,
+        Some((b,)) => compare(&b, &body),
+        None => Stored::Conflict,
     })
 }
 
 /// All of a ticket's events (applied and parked), in `at` order then arrival order, each
 /// with its `received_at`: a rebuild applies them as they arrived, as `simulate` does.
+/// Events buffered in this transaction are included.
 pub async fn ticket_events(tx: &mut Tx, ticket: &str) -> Result<Vec<Event>, DbError> {
-    let rows = sql_all!(
+    let mut rows = sql_all!(
         tx,
-        (String, i64),
-        "SELECT body, received_at FROM sk_events WHERE ticket = $1 ORDER BY at, received_at, id",
+        (String, i64, i64, String),
+        "SELECT body, received_at, at, id FROM sk_events WHERE ticket = $1
+         ORDER BY at, received_at, id",
         ticket
     )?;
+    let before = rows.len();
+    rows.extend(
+        tx.events
+            .iter()
+            .filter(|e| e.ticket == ticket)
+            .map(|e| (e.body.clone(), e.received_at, e.at, e.id.clone())),
+    );
+    if rows.len() > before {
+        // The same order as the SQL (the databases compare ids bytewise: C collation).
+        rows.sort_by(|a, b| (a.2, a.1, &a.3).cmp(&(b.2, b.1, &b.3)));
+    }
     rows.into_iter()
-        .map(|(b, received)| {
+        .map(|(b, received, _, _)| {
             let mut ev: Event = serde_json::from_str(&b).map_err(DbError::json("stored event"))?;
             ev.received_at = Some(from_ms(received).with_timezone(ev.at.offset()));
             Ok(ev)
@@ -222,6 +332,7 @@ pub async fn prefetch(tx: &mut Tx, ids: &[&str]) -> Result<Prefetch, DbError> {
             let rows: Vec<(String,)> = sqlx::query_as(
                 "SELECT t.id FROM UNNEST($1::text[]) AS u(id) JOIN sk_tickets t ON t.id = u.id",
             )
+            .persistent(false)
             .bind(ids)
             .fetch_all(&mut **t)
             .await?;
@@ -230,6 +341,7 @@ pub async fn prefetch(tx: &mut Tx, ids: &[&str]) -> Result<Prefetch, DbError> {
                 "SELECT e.ticket, COUNT(*) FROM UNNEST($1::text[]) AS u(id)
              JOIN sk_events e ON e.ticket = u.id GROUP BY e.ticket",
             )
+            .persistent(false)
             .bind(ids)
             .fetch_all(&mut **t)
             .await?;
@@ -260,6 +372,9 @@ pub async fn prefetch(tx: &mut Tx, ids: &[&str]) -> Result<Prefetch, DbError> {
 }
 
 pub async fn mark_events_applied(tx: &mut Tx, ticket: &str) -> Result<(), DbError> {
+    for e in tx.events.iter_mut().filter(|e| e.ticket == ticket) {
+        e.status = "applied";
+    }
     sql_exec!(
         tx,
         "UPDATE sk_events SET status = 'applied' WHERE ticket = $1 AND status <> 'applied'",
@@ -486,9 +601,11 @@ pub async fn timeline(
     Ok(())
 }
 
-/// Write the buffered rows (tickets, timers, then the timeline in order), a few hundred per
+/// Write the buffered rows (events, facts, tickets, timers, then the timeline in order), a few hundred per
 /// statement. Called by `Tx::commit`.
 pub async fn flush(tx: &mut Tx) -> Result<(), DbError> {
+    flush_events(tx).await?;
+    flush_facts(tx).await?;
     flush_tickets(tx).await?;
     flush_timers(tx).await?;
     let rows = std::mem::take(&mut tx.timeline);
@@ -757,6 +874,10 @@ pub async fn insert_notification(
 
 /// Keep an event that arrived before its ticket's `ticket.opened`.
 pub async fn park_event(tx: &mut Tx, id: &str) -> Result<(), DbError> {
+    if let Some(&i) = tx.event_pos.get(id) {
+        tx.events[i].status = "parked";
+        return Ok(());
+    }
     sql_exec!(
         tx,
         "UPDATE sk_events SET status = 'parked' WHERE id = $1",
@@ -1065,9 +1186,11 @@ pub async fn held_deliveries(db: &Db) -> Result<Vec<(String, i64)>, DbError> {
     )?)
 }
 
-/// A counted fact; false when its id is already recorded. `priority` is the one the report
-/// files it under: a clock outcome's own (the clock's target when it ended, as the
-/// `slakeeper_sla_outcomes_total` counter and `simulate` have it), else the ticket's.
+/// A counted fact, with the metric it counts in when it is new (not already recorded).
+/// `priority` is the one the report files it under: a clock outcome's own (the clock's
+/// target when it ended, as the `slakeeper_sla_outcomes_total` counter and `simulate` have
+/// it), else the ticket's. Buffered until commit; [`Tx::commit`] returns the metrics of
+/// the facts that were new.
 pub async fn insert_fact(
     tx: &mut Tx,
     id: &str,
@@ -1075,24 +1198,158 @@ pub async fn insert_fact(
     priority: &str,
     row: &FactColumns,
     at: DateTime<Utc>,
-) -> Result<bool, DbError> {
-    let n = sql_exec!(
-        tx,
-        "INSERT INTO sk_facts (id, ticket, workflow, priority, category, kind, clock, outcome,
-                               value, at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
-        id,
-        &t.id,
-        &t.workflow,
-        priority,
-        t.category.clone(),
-        row.kind,
-        row.clock.as_deref(),
-        row.outcome.as_deref(),
-        row.value,
-        ms(at)
-    )?;
-    Ok(n == 1)
+    metric: Option<Metric>,
+) -> Result<(), DbError> {
+    if !tx.fact_ids.insert(id.to_string()) {
+        return Ok(());
+    }
+    tx.facts.push(FactWrite {
+        id: id.to_string(),
+        ticket: t.id.clone(),
+        workflow: t.workflow.clone(),
+        priority: priority.to_string(),
+        category: t.category.clone(),
+        kind: row.kind,
+        clock: row.clock.clone(),
+        outcome: row.outcome.clone(),
+        value: row.value,
+        at: ms(at),
+        metric,
+    });
+    Ok(())
+}
+
+/// The buffered events, in one plain INSERT per few hundred: their ids were looked up in
+/// this transaction, so a conflict means a concurrent transaction stored one first.
+async fn flush_events(tx: &mut Tx) -> Result<(), DbError> {
+    let rows = std::mem::take(&mut tx.events);
+    tx.event_pos.clear();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    const INSERT: &str = "INSERT INTO sk_events (id, ticket, type, at, received_at, status, body)";
+    let mut stored = 0;
+    match &mut tx.conn {
+        Conn::Pg(t) => {
+            let sql = format!(
+                "{INSERT} SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[],
+                 $5::bigint[], $6::text[], $7::text[]) ON CONFLICT (id) DO NOTHING"
+            );
+            stored = sqlx::query(AssertSqlSafe(sql))
+                .bind(rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.ticket.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.kind).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.at).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.received_at).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.status).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.body.as_str()).collect::<Vec<_>>())
+                .execute(&mut **t)
+                .await?
+                .rows_affected();
+        }
+        Conn::Sqlite(t) => {
+            for chunk in rows.chunks(300) {
+                let sql = format!(
+                    "{INSERT} VALUES {} ON CONFLICT (id) DO NOTHING",
+                    values_list(chunk.len(), 7, "")
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for r in chunk {
+                    q = q
+                        .bind(&r.id)
+                        .bind(&r.ticket)
+                        .bind(r.kind)
+                        .bind(r.at)
+                        .bind(r.received_at)
+                        .bind(r.status)
+                        .bind(&r.body);
+                }
+                stored += q.execute(&mut **t).await?.rows_affected();
+            }
+        }
+    }
+    if stored as usize != rows.len() {
+        return Err(DbError::Raced("an event id"));
+    }
+    Ok(())
+}
+
+/// The buffered facts; the metrics of those that were new go to `tx.fact_metrics`.
+async fn flush_facts(tx: &mut Tx) -> Result<(), DbError> {
+    let mut rows = std::mem::take(&mut tx.facts);
+    tx.fact_ids.clear();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    const INSERT: &str = "INSERT INTO sk_facts (id, ticket, workflow, priority, category, kind,
+                          clock, outcome, value, at)";
+    let mut new: Vec<String> = Vec::new();
+    match &mut tx.conn {
+        Conn::Pg(t) => {
+            let sql = format!(
+                "{INSERT} SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[],
+                 $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[])
+                 ON CONFLICT (id) DO NOTHING RETURNING id"
+            );
+            let got: Vec<(String,)> = sqlx::query_as(AssertSqlSafe(sql))
+                .bind(rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.ticket.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.workflow.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.priority.as_str()).collect::<Vec<_>>())
+                .bind(
+                    rows.iter()
+                        .map(|r| r.category.as_deref())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(rows.iter().map(|r| r.kind).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.clock.as_deref()).collect::<Vec<_>>())
+                .bind(
+                    rows.iter()
+                        .map(|r| r.outcome.as_deref())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(rows.iter().map(|r| r.value).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.at).collect::<Vec<_>>())
+                .fetch_all(&mut **t)
+                .await?;
+            new.extend(got.into_iter().map(|r| r.0));
+        }
+        Conn::Sqlite(t) => {
+            for chunk in rows.chunks(300) {
+                let sql = format!(
+                    "{INSERT} VALUES {} ON CONFLICT (id) DO NOTHING RETURNING id",
+                    values_list(chunk.len(), 10, "")
+                );
+                let mut q = sqlx::query_as::<_, (String,)>(AssertSqlSafe(sql));
+                for r in chunk {
+                    q = q
+                        .bind(&r.id)
+                        .bind(&r.ticket)
+                        .bind(&r.workflow)
+                        .bind(&r.priority)
+                        .bind(&r.category)
+                        .bind(r.kind)
+                        .bind(&r.clock)
+                        .bind(&r.outcome)
+                        .bind(r.value)
+                        .bind(r.at);
+                }
+                new.extend(q.fetch_all(&mut **t).await?.into_iter().map(|r| r.0));
+            }
+        }
+    }
+    if new.len() == rows.len() {
+        tx.fact_metrics
+            .extend(rows.iter_mut().filter_map(|r| r.metric.take()));
+    } else {
+        let new: std::collections::HashSet<String> = new.into_iter().collect();
+        tx.fact_metrics.extend(
+            rows.iter_mut()
+                .filter(|r| new.contains(&r.id))
+                .filter_map(|r| r.metric.take()),
+        );
+    }
+    Ok(())
 }
 
 /// Claim the review of one workflow period; false when another worker (or an earlier run)

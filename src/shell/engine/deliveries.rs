@@ -48,7 +48,7 @@ impl Engine {
             tx.rollback().await?;
             return Ok(JobOutcome::Moot);
         }
-        tx.commit().await?;
+        tx.commit().await?.record();
         let reply = self.attempt(&n, &d).await;
         self.record(job, &n, &d, reply).await?;
         Ok(JobOutcome::Applied)
@@ -105,13 +105,13 @@ impl Engine {
             Reply::Held(why) => {
                 // No job: a start with the channel configured releases held deliveries.
                 store::hold_delivery(&mut tx, d, job.attempt, now, why).await?;
-                tx.commit().await?;
+                tx.commit().await?.record();
                 tracing::info!(reason = %why, "delivery held");
                 return Ok(());
             }
         };
         store::record_attempt(&mut tx, d, job.attempt, now, &attempt).await?;
-        tx.commit().await?;
+        tx.commit().await?.record();
         match reply {
             Reply::Delivered => {
                 metrics::notification(&d.channel, "sent");
@@ -259,7 +259,7 @@ impl Engine {
                 };
                 queue::push(&mut tx, queue::OUTBOX, &job, ms(now)).await?;
             }
-            tx.commit().await?;
+            tx.commit().await?.record();
             total += rows.len();
             if rows.len() < 500 {
                 break;
@@ -289,7 +289,7 @@ impl Engine {
             };
             queue::push(&mut tx, queue::OUTBOX, &job, ms(now)).await?;
         }
-        tx.commit().await?;
+        tx.commit().await?.record();
         if !stale.is_empty() {
             tracing::warn!(
                 deliveries = stale.len(),

@@ -93,7 +93,7 @@ impl Engine {
                     fired(tx, &c, o, key, *kind, *due, after).await?
                 }
                 Effect::Notify(n) => self.queue_notification(tx, v, t, n, o.at, now).await?,
-                Effect::Outcome(oc) => outcome(tx, &c, o, oc, after).await?,
+                Effect::Outcome(oc) => outcome(tx, &c, o, oc).await?,
                 Effect::MetTime {
                     clock,
                     priority,
@@ -101,16 +101,15 @@ impl Engine {
                 } => {
                     let id = c.fact_id(o);
                     let row = report::met_time_columns(clock, *seconds);
-                    if store::insert_fact(tx, &id, t, priority, &row, o.at).await? {
-                        after.metrics.push(Metric::SlaTime {
-                            workflow: t.workflow.clone(),
-                            clock: clock.clone(),
-                            priority: priority.clone(),
-                            seconds: *seconds as f64,
-                        });
-                    }
+                    let m = Metric::SlaTime {
+                        workflow: t.workflow.clone(),
+                        clock: clock.clone(),
+                        priority: priority.clone(),
+                        seconds: *seconds as f64,
+                    };
+                    store::insert_fact(tx, &id, t, priority, &row, o.at, Some(m)).await?;
                 }
-                Effect::Count(f) => counted(tx, &c, o, f, after).await?,
+                Effect::Count(f) => counted(tx, &c, o, f).await?,
                 Effect::Note { text } => {
                     store::timeline(tx, &t.id, o.at, now, "note", &json!({"text": text})).await?;
                 }
@@ -328,47 +327,33 @@ async fn fired(
     store::timeline(tx, &c.t.id, o.at, c.now, "timer.fired", &d).await
 }
 
-async fn outcome(
-    tx: &mut Tx,
-    c: &Carry<'_>,
-    o: &Out,
-    oc: &ClockOutcome,
-    after: &mut After,
-) -> Result<(), DbError> {
+async fn outcome(tx: &mut Tx, c: &Carry<'_>, o: &Out, oc: &ClockOutcome) -> Result<(), DbError> {
     // Filed under the clock's priority, not the ticket's now: a reclassification applied in
     // the same transition (or a rebuild after a late event) must not move a breach to
     // another priority (issue 9: the report disagreed with `simulate` and the counter).
     let row = report::outcome_columns(oc);
     let id = c.fact_id(o);
-    if store::insert_fact(tx, &id, c.t, &oc.priority, &row, o.at).await? {
-        after.metrics.push(Metric::Outcome {
-            workflow: c.t.workflow.clone(),
-            clock: oc.clock.clone(),
-            priority: oc.priority.clone(),
-            outcome: oc.outcome.as_str(),
-        });
-    }
+    let m = Metric::Outcome {
+        workflow: c.t.workflow.clone(),
+        clock: oc.clock.clone(),
+        priority: oc.priority.clone(),
+        outcome: oc.outcome.as_str(),
+    };
+    store::insert_fact(tx, &id, c.t, &oc.priority, &row, o.at, Some(m)).await?;
     let d = json!({"clock": oc.clock, "outcome": oc.outcome.as_str(),
                    "due": oc.due.map(|d| fmt_local(c.wf, d))});
     store::timeline(tx, &c.t.id, o.at, c.now, "clock", &d).await
 }
 
-async fn counted(
-    tx: &mut Tx,
-    c: &Carry<'_>,
-    o: &Out,
-    f: &Fact,
-    after: &mut After,
-) -> Result<(), DbError> {
+async fn counted(tx: &mut Tx, c: &Carry<'_>, o: &Out, f: &Fact) -> Result<(), DbError> {
     // The same columns `simulate` reports from (`core::report`), so the two agree.
     let row = report::count_columns(f, o.at, c.t.opened_at);
     let id = c.fact_id(o);
-    if store::insert_fact(tx, &id, c.t, c.t.priority_label(), &row, o.at).await? {
-        after.metrics.push(Metric::Fact {
-            workflow: c.t.workflow.clone(),
-            priority: c.t.priority_label().to_string(),
-            fact: f.clone(),
-        });
-    }
+    let m = Metric::Fact {
+        workflow: c.t.workflow.clone(),
+        priority: c.t.priority_label().to_string(),
+        fact: f.clone(),
+    };
+    store::insert_fact(tx, &id, c.t, c.t.priority_label(), &row, o.at, Some(m)).await?;
     Ok(())
 }

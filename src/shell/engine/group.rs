@@ -105,18 +105,19 @@ impl Engine {
             .flat_map(|r| r.events.iter().map(|e| e.ticket.as_str()))
             .collect();
         store::lock_tickets(&mut tx, &tickets).await?;
-        // SQLite: which tickets exist and their stored events, read once for the whole
-        // group (two statements instead of two per new ticket: HTTP ingest 6,986/s ->
-        // 7,815/s). On PostgreSQL the same two reads made ingest slower (2,800/s -> 1,300-
-        // 1,700/s, not yet understood), so there each request reads its own tickets.
-        let mut known = if tx.is_pg() {
-            None
-        } else {
-            let mut ids = tickets;
-            ids.sort_unstable();
-            ids.dedup();
-            Some(store::prefetch(&mut tx, &ids).await?)
-        };
+        // Which of the group's event ids are stored, in one statement: new events are then
+        // buffered and written in one statement at commit, not one INSERT each.
+        let ids: Vec<&str> = group
+            .iter()
+            .flat_map(|r| r.events.iter().map(|e| e.id.as_str()))
+            .collect();
+        store::lookup_events(&mut tx, &ids).await?;
+        // Which tickets exist and their stored events, read once for the whole group (two
+        // statements instead of two per new ticket).
+        let mut ids = tickets;
+        ids.sort_unstable();
+        ids.dedup();
+        let mut known = Some(store::prefetch(&mut tx, &ids).await?);
         let mut out = Vec::with_capacity(group.len());
         let mut floor = None;
         // A lone request needs no savepoint: its error rolls back the whole transaction.
@@ -149,7 +150,7 @@ impl Engine {
                 }
             }
         }
-        tx.commit().await?;
+        tx.commit().await?.record();
         Ok(out)
     }
 }

@@ -160,7 +160,7 @@ impl Engine {
         // `simulate` replays them in.
         let now = self.now();
         let r = self.ingest_in(&mut tx, events, batch, now, None).await?;
-        tx.commit().await?;
+        tx.commit().await?.record();
         Ok(r)
     }
 
@@ -193,6 +193,8 @@ impl Engine {
             ids.sort_unstable();
             ids.dedup();
             b.prefetched = Some(store::prefetch(tx, &ids).await?);
+            let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+            store::lookup_events(tx, &ids).await?;
         }
         let r = self.ingest_all(tx, &mut b).await;
         if let (Some(p), Some(mut mine)) = (shared, b.prefetched.take()) {

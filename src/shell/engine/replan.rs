@@ -147,7 +147,7 @@ impl Engine {
         }
         self.move_ticket(&mut tx, &new, &old, &state, &outs, &r, now, &mut after)
             .await?;
-        tx.commit().await?;
+        tx.commit().await?.record();
         Ok((Some(r), after))
     }
 

@@ -59,7 +59,7 @@ impl Engine {
         if let Some(next) = review.schedule.next_after(until) {
             push_review(&mut tx, &wf.name, next).await?;
         }
-        tx.commit().await?;
+        tx.commit().await?.record();
         let caught_up = now - until > chrono::Duration::seconds(60);
         metrics::record(&Metric::Review {
             workflow: wf.name.clone(),
@@ -135,7 +135,7 @@ impl Engine {
             if let Some(next) = review.schedule.next_after(now) {
                 push_review(&mut tx, &wf.name, next).await?;
             }
-            tx.commit().await?;
+            tx.commit().await?.record();
         }
         Ok(())
     }

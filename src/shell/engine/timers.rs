@@ -103,7 +103,7 @@ impl Engine {
         let mut tx = self.db.begin().await?;
         let due =
             store::claim_due_timers(&mut tx, now, ms(now + TIMER_LEASE), limit as i64).await?;
-        tx.commit().await?;
+        tx.commit().await?.record();
         if due.is_empty() {
             return Ok(0);
         }
@@ -219,7 +219,7 @@ impl Engine {
                 store::save_ticket(&mut tx, &slot.state, &slot.ver.hash, now).await?;
             }
         }
-        tx.commit().await?;
+        tx.commit().await?.record();
         after.record(self);
         Ok(outcomes)
     }

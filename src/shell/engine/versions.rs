@@ -197,7 +197,7 @@ impl Engine {
             written.extend(self.store_version(&mut tx, &v, now).await?);
             pinned += store::pin_unversioned(&mut tx, name, &v.hash).await?;
         }
-        tx.commit().await?;
+        tx.commit().await?.record();
         self.versions.mark_stored(written);
         if pinned > 0 {
             tracing::info!(
