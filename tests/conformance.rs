@@ -29,11 +29,13 @@ use slakeeper::core::clock::ClockStatus;
 use slakeeper::core::event::{Event, parse_event};
 use slakeeper::core::machine::Ticket;
 use slakeeper::core::model::Stage;
+use slakeeper::core::report::FactColumns;
 use slakeeper::shell::channels::Channels;
 use slakeeper::shell::db::Db;
 use slakeeper::shell::engine::{
     Clock, Engine, IngestError, Ingested, JobOutcome, RetryPolicy, STALE_DELIVERY, TIMER_LEASE,
 };
+use slakeeper::shell::metrics::Metric;
 use slakeeper::shell::queue::{self, DeliveryJob, ReviewJob, TimerJob};
 use slakeeper::shell::store::{self, DeliveryRow, NotificationRow, from_ms, ms};
 use slakeeper::shell::{report, show};
@@ -782,6 +784,9 @@ conformance!(
     open_and_timer_counts_reflect_state,
     report_numbers_match_a_small_scenario,
     ticket_show_never_contains_customer_contact_data,
+    a_fact_counts_once_whether_buffered_twice_or_stored_before,
+    a_request_rolled_back_to_its_savepoint_leaves_no_rows,
+    a_large_batch_finds_repeated_ids_among_its_own_buffered_events,
 );
 
 // ---------------------------------------------------------------------- migrations
@@ -2591,4 +2596,194 @@ async fn shown_elapsed_is_live_and_times_carry_seconds(h: Harness) {
         .filter_map(|r| r["detail"]["due"].as_str().map(str::to_string))
         .collect();
     assert!(due.iter().any(|d| d.ends_with("09:52:30")), "{due:?}");
+}
+
+// ------------------------------------------------------------ buffered writes (issue 12)
+
+/// A fact is written at commit; its metric counts only when the row is new: once for two
+/// buffered copies, and not at all when an earlier transaction stored it.
+async fn a_fact_counts_once_whether_buffered_twice_or_stored_before(h: Harness) {
+    // Arrange
+    open_urgent(&h, "F1").await;
+    let t = store::ticket_state(&h.engine.db, "F1")
+        .await
+        .expect("read")
+        .expect("F1 is stored");
+    let row = FactColumns {
+        kind: "reopen",
+        clock: None,
+        outcome: None,
+        value: None,
+    };
+    let metric = || {
+        Some(Metric::Review {
+            workflow: "w".into(),
+            outcome: "sent",
+        })
+    };
+    let facts = "SELECT COUNT(*) FROM sk_facts WHERE id LIKE 'fact-%'";
+
+    // Act: a twice, b once; then a again and c in a second transaction.
+    let mut tx = h.engine.db.begin().await.expect("begin");
+    for id in ["fact-a", "fact-a", "fact-b"] {
+        store::insert_fact(&mut tx, id, &t, "urgent", &row, t0(), metric())
+            .await
+            .expect("buffer");
+    }
+    assert_eq!(
+        h.count(facts).await,
+        0,
+        "a buffered fact is not written yet"
+    );
+    let first = tx.commit().await.expect("commit");
+    let mut tx = h.engine.db.begin().await.expect("begin");
+    for id in ["fact-a", "fact-c"] {
+        store::insert_fact(&mut tx, id, &t, "urgent", &row, t0(), metric())
+            .await
+            .expect("buffer");
+    }
+    let second = tx.commit().await.expect("commit");
+
+    // Assert
+    assert_eq!(
+        first.metrics.len(),
+        2,
+        "a and b are new: {:?}",
+        first.metrics
+    );
+    assert_eq!(
+        second.metrics.len(),
+        1,
+        "only c is new: {:?}",
+        second.metrics
+    );
+    assert_eq!(h.count(facts).await, 3);
+}
+
+/// Group commit: a request rolled back to its savepoint takes its buffered rows (events,
+/// timeline) and its written ones (a notification, sent after a lazy `SAVEPOINT`) with it;
+/// the next request of the same transaction commits.
+async fn a_request_rolled_back_to_its_savepoint_leaves_no_rows(h: Harness) {
+    // Arrange
+    let evs = h.events(&[
+        opened("SP1", t0(), "normal", "general"),
+        opened("SP2", t0(), "normal", "general"),
+    ]);
+    let before = h.snapshot().await;
+    let ctx = json!({});
+    let note = store::NewNotification {
+        id: "sp-note",
+        ticket: Some("SP1"),
+        workflow: "general-service",
+        source: "test",
+        role: "supervisor",
+        template: "sla_breach",
+        reason: "test",
+        context: &ctx,
+        at: t0(),
+    };
+    let mut tx = h.engine.db.begin().await.expect("begin");
+    store::lookup_events(&mut tx, &["SP1-opened", "SP2-opened"])
+        .await
+        .expect("lookup");
+
+    // Act: the first request buffers an event and a timeline row and writes a notification,
+    // then is rolled back; the second buffers its event and is released.
+    store::savepoint(&mut tx).await.expect("savepoint");
+    let r1 = store::insert_event(&mut tx, &evs[0], "applied", t0()).await;
+    store::timeline(&mut tx, "SP1", t0(), t0(), "event", &json!({}))
+        .await
+        .expect("timeline");
+    let written = store::insert_notification(&mut tx, &note, t0()).await;
+    store::rollback_to_savepoint(&mut tx)
+        .await
+        .expect("rollback");
+    store::savepoint(&mut tx).await.expect("savepoint");
+    let again = store::insert_event(&mut tx, &evs[0], "applied", t0()).await;
+    let r2 = store::insert_event(&mut tx, &evs[1], "applied", t0()).await;
+    store::release_savepoint(&mut tx).await.expect("release");
+    let _ = tx.commit().await.expect("commit");
+
+    // Assert
+    assert!(matches!(r1, Ok(store::Stored::New)), "{r1:?}");
+    assert!(matches!(written, Ok(true)), "{written:?}");
+    assert!(
+        matches!(again, Ok(store::Stored::New)),
+        "a rolled-back event is new again: {again:?}"
+    );
+    assert!(matches!(r2, Ok(store::Stored::New)), "{r2:?}");
+    let after = h.snapshot().await;
+    assert_eq!(after["sk_events"], before["sk_events"] + 2);
+    assert_eq!(after["sk_timeline"], before["sk_timeline"]);
+    assert_eq!(after["sk_notifications"], before["sk_notifications"]);
+}
+
+/// A batch large enough to buffer its events: a repeated id with the same body is a
+/// duplicate, with another body a conflict that changes nothing.
+async fn a_large_batch_finds_repeated_ids_among_its_own_buffered_events(h: Harness) {
+    // Arrange
+    let batch: Vec<Value> = (0..10)
+        .map(|i| opened(&format!("LB{i}"), t0(), "normal", "consultation"))
+        .collect();
+    let mut with_copy = batch.clone();
+    with_copy.push(batch[3].clone());
+    let mut with_conflict: Vec<Value> = (10..20)
+        .map(|i| opened(&format!("LB{i}"), t0(), "normal", "consultation"))
+        .collect();
+    let mut other = batch[4].clone();
+    other["id"] = with_conflict[2]["id"].clone();
+    with_conflict.push(other);
+
+    // Act
+    let first = h.try_ingest(&with_copy).await;
+    let before = h.snapshot().await;
+    let second = h.try_ingest(&with_conflict).await;
+
+    // Assert
+    let first = first.expect("the batch with a repeated event is accepted");
+    assert_eq!((first.accepted, first.duplicates), (10, 1));
+    match second {
+        Err(IngestError::Conflict(e)) => assert_eq!(e.field.as_deref(), Some("events[10].id")),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(
+        h.snapshot().await,
+        before,
+        "the refused batch changed nothing"
+    );
+}
+
+/// PostgreSQL: two transactions that both found an event id free and buffered it. The
+/// second commit finds the row stored by the first and fails with a transient error (the
+/// ingest retries, and then sees the id).
+#[tokio::test]
+async fn an_event_id_stored_by_a_concurrent_transaction_is_a_transient_race_postgres() {
+    let Some(h) = Harness::start(Backend::Postgres, Start::Migrated).await else {
+        return;
+    };
+    let a = h.events(&[opened("RA", t0(), "normal", "general")]);
+    let mut b = a.clone();
+    b[0].ticket = "RB".into();
+    let mut tx1 = h.engine.db.begin().await.expect("begin");
+    let mut tx2 = h.engine.db.begin().await.expect("begin");
+    for tx in [&mut tx1, &mut tx2] {
+        store::lookup_events(tx, &["RA-opened"])
+            .await
+            .expect("lookup");
+    }
+    let s1 = store::insert_event(&mut tx1, &a[0], "applied", t0()).await;
+    let s2 = store::insert_event(&mut tx2, &b[0], "applied", t0()).await;
+    let _ = tx1.commit().await.expect("first commit");
+    let r = tx2.commit().await;
+
+    assert!(matches!(s1, Ok(store::Stored::New)) && matches!(s2, Ok(store::Stored::New)));
+    match r {
+        Err(e) => assert!(e.is_transient(), "not retried: {e}"),
+        Ok(_) => panic!("the second transaction stored an event id the first had stored"),
+    }
+    assert_eq!(
+        h.count("SELECT COUNT(*) FROM sk_events WHERE id = 'RA-opened' AND ticket = 'RA'")
+            .await,
+        1
+    );
 }
