@@ -1079,7 +1079,7 @@ async fn ticket_opened_schedules_timers_that_the_firer_claims_and_fires(h: Harne
     let claimed = store::claim_due_timers(&mut tx, h.now(), ms(h.now() + TIMER_LEASE), 10)
         .await
         .expect("claim");
-    tx.commit().await.expect("commit");
+    let _ = tx.commit().await.expect("commit");
     assert_eq!(
         claimed.iter().map(|c| c.key.as_str()).collect::<Vec<_>>(),
         vec![FR100]
@@ -2486,7 +2486,7 @@ async fn dead_claimers_delivery_is_requeued_when_its_lease_runs_out(h: Harness) 
             .await
             .expect("claim")
     );
-    tx.commit().await.expect("commit");
+    let _ = tx.commit().await.expect("commit");
     let claimed = |j: &DeliveryJob| {
         j.notification == n.id && j.channel == d.channel && j.target == d.target && j.attempt == 1
     };
