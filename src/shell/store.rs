@@ -413,6 +413,59 @@ pub async fn load_ticket(
     }
 }
 
+/// [`load_ticket`] for many tickets in one statement (a timer batch: 512 reads became
+/// one). Tickets not stored are absent from the map.
+pub async fn load_tickets(
+    tx: &mut Tx,
+    ids: &[&str],
+) -> Result<HashMap<String, (Ticket, Option<String>)>, DbError> {
+    let mut out = HashMap::new();
+    let mut todo = Vec::new();
+    for id in ids {
+        if tx.tickets.iter().any(|w| w.id == *id) {
+            if let Some(t) = load_ticket(tx, id).await? {
+                out.insert(id.to_string(), t);
+            }
+        } else {
+            todo.push(*id);
+        }
+    }
+    let mut rows: Vec<(String, String, Option<String>)> = Vec::new();
+    match &mut tx.conn {
+        Conn::Pg(t) => {
+            // Not prepared: a generic plan made while the table was small seq-scans it.
+            rows = sqlx::query_as(
+                "SELECT id, state, workflow_version FROM sk_tickets WHERE id = ANY($1)
+                 FOR UPDATE",
+            )
+            .persistent(false)
+            .bind(&todo)
+            .fetch_all(&mut **t)
+            .await?;
+        }
+        Conn::Sqlite(t) => {
+            for chunk in todo.chunks(500) {
+                let list = vec!["?"; chunk.len()].join(", ");
+                let sql = format!(
+                    "SELECT id, state, workflow_version FROM sk_tickets WHERE id IN ({list})"
+                );
+                let mut q =
+                    sqlx::query_as::<_, (String, String, Option<String>)>(AssertSqlSafe(sql));
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                rows.extend(q.fetch_all(&mut **t).await?);
+            }
+        }
+    }
+    for (id, state, version) in rows {
+        let t: Ticket =
+            serde_json::from_str(&state).map_err(DbError::json("stored ticket state"))?;
+        out.insert(id, (t, version));
+    }
+    Ok(out)
+}
+
 /// Save a ticket's state with the workflow version it is served by. Buffered until
 /// commit (the last save of each ticket is written, many tickets per statement);
 /// [`load_ticket`] in the same transaction sees it.

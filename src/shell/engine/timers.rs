@@ -18,7 +18,7 @@ use tokio::sync::{Notify, watch};
 use tracing::Instrument;
 
 use crate::core::machine::{Fired, fire};
-use crate::shell::db::{DbError, Tx};
+use crate::shell::db::DbError;
 use crate::shell::engine::{After, Engine, JobOutcome, Slot, VersionError};
 use crate::shell::metrics;
 use crate::shell::queue::{self, TimerJob};
@@ -178,11 +178,19 @@ impl Engine {
         let now = self.now();
         let mut after = After::default();
         let mut slots: HashMap<String, Option<Slot>> = HashMap::new();
+        // Every ticket of the batch in one read (one statement, not one per ticket).
+        let mut ids = tickets;
+        ids.sort_unstable();
+        ids.dedup();
+        let mut loaded = store::load_tickets(&mut tx, &ids).await?;
         let mut outcomes = Vec::with_capacity(jobs.len());
         for job in jobs {
             if !slots.contains_key(&job.ticket) {
-                let loaded = self.timer_slot(&mut tx, &job.ticket).await?;
-                slots.insert(job.ticket.clone(), loaded);
+                let slot = match loaded.remove(&job.ticket) {
+                    Some((state, pinned)) => self.timer_slot(state, pinned).await?,
+                    None => None,
+                };
+                slots.insert(job.ticket.clone(), slot);
             }
             let Some(Some(slot)) = slots.get_mut(&job.ticket) else {
                 // No ticket, or its workflow is not loaded: the row stays, and is tried
@@ -224,11 +232,12 @@ impl Engine {
         Ok(outcomes)
     }
 
-    /// The ticket a timer belongs to, if it exists and its pinned version can be served.
-    async fn timer_slot(&self, tx: &mut Tx, ticket: &str) -> Result<Option<Slot>, DbError> {
-        let Some((state, pinned)) = store::load_ticket(tx, ticket).await? else {
-            return Ok(None);
-        };
+    /// The loaded ticket a timer belongs to, if its pinned version can be served.
+    async fn timer_slot(
+        &self,
+        state: crate::core::machine::Ticket,
+        pinned: Option<String>,
+    ) -> Result<Option<Slot>, DbError> {
         match self.version(&state.workflow, pinned.as_deref()).await {
             Ok(ver) => Ok(Some(Slot {
                 ver,
