@@ -151,12 +151,14 @@ impl App {
         let restart: Arc<dyn Fn(&'static str) + Send + Sync> = Arc::new(metrics::worker_restart);
         let jobs = Jobs::new(self.engine.clone());
         let db = &self.engine.db;
-        tasks.spawn(run_firer(
-            self.engine.clone(),
-            w.poll,
-            FIRE_BATCH,
-            stop.clone(),
-        ));
+        for _ in 0..db.firers() {
+            tasks.spawn(run_firer(
+                self.engine.clone(),
+                w.poll,
+                FIRE_BATCH,
+                stop.clone(),
+            ));
+        }
         tasks.spawn(queue::supervise::<DeliveryJob, _>(
             db.clone(),
             queue::OUTBOX,
