@@ -52,6 +52,11 @@ macro_rules! sqlite_rows {
     }};
 }
 
+/// One column of buffered rows, as the array PostgreSQL's `UNNEST` takes.
+fn col<'a, R, T>(rows: &'a [R], f: impl Fn(&'a R) -> T) -> Vec<T> {
+    rows.iter().map(f).collect()
+}
+
 pub fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
@@ -526,27 +531,19 @@ async fn flush_tickets(tx: &mut Tx) -> Result<(), DbError> {
                  $10::bigint[], $11::bigint[], $12::text[], $13::text[]) AS u {SET}"
             );
             sqlx::query(AssertSqlSafe(sql))
-                .bind(rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.workflow.as_str()).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.stage.as_str()).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.priority.as_str()).collect::<Vec<_>>())
-                .bind(
-                    rows.iter()
-                        .map(|r| r.category.as_deref())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(rows.iter().map(|r| r.is_open).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.opened_at).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.resolved_at).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.closed_at).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.last_at).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.state.as_str()).collect::<Vec<_>>())
-                .bind(
-                    rows.iter()
-                        .map(|r| r.workflow_version.as_str())
-                        .collect::<Vec<_>>(),
-                )
+                .bind(col(&rows, |r| r.id.as_str()))
+                .bind(col(&rows, |r| r.workflow.as_str()))
+                .bind(col(&rows, |r| r.stage.as_str()))
+                .bind(col(&rows, |r| r.priority.as_str()))
+                .bind(col(&rows, |r| r.category.as_deref()))
+                .bind(col(&rows, |r| r.is_open))
+                .bind(col(&rows, |r| r.opened_at))
+                .bind(col(&rows, |r| r.resolved_at))
+                .bind(col(&rows, |r| r.closed_at))
+                .bind(col(&rows, |r| r.last_at))
+                .bind(col(&rows, |r| r.updated_at))
+                .bind(col(&rows, |r| r.state.as_str()))
+                .bind(col(&rows, |r| r.workflow_version.as_str()))
                 .execute(&mut **t)
                 .await?;
             return Ok(());
@@ -673,11 +670,11 @@ pub async fn flush(tx: &mut Tx) -> Result<(), DbError> {
                 "INSERT INTO sk_timeline (ticket, at, recorded_at, kind, detail)
              SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[])",
             )
-            .bind(rows.iter().map(|r| r.ticket.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.at).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.recorded_at).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.detail.as_str()).collect::<Vec<_>>())
+            .bind(col(&rows, |r| r.ticket.as_str()))
+            .bind(col(&rows, |r| r.at))
+            .bind(col(&rows, |r| r.recorded_at))
+            .bind(col(&rows, |r| r.kind.as_str()))
+            .bind(col(&rows, |r| r.detail.as_str()))
             .execute(&mut **t)
             .await?;
             return Ok(());
@@ -1289,13 +1286,13 @@ async fn flush_events(tx: &mut Tx) -> Result<(), DbError> {
                  $5::bigint[], $6::text[], $7::text[]) ON CONFLICT (id) DO NOTHING"
             );
             stored = sqlx::query(AssertSqlSafe(sql))
-                .bind(rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.ticket.as_str()).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.kind).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.at).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.received_at).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.status).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.body.as_str()).collect::<Vec<_>>())
+                .bind(col(&rows, |r| r.id.as_str()))
+                .bind(col(&rows, |r| r.ticket.as_str()))
+                .bind(col(&rows, |r| r.kind))
+                .bind(col(&rows, |r| r.at))
+                .bind(col(&rows, |r| r.received_at))
+                .bind(col(&rows, |r| r.status))
+                .bind(col(&rows, |r| r.body.as_str()))
                 .execute(&mut **t)
                 .await?
                 .rows_affected();
@@ -1345,24 +1342,16 @@ async fn flush_facts(tx: &mut Tx) -> Result<(), DbError> {
                  ON CONFLICT (id) DO NOTHING RETURNING id"
             );
             let got: Vec<(String,)> = sqlx::query_as(AssertSqlSafe(sql))
-                .bind(rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.ticket.as_str()).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.workflow.as_str()).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.priority.as_str()).collect::<Vec<_>>())
-                .bind(
-                    rows.iter()
-                        .map(|r| r.category.as_deref())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(rows.iter().map(|r| r.kind).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.clock.as_deref()).collect::<Vec<_>>())
-                .bind(
-                    rows.iter()
-                        .map(|r| r.outcome.as_deref())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(rows.iter().map(|r| r.value).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.at).collect::<Vec<_>>())
+                .bind(col(&rows, |r| r.id.as_str()))
+                .bind(col(&rows, |r| r.ticket.as_str()))
+                .bind(col(&rows, |r| r.workflow.as_str()))
+                .bind(col(&rows, |r| r.priority.as_str()))
+                .bind(col(&rows, |r| r.category.as_deref()))
+                .bind(col(&rows, |r| r.kind))
+                .bind(col(&rows, |r| r.clock.as_deref()))
+                .bind(col(&rows, |r| r.outcome.as_deref()))
+                .bind(col(&rows, |r| r.value))
+                .bind(col(&rows, |r| r.at))
                 .fetch_all(&mut **t)
                 .await?;
             new.extend(got.into_iter().map(|r| r.0));
