@@ -262,8 +262,8 @@ pub struct BenchArgs {
     /// Timers waiting 30 days out in the `pending` phase (idle poll, lateness, memory).
     #[arg(long, default_value_t = 1_000_000)]
     pub pending: usize,
-    /// Worker engines per run of the `workers` phase (comma separated), each with its own
-    /// connection pool, as separate processes would have.
+    /// Worker processes per run of the `workers` phase (comma separated): this binary's
+    /// `serve --role worker`, started on the scratch database.
     #[arg(long, default_value = "1,2,4", value_delimiter = ',')]
     pub workers: Vec<usize>,
     /// Phases to run (comma separated): limits,ingest,http,pending,drain,workers.

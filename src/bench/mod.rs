@@ -284,9 +284,11 @@ pub async fn run(a: BenchSettings) -> anyhow::Result<()> {
     if wants("workers") {
         let mut runs = Vec::new();
         for n in &a.workers {
-            let d = timers::drain(url, wf, a.timers, *n).await?;
+            let d = timers::drain_processes(url, wf, a.timers, *n).await?;
             eprintln!("  workers={n}: {d}");
-            runs.push(json!({"workers": n, "drain_per_s": d["drain_per_s"]}));
+            runs.push(json!({"processes": n, "drain_per_s": d["drain_per_s"],
+                             "running_per_s": d["running_per_s"],
+                             "first_fired_after_s": d["first_fired_after_s"]}));
         }
         r.add("workers", Value::Array(runs));
     }

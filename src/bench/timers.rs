@@ -109,16 +109,9 @@ pub async fn pending(url: &str, wf: &std::path::Path, pending: usize) -> anyhow:
     }))
 }
 
-/// `n` tickets whose timers are all due; `workers` engines fire them. Samples progress
-/// every 20 ms: the rate per 10,000, how long until the first timers were committed, and
-/// after that the longest stretch with no progress (a slow fetch or a lock wait shows
-/// there; the sampling adds up to 20 ms).
-pub async fn drain(
-    url: &str,
-    wf: &std::path::Path,
-    n: usize,
-    workers: usize,
-) -> anyhow::Result<Value> {
+/// `n` tickets opened 40 minutes ago (in virtual time), whose 30-minute timers are all due
+/// now; returns the scratch database and how many timers wait.
+async fn due_backlog(url: &str, wf: &std::path::Path, n: usize) -> anyhow::Result<Scratch> {
     let s = Scratch::new(url).await?;
     // Open the tickets "40 minutes ago" in virtual time, 29.5 minutes later, so their
     // 30-minute timers are scheduled but not yet due; the workers then run on the real
@@ -131,71 +124,133 @@ pub async fn drain(
     let d = ingest_many(&eng_in, n, "bulk", opened_at, "drain").await?;
     eng_in.db.close().await;
     eprintln!("  drain: {n} tickets opened in {d:.1?}");
+    Ok(s)
+}
+
+/// `n` tickets whose timers are all due; `workers` engines in this process fire them.
+pub async fn drain(
+    url: &str,
+    wf: &std::path::Path,
+    n: usize,
+    workers: usize,
+) -> anyhow::Result<Value> {
+    let s = due_backlog(url, wf, n).await?;
     let mut engines = Vec::new();
     for _ in 0..workers.max(1) {
         engines.push(engine(&s.url, wf, Arc::new(Utc::now)).await?);
     }
     let db = engines[0].db.clone();
-    let total = store::timers_pending(&db).await?;
-    let v = with_workers(&engines, || async move {
-        let start = Instant::now();
-        let mut marks: Vec<f64> = Vec::new();
-        let (mut last_done, mut last_change, mut stall) = (0i64, 0.0f64, 0.0f64);
-        // Until the first timers are committed (new connections, the workflow version
-        // loaded): reported apart from the pauses once the drain runs.
-        let mut first: Option<f64> = None;
-        loop {
-            let left = store::timers_pending(&db).await?;
-            let done = total - left;
-            let now = start.elapsed().as_secs_f64();
-            if done > last_done {
-                if first.is_some() {
-                    stall = stall.max(now - last_change);
-                } else {
-                    first = Some(now);
-                }
-                last_done = done;
-                last_change = now;
-            }
-            while (marks.len() as i64 + 1) * 10_000 <= done {
-                marks.push(now);
-            }
-            if left == 0 || start.elapsed() > Duration::from_secs(1800) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let elapsed = start.elapsed().as_secs_f64();
-        let mut prev = 0.0;
-        let per_10k: Vec<f64> = marks
-            .iter()
-            .map(|t| {
-                let r = 10_000.0 / (t - prev).max(1e-9);
-                prev = *t;
-                r.round()
-            })
-            .collect();
-        let overall = total as f64 / elapsed.max(1e-9);
-        Ok(json!({
-            "timers": total,
-            "workers": workers,
-            "drain_per_s": overall.round(),
-            "seconds": (elapsed * 10.0).round() / 10.0,
-            "per_10k_per_s": per_10k,
-            "first_10k_over_overall": per_10k.first().map(|f| (f / overall * 100.0).round() / 100.0),
-            // The same, timed from the first commit (without the start-up above).
-            "first_10k_after_start_up_over_overall": match (marks.first(), first) {
-                (Some(m), Some(f)) if *m > f => Some((10_000.0 / (m - f) / overall * 100.0).round() / 100.0),
-                _ => None,
-            },
-            "longest_stall_s": (stall * 1000.0).round() / 1000.0,
-            "first_fired_after_s": first.map(|f| (f * 1000.0).round() / 1000.0),
-        }))
-    })
-    .await?;
+    let v = with_workers(&engines, || watch_drain(db, workers)).await?;
     for e in &engines {
         e.db.close().await;
     }
     s.drop_db().await;
     Ok(v)
+}
+
+/// `n` tickets whose timers are all due; `procs` worker processes fire them: this binary's
+/// `serve --role worker`, as a deployment runs them.
+pub async fn drain_processes(
+    url: &str,
+    wf: &std::path::Path,
+    n: usize,
+    procs: usize,
+) -> anyhow::Result<Value> {
+    let s = due_backlog(url, wf, n).await?;
+    let exe = std::env::current_exe()?;
+    let mut children = Vec::new();
+    for _ in 0..procs.max(1) {
+        let child = tokio::process::Command::new(&exe)
+            .args(["serve", "--role", "worker", "--listen", "127.0.0.1:0"])
+            .arg("--database")
+            .arg(&s.url)
+            .arg("--workflows")
+            .arg(wf)
+            .env("RUST_LOG", "error")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        children.push(child);
+    }
+    let db = crate::shell::db::Db::connect(&s.url).await?;
+    let v = watch_drain(db.clone(), procs).await;
+    for mut c in children {
+        let _ = c.kill().await;
+    }
+    db.close().await;
+    s.drop_db().await;
+    v
+}
+
+/// Sample the drain's progress every 20 ms until no timer is left: the rate per 10,000,
+/// how long until the first timers were committed, and after that the longest stretch with
+/// no progress (a slow fetch or a lock wait shows there; the sampling adds up to 20 ms).
+async fn watch_drain(db: crate::shell::db::Db, workers: usize) -> anyhow::Result<Value> {
+    let total = store::timers_pending(&db).await?;
+    let start = Instant::now();
+    let mut marks: Vec<f64> = Vec::new();
+    let (mut last_done, mut last_change, mut stall) = (0i64, 0.0f64, 0.0f64);
+    // Until the first timers are committed (new connections, a process starting): reported
+    // apart from the pauses once the drain runs.
+    let mut first: Option<(f64, i64)> = None;
+    loop {
+        let left = store::timers_pending(&db).await?;
+        let done = total - left;
+        let now = start.elapsed().as_secs_f64();
+        if done > last_done {
+            if first.is_some() {
+                stall = stall.max(now - last_change);
+            } else {
+                first = Some((now, done));
+            }
+            last_done = done;
+            last_change = now;
+        }
+        while (marks.len() as i64 + 1) * 10_000 <= done {
+            marks.push(now);
+        }
+        if left == 0 || start.elapsed() > Duration::from_secs(1800) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    anyhow::ensure!(last_done == total, "the drain did not finish in 30 minutes");
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut prev = 0.0;
+    let per_10k: Vec<f64> = marks
+        .iter()
+        .map(|t| {
+            let r = 10_000.0 / (t - prev).max(1e-9);
+            prev = *t;
+            r.round()
+        })
+        .collect();
+    let overall = total as f64 / elapsed.max(1e-9);
+    // From the first commit to the last: the rate once the workers run.
+    let running = match first {
+        Some((f, n)) if last_change > f => Some(((total - n) as f64 / (last_change - f)).round()),
+        _ => None,
+    };
+    Ok(json!({
+        "timers": total,
+        "workers": workers,
+        "drain_per_s": overall.round(),
+        "running_per_s": running,
+        "seconds": (elapsed * 10.0).round() / 10.0,
+        "per_10k_per_s": per_10k,
+        "first_10k_over_overall": per_10k.first().map(|f| (f / overall * 100.0).round() / 100.0),
+        // The same, timed from the first commit (the timers of the first commit are not
+        // counted: they were the start-up's).
+        "first_10k_after_start_up_over_overall": match (marks.first(), first) {
+            (Some(m), Some((f, n))) if *m > f && n < 10_000 => {
+                let rate = (10_000 - n) as f64 / (m - f);
+                Some((rate / overall * 100.0).round() / 100.0)
+            }
+            _ => None,
+        },
+        "first_fired_after_s": first.map(|(f, _)| (f * 1000.0).round() / 1000.0),
+        "longest_stall_s": (stall * 1000.0).round() / 1000.0,
+    }))
 }

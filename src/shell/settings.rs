@@ -132,7 +132,7 @@ pub struct BenchSettings {
     pub timers: usize,
     /// Timers waiting (far in the future) in the `pending` phase.
     pub pending: usize,
-    /// Worker engines in each run of the `workers` phase.
+    /// Worker processes in each run of the `workers` phase.
     pub workers: Vec<usize>,
     pub only: Vec<String>,
     pub format: Format,
