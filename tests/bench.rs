@@ -12,7 +12,14 @@ use serde_json::Value;
 fn bench(database: &str) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_slakeeper"))
         .args(["bench", "--database", database])
-        .args(["--only", "drain,workers", "--timers", "1500", "--workers", "2"])
+        .args([
+            "--only",
+            "drain,workers",
+            "--timers",
+            "1500",
+            "--workers",
+            "2",
+        ])
         .args(["--format", "json"])
         .env_remove("SLAKEEPER_DATABASE_URL")
         .output()
@@ -27,7 +34,10 @@ fn bench(database: &str) -> Value {
 fn check(v: &Value, backend: &str) {
     assert_eq!(v["backend"], backend, "{v}");
     let d = &v["drain"];
-    assert_eq!(d["timers"], 1500, "every bench ticket has one due timer: {v}");
+    assert_eq!(
+        d["timers"], 1500,
+        "every bench ticket has one due timer: {v}"
+    );
     assert!(d["drain_per_s"].as_f64().is_some_and(|r| r > 0.0), "{v}");
     assert!(d["first_fired_after_s"].as_f64().is_some(), "{v}");
     let w = &v["workers"][0];
