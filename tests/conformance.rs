@@ -2615,11 +2615,9 @@ async fn a_fact_counts_once_whether_buffered_twice_or_stored_before(h: Harness) 
         outcome: None,
         value: None,
     };
-    let metric = || {
-        Some(Metric::Review {
-            workflow: "w".into(),
-            outcome: "sent",
-        })
+    let metric = || Metric::Review {
+        workflow: "w".into(),
+        outcome: "sent",
     };
     let facts = "SELECT COUNT(*) FROM sk_facts WHERE id LIKE 'fact-%'";
 

@@ -279,7 +279,7 @@ pub async fn run(a: BenchSettings) -> anyhow::Result<()> {
         r.add("pending", timers::pending(url, wf, a.pending).await?);
     }
     if wants("drain") {
-        r.add("drain", timers::drain(url, wf, a.timers, 1).await?);
+        r.add("drain", timers::drain(url, wf, a.timers).await?);
     }
     if wants("workers") {
         let mut runs = Vec::new();

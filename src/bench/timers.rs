@@ -13,24 +13,21 @@ use crate::core::event::Event;
 use crate::shell::engine::{Engine, FIRE_BATCH, run_firer};
 use crate::shell::store;
 
-/// Run the timer firer `serve` runs, one per engine, until `done` resolves.
-async fn with_workers<F, Fut>(engines: &[Arc<Engine>], done: F) -> anyhow::Result<Value>
+/// Run the timer firers `serve` runs on `eng` until `done` resolves.
+async fn with_firers<F, Fut>(eng: &Arc<Engine>, done: F) -> anyhow::Result<Value>
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Value>>,
 {
     let (tx, rx) = watch::channel(false);
     let mut tasks = Vec::new();
-    for eng in engines {
-        // As many as `serve` runs.
-        for _ in 0..eng.db.firers() {
-            tasks.push(tokio::spawn(run_firer(
-                eng.clone(),
-                Duration::from_millis(100),
-                FIRE_BATCH,
-                rx.clone(),
-            )));
-        }
+    for _ in 0..eng.db.firers() {
+        tasks.push(tokio::spawn(run_firer(
+            eng.clone(),
+            Duration::from_millis(100),
+            FIRE_BATCH,
+            rx.clone(),
+        )));
     }
     let r = done().await;
     let _ = tx.send(true);
@@ -68,7 +65,7 @@ pub async fn pending(url: &str, wf: &std::path::Path, pending: usize) -> anyhow:
         .collect::<anyhow::Result<_>>()?;
     eng.ingest(&events, true).await?;
     let e2 = eng.clone();
-    let load = with_workers(std::slice::from_ref(&eng), || async move {
+    let load = with_firers(&eng, || async move {
         // Single events at 500/s for as long as the 300 timers take (10 s and a little).
         let start = Instant::now();
         let mut sent = 0usize;
@@ -110,7 +107,7 @@ pub async fn pending(url: &str, wf: &std::path::Path, pending: usize) -> anyhow:
 }
 
 /// `n` tickets opened 40 minutes ago (in virtual time), whose 30-minute timers are all due
-/// now; returns the scratch database and how many timers wait.
+/// now, on a scratch database.
 async fn due_backlog(url: &str, wf: &std::path::Path, n: usize) -> anyhow::Result<Scratch> {
     let s = Scratch::new(url).await?;
     // Open the tickets "40 minutes ago" in virtual time, 29.5 minutes later, so their
@@ -144,23 +141,14 @@ async fn due_backlog(url: &str, wf: &std::path::Path, n: usize) -> anyhow::Resul
     Ok(s)
 }
 
-/// `n` tickets whose timers are all due; `workers` engines in this process fire them.
-pub async fn drain(
-    url: &str,
-    wf: &std::path::Path,
-    n: usize,
-    workers: usize,
-) -> anyhow::Result<Value> {
+/// `n` tickets whose timers are all due; the firers of one engine in this process fire
+/// them.
+pub async fn drain(url: &str, wf: &std::path::Path, n: usize) -> anyhow::Result<Value> {
     let s = due_backlog(url, wf, n).await?;
-    let mut engines = Vec::new();
-    for _ in 0..workers.max(1) {
-        engines.push(engine(&s.url, wf, Arc::new(Utc::now)).await?);
-    }
-    let db = engines[0].db.clone();
-    let v = with_workers(&engines, || watch_drain(db, workers)).await?;
-    for e in &engines {
-        e.db.close().await;
-    }
+    let eng = engine(&s.url, wf, Arc::new(Utc::now)).await?;
+    let db = eng.db.clone();
+    let v = with_firers(&eng, || watch_drain(db, 1)).await?;
+    eng.db.close().await;
     s.drop_db().await;
     Ok(v)
 }

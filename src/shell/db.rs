@@ -187,7 +187,7 @@ pub(crate) struct FactWrite {
     pub outcome: Option<String>,
     pub value: Option<i64>,
     pub at: i64,
-    pub metric: Option<Metric>,
+    pub metric: Metric,
 }
 
 /// One buffered `sk_tickets` save.
@@ -446,17 +446,20 @@ impl Tx {
     pub async fn before_write(&mut self) -> Result<(), sqlx::Error> {
         if self.savepoint.is_some() && !self.savepoint_sent {
             self.savepoint_sent = true;
-            match &mut self.conn {
-                Conn::Sqlite(t) => {
-                    sqlx::query("SAVEPOINT sk_request")
-                        .execute(&mut **t)
-                        .await?;
-                }
-                Conn::Pg(t) => {
-                    sqlx::query("SAVEPOINT sk_request")
-                        .execute(&mut **t)
-                        .await?;
-                }
+            self.exec_raw("SAVEPOINT sk_request").await?;
+        }
+        Ok(())
+    }
+
+    /// A statement without binds, outside `sql_exec!` (which would send a pending
+    /// savepoint first): the savepoint statements themselves.
+    pub(crate) async fn exec_raw(&mut self, sql: &'static str) -> Result<(), sqlx::Error> {
+        match &mut self.conn {
+            Conn::Sqlite(t) => {
+                sqlx::query(sql).execute(&mut **t).await?;
+            }
+            Conn::Pg(t) => {
+                sqlx::query(sql).execute(&mut **t).await?;
             }
         }
         Ok(())

@@ -111,7 +111,7 @@ pub async fn savepoint(tx: &mut Tx) -> Result<(), DbError> {
 pub async fn release_savepoint(tx: &mut Tx) -> Result<(), DbError> {
     if tx.savepoint.take().is_some() && std::mem::take(&mut tx.savepoint_sent) {
         // Not through `sql_exec!`: it would send a pending savepoint first.
-        exec_raw(tx, "RELEASE SAVEPOINT sk_request").await?;
+        tx.exec_raw("RELEASE SAVEPOINT sk_request").await?;
     }
     Ok(())
 }
@@ -123,23 +123,11 @@ pub async fn rollback_to_savepoint(tx: &mut Tx) -> Result<(), DbError> {
         return Ok(());
     };
     if std::mem::take(&mut tx.savepoint_sent) {
-        exec_raw(tx, "ROLLBACK TO SAVEPOINT sk_request").await?;
-        exec_raw(tx, "RELEASE SAVEPOINT sk_request").await?;
+        tx.exec_raw("ROLLBACK TO SAVEPOINT sk_request").await?;
+        tx.exec_raw("RELEASE SAVEPOINT sk_request").await?;
     }
     // The request's buffered rows go with it.
     tx.truncate(marks);
-    Ok(())
-}
-
-async fn exec_raw(tx: &mut Tx, sql: &'static str) -> Result<(), DbError> {
-    match &mut tx.conn {
-        Conn::Sqlite(t) => {
-            sqlx::query(sql).execute(&mut **t).await?;
-        }
-        Conn::Pg(t) => {
-            sqlx::query(sql).execute(&mut **t).await?;
-        }
-    }
     Ok(())
 }
 
@@ -166,6 +154,54 @@ fn compare(stored: &str, body: &str) -> Stored {
     }
 }
 
+/// The rows of `select` whose `col` is one of `ids`, with `tail` after the condition
+/// (`GROUP BY …`); `lock` adds `FOR UPDATE` on PostgreSQL (SQLite's `BEGIN IMMEDIATE` holds
+/// the database already). PostgreSQL: one `= ANY($1)`, not prepared — a generic plan made
+/// while a table was still empty kept seq-scanning it as it grew. SQLite: `IN (?, …)` lists
+/// of up to 500 anonymous parameters.
+async fn fetch_in<T>(
+    tx: &mut Tx,
+    select: &str,
+    col: &str,
+    ids: &[&str],
+    tail: &str,
+    lock: bool,
+) -> Result<Vec<T>, DbError>
+where
+    T: Send
+        + Unpin
+        + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+{
+    let mut rows = Vec::new();
+    if ids.is_empty() {
+        return Ok(rows);
+    }
+    match &mut tx.conn {
+        Conn::Pg(t) => {
+            let lock = if lock { " FOR UPDATE" } else { "" };
+            let sql = format!("{select} WHERE {col} = ANY($1) {tail}{lock}");
+            rows = sqlx::query_as(AssertSqlSafe(sql))
+                .persistent(false)
+                .bind(ids)
+                .fetch_all(&mut **t)
+                .await?;
+        }
+        Conn::Sqlite(t) => {
+            for chunk in ids.chunks(500) {
+                let list = vec!["?"; chunk.len()].join(", ");
+                let sql = format!("{select} WHERE {col} IN ({list}) {tail}");
+                let mut q = sqlx::query_as::<_, T>(AssertSqlSafe(sql));
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                rows.extend(q.fetch_all(&mut **t).await?);
+            }
+        }
+    }
+    Ok(rows)
+}
+
 /// Read which of `ids` are stored (and their bodies), in one statement: [`insert_event`]
 /// then decides new/duplicate/conflict for them without a statement and buffers the new
 /// ones until commit.
@@ -178,27 +214,8 @@ pub async fn lookup_events(tx: &mut Tx, ids: &[&str]) -> Result<(), DbError> {
     if todo.is_empty() {
         return Ok(());
     }
-    let mut found: Vec<(String, String)> = Vec::new();
-    match &mut tx.conn {
-        Conn::Pg(t) => {
-            found = sqlx::query_as("SELECT id, body FROM sk_events WHERE id = ANY($1)")
-                .persistent(false)
-                .bind(&todo)
-                .fetch_all(&mut **t)
-                .await?;
-        }
-        Conn::Sqlite(t) => {
-            for chunk in todo.chunks(500) {
-                let list = vec!["?"; chunk.len()].join(", ");
-                let sql = format!("SELECT id, body FROM sk_events WHERE id IN ({list})");
-                let mut q = sqlx::query_as::<_, (String, String)>(AssertSqlSafe(sql));
-                for id in chunk {
-                    q = q.bind(*id);
-                }
-                found.extend(q.fetch_all(&mut **t).await?);
-            }
-        }
-    }
+    let found: Vec<(String, String)> =
+        fetch_in(tx, "SELECT id, body FROM sk_events", "id", &todo, "", false).await?;
     for id in todo {
         tx.event_lookup.insert(id.to_string(), None);
     }
@@ -327,52 +344,42 @@ pub fn saved_in(tx: &Tx, ticket: &str) -> bool {
     tx.tickets.iter().any(|w| w.id == ticket)
 }
 
+/// What a transaction reads up front about `events` (a group commit's, or one request's
+/// when it has many): which of their ids are stored ([`lookup_events`]), which of their
+/// tickets exist and how many events each has stored ([`prefetch`]). Three statements.
+pub async fn prefetch_for<'e>(
+    tx: &mut Tx,
+    events: impl IntoIterator<Item = &'e Event>,
+) -> Result<Prefetch, DbError> {
+    let (mut tickets, ids): (Vec<&str>, Vec<&str>) = events
+        .into_iter()
+        .map(|e| (e.ticket.as_str(), e.id.as_str()))
+        .unzip();
+    lookup_events(tx, &ids).await?;
+    tickets.sort_unstable();
+    tickets.dedup();
+    prefetch(tx, &tickets).await
+}
+
 /// Which of `ids` (sorted, distinct) exist and how many events each has stored: two
 /// statements for a whole request.
-pub async fn prefetch(tx: &mut Tx, ids: &[&str]) -> Result<Prefetch, DbError> {
+async fn prefetch(tx: &mut Tx, ids: &[&str]) -> Result<Prefetch, DbError> {
     let mut p = Prefetch::default();
     p.existing.extend(tx.tickets.iter().map(|w| w.id.clone()));
-    let t = match &mut tx.conn {
-        Conn::Pg(t) => {
-            let rows: Vec<(String,)> = sqlx::query_as(
-                "SELECT t.id FROM UNNEST($1::text[]) AS u(id) JOIN sk_tickets t ON t.id = u.id",
-            )
-            .persistent(false)
-            .bind(ids)
-            .fetch_all(&mut **t)
-            .await?;
-            p.existing.extend(rows.into_iter().map(|r| r.0));
-            let rows: Vec<(String, i64)> = sqlx::query_as(
-                "SELECT e.ticket, COUNT(*) FROM UNNEST($1::text[]) AS u(id)
-             JOIN sk_events e ON e.ticket = u.id GROUP BY e.ticket",
-            )
-            .persistent(false)
-            .bind(ids)
-            .fetch_all(&mut **t)
-            .await?;
-            p.stored.extend(rows);
-            return Ok(p);
-        }
-        Conn::Sqlite(t) => t,
-    };
-    for chunk in ids.chunks(500) {
-        let list = vec!["?"; chunk.len()].join(", ");
-        let sql = format!("SELECT id FROM sk_tickets WHERE id IN ({list})");
-        let mut q = sqlx::query_as::<_, (String,)>(AssertSqlSafe(sql));
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        p.existing
-            .extend(q.fetch_all(&mut **t).await?.into_iter().map(|r| r.0));
-        let sql = format!(
-            "SELECT ticket, COUNT(*) FROM sk_events WHERE ticket IN ({list}) GROUP BY ticket"
-        );
-        let mut q = sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(sql));
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        p.stored.extend(q.fetch_all(&mut **t).await?);
-    }
+    let found: Vec<(String,)> =
+        fetch_in(tx, "SELECT id FROM sk_tickets", "id", ids, "", false).await?;
+    p.existing.extend(found.into_iter().map(|r| r.0));
+    p.stored.extend(
+        fetch_in::<(String, i64)>(
+            tx,
+            "SELECT ticket, COUNT(*) FROM sk_events",
+            "ticket",
+            ids,
+            "GROUP BY ticket",
+            false,
+        )
+        .await?,
+    );
     Ok(p)
 }
 
@@ -435,34 +442,15 @@ pub async fn load_tickets(
             todo.push(*id);
         }
     }
-    let mut rows: Vec<(String, String, Option<String>)> = Vec::new();
-    match &mut tx.conn {
-        Conn::Pg(t) => {
-            // Not prepared: a generic plan made while the table was small seq-scans it.
-            rows = sqlx::query_as(
-                "SELECT id, state, workflow_version FROM sk_tickets WHERE id = ANY($1)
-                 FOR UPDATE",
-            )
-            .persistent(false)
-            .bind(&todo)
-            .fetch_all(&mut **t)
-            .await?;
-        }
-        Conn::Sqlite(t) => {
-            for chunk in todo.chunks(500) {
-                let list = vec!["?"; chunk.len()].join(", ");
-                let sql = format!(
-                    "SELECT id, state, workflow_version FROM sk_tickets WHERE id IN ({list})"
-                );
-                let mut q =
-                    sqlx::query_as::<_, (String, String, Option<String>)>(AssertSqlSafe(sql));
-                for id in chunk {
-                    q = q.bind(*id);
-                }
-                rows.extend(q.fetch_all(&mut **t).await?);
-            }
-        }
-    }
+    let rows: Vec<(String, String, Option<String>)> = fetch_in(
+        tx,
+        "SELECT id, state, workflow_version FROM sk_tickets",
+        "id",
+        &todo,
+        "",
+        true,
+    )
+    .await?;
     for (id, state, version) in rows {
         let t: Ticket =
             serde_json::from_str(&state).map_err(DbError::json("stored ticket state"))?;
@@ -1248,7 +1236,7 @@ pub async fn insert_fact(
     priority: &str,
     row: &FactColumns,
     at: DateTime<Utc>,
-    metric: Option<Metric>,
+    metric: Metric,
 ) -> Result<(), DbError> {
     if !tx.fact_ids.insert(id.to_string()) {
         return Ok(());
@@ -1326,7 +1314,7 @@ async fn flush_events(tx: &mut Tx) -> Result<(), DbError> {
 
 /// The buffered facts; the metrics of those that were new go to `tx.fact_metrics`.
 async fn flush_facts(tx: &mut Tx) -> Result<(), DbError> {
-    let mut rows = std::mem::take(&mut tx.facts);
+    let rows = std::mem::take(&mut tx.facts);
     tx.fact_ids.clear();
     if rows.is_empty() {
         return Ok(());
@@ -1381,14 +1369,13 @@ async fn flush_facts(tx: &mut Tx) -> Result<(), DbError> {
         }
     }
     if new.len() == rows.len() {
-        tx.fact_metrics
-            .extend(rows.iter_mut().filter_map(|r| r.metric.take()));
+        tx.fact_metrics.extend(rows.into_iter().map(|r| r.metric));
     } else {
         let new: std::collections::HashSet<String> = new.into_iter().collect();
         tx.fact_metrics.extend(
-            rows.iter_mut()
+            rows.into_iter()
                 .filter(|r| new.contains(&r.id))
-                .filter_map(|r| r.metric.take()),
+                .map(|r| r.metric),
         );
     }
     Ok(())

@@ -107,7 +107,7 @@ impl Engine {
                         priority: priority.clone(),
                         seconds: *seconds as f64,
                     };
-                    store::insert_fact(tx, &id, t, priority, &row, o.at, Some(m)).await?;
+                    store::insert_fact(tx, &id, t, priority, &row, o.at, m).await?;
                 }
                 Effect::Count(f) => counted(tx, &c, o, f).await?,
                 Effect::Note { text } => {
@@ -339,7 +339,7 @@ async fn outcome(tx: &mut Tx, c: &Carry<'_>, o: &Out, oc: &ClockOutcome) -> Resu
         priority: oc.priority.clone(),
         outcome: oc.outcome.as_str(),
     };
-    store::insert_fact(tx, &id, c.t, &oc.priority, &row, o.at, Some(m)).await?;
+    store::insert_fact(tx, &id, c.t, &oc.priority, &row, o.at, m).await?;
     let d = json!({"clock": oc.clock, "outcome": oc.outcome.as_str(),
                    "due": oc.due.map(|d| fmt_local(c.wf, d))});
     store::timeline(tx, &c.t.id, o.at, c.now, "clock", &d).await
@@ -354,6 +354,6 @@ async fn counted(tx: &mut Tx, c: &Carry<'_>, o: &Out, f: &Fact) -> Result<(), Db
         priority: c.t.priority_label().to_string(),
         fact: f.clone(),
     };
-    store::insert_fact(tx, &id, c.t, c.t.priority_label(), &row, o.at, Some(m)).await?;
+    store::insert_fact(tx, &id, c.t, c.t.priority_label(), &row, o.at, m).await?;
     Ok(())
 }

@@ -105,19 +105,10 @@ impl Engine {
             .flat_map(|r| r.events.iter().map(|e| e.ticket.as_str()))
             .collect();
         store::lock_tickets(&mut tx, &tickets).await?;
-        // Which of the group's event ids are stored, in one statement: new events are then
-        // buffered and written in one statement at commit, not one INSERT each.
-        let ids: Vec<&str> = group
-            .iter()
-            .flat_map(|r| r.events.iter().map(|e| e.id.as_str()))
-            .collect();
-        store::lookup_events(&mut tx, &ids).await?;
-        // Which tickets exist and their stored events, read once for the whole group (two
-        // statements instead of two per new ticket).
-        let mut ids = tickets;
-        ids.sort_unstable();
-        ids.dedup();
-        let mut known = Some(store::prefetch(&mut tx, &ids).await?);
+        // Read once for the whole group: which event ids are stored (new events are then
+        // buffered and written in one statement at commit, not one INSERT each), which
+        // tickets exist and their stored events (not two statements per new ticket).
+        let mut known = store::prefetch_for(&mut tx, group.iter().flat_map(|r| &r.events)).await?;
         let mut out = Vec::with_capacity(group.len());
         let mut floor = None;
         // A lone request needs no savepoint: its error rolls back the whole transaction.
@@ -130,7 +121,7 @@ impl Engine {
                 store::savepoint(&mut tx).await?;
             }
             match self
-                .ingest_in(&mut tx, &req.events, req.batch, now, known.as_mut())
+                .ingest_in(&mut tx, &req.events, req.batch, now, Some(&mut known))
                 .await
             {
                 Ok(r) => {

@@ -189,12 +189,7 @@ impl Engine {
             // A group commit read the whole group's tickets up front.
             b.prefetched = Some(std::mem::take(p));
         } else if events.len() >= PREFETCH_FROM {
-            let mut ids: Vec<&str> = events.iter().map(|e| e.ticket.as_str()).collect();
-            ids.sort_unstable();
-            ids.dedup();
-            b.prefetched = Some(store::prefetch(tx, &ids).await?);
-            let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
-            store::lookup_events(tx, &ids).await?;
+            b.prefetched = Some(store::prefetch_for(tx, &events).await?);
         }
         let r = self.ingest_all(tx, &mut b).await;
         if let (Some(p), Some(mut mine)) = (shared, b.prefetched.take()) {

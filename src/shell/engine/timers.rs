@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, watch};
 use tracing::Instrument;
 
-use crate::core::machine::{Fired, fire};
+use crate::core::machine::{Fired, Ticket, fire};
 use crate::shell::db::DbError;
 use crate::shell::engine::{After, Engine, JobOutcome, Slot, VersionError};
 use crate::shell::metrics;
@@ -235,7 +235,7 @@ impl Engine {
     /// The loaded ticket a timer belongs to, if its pinned version can be served.
     async fn timer_slot(
         &self,
-        state: crate::core::machine::Ticket,
+        state: Ticket,
         pinned: Option<String>,
     ) -> Result<Option<Slot>, DbError> {
         match self.version(&state.workflow, pinned.as_deref()).await {
