@@ -40,6 +40,12 @@ fn check(v: &Value, backend: &str) {
     );
     assert!(d["drain_per_s"].as_f64().is_some_and(|r| r > 0.0), "{v}");
     assert!(d["first_fired_after_s"].as_f64().is_some(), "{v}");
+    assert!(
+        d["scattered"]["drain_per_s"]
+            .as_f64()
+            .is_some_and(|r| r > 0.0),
+        "the drain with scattered ticket ids is missing: {v}"
+    );
     let w = &v["workers"][0];
     assert_eq!(w["processes"], 2, "{v}");
     assert!(

@@ -8,7 +8,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::bench::{Dist, Scratch, engine, ingest_many, opened, rss_mib, virtual_clock};
+use crate::bench::{Dist, Ids, Scratch, engine, ingest_many, opened, rss_mib, virtual_clock};
 use crate::core::event::Event;
 use crate::shell::engine::{Engine, FIRE_BATCH, run_firer};
 use crate::shell::store;
@@ -53,7 +53,7 @@ async fn idle_round(eng: &Engine) -> anyhow::Result<f64> {
 pub async fn pending(url: &str, wf: &std::path::Path, pending: usize) -> anyhow::Result<Value> {
     let s = Scratch::new(url).await?;
     let eng = engine(&s.url, wf, Arc::new(Utc::now)).await?;
-    let d = ingest_many(&eng, pending, "far", Utc::now(), "pending").await?;
+    let d = ingest_many(&eng, pending, "far", Utc::now(), "pending", Ids::InOrder).await?;
     eprintln!("  pending: {pending} tickets opened in {d:.1?}");
     let mut idle = Vec::new();
     for _ in 0..200 {
@@ -108,7 +108,12 @@ pub async fn pending(url: &str, wf: &std::path::Path, pending: usize) -> anyhow:
 
 /// `n` tickets opened 40 minutes ago (in virtual time), whose 30-minute timers are all due
 /// now, on a scratch database.
-async fn due_backlog(url: &str, wf: &std::path::Path, n: usize) -> anyhow::Result<Scratch> {
+async fn due_backlog(
+    url: &str,
+    wf: &std::path::Path,
+    n: usize,
+    ids: Ids,
+) -> anyhow::Result<Scratch> {
     let s = Scratch::new(url).await?;
     // Open the tickets "40 minutes ago" in virtual time, 29.5 minutes later, so their
     // 30-minute timers are scheduled but not yet due; the workers then run on the real
@@ -118,7 +123,7 @@ async fn due_backlog(url: &str, wf: &std::path::Path, n: usize) -> anyhow::Resul
     let (clock, _) =
         virtual_clock((opened_at + chrono::Duration::seconds(29 * 60 + 30)).timestamp_millis());
     let eng_in = engine(&s.url, wf, clock).await?;
-    let d = ingest_many(&eng_in, n, "bulk", opened_at, "drain").await?;
+    let d = ingest_many(&eng_in, n, "bulk", opened_at, "drain", ids).await?;
     // Settle the backlog's own writes before the clock starts: otherwise the database's
     // checkpoint of them lands in the first seconds of the drain (measured on PostgreSQL:
     // the first 10k at 0.55x the overall rate and a 180 ms pause, or not, run to run).
@@ -143,8 +148,8 @@ async fn due_backlog(url: &str, wf: &std::path::Path, n: usize) -> anyhow::Resul
 
 /// `n` tickets whose timers are all due; the firers of one engine in this process fire
 /// them.
-pub async fn drain(url: &str, wf: &std::path::Path, n: usize) -> anyhow::Result<Value> {
-    let s = due_backlog(url, wf, n).await?;
+pub async fn drain(url: &str, wf: &std::path::Path, n: usize, ids: Ids) -> anyhow::Result<Value> {
+    let s = due_backlog(url, wf, n, ids).await?;
     let eng = engine(&s.url, wf, Arc::new(Utc::now)).await?;
     let db = eng.db.clone();
     let v = with_firers(&eng, || watch_drain(db, 1)).await?;
@@ -161,7 +166,7 @@ pub async fn drain_processes(
     n: usize,
     procs: usize,
 ) -> anyhow::Result<Value> {
-    let s = due_backlog(url, wf, n).await?;
+    let s = due_backlog(url, wf, n, Ids::InOrder).await?;
     let exe = std::env::current_exe()?;
     let mut children = Vec::new();
     for _ in 0..procs.max(1) {
