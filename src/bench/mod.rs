@@ -318,10 +318,22 @@ pub async fn run(a: BenchSettings) -> anyhow::Result<()> {
         r.add("pending", timers::pending(url, wf, a.pending).await?);
     }
     if wants("drain") {
-        let mut d = timers::drain(url, wf, a.timers, Ids::InOrder).await?;
+        // The drain reads its progress from the engine's own counter, which needs the
+        // recorder `serve` installs.
+        let metrics = match crate::shell::metrics::install() {
+            Ok(h) => Some(h),
+            Err(e) => {
+                eprintln!(
+                    "  drain: no metrics recorder ({e}); progress is counted in the database"
+                );
+                None
+            }
+        };
+        let metrics = metrics.as_ref();
+        let mut d = timers::drain(url, wf, a.timers, Ids::InOrder, metrics).await?;
         // The same backlog with no locality: what each firing costs when the tickets due
         // together share no page.
-        let sc = timers::drain(url, wf, a.timers, Ids::Scattered).await?;
+        let sc = timers::drain(url, wf, a.timers, Ids::Scattered, metrics).await?;
         d["scattered"] = json!({
             "drain_per_s": sc["drain_per_s"],
             "running_per_s": sc["running_per_s"],
