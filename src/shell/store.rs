@@ -41,14 +41,14 @@ fn values_list(rows: usize, cols: usize, extra: &str) -> String {
 }
 
 /// Run `sql` on a SQLite transaction with the binds `bind` adds per row (the multi-row
-/// statements of `flush`; PostgreSQL gets arrays instead).
+/// statements of `flush`; PostgreSQL gets arrays instead). Evaluates to the rows affected.
 macro_rules! sqlite_rows {
     ($conn:expr, $sql:expr, $rows:expr, |$q:ident, $r:ident| $bind:expr) => {{
         let mut $q = sqlx::query(AssertSqlSafe($sql));
         for $r in $rows {
             $q = $bind;
         }
-        $q.execute(&mut **$conn).await?;
+        $q.execute(&mut **$conn).await?.rows_affected()
     }};
 }
 
@@ -434,7 +434,7 @@ pub async fn load_tickets(
     let mut out = HashMap::new();
     let mut todo = Vec::new();
     for id in ids {
-        if tx.tickets.iter().any(|w| w.id == *id) {
+        if saved_in(tx, id) {
             if let Some(t) = load_ticket(tx, id).await? {
                 out.insert(id.to_string(), t);
             }
@@ -639,8 +639,8 @@ pub async fn timeline(
     Ok(())
 }
 
-/// Write the buffered rows (events, facts, tickets, timers, then the timeline in order), a few hundred per
-/// statement. Called by `Tx::commit`.
+/// Write the buffered rows (events, facts, tickets, timers, then the timeline in order), a
+/// few hundred per statement. Called by `Tx::commit`.
 pub async fn flush(tx: &mut Tx) -> Result<(), DbError> {
     flush_events(tx).await?;
     flush_facts(tx).await?;
@@ -1291,18 +1291,14 @@ async fn flush_events(tx: &mut Tx) -> Result<(), DbError> {
                     "{INSERT} VALUES {} ON CONFLICT (id) DO NOTHING",
                     values_list(chunk.len(), 7, "")
                 );
-                let mut q = sqlx::query(AssertSqlSafe(sql));
-                for r in chunk {
-                    q = q
-                        .bind(&r.id)
-                        .bind(&r.ticket)
-                        .bind(r.kind)
-                        .bind(r.at)
-                        .bind(r.received_at)
-                        .bind(r.status)
-                        .bind(&r.body);
-                }
-                stored += q.execute(&mut **t).await?.rows_affected();
+                stored += sqlite_rows!(t, sql, chunk, |q, r| q
+                    .bind(&r.id)
+                    .bind(&r.ticket)
+                    .bind(r.kind)
+                    .bind(r.at)
+                    .bind(r.received_at)
+                    .bind(r.status)
+                    .bind(&r.body));
             }
         }
     }
