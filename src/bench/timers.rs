@@ -201,8 +201,9 @@ pub async fn drain_processes(
     v
 }
 
-/// Timer firings committed so far, as `slakeeper_jobs_total{queue="slakeeper.timers"}` counts them in
-/// this process (every outcome but `failed`, and `deferred`, which fires again later).
+/// Timer firings committed so far, as `slakeeper_jobs_total{queue="slakeeper.timers"}`
+/// counts them in this process (every outcome but `failed`, and `deferred`, which fires
+/// again later).
 fn fired(metrics: &PrometheusHandle) -> i64 {
     let queue = format!("queue=\"{}\"", crate::shell::queue::TIMERS);
     metrics
