@@ -73,6 +73,10 @@ fn bad(field: &str, message: impl Into<String>) -> QueryError {
 /// A window such as `1h` or `30d` (elapsed time; working days mean nothing here).
 pub fn parse_window(field: &str, s: &str) -> Result<Duration, QueryError> {
     match parse_span(s) {
+        // `within=0s`: only what is already due (the breached).
+        Err(crate::core::duration::SpanError::Zero { .. }) if field == "within" => {
+            Ok(Duration::zero())
+        }
         Ok(Span::Seconds(n)) => Ok(Duration::seconds(n)),
         Ok(Span::WorkingDays(_)) => Err(bad(
             field,
@@ -339,6 +343,29 @@ pub async fn command(s: &crate::shell::settings::AtRiskSettings) -> anyhow::Resu
         crate::shell::settings::Format::Json => {
             println!("{}", serde_json::to_string_pretty(&to_json(&l))?)
         }
+    }
+    Ok(())
+}
+
+/// Set `slakeeper_clocks_at_risk{workflow,clock,priority,band}` from the database (the
+/// caller holds the `gauges` lease): every declared combination, at 0 when none is at risk,
+/// so boards show 0 rather than no data.
+pub async fn refresh_gauge(engine: &Engine, now: DateTime<Utc>) -> Result<(), DbError> {
+    let mut counts = band_counts(engine, now).await?;
+    for wf in engine.cfg.catalog.workflows.values() {
+        for c in declared_clocks(wf) {
+            for p in &wf.priorities {
+                for b in forecast::BANDS {
+                    counts
+                        .entry((wf.name.clone(), c.clone(), p.clone(), b))
+                        .or_insert(0);
+                }
+            }
+        }
+    }
+    for ((w, c, p, b), n) in counts {
+        metrics::gauge!("slakeeper_clocks_at_risk", "workflow" => w, "clock" => c, "priority" => p, "band" => b)
+            .set(n as f64);
     }
     Ok(())
 }
