@@ -47,6 +47,7 @@ pub fn router_with(state: AppState, extra: Router) -> Router {
         .route("/metrics", get(metrics_text))
         .merge(crate::shell::ack::routes())
         .route("/v1/at-risk", get(get_at_risk))
+        .merge(crate::shell::ui::routes())
         .with_state(state)
         .merge(extra)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -102,7 +103,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn authorize(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn authorize(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &st.token else {
         return Ok(());
     };
@@ -205,7 +206,12 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 /// Every error answer is JSON, including the ones axum makes itself (unknown route, wrong
 /// method, body too large, timeouts), so clients parse one shape.
 async fn json_errors(req: Request<axum::body::Body>, next: axum::middleware::Next) -> Response {
+    // The staff pages answer errors as pages.
+    let page = req.uri().path().starts_with("/ui/");
     let res = next.run(req).await;
+    if page {
+        return res;
+    }
     let status = res.status();
     let is_json = res
         .headers()

@@ -30,6 +30,7 @@ pub mod show;
 pub mod sources;
 pub mod store;
 pub mod telemetry;
+pub mod ui;
 
 use std::process::ExitCode;
 
