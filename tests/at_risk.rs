@@ -462,3 +462,371 @@ fn the_forecast_gives_the_known_answer_and_simulate_agrees_sqlite() {
 fn the_forecast_gives_the_known_answer_and_simulate_agrees_postgres() {
     forecast_from_history(Backend::Postgres);
 }
+
+// ------------------------------------------------------------------ the pages, in Chromium
+
+const PAGES_WF: &str = "workflow: pages
+calendar: always
+language: en
+priorities: [urgent, normal]
+stages:
+  intake:
+    sla:
+      first_response: { urgent: 3s, normal: 1h }
+escalations:
+  - { clock: first_response, at: 50%, notify: [assignee], template: sla_warning }
+  - { clock: any, at: 100%, notify: [oncall], template: sla_breach, repeat: 2s, times: 40 }
+";
+
+/// A tiny WebDriver client (W3C protocol over HTTP) for Debian's chromedriver, which the
+/// test starts: no driver manager, nothing downloaded.
+struct Browser {
+    driver: std::process::Child,
+    base: String,
+    session: String,
+    rt: tokio::runtime::Runtime,
+    http: ::reqwest::Client,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    fn start() -> Browser {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let chromium = setting("SLAKEEPER_TEST_CHROMIUM").unwrap_or("/usr/bin/chromium".into());
+        let driver_bin =
+            setting("SLAKEEPER_TEST_CHROMEDRIVER").unwrap_or("/usr/bin/chromedriver".into());
+        assert!(
+            Path::new(&chromium).exists() && Path::new(&driver_bin).exists(),
+            "{chromium} or {driver_bin} missing: run `bash scripts/test-env.sh`"
+        );
+        let port = free_port();
+        let driver = Command::new(&driver_bin)
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let base = format!("http://127.0.0.1:{port}");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let http = ::reqwest::Client::new();
+        let profile = tempfile::tempdir().expect("profile dir");
+        let mut b = Browser {
+            driver,
+            base,
+            session: String::new(),
+            rt,
+            http,
+            _profile: profile,
+        };
+        wait_for(std::time::Duration::from_secs(20), || {
+            let (s, v) = b.call("GET", "/status", None);
+            (s == 200 && v["value"]["ready"] == true).then_some(())
+        })
+        .expect("chromedriver ready");
+        let args = json!([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+            "--window-size=1200,900",
+            format!("--user-data-dir={}", b._profile.path().display()),
+        ]);
+        let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome",
+            "goog:chromeOptions": {"binary": chromium, "args": args}}}});
+        let (s, v) = b.call("POST", "/session", Some(caps));
+        assert_eq!(s, 200, "new session: {v}");
+        b.session = v["value"]["sessionId"]
+            .as_str()
+            .expect("session id")
+            .to_string();
+        b
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        self.rt.block_on(async {
+            let req = match method {
+                "GET" => self.http.get(&url),
+                "DELETE" => self.http.delete(&url),
+                _ => self
+                    .http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.unwrap_or(json!({})).to_string()),
+            };
+            match req.send().await {
+                Ok(r) => {
+                    let s = r.status().as_u16();
+                    (s, r.json().await.unwrap_or(Value::Null))
+                }
+                Err(_) => (0, Value::Null),
+            }
+        })
+    }
+
+    fn s(&self, path: &str, body: Option<Value>) -> Value {
+        let method = if body.is_some() { "POST" } else { "GET" };
+        let (st, v) = self.call(method, &format!("/session/{}{path}", self.session), body);
+        assert_eq!(st, 200, "{path}: {v}");
+        v["value"].clone()
+    }
+
+    fn go(&self, url: &str) {
+        self.s("/url", Some(json!({ "url": url })));
+    }
+
+    fn url(&self) -> String {
+        self.s("/url", None).as_str().unwrap_or("").to_string()
+    }
+
+    fn source(&self) -> String {
+        self.s("/source", None).as_str().unwrap_or("").to_string()
+    }
+
+    fn find(&self, css: &str) -> String {
+        let v = self.s(
+            "/element",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        v.as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no element {css}"))
+            .to_string()
+    }
+
+    fn count(&self, css: &str) -> usize {
+        let v = self.s(
+            "/elements",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        v.as_array().map_or(0, Vec::len)
+    }
+
+    fn text(&self, css: &str) -> String {
+        let e = self.find(css);
+        self.s(&format!("/element/{e}/text"), None)
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    fn click(&self, css: &str) {
+        let e = self.find(css);
+        self.s(&format!("/element/{e}/click"), Some(json!({})));
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let e = self.find(css);
+        self.s(
+            &format!("/element/{e}/value"),
+            Some(json!({ "text": text })),
+        );
+    }
+
+    fn screenshot(&self, file: &Path) {
+        use base64::Engine as _;
+        let b64 = self.s("/screenshot", None);
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(b64.as_str().unwrap_or(""))
+            .expect("base64 screenshot");
+        assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+        std::fs::write(file, png).expect("write screenshot");
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.call("DELETE", &format!("/session/{}", self.session), None);
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// POST events with the API token (the server below requires one).
+fn post_authorized(app: &App, token: &str, body: &Value) -> u16 {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        ::reqwest::Client::new()
+            .post(format!("{}/v1/events", app.base))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    })
+}
+
+/// Where screenshots go: docs/ when SLAKEEPER_UPDATE_SCREENSHOTS=1 (they are kept in the
+/// repository), else a temporary directory.
+fn shot_dir(tmp: &Path) -> std::path::PathBuf {
+    if std::env::var("SLAKEEPER_UPDATE_SCREENSHOTS").is_ok_and(|v| v == "1") {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs")
+    } else {
+        tmp.to_path_buf()
+    }
+}
+
+/// The pages in Chromium on a server with seeded tickets and an API token: the login page
+/// sets the cookie, the list shows the breached run first with its risk, the ticket page
+/// shows a `<script>` in a customer name as text (and runs no script), and its acknowledge
+/// button stops the repeats of the breach alert.
+#[test]
+fn the_pages_work_in_chromium_sqlite() {
+    let hooks = Hooks::start();
+    let smtp = Smtp::start();
+    let wf = shipped_workflows(hooks.port);
+    std::fs::write(wf.path().join("pages.yaml"), PAGES_WF).expect("pages workflow");
+    let db = TestDb::new(Backend::Sqlite);
+    let token = "ui-test-token-1234567890";
+    let mut opts = AppOpts::new(&db.url, wf.path(), smtp.port);
+    opts.extra_env = vec![("SLAKEEPER_API_TOKEN", token.to_string())];
+    let app = App::start(opts);
+    let mut evs = vec![
+        json!({"id": "p1", "ticket": "PAGE-1", "type": "ticket.opened", "at": ago(0),
+               "workflow": "pages", "priority": "urgent", "category": "complaint",
+               "customer": {"name": "<script>document.title='owned'</script>Li",
+                            "email": "li@customer.test", "phone": "+86 138 0000 0000"},
+               "assignee": {"name": "Wang <b>", "email": "wang@test.local"}}),
+        json!({"id": "p2", "ticket": "PAGE-2", "type": "ticket.opened", "at": ago(0),
+               "workflow": "pages", "priority": "normal", "category": "complaint",
+               "customer": {"name": "Zhou"}, "assignee": {"name": "Zhao"}}),
+    ];
+    for (i, (prio, mins)) in [("urgent", 40), ("urgent", 20), ("important", 90)]
+        .iter()
+        .enumerate()
+    {
+        let mut o = open_gs(&format!("GS-{i}"), prio, *mins, "Li Lei");
+        o["customer"]["name"] = json!("张三");
+        evs.push(o);
+    }
+    assert_eq!(post_authorized(&app, token, &json!({ "events": evs })), 202);
+    // Let PAGE-1 breach (3 s) and repeat a few times.
+    let repeats = |hooks: &Hooks| {
+        hooks
+            .all()
+            .iter()
+            .filter(|h| h.body["ticket"] == "PAGE-1" && h.body["template"] == "sla_breach")
+            .count()
+    };
+    wait_for(std::time::Duration::from_secs(20), || {
+        (repeats(&hooks) >= 2).then_some(())
+    })
+    .expect("the breach alert repeats");
+    // Staff messages link the ticket page beside the acknowledge link.
+    let hook = hooks
+        .all()
+        .into_iter()
+        .find(|h| h.body["ticket"] == "PAGE-1")
+        .expect("a hook");
+    let page_url = format!("{}/ui/tickets/PAGE-1", app.base);
+    assert_eq!(hook.body["ticket_url"], page_url.as_str(), "{}", hook.body);
+    assert!(
+        hook.body["ack_url"]
+            .as_str()
+            .is_some_and(|u| u.contains("/v1/ack/"))
+    );
+    let mails = smtp.wait_mails(std::time::Duration::from_secs(20), |m| {
+        m.iter()
+            .any(|m| m.subject().contains("PAGE-1") && m.to().contains("oncall"))
+    });
+    let mail = mails
+        .iter()
+        .find(|m| m.subject().contains("PAGE-1") && m.to().contains("oncall"))
+        .expect("a breach mail");
+    assert!(mail.body.contains(&page_url), "{}", mail.body);
+
+    let b = Browser::start();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let shots = shot_dir(tmp.path());
+    // Without the cookie: the login page.
+    b.go(&format!("{}/ui/?within=1h", app.base));
+    assert!(b.url().contains("/ui/login"), "{}", b.url());
+    b.type_into("input[name=token]", "wrong");
+    b.click("button[type=submit]");
+    assert!(
+        b.source().contains("That token is not right"),
+        "{}",
+        b.source()
+    );
+    b.type_into("input[name=token]", token);
+    b.click("form.login button[type=submit]");
+    assert!(b.url().ends_with("/ui/?within=1h"), "{}", b.url());
+    // The list: breached first (PAGE-1 and GS-0), then by due time; risk as a percentage.
+    let rows = b.count("table.list tbody tr");
+    assert!(rows >= 4, "{}", b.source());
+    let first = b.text("table.list tbody tr:nth-child(1) td:nth-child(1)");
+    assert!(first == "GS-0" || first == "PAGE-1", "{first}");
+    assert_eq!(b.count("tr.breached"), 2, "{}", b.source());
+    assert!(b.text("tr.breached td.risk").contains("100%"));
+    b.screenshot(&shots.join("ui-at-risk.png"));
+
+    // The ticket page: the customer's name as text, no script run, no contact data.
+    b.go(&page_url);
+    assert_eq!(
+        b.text(".customer"),
+        "<script>document.title='owned'</script>Li"
+    );
+    let src = b.source();
+    assert!(
+        !src.contains("owned</title>") && !src.contains("<script>document"),
+        "{src}"
+    );
+    assert!(
+        !src.contains("li@customer.test") && !src.contains("138 0000"),
+        "{src}"
+    );
+    assert!(b.text("title").is_empty() || !b.text("h1").contains("owned"));
+    assert!(b.count("form.ack button") >= 1, "{src}");
+    b.screenshot(&shots.join("ui-ticket.png"));
+    // Acknowledge from the page: the repeats stop.
+    b.click("form.ack button");
+    assert!(b.source().contains("Acknowledged"), "{}", b.source());
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let after_ack = repeats(&hooks);
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    assert_eq!(
+        repeats(&hooks),
+        after_ack,
+        "a repeat was sent after the acknowledgement"
+    );
+    b.go(&page_url);
+    assert!(b.source().contains("Acknowledged at"), "{}", b.source());
+    assert_eq!(b.count("form.ack button"), 0);
+
+    // A Chinese workflow's ticket page speaks Chinese.
+    b.go(&format!("{}/ui/tickets/GS-0", app.base));
+    assert!(b.source().contains("处理记录"), "{}", b.source());
+    // Security headers on every page.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let res = rt
+        .block_on(
+            ::reqwest::Client::new()
+                .get(format!("{}/ui/login", app.base))
+                .send(),
+        )
+        .expect("GET login");
+    let h = res.headers();
+    assert_eq!(h["x-frame-options"], "DENY");
+    let csp = h["content-security-policy"].to_str().unwrap_or("");
+    assert!(
+        csp.contains("default-src 'none'") && !csp.contains("script-src"),
+        "{csp}"
+    );
+}
