@@ -9,10 +9,11 @@
 #     hstore and pgcrypto can be created in it.
 #   - aiosmtpd 1.4.6 (SMTP receiver for mail tests) in a venv at .test-env/venv.
 #   - prometheus + promtool (Debian's 2.42) for query and rule tests; no daemon left running.
+#   - chromium + chromium-driver (Debian's) and a CJK font, for the staff pages' browser tests.
 #
 # It exports nothing. What the tests need is written to .test-env/env, one KEY=VALUE a line:
 #   SLAKEEPER_TEST_PG_URL, SLAKEEPER_TEST_AIOSMTPD, SLAKEEPER_TEST_PROMETHEUS,
-#   SLAKEEPER_TEST_PROMTOOL
+#   SLAKEEPER_TEST_PROMTOOL, SLAKEEPER_TEST_CHROMIUM, SLAKEEPER_TEST_CHROMEDRIVER
 # .test-env/ holds its own .gitignore, so nothing in it is ever committed.
 set -euo pipefail
 
@@ -243,6 +244,20 @@ if port_listening 9090; then
     log "prometheus: note: something listens on :9090; tests must pick their own port"
 fi
 
+# ---------------------------------------------------------------- Chromium + chromedriver
+# The staff pages are tested in a real browser: Debian's chromium and chromium-driver (never
+# a downloaded browser or driver), and a CJK font so the Chinese pages render as text.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    log "chromium: not installed"
+    apt_install chromium chromium-driver
+else
+    log "chromium: /usr/bin/chromium and /usr/bin/chromedriver present (ok)"
+fi
+if ! fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk"; then
+    log "fonts: no CJK font"
+    apt_install fonts-wqy-zenhei
+fi
+
 # ---------------------------------------------------------------- result
 tmp="$STATE/env.tmp"
 {
@@ -251,6 +266,8 @@ tmp="$STATE/env.tmp"
     echo "SLAKEEPER_TEST_AIOSMTPD=$AIOSMTPD_PY"
     echo "SLAKEEPER_TEST_PROMETHEUS=$PROMETHEUS"
     echo "SLAKEEPER_TEST_PROMTOOL=$PROMTOOL"
+    echo "SLAKEEPER_TEST_CHROMIUM=/usr/bin/chromium"
+    echo "SLAKEEPER_TEST_CHROMEDRIVER=/usr/bin/chromedriver"
 } >"$tmp"
 mv "$tmp" "$STATE/env"
 log "wrote $STATE/env:"

@@ -58,6 +58,38 @@ pub enum Command {
     /// escalated once, as of now. Safe beside running workers (one transaction per ticket,
     /// under its lock).
     Replan(ReplanArgs),
+    /// What breaches next: every running clock run due within the window or already
+    /// breached, by due time, with working time left and the breach forecast (the share of
+    /// comparable finished runs, still unmet at this run's elapsed time, that breached).
+    AtRisk(AtRiskArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AtRiskArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub wf: WorkflowArgs,
+    /// Clock runs due within this much time from now (and every breached one): 30m, 1h, 1d.
+    #[arg(long, default_value = "1h")]
+    pub within: String,
+    /// Only tickets of this workflow.
+    #[arg(long)]
+    pub workflow: Option<String>,
+    /// Only tickets of this priority.
+    #[arg(long)]
+    pub priority: Option<String>,
+    /// Only this clock (first_response, resolution, callback, ...).
+    #[arg(long)]
+    pub clock: Option<String>,
+    /// Only tickets assigned to this name.
+    #[arg(long)]
+    pub assignee: Option<String>,
+    /// The history the forecast reads: clock runs finished this long before now.
+    #[arg(long, default_value = "30d")]
+    pub risk_window: String,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]
@@ -207,6 +239,10 @@ pub struct SimulateArgs {
     /// Run virtual time on to this instant (RFC 3339); default: 7 days after the last event.
     #[arg(long, value_parser = parse_instant)]
     pub until: Option<DateTime<Utc>>,
+    /// The history the breach forecast of the clocks still running at --until reads: clock
+    /// runs finished this long before it.
+    #[arg(long, default_value = "30d", value_parser = parse_window)]
+    pub risk_window: chrono::Duration,
     /// The current (old) workflow directory: run both on the same events and print the
     /// difference (per workflow, clock and priority; notifications per template; the
     /// tickets whose outcome changed) instead of the timeline.
@@ -278,6 +314,11 @@ pub struct BenchArgs {
 /// Run a parsed command line; the exit code follows SPEC (1 on any validation error).
 pub fn run(cli: Cli) -> ExitCode {
     crate::shell::run(cli.command.into_settings())
+}
+
+/// Parse a window of elapsed time (`30d`, `12h`).
+pub fn parse_window(s: &str) -> Result<chrono::Duration, String> {
+    crate::shell::at_risk::parse_window("risk-window", s).map_err(|e| e.message)
 }
 
 /// Parse an instant given as RFC 3339 or a date (midnight UTC).
@@ -360,6 +401,7 @@ impl Command {
                 format: a.format.settings(),
                 until: a.until,
                 baseline: a.baseline,
+                risk_window: a.risk_window,
             }),
             Command::Migrate(a) => Cmd::Migrate(Secret::new(a.database)),
             Command::Ticket(TicketCommand::Show(a)) => Cmd::TicketShow(st::TicketShowSettings {
@@ -378,6 +420,21 @@ impl Command {
                 place: place(a.db, a.wf),
                 workflow: a.workflow,
                 dry_run: a.dry_run,
+            }),
+            Command::AtRisk(a) => Cmd::AtRisk(st::AtRiskSettings {
+                place: place(a.db, a.wf),
+                params: [
+                    ("within", Some(a.within)),
+                    ("risk_window", Some(a.risk_window)),
+                    ("workflow", a.workflow),
+                    ("priority", a.priority),
+                    ("clock", a.clock),
+                    ("assignee", a.assignee),
+                ]
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+                .collect(),
+                format: a.format.settings(),
             }),
             Command::Export(a) => Cmd::Export(st::ExportSettings {
                 database: Secret::new(a.db.database),

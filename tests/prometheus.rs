@@ -295,6 +295,8 @@ fn every_panel_and_rule_evaluates_against_a_live_engine() {
         // Issue 9: NPS and the per-workflow KPI targets the boards and alerts compare with.
         "slakeeper_nps_answers_total",
         "slakeeper_kpi_target",
+        // Issue 22: the At risk row of the SLA overview.
+        "slakeeper_clocks_at_risk",
     ] {
         assert!(exported.contains(spec), "{spec} not exported");
         assert!(read.contains(spec), "{spec} is on no board or rule");
@@ -306,6 +308,16 @@ fn every_panel_and_rule_evaluates_against_a_live_engine() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0.0);
     assert!(v >= 1.0, "{breached}");
+    // M-4 (normal, 6 s first response) is still open and past its deadline: the gauge
+    // computed from the database counts it as breached; the rest of the grid is at 0.
+    let at_risk = query(
+        r#"sum(slakeeper_clocks_at_risk{workflow="fast", clock="first_response", priority="normal", band="breached"})"#,
+    );
+    let n: f64 = at_risk["data"]["result"][0]["value"][1]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.0);
+    assert_eq!(n, 1.0, "{at_risk}");
     // Each workflow is compared with its own targets (tests/fixtures/e2e/fast.yaml sets
     // nps 30, csat 80 %): the scenario's NPS (1 promoter, 1 detractor) is 0, 30 below.
     let value = |q: &str| -> Option<f64> {

@@ -40,6 +40,11 @@ pub struct Clock {
     pub running_since: Option<DateTime<Utc>>,
     pub status: ClockStatus,
     pub breached_at: Option<DateTime<Utc>>,
+    /// The deadline this run breached, fixed when the breach is recorded: from then on it is
+    /// the clock's `due`, whatever happens after (a pause, a resume, a reclassification).
+    /// Absent in states stored before it was kept; `breached_at` stands in for it then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breached_due: Option<DateTime<Utc>>,
     pub done_at: Option<DateTime<Utc>>,
     /// The deadline as last computed while running (kept after the clock is done, for
     /// reports; a pause makes it stale until the clock resumes).
@@ -69,6 +74,7 @@ impl Clock {
                 ClockStatus::Running
             },
             breached_at: None,
+            breached_due: None,
             done_at: None,
             due_at: None,
             passed: BTreeSet::new(),
@@ -99,6 +105,32 @@ impl Clock {
     /// The deadline while running; None while paused or done.
     pub fn due(&self, cal: &Calendar) -> Option<DateTime<Utc>> {
         self.instant_of(cal, self.budget)
+    }
+
+    /// Record the breach, seen at `at`, of the deadline `deadline` (the instant the budget ran
+    /// out: earlier than `at` when a reclassification moved the deadline into the past).
+    pub fn record_breach(&mut self, at: DateTime<Utc>, deadline: Option<DateTime<Utc>>) {
+        self.breached_at = Some(at);
+        self.breached_due = Some(deadline.unwrap_or(at).min(at));
+    }
+
+    /// The deadline a breached run breached (None until it breaches).
+    pub fn breach_due(&self) -> Option<DateTime<Utc>> {
+        self.breached_at.map(|at| self.breached_due.unwrap_or(at))
+    }
+
+    /// The `due` staff are shown (`ticket show`, the API, templates, the at-risk list): the
+    /// breached deadline once breached, whatever happened after; else the deadline while
+    /// running, none while paused, and the last one computed once done.
+    pub fn shown_due(&self, cal: &Calendar) -> Option<DateTime<Utc>> {
+        if let Some(d) = self.breach_due() {
+            return Some(d);
+        }
+        match self.status {
+            ClockStatus::Running => self.due(cal),
+            ClockStatus::Paused => None,
+            ClockStatus::Met | ClockStatus::Stopped => self.due_at,
+        }
     }
 
     pub fn pause(&mut self, cal: &Calendar, t: DateTime<Utc>) {

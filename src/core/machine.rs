@@ -856,7 +856,7 @@ impl<'a> Tx<'a> {
         let cal = self.clock_cal(name);
         Some(ClockRef {
             name: name.to_string(),
-            due: c.due(cal).or(c.breached_at),
+            due: c.shown_due(cal),
             target: c.target.to_string(),
             elapsed: c.elapsed_at(cal, at),
             at: at_label.to_string(),
@@ -1726,7 +1726,7 @@ fn fire_escalation(tx: &mut Tx<'_>, clock: &str, run: u32, label: &str, due: Dat
     let cal = tx.clock_cal(clock);
     let priority = tx.t.priority_label().to_string();
     if label == BREACH {
-        c2.breached_at = Some(due);
+        c2.record_breach(due, c.due(cal));
         tx.t.clocks.insert(clock.to_string(), c2);
         tx.note(
             due,
@@ -1779,6 +1779,7 @@ fn fire_escalation(tx: &mut Tx<'_>, clock: &str, run: u32, label: &str, due: Dat
         return;
     }
     let elapsed = c.elapsed_at(cal, due);
+    let shown_due = tx.t.clocks.get(clock).and_then(|c| c.shown_due(cal));
     for (_, e) in rules {
         let what = match e.at {
             EscalateAt::Share(100) => format!("{clock} breached its {} target", c.target),
@@ -1791,7 +1792,9 @@ fn fire_escalation(tx: &mut Tx<'_>, clock: &str, run: u32, label: &str, due: Dat
         };
         let clock_ref = ClockRef {
             name: clock.to_string(),
-            due: c.due(cal),
+            // After a breach, the breached deadline: a later pause and resume moved
+            // `c.due`, and `clock.overdue` would shrink.
+            due: shown_due,
             target: c.target.to_string(),
             elapsed,
             at: label.to_string(),
@@ -2026,11 +2029,7 @@ pub fn clock_summary(wf: &Workflow, t: &Ticket) -> Vec<ClockLine> {
         .iter()
         .map(|(name, c)| {
             let cal = clock_calendar(wf, name);
-            let due = match c.status {
-                ClockStatus::Running => c.due(cal),
-                ClockStatus::Paused => None,
-                _ => c.due_at,
-            };
+            let due = c.shown_due(cal);
             let outcome = if c.breached_at.is_some() {
                 "breached"
             } else {

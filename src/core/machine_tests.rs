@@ -1736,3 +1736,58 @@ proptest! {
         }
     }
 }
+
+/// Issue 22: a breached clock keeps the moment it breached as its `due`, whatever happens
+/// after — while waiting on the customer (not null), after the resume (not the resume plus
+/// the remaining budget), after a reclassification — and the later escalation level's
+/// `clock.due` (from which `clock.overdue` is computed) is that moment too.
+#[test]
+fn a_breached_clock_keeps_its_breach_moment_as_due() {
+    let mut s = Sim::new(base());
+    s.on(opened(hm(9, 30), "urgent"));
+    s.advance(hm(10, 0));
+    assert_eq!(s.due("first_response"), Some(hm(10, 0)));
+    s.on(plain("ticket.waiting_on_customer", hm(11, 30)));
+    assert_eq!(s.line("first_response").status, ClockStatus::Paused);
+    assert_eq!(s.due("first_response"), Some(hm(10, 0)));
+    s.on(plain("ticket.resumed", hm(12, 0)));
+    assert_eq!(s.due("first_response"), Some(hm(10, 0)));
+    s.on(ev(
+        "ticket.classified",
+        hm(12, 5),
+        json!({"priority": "important"}),
+    ));
+    assert_eq!(s.due("first_response"), Some(hm(10, 0)));
+    assert_eq!(s.line("first_response").outcome, "breached");
+    // The +4 h level: 4 h after the (re-targeted, 2 h) deadline in working time, 30 min of
+    // it paused: 09:30 + 6 h + 30 min.
+    let out = s.advance(hm(16, 0));
+    let esc = notifications(&out)
+        .into_iter()
+        .find(|(_, n)| n.template == "sla_escalation")
+        .map(|(_, n)| n.clock.clone());
+    assert_eq!(esc.flatten().and_then(|c| c.due), Some(hm(10, 0)));
+    // Met late: still the breached deadline.
+    s.on(plain("ticket.responded", hm(16, 5)));
+    assert_eq!(s.due("first_response"), Some(hm(10, 0)));
+}
+
+/// A reclassification that moves the deadline into the past breaches at the moment of the
+/// reclassification (alerts are never dated before their cause), but the clock's `due` is
+/// the deadline the budget ran out at, before and after the breach is recorded.
+#[test]
+fn a_retargeted_breach_keeps_the_deadline_not_the_moment_it_was_noticed() {
+    let mut s = Sim::new(base());
+    s.on(opened(hm(9, 0), "normal"));
+    s.on(ev(
+        "ticket.classified",
+        hm(11, 0),
+        json!({"priority": "urgent"}),
+    ));
+    assert_eq!(s.line("first_response").outcome, "breached");
+    assert_eq!(s.clock("first_response").breached_at, Some(hm(11, 0)));
+    assert_eq!(s.due("first_response"), Some(hm(9, 30)));
+    s.on(plain("ticket.waiting_on_customer", hm(11, 10)));
+    s.on(plain("ticket.resumed", hm(11, 40)));
+    assert_eq!(s.due("first_response"), Some(hm(9, 30)));
+}

@@ -7,6 +7,7 @@ pub mod calendar;
 pub mod clock;
 pub mod duration;
 pub mod event;
+pub mod forecast;
 pub mod ids;
 pub mod machine;
 pub mod model;

@@ -164,6 +164,14 @@ pub fn link(ticket: &str, clock: &str, run: u32, now: DateTime<Utc>) -> Option<S
     ))
 }
 
+/// The link's path (`/v1/ack/{token}`), for a button on slakeeper's own pages; None when
+/// not configured.
+pub fn path(ticket: &str, clock: &str, run: u32, now: DateTime<Utc>) -> Option<String> {
+    let url = link(ticket, clock, run, now)?;
+    let c = CONFIG.get()?;
+    url.strip_prefix(&c.public_url).map(str::to_string)
+}
+
 /// Verify with the configured key.
 pub fn check(token: &str, now: DateTime<Utc>) -> Result<Ack, TokenError> {
     let c = CONFIG.get().ok_or(TokenError::NotConfigured)?;
@@ -248,9 +256,11 @@ async fn acknowledge(State(st): State<AppState>, Path(token): Path<String>) -> R
     match st.engine.ingest(&[ev], false).await {
         Ok(_) => Html(format!(
             "<!doctype html><meta charset=utf-8><title>Acknowledged</title>\
-             <h1>Acknowledged: the {} escalation of ticket {}.</h1>",
+             <h1>Acknowledged: the {} escalation of ticket {}.</h1>\
+             <p><a href=\"/ui/tickets/{}\">Back to the ticket</a></p>",
             escape(&a.clock),
-            escape(&a.ticket)
+            escape(&a.ticket),
+            crate::shell::ui::path_segment(&a.ticket)
         ))
         .into_response(),
         Err(e) => {

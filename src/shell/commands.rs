@@ -296,9 +296,20 @@ pub fn simulate_cmd(s: &SimulateSettings) -> anyhow::Result<ExitCode> {
                 .min()
                 .unwrap_or(until);
             let reports = summaries(&result, since, until);
+            // The clocks still running at `until`, with the forecast the API would give.
+            let risky = crate::core::forecast::simulated(&result, until, s.risk_window);
+            let wfs = &result.workflows;
             match s.format {
-                Format::Text => render_text(&result) + &render_summaries_text(&reports),
-                Format::Json => render_json(&result) + &render_summaries_json(&reports),
+                Format::Text => {
+                    render_text(&result)
+                        + &render_summaries_text(&reports)
+                        + &crate::core::forecast::render_text(&risky, wfs, until, s.risk_window)
+                }
+                Format::Json => {
+                    render_json(&result)
+                        + &render_summaries_json(&reports)
+                        + &crate::core::forecast::render_json(&risky, wfs)
+                }
             }
         }
     };

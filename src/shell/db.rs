@@ -205,6 +205,8 @@ pub(crate) struct TicketWrite {
     pub updated_at: i64,
     pub state: String,
     pub workflow_version: String,
+    /// `sk_tickets.risk_due` (see migration 0008): epoch ms, None, or -1 for unknown.
+    pub risk_due: Option<i64>,
 }
 
 pub enum Conn {

@@ -46,6 +46,8 @@ pub fn router_with(state: AppState, extra: Router) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .merge(crate::shell::ack::routes())
+        .route("/v1/at-risk", get(get_at_risk))
+        .merge(crate::shell::ui::routes())
         .with_state(state)
         .merge(extra)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -101,7 +103,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn authorize(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn authorize(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &st.token else {
         return Ok(());
     };
@@ -204,7 +206,12 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 /// Every error answer is JSON, including the ones axum makes itself (unknown route, wrong
 /// method, body too large, timeouts), so clients parse one shape.
 async fn json_errors(req: Request<axum::body::Body>, next: axum::middleware::Next) -> Response {
+    // The staff pages answer errors as pages.
+    let page = req.uri().path().starts_with("/ui/");
     let res = next.run(req).await;
+    if page {
+        return res;
+    }
     let status = res.status();
     let is_json = res
         .headers()
@@ -418,6 +425,38 @@ async fn get_ticket(
         }),
         Err(e) => {
             tracing::error!(error = %e, "ticket show failed");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "database unavailable",
+            ))
+        }
+    }
+}
+
+/// `GET /v1/at-risk` (issue 22): the running clock runs due within `within` or breached.
+async fn get_at_risk(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    query: Result<
+        axum::extract::Query<Vec<(String, String)>>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<Json<Value>, ApiError> {
+    use crate::shell::at_risk;
+    authorize(&st, &headers)?;
+    let bad = |field: String, message: String| ApiError {
+        field: Some(field),
+        ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
+    };
+    let axum::extract::Query(pairs) =
+        query.map_err(|e| bad("query".into(), format!("unreadable query string: {e}")))?;
+    let q = at_risk::Query::parse(&pairs, &at_risk::Catalog::of(&st.engine.cfg.catalog))
+        .map_err(|e| bad(e.field, e.message))?;
+    match at_risk::list(&st.engine, &q).await {
+        Ok(l) => Ok(Json(at_risk::to_json(&l))),
+        Err(e) => {
+            tracing::error!(error = %e, "at-risk list failed");
             Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

@@ -155,6 +155,10 @@ fn describe() {
         "From a notification being due to its successful delivery."
     );
     describe_gauge!("slakeeper_timers_pending", "Pending ticket timers by kind.");
+    describe_gauge!(
+        "slakeeper_clocks_at_risk",
+        "Running clock runs by band: breached, or due within 15 min (lt_15m), 1 h (lt_1h), 4 h (lt_4h); bands exclusive."
+    );
     describe_histogram!(
         "slakeeper_timer_lateness_seconds",
         Unit::Seconds,

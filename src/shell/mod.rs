@@ -9,6 +9,7 @@
 //! * [`http`], [`metrics`], [`show`], [`report`], [`commands`] — the edges users touch.
 
 pub mod ack;
+pub mod at_risk;
 pub mod channels;
 pub mod commands;
 pub mod db;
@@ -29,6 +30,7 @@ pub mod show;
 pub mod sources;
 pub mod store;
 pub mod telemetry;
+pub mod ui;
 
 use std::process::ExitCode;
 
@@ -48,6 +50,7 @@ pub fn run(cmd: Command) -> ExitCode {
         Command::Report(s) => block_on(async move { commands::report(&s).await }),
         Command::Bench(s) => block_on(crate::bench::run(s)),
         Command::Replan(s) => block_on(async move { replan::replan(&s).await }),
+        Command::AtRisk(s) => block_on(async move { at_risk::command(&s).await }),
         Command::Export(s) => block_on(async move { export::export(&s).await.map(|_| ()) }),
     }
 }

@@ -67,6 +67,7 @@ impl App {
         }
         if let Some(url) = &settings.ack.public_url {
             crate::shell::ack::configure(url.trim(), ack_key(&settings));
+            crate::shell::ui::configure(url.trim());
         }
         engine.release_held_emails().await?;
         Ok(App {
@@ -133,6 +134,7 @@ impl App {
         // Acknowledge links default to the listen address (a no-op when
         // SLAKEEPER_PUBLIC_URL configured them already).
         crate::shell::ack::configure(&format!("http://{addr}"), ack_key(&self.settings));
+        crate::shell::ui::configure(&format!("http://{addr}"));
         // Printed on stdout so scripts (and tests) can find the port when --listen used :0.
         println!("slakeeper listening on http://{addr}");
         tracing::info!(%addr, workflows = self.engine.cfg.catalog.workflows.len(),
@@ -146,6 +148,7 @@ impl App {
         // A worker-only process builds links from its --listen too (first configure wins).
         let listen = format!("http://{}", self.settings.listen);
         crate::shell::ack::configure(&listen, ack_key(&self.settings));
+        crate::shell::ui::configure(&listen);
         let w = &self.settings.workers;
         let opts = WorkerOpts::new(w.poll, w.concurrency, w.orphan_after);
         let restart: Arc<dyn Fn(&'static str) + Send + Sync> = Arc::new(metrics::worker_restart);

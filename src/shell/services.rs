@@ -145,6 +145,7 @@ async fn refresh_gauges(engine: &Engine, state: &GaugeState) -> Result<(), DbErr
     let pending = store::pending_deliveries(&engine.db).await?;
     metrics::set_db_gauges(state, &open, &timers, &pending);
     metrics::set_held(&store::held_deliveries(&engine.db).await?);
+    crate::shell::at_risk::refresh_gauge(engine, engine.now()).await?;
     Ok(())
 }
 

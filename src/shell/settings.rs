@@ -148,6 +148,8 @@ pub struct SimulateSettings {
     pub until: Option<chrono::DateTime<chrono::Utc>>,
     /// `--baseline OLD`: also run these definitions and print the difference.
     pub baseline: Option<PathBuf>,
+    /// The history the forecast of the clocks still running at `until` reads.
+    pub risk_window: chrono::Duration,
 }
 
 /// A command that needs nothing but its settings.
@@ -162,6 +164,15 @@ pub enum Command {
     Bench(BenchSettings),
     Export(ExportSettings),
     Replan(ReplanSettings),
+    AtRisk(AtRiskSettings),
+}
+
+/// `at-risk`: the flags as (name, value) pairs, checked like the API's query parameters.
+#[derive(Debug, Clone)]
+pub struct AtRiskSettings {
+    pub place: Place,
+    pub params: Vec<(String, String)>,
+    pub format: Format,
 }
 
 /// `export`: which stored events, and where to write them.

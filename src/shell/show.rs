@@ -142,7 +142,7 @@ pub fn to_json(v: &View) -> Value {
     j
 }
 
-fn describe(kind: &str, d: &Value) -> String {
+pub(crate) fn describe(kind: &str, d: &Value) -> String {
     let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     match kind {
         "event" => {

@@ -483,6 +483,7 @@ pub async fn save_ticket(
         updated_at: ms(now),
         state,
         workflow_version: workflow_version.to_string(),
+        risk_due: crate::shell::at_risk::risk_due_column(t),
     });
     Ok(())
 }
@@ -506,17 +507,18 @@ async fn flush_tickets(tx: &mut Tx) -> Result<(), DbError> {
                 opened_at = excluded.opened_at, resolved_at = excluded.resolved_at,
                 closed_at = excluded.closed_at, last_at = excluded.last_at,
                 version = sk_tickets.version + 1, updated_at = excluded.updated_at,
-                state = excluded.state, workflow_version = excluded.workflow_version";
+                state = excluded.state, workflow_version = excluded.workflow_version,
+                risk_due = excluded.risk_due";
     const COLS: &str = "INSERT INTO sk_tickets (id, workflow, stage, priority, category, is_open,
                 opened_at, resolved_at, closed_at, last_at, updated_at, state, workflow_version,
-                version)";
+                risk_due, version)";
     let t = match &mut tx.conn {
         Conn::Pg(t) => {
             // Arrays, not a VALUES list (see `flush`).
             let sql = format!(
                 "{COLS} SELECT u.*, 1 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[],
                  $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[],
-                 $10::bigint[], $11::bigint[], $12::text[], $13::text[]) AS u {SET}"
+                 $10::bigint[], $11::bigint[], $12::text[], $13::text[], $14::bigint[]) AS u {SET}"
             );
             sqlx::query(AssertSqlSafe(sql))
                 .bind(col(&rows, |r| r.id.as_str()))
@@ -532,6 +534,7 @@ async fn flush_tickets(tx: &mut Tx) -> Result<(), DbError> {
                 .bind(col(&rows, |r| r.updated_at))
                 .bind(col(&rows, |r| r.state.as_str()))
                 .bind(col(&rows, |r| r.workflow_version.as_str()))
+                .bind(col(&rows, |r| r.risk_due))
                 .execute(&mut **t)
                 .await?;
             return Ok(());
@@ -541,7 +544,7 @@ async fn flush_tickets(tx: &mut Tx) -> Result<(), DbError> {
     for chunk in rows.chunks(60) {
         let sql = format!(
             "{COLS} VALUES {} {SET}",
-            values_list(chunk.len(), 13, ", 1")
+            values_list(chunk.len(), 14, ", 1")
         );
         sqlite_rows!(t, sql, chunk, |q, r| q
             .bind(&r.id)
@@ -556,7 +559,8 @@ async fn flush_tickets(tx: &mut Tx) -> Result<(), DbError> {
             .bind(r.last_at)
             .bind(r.updated_at)
             .bind(&r.state)
-            .bind(&r.workflow_version));
+            .bind(&r.workflow_version)
+            .bind(r.risk_due));
     }
     Ok(())
 }

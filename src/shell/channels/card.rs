@@ -24,10 +24,15 @@ pub fn cut(s: &str, max: usize) -> String {
 /// The Markdown text of a chat message: the template's text, and the acknowledge link as a
 /// Markdown link when there is one.
 pub fn markdown(msg: &Message<'_>, max: usize) -> String {
-    let ack = msg
-        .ack_url
-        .map(|u| format!("\n\n[Acknowledge]({u})"))
-        .unwrap_or_default();
+    let links: Vec<String> = [("Acknowledge", msg.ack_url), ("Ticket", msg.ticket_url)]
+        .into_iter()
+        .filter_map(|(label, u)| u.map(|u| format!("[{label}]({u})")))
+        .collect();
+    let ack = if links.is_empty() {
+        String::new()
+    } else {
+        format!("\n\n{}", links.join(" · "))
+    };
     let room = max.saturating_sub(ack.len());
     format!("{}{ack}", cut(msg.body.trim_end(), room))
 }

@@ -75,8 +75,16 @@ impl Channel for Email {
                 .map_err(|_| Reply::Retry("a recipient address is not valid".into()))?;
             b = b.to(mb);
         }
+        // Staff mails link their ticket's page; a template that does not print
+        // `ticket_url` itself gets it as a last line.
+        let body = match msg.ticket_url {
+            Some(u) if !msg.body.contains(u) => {
+                format!("{}\n\nTicket: {u}\n", msg.body.trim_end())
+            }
+            _ => msg.body.to_string(),
+        };
         let m = b
-            .body(msg.body.to_string())
+            .body(body)
             .map_err(|e| Reply::Retry(scrub(&format!("building message: {e}"))))?;
         Ok((smtp.clone(), m))
     }

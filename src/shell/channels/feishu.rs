@@ -35,10 +35,17 @@ pub fn sign(secret: &str, timestamp: i64) -> String {
 pub fn body(msg: &Message<'_>) -> Value {
     let mut elements =
         vec![json!({"tag": "markdown", "content": cut(msg.body.trim_end(), 20_000)})];
+    let mut actions = Vec::new();
     if let Some(ack) = msg.ack_url {
-        elements.push(json!({"tag": "action", "actions": [{
-            "tag": "button", "type": "danger", "url": ack,
-            "text": {"tag": "plain_text", "content": "Acknowledge"}}]}));
+        actions.push(json!({"tag": "button", "type": "danger", "url": ack,
+            "text": {"tag": "plain_text", "content": "Acknowledge"}}));
+    }
+    if let Some(t) = msg.ticket_url {
+        actions.push(json!({"tag": "button", "type": "default", "url": t,
+            "text": {"tag": "plain_text", "content": "Open ticket"}}));
+    }
+    if !actions.is_empty() {
+        elements.push(json!({"tag": "action", "actions": actions}));
     }
     json!({
         "msg_type": "interactive",

@@ -36,6 +36,7 @@ pub fn context(msg: &Message<'_>) -> Value {
         "template": msg.template, "role": msg.role,
     });
     ctx["ack_url"] = json!(msg.ack_url.unwrap_or_default());
+    ctx["ticket_url"] = json!(msg.ticket_url.unwrap_or_default());
     ctx
 }
 

@@ -128,6 +128,9 @@ pub struct Message<'a> {
     pub context: Option<&'a serde_json::Value>,
     /// A signed, expiring acknowledge link for staff messages (None: customer messages).
     pub ack_url: Option<&'a str>,
+    /// The ticket's staff page (`/ui/tickets/{id}`) for staff messages (None: customer
+    /// messages and messages about no ticket).
+    pub ticket_url: Option<&'a str>,
 }
 
 /// What one attempt came to.

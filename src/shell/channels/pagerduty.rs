@@ -64,8 +64,15 @@ pub fn body(msg: &Message<'_>, routing_key: &str, severity: &str) -> Value {
                                "notification": msg.id, "text": cut(msg.body, 8000)},
         });
         v["client"] = json!("slakeeper");
-        if let Some(ack) = msg.ack_url {
-            v["links"] = json!([{"href": ack, "text": "Acknowledge in slakeeper"}]);
+        let links: Vec<Value> = [
+            (msg.ack_url, "Acknowledge in slakeeper"),
+            (msg.ticket_url, "Ticket in slakeeper"),
+        ]
+        .into_iter()
+        .filter_map(|(u, text)| u.map(|u| json!({"href": u, "text": text})))
+        .collect();
+        if !links.is_empty() {
+            v["links"] = json!(links);
         }
     }
     v

@@ -27,10 +27,18 @@ pub fn body(msg: &Message<'_>) -> Value {
         json!({"type": "header", "text": {"type": "plain_text", "text": cut(msg.subject, 150)}}),
         json!({"type": "section", "text": {"type": "mrkdwn", "text": cut(msg.body.trim_end(), 2900)}}),
     ];
+    let mut buttons = Vec::new();
     if let Some(ack) = msg.ack_url {
-        blocks.push(json!({"type": "actions", "elements": [{
+        buttons.push(json!({
             "type": "button", "style": "danger", "url": ack, "action_id": "acknowledge",
-            "text": {"type": "plain_text", "text": "Acknowledge"}}]}));
+            "text": {"type": "plain_text", "text": "Acknowledge"}}));
+    }
+    if let Some(t) = msg.ticket_url {
+        buttons.push(json!({"type": "button", "url": t, "action_id": "ticket",
+            "text": {"type": "plain_text", "text": "Open ticket"}}));
+    }
+    if !buttons.is_empty() {
+        blocks.push(json!({"type": "actions", "elements": buttons}));
     }
     json!({"text": cut(msg.subject, 3000), "blocks": blocks})
 }

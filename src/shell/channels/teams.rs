@@ -32,8 +32,15 @@ pub fn body(msg: &Message<'_>) -> Value {
             {"type": "TextBlock", "text": cut(msg.body.trim_end(), 20_000), "wrap": true},
         ],
     });
-    if let Some(ack) = msg.ack_url {
-        card["actions"] = json!([{"type": "Action.OpenUrl", "title": "Acknowledge", "url": ack}]);
+    let actions: Vec<Value> = [
+        ("Acknowledge", msg.ack_url),
+        ("Open ticket", msg.ticket_url),
+    ]
+    .into_iter()
+    .filter_map(|(title, u)| u.map(|u| json!({"type": "Action.OpenUrl", "title": title, "url": u})))
+    .collect();
+    if !actions.is_empty() {
+        card["actions"] = json!(actions);
     }
     json!({
         "type": "message",

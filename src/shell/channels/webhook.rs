@@ -64,6 +64,7 @@ impl Channel for Webhook {
             "subject": msg.subject,
             "body": msg.body,
             "ack_url": msg.ack_url,
+            "ticket_url": msg.ticket_url,
         });
         Ok(Request {
             url: url.clone(),

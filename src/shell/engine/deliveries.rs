@@ -153,6 +153,7 @@ impl Engine {
         let to = recipients(&ver.cfg.routes, &d.target, kind, ticket.as_ref());
         let ctx: Option<Value> = serde_json::from_str(&n.context).ok();
         let ack = self.ack_link(n);
+        let ticket_url = staff_ticket_url(n);
         let msg = Message {
             id: &n.id,
             ticket: n.ticket.as_deref(),
@@ -166,6 +167,7 @@ impl Engine {
             body: &rendered.body,
             context: ctx.as_ref(),
             ack_url: ack.as_deref(),
+            ticket_url: ticket_url.as_deref(),
         };
         if kind.is_vendor() {
             return match crate::shell::channels::endpoint::resolve(&ver.cfg.routes, kind, &d.target)
@@ -231,7 +233,11 @@ impl Engine {
                 .unwrap_or_else(|| wf.language.clone()),
             _ => wf.language.clone(),
         };
-        let ctx: Value = serde_json::from_str(&n.context).map_err(|e| e.to_string())?;
+        let mut ctx: Value = serde_json::from_str(&n.context).map_err(|e| e.to_string())?;
+        // Built at send time: the public URL is this process's setting, not the context's.
+        if let (Some(u), Some(o)) = (staff_ticket_url(n), ctx.as_object_mut()) {
+            o.insert("ticket_url".into(), Value::String(u));
+        }
         ver.cfg
             .templates
             .render(&n.template, &language, &wf.language, &ctx)
@@ -326,4 +332,13 @@ fn recipients(
         // Vendor channels resolve their routes.yaml entry instead (`endpoint::resolve`).
         _ => Vec::new(),
     }
+}
+
+/// The ticket page of a staff message (`/ui/tickets/{id}`); None for customer messages
+/// (the page is for staff) and for messages about no ticket.
+fn staff_ticket_url(n: &NotificationRow) -> Option<String> {
+    if n.role == "customer" {
+        return None;
+    }
+    crate::shell::ui::ticket_url(n.ticket.as_deref()?)
 }
