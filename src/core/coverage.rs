@@ -69,7 +69,12 @@ impl Coverage {
             }
             return Some(end);
         }
-        Some(years.range(..year).next_back().map_or(year, |last| last + 1))
+        Some(
+            years
+                .range(..year)
+                .next_back()
+                .map_or(year, |last| last + 1),
+        )
     }
 
     /// `every year`, `2026`, `2026-2027`, `2024, 2026-2027`.
@@ -147,7 +152,9 @@ const NOTE_PREFIX: &str = "calendar-gap/";
 /// Whether an effect is such a note (the simulator prints these among the notifications).
 pub fn is_gap_note(o: &Out) -> bool {
     matches!(o.effect, Effect::Note { .. })
-        && o.id.as_deref().is_some_and(|id| id.starts_with(NOTE_PREFIX))
+        && o.id
+            .as_deref()
+            .is_some_and(|id| id.starts_with(NOTE_PREFIX))
 }
 
 /// A calendar some workflow computes with, and those workflows.
@@ -325,10 +332,7 @@ mod tests {
             e.message(),
             "calendar `cn-office` (used by online-complaint) has no holiday data for 2027: from 2027-01-01 (in 24 days) its weekdays count as working days; add the 2027 holidays and make-up days (`slakeeper calendar import`, see docs/calendars.md)"
         );
-        let past = Ending {
-            days_left: -9,
-            ..e
-        };
+        let past = Ending { days_left: -9, ..e };
         assert!(past.message().contains("since 2027-01-01 (9 days ago)"));
     }
 }

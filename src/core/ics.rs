@@ -118,9 +118,11 @@ struct Event {
 pub fn import(text: &str, opts: &Options) -> Result<Imported, IcsError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let unfolded = unfold(text);
-    let roots = read_calendar_simple(&unfolded)
-        .map_err(|e| IcsError::Unreadable(format!("{:?} near \"{}\"", e.code, excerpt(e.input))))?;
-    let calendars: Vec<&Component<'_>> = roots.iter().filter(|c| is(&c.name, "VCALENDAR")).collect();
+    let roots = read_calendar_simple(&unfolded).map_err(|e| {
+        IcsError::Unreadable(format!("cannot parse the line \"{}\"", excerpt(e.input)))
+    })?;
+    let calendars: Vec<&Component<'_>> =
+        roots.iter().filter(|c| is(&c.name, "VCALENDAR")).collect();
     if calendars.is_empty() {
         return Err(IcsError::NoCalendar);
     }
@@ -200,7 +202,8 @@ fn read_event(c: &Component<'_>) -> Result<Event, IcsError> {
     Ok(Event {
         uid: prop(c, "UID").map(|p| p.val.as_str().trim().to_string()),
         rule: prop(c, "RRULE").map(|p| p.val.as_str().trim().to_string()),
-        cancelled: prop(c, "STATUS").is_some_and(|p| p.val.as_str().trim().eq_ignore_ascii_case("CANCELLED")),
+        cancelled: prop(c, "STATUS")
+            .is_some_and(|p| p.val.as_str().trim().eq_ignore_ascii_case("CANCELLED")),
         summary,
         start,
         days: days.max(1),
@@ -289,7 +292,10 @@ fn duration_days(s: &str) -> Option<u32> {
 }
 
 /// Every event's instance start dates (index-aligned with `events`).
-fn expand_all(events: &[Event], years: &BTreeSet<i32>) -> Result<Vec<BTreeSet<NaiveDate>>, IcsError> {
+fn expand_all(
+    events: &[Event],
+    years: &BTreeSet<i32>,
+) -> Result<Vec<BTreeSet<NaiveDate>>, IcsError> {
     // Instances replaced by an override (RECURRENCE-ID) are the override's to give.
     let mut replaced: BTreeMap<&str, BTreeSet<NaiveDate>> = BTreeMap::new();
     for e in events {
@@ -374,7 +380,8 @@ fn rule_dates(
     for part in rule.split(';').filter(|p| !p.trim().is_empty()) {
         match part.split_once('=') {
             Some((k, v)) if k.trim().eq_ignore_ascii_case("UNTIL") => {
-                until = Some(date_of(v).ok_or_else(|| bad_rule(format!("UNTIL `{v}` is not a date")))?);
+                until =
+                    Some(date_of(v).ok_or_else(|| bad_rule(format!("UNTIL `{v}` is not a date")))?);
             }
             _ => parts.push(part.trim()),
         }
@@ -494,7 +501,11 @@ pub fn render_yaml(imp: &Imported, source: &str) -> String {
         imp.holidays.len(),
         imp.workdays.len(),
         imp.events,
-        if n == 0 { "-".to_string() } else { years.join(", ") },
+        if n == 0 {
+            "-".to_string()
+        } else {
+            years.join(", ")
+        },
         imp.years.last().copied().unwrap_or_default(),
     );
     s.push_str(&format!("    years: [{}]\n", years.join(", ")));
@@ -551,7 +562,8 @@ mod tests {
 
     #[test]
     fn multi_day_events_end_before_dtend() {
-        let text = ics(&["UID:a\nSUMMARY:春节\nDTSTART;VALUE=DATE:20270206\nDTEND;VALUE=DATE:20270214"]);
+        let text =
+            ics(&["UID:a\nSUMMARY:春节\nDTSTART;VALUE=DATE:20270206\nDTEND;VALUE=DATE:20270214"]);
         let imp = import(&text, &Options::default()).expect("import");
         assert_eq!(imp.holidays.len(), 8);
         assert!(imp.holidays.contains_key(&d("2027-02-13")));
@@ -577,7 +589,10 @@ mod tests {
         let rule = "UID:ny\nSUMMARY:New Year\nDTSTART;VALUE=DATE:20200101\nRRULE:FREQ=YEARLY";
         let alone = import(&ics(&[rule]), &Options::default()).unwrap_err();
         assert!(matches!(alone, IcsError::OpenEnded { .. }), "{alone}");
-        let with = ics(&[rule, "UID:c\nSUMMARY:Company day\nDTSTART;VALUE=DATE:20270315"]);
+        let with = ics(&[
+            rule,
+            "UID:c\nSUMMARY:Company day\nDTSTART;VALUE=DATE:20270315",
+        ]);
         let imp = import(&with, &Options::default()).expect("import");
         assert_eq!(
             imp.holidays.keys().copied().collect::<Vec<_>>(),
@@ -588,7 +603,10 @@ mod tests {
             ..Options::default()
         };
         let imp = import(&ics(&[rule]), &opts).expect("import");
-        assert_eq!(imp.holidays.keys().copied().collect::<Vec<_>>(), [d("2028-01-01")]);
+        assert_eq!(
+            imp.holidays.keys().copied().collect::<Vec<_>>(),
+            [d("2028-01-01")]
+        );
     }
 
     #[test]
@@ -600,15 +618,24 @@ mod tests {
             "UID:z\nSUMMARY:Off\nSTATUS:CANCELLED\nDTSTART;VALUE=DATE:20270301",
         ]);
         let imp = import(&text, &workday("补班")).expect("import");
-        assert_eq!(imp.workdays.keys().copied().collect::<Vec<_>>(), [d("2027-02-07")]);
+        assert_eq!(
+            imp.workdays.keys().copied().collect::<Vec<_>>(),
+            [d("2027-02-07")]
+        );
         assert_eq!(
             imp.holidays.keys().copied().collect::<Vec<_>>(),
             ["2026-06-01", "2027-06-04"].map(d)
         );
         let yaml = render_yaml(&imp, "x.ics");
         assert!(yaml.contains("    years: [2026, 2027]\n"), "{yaml}");
-        assert!(yaml.contains("      - 2027-02-07   # sun 调休上班 (补班)\n"), "{yaml}");
-        assert!(yaml.contains("      - 2027-06-04   # fri Founders day (moved)\n"), "{yaml}");
+        assert!(
+            yaml.contains("      - 2027-02-07   # sun 调休上班 (补班)\n"),
+            "{yaml}"
+        );
+        assert!(
+            yaml.contains("      - 2027-06-04   # fri Founders day (moved)\n"),
+            "{yaml}"
+        );
     }
 
     #[test]
@@ -618,7 +645,12 @@ mod tests {
             &Options::default(),
         )
         .unwrap_err();
-        assert!(timed.to_string().contains("\"Standup\" is at a time of day"), "{timed}");
+        assert!(
+            timed
+                .to_string()
+                .contains("\"Standup\" is at a time of day"),
+            "{timed}"
+        );
         let empty = import(&ics(&[]), &Options::default()).unwrap_err();
         assert_eq!(empty, IcsError::NoEvents);
         assert!(matches!(

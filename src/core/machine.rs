@@ -533,7 +533,11 @@ impl<'a> Tx<'a> {
     ) {
         for year in cal.uncovered_years(from, to) {
             let text = coverage::note_text(cal.name(), year);
-            self.emit(now, coverage::note_id(cal.name(), year), Effect::Note { text });
+            self.emit(
+                now,
+                coverage::note_id(cal.name(), year),
+                Effect::Note { text },
+            );
         }
     }
 

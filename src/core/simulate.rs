@@ -257,7 +257,8 @@ pub fn render_json(r: &SimResult) -> String {
             && coverage::is_gap_note(o)
         {
             let wf = r.workflows.get(ticket);
-            let line = json!({"kind": "note", "at": local(wf, o.at), "ticket": ticket, "text": text});
+            let line =
+                json!({"kind": "note", "at": local(wf, o.at), "ticket": ticket, "text": text});
             s.push_str(&line.to_string());
             s.push('\n');
         }

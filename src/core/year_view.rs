@@ -251,11 +251,22 @@ mod tests {
         // 22 weekdays - 3 holidays + 1 make-up Saturday.
         assert_eq!(oct.working_days, 20);
         assert_eq!(oct.working_seconds, 20 * 8 * 3600);
-        assert_eq!((oct.holidays, oct.makeup_days, oct.uncovered_days), (3, 1, 0));
+        assert_eq!(
+            (oct.holidays, oct.makeup_days, oct.uncovered_days),
+            (3, 1, 0)
+        );
         let text = render_text(&v);
-        assert!(text.contains("October    2026   20 working days, 160h (3 holiday(s), 1 make-up day(s))"), "{text}");
+        assert!(
+            text.contains(
+                "October    2026   20 working days, 160h (3 holiday(s), 1 make-up day(s))"
+            ),
+            "{text}"
+        );
         assert!(text.contains("   1H   2H   3-   4-\n"), "{text}");
-        assert!(text.contains("   5H   6    7    8    9   10W  11-\n"), "{text}");
+        assert!(
+            text.contains("   5H   6    7    8    9   10W  11-\n"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -266,7 +277,10 @@ mod tests {
         let text = render_text(&v);
         assert!(text.contains("no holiday data for 2027"), "{text}");
         // 2027-01-01 is a Friday: counted as a working day.
-        assert!(text.contains("                       1?   2-   3-\n"), "{text}");
+        assert!(
+            text.contains("                       1?   2-   3-\n"),
+            "{text}"
+        );
         let json: serde_json::Value = serde_json::from_str(&render_json(&v)).expect("json");
         assert_eq!(json["covered"], false);
         assert_eq!(json["months"][0]["days"][0]["kind"], "working");

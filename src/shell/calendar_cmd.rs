@@ -27,7 +27,9 @@ pub fn import(s: &CalendarImportSettings) -> anyhow::Result<ExitCode> {
         bytes = std::fs::read(&s.file).with_context(|| format!("cannot read {name}"))?;
     }
     let Ok(text) = String::from_utf8(bytes) else {
-        anyhow::bail!("{name}: not UTF-8 text, so not an iCalendar file (RFC 5545 files are UTF-8)");
+        anyhow::bail!(
+            "{name}: not UTF-8 text, so not an iCalendar file (RFC 5545 files are UTF-8)"
+        );
     };
     let opts = Options {
         workday_match: s.workday_match.clone(),

@@ -46,7 +46,13 @@ pub fn validate(s: &ValidateSettings) -> ExitCode {
         return ExitCode::from(1);
     }
     for w in &calendars {
-        println!("{}:{}:{}: warning: {}", w.path.display(), w.line, w.col, w.message);
+        println!(
+            "{}:{}:{}: warning: {}",
+            w.path.display(),
+            w.line,
+            w.col,
+            w.message
+        );
     }
     println!(
         "{}: {} workflows OK ({})",
