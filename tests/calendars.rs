@@ -798,3 +798,123 @@ fn us_office_has_the_federal_holidays_as_observed() {
         ]
     );
 }
+
+// ------------------------------------------------------------------ working-time arithmetic
+
+mod arithmetic {
+    use std::collections::BTreeSet;
+    use std::sync::{Arc, LazyLock};
+
+    use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+    use proptest::prelude::*;
+    use slakeeper::core::calendar::{Calendar, Shift, parse_shifts};
+
+    /// The shipped us-office (New York: DST, federal holidays as observed) and cn-office
+    /// (lunch break, holidays, make-up days), and us-office with a lunch break and make-up
+    /// Saturdays, two of them on the weekends the clocks change.
+    static CALENDARS: LazyLock<Vec<Arc<Calendar>>> = LazyLock::new(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows");
+        let now = "2026-12-07T00:00:00Z".parse().expect("instant");
+        let cfg = slakeeper::workflow::load_dir_at(&root, now).expect("shipped workflows");
+        let us = cfg.calendars["us-office"].clone();
+        let cn = cfg.calendars["cn-office"].clone();
+        let mut weekly: [Vec<Shift>; 7] = Default::default();
+        for day in weekly.iter_mut().take(5) {
+            *day = parse_shifts("09:00-12:00,13:00-17:00").expect("shifts");
+        }
+        let start: NaiveDate = "2026-01-01".parse().expect("date");
+        let holidays: BTreeSet<NaiveDate> = start
+            .iter_days()
+            .take(2 * 366)
+            .filter(|d| us.is_holiday(*d))
+            .collect();
+        let workdays: BTreeSet<NaiveDate> =
+            ["2026-03-07", "2026-10-31", "2027-03-13", "2027-11-27"]
+                .iter()
+                .map(|d| d.parse().expect("date"))
+                .collect();
+        let lunch =
+            Calendar::new("us-lunch", us.tz(), weekly, holidays, workdays).expect("calendar");
+        vec![us, cn, Arc::new(lunch)]
+    });
+
+    const Y2026: i64 = 1_767_225_600;
+    const Y2028: i64 = 1_830_297_600;
+    const MAX_SECS: i64 = 30 * 86_400;
+
+    fn at(ts: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(ts, 0).expect("in range")
+    }
+
+    fn day(s: &str) -> i64 {
+        let d: NaiveDate = s.parse().expect("date");
+        d.and_time(chrono::NaiveTime::MIN).and_utc().timestamp()
+    }
+
+    /// Start instants in 2026-2027, weighted towards the DST weekends and the holidays.
+    fn start_ts() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            3 => Y2026..Y2028,
+            1 => day("2026-03-06")..day("2026-03-10"),
+            1 => day("2026-10-30")..day("2026-11-03"),
+            1 => day("2027-03-12")..day("2027-03-16"),
+            1 => day("2027-11-05")..day("2027-11-09"),
+            1 => day("2026-12-23")..day("2027-01-05"),
+            1 => day("2027-12-22")..day("2028-01-04"),
+            1 => day("2026-02-12")..day("2026-03-01"),
+            1 => day("2026-09-28")..day("2026-10-12"),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Adding working time, then measuring from the same start, gives it back, and the
+        /// deadline is the earliest such instant.
+        #[test]
+        fn adding_then_measuring_returns_the_same_duration(
+            which in 0..3usize, t in start_ts(), s in 1..=MAX_SECS,
+        ) {
+            let cal = &CALENDARS[which];
+            let r = cal.add_working(at(t), s);
+            prop_assert_eq!(cal.working_between(at(t), r), s, "{} from {}", cal.name(), at(t));
+            prop_assert_eq!(cal.working_between(at(t), r - TimeDelta::seconds(1)), s - 1);
+        }
+
+        /// Measuring up to an instant, then adding that much, lands at or before it (at the
+        /// end of the last working stretch before it).
+        #[test]
+        fn measuring_then_adding_does_not_overshoot(
+            which in 0..3usize, t in start_ts(), gap in 0..=MAX_SECS,
+        ) {
+            let cal = &CALENDARS[which];
+            let u = at(t + gap);
+            let w = cal.working_between(at(t), u);
+            let r = cal.add_working(at(t), w);
+            prop_assert!(r <= u, "{} from {}: {} > {}", cal.name(), at(t), r, u);
+            prop_assert_eq!(cal.working_between(at(t), r), w);
+            prop_assert_eq!(cal.working_between(r, u), 0);
+        }
+    }
+
+    #[test]
+    fn the_dst_weekends_are_ordinary_business_days_on_us_office() {
+        let us = &CALENDARS[0];
+        // Fri 2027-03-12 16:00 EST + 2h = Mon 2027-03-15 10:00 EDT (14:00Z).
+        let fri = "2027-03-12T21:00:00Z".parse().expect("instant");
+        assert_eq!(
+            us.add_working(fri, 2 * 3600),
+            "2027-03-15T14:00:00Z"
+                .parse::<DateTime<Utc>>()
+                .expect("instant")
+        );
+        // Fri 2027-07-02 16:00 EDT + 2h skips the observed Independence Day (Mon 07-05).
+        let fri = "2027-07-02T20:00:00Z".parse().expect("instant");
+        assert_eq!(
+            us.add_working(fri, 2 * 3600),
+            "2027-07-06T14:00:00Z"
+                .parse::<DateTime<Utc>>()
+                .expect("instant")
+        );
+    }
+}
