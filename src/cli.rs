@@ -62,6 +62,9 @@ pub enum Command {
     /// breached, by due time, with working time left and the breach forecast (the share of
     /// comparable finished runs, still unmet at this run's elapsed time, that breached).
     AtRisk(AtRiskArgs),
+    /// Renew and inspect calendars: import holidays from an iCalendar file, show a year.
+    #[command(subcommand)]
+    Calendar(CalendarCommand),
 }
 
 #[derive(Debug, Args)]
@@ -88,6 +91,49 @@ pub struct AtRiskArgs {
     /// The history the forecast reads: clock runs finished this long before now.
     #[arg(long, default_value = "30d")]
     pub risk_window: String,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CalendarCommand {
+    /// Read an iCalendar (.ics) file of holidays and print `years:`, `holidays:` and
+    /// `workdays:` as YAML to paste under a calendar in calendars.yaml.
+    ///
+    /// All-day events are holidays (each date they span; DTEND is exclusive); events whose
+    /// summary contains a --workday-match text are make-up working days. RRULE, RDATE, EXDATE
+    /// and RECURRENCE-ID are expanded; cancelled events are left out. A file with timed
+    /// events, no events, or that is not iCalendar is refused and nothing is printed.
+    Import(CalendarImportArgs),
+    /// Print a calendar's year month by month: holidays (H), make-up working days (W), days
+    /// without working hours (-), working days of a year without holiday data (?), and the
+    /// working time per month.
+    Show(CalendarShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CalendarImportArgs {
+    /// The iCalendar file; `-` reads standard input.
+    pub file: PathBuf,
+    /// Events whose summary contains this text (case-insensitive) are make-up working days,
+    /// not holidays. Repeatable: --workday-match 补班 --workday-match 上班.
+    #[arg(long = "workday-match", value_name = "TEXT")]
+    pub workday_match: Vec<String>,
+    /// Only dates in this year (repeatable); open-ended recurring events are expanded
+    /// through it. Default: the years the file's dated events fall in.
+    #[arg(long = "year", value_name = "YEAR", value_parser = clap::value_parser!(i32).range(1970..=9999))]
+    pub years: Vec<i32>,
+}
+
+#[derive(Debug, Args)]
+pub struct CalendarShowArgs {
+    /// The calendar's name in calendars.yaml (or `always`).
+    pub name: String,
+    /// The year to show (default: this year in the calendar's time zone).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1970..=9999))]
+    pub year: Option<i32>,
+    #[command(flatten)]
+    pub wf: WorkflowArgs,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
@@ -220,6 +266,14 @@ pub struct ValidateArgs {
     /// The workflow directory.
     #[arg(default_value = "./workflows", env = "SLAKEEPER_WORKFLOWS")]
     pub dir: PathBuf,
+    /// Treat a calendar in use whose holiday data ends within 60 days (or has ended) as an
+    /// error instead of a warning.
+    #[arg(long, env = "SLAKEEPER_STRICT_CALENDARS")]
+    pub strict_calendars: bool,
+    /// Validate as of this instant instead of now (RFC 3339 or YYYY-MM-DD): for tests and
+    /// for checking ahead of a date.
+    #[arg(long, hide = true, value_parser = parse_instant)]
+    pub now: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -394,7 +448,11 @@ impl Command {
     pub fn into_settings(self) -> Cmd {
         match self {
             Command::Serve(a) => Cmd::Serve(a.settings()),
-            Command::Validate(a) => Cmd::Validate(a.dir),
+            Command::Validate(a) => Cmd::Validate(st::ValidateSettings {
+                dir: a.dir,
+                strict_calendars: a.strict_calendars,
+                now: a.now,
+            }),
             Command::Simulate(a) => Cmd::Simulate(st::SimulateSettings {
                 events: a.events,
                 workflows: a.wf.workflows,
@@ -436,6 +494,21 @@ impl Command {
                 .collect(),
                 format: a.format.settings(),
             }),
+            Command::Calendar(CalendarCommand::Import(a)) => {
+                Cmd::CalendarImport(st::CalendarImportSettings {
+                    file: a.file,
+                    workday_match: a.workday_match,
+                    years: a.years,
+                })
+            }
+            Command::Calendar(CalendarCommand::Show(a)) => {
+                Cmd::CalendarShow(st::CalendarShowSettings {
+                    name: a.name,
+                    workflows: a.wf.workflows,
+                    year: a.year,
+                    format: a.format.settings(),
+                })
+            }
             Command::Export(a) => Cmd::Export(st::ExportSettings {
                 database: Secret::new(a.db.database),
                 since: a.since,

@@ -226,6 +226,10 @@ fn every_command_has_help() {
         (vec!["simulate", "--help"], "--baseline"),
         (vec!["export", "--help"], "--workflow"),
         (vec!["replan", "--help"], "--dry-run"),
+        (vec!["validate", "--help"], "--strict-calendars"),
+        (vec!["calendar", "--help"], "import"),
+        (vec!["calendar", "import", "--help"], "--workday-match"),
+        (vec!["calendar", "show", "--help"], "--year"),
     ] {
         let run = slakeeper(&args);
         assert_eq!(run.code, Some(0), "{args:?}: {}", run.stderr);

@@ -166,6 +166,7 @@ fn every_panel_and_rule_evaluates_against_a_live_engine() {
     // Arrange: a live engine; the webhook target is down so failures and retries happen.
     let smtp = Smtp::start();
     let wf = workflows(free_port(), true);
+    with_office_calendar(wf.dir.path());
     let db = TestDb::new(Backend::Sqlite);
     let app = App::start(AppOpts::new(&db.url, wf.dir.path(), smtp.port));
     drive_scenario(&app, &smtp);
@@ -297,6 +298,8 @@ fn every_panel_and_rule_evaluates_against_a_live_engine() {
         "slakeeper_kpi_target",
         // Issue 22: the At risk row of the SLA overview.
         "slakeeper_clocks_at_risk",
+        // Issue 20: when each calendar in use runs out of holiday data.
+        "slakeeper_calendar_coverage_end_timestamp_seconds",
     ] {
         assert!(exported.contains(spec), "{spec} not exported");
         assert!(read.contains(spec), "{spec} is on no board or rule");
@@ -338,6 +341,21 @@ fn every_panel_and_rule_evaluates_against_a_live_engine() {
         margin.is_some_and(|m| (m + 30.0).abs() < 1e-6),
         "NPS against target: {margin:?}"
     );
+}
+
+/// A calendar with holiday data (2026 only) and a workflow counting on it, so the engine
+/// exports `slakeeper_calendar_coverage_end_timestamp_seconds` (calendars without holidays,
+/// like the fixture's `always`, never run out and have no series).
+fn with_office_calendar(dir: &Path) {
+    let cal = dir.join("calendars.yaml");
+    let mut src = std::fs::read_to_string(&cal).expect("calendars.yaml");
+    src.push_str("  office:\n    timezone: Asia/Shanghai\n    hours: { mon-fri: \"09:00-18:00\" }\n    years: [2026]\n    holidays: [2026-10-01]\n");
+    std::fs::write(&cal, src).expect("calendars.yaml");
+    std::fs::write(
+        dir.join("office.yaml"),
+        "workflow: office\nmatch: { categories: [office-only] }\ncalendar: office\nlanguage: en\npriorities: [normal]\nstages:\n  intake:\n    sla:\n      first_response: { default: 1wd }\n",
+    )
+    .expect("office.yaml");
 }
 
 fn url_encode(s: &str) -> String {

@@ -34,6 +34,7 @@ use chrono::{
 };
 use chrono_tz::Tz;
 
+use crate::core::coverage::Coverage;
 use crate::core::duration::Span;
 
 /// How far ahead (in days) searches look before giving up with [`far_future`]: ten years.
@@ -174,6 +175,8 @@ pub struct Calendar {
     name: String,
     tz: Tz,
     rules: Rules,
+    /// The years whose holidays the calendar holds (see [`crate::core::coverage`]).
+    coverage: Coverage,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -255,6 +258,7 @@ impl Calendar {
             name: "always".to_owned(),
             tz: Tz::UTC,
             rules: Rules::Always,
+            coverage: Coverage::All,
         }
     }
 
@@ -265,6 +269,7 @@ impl Calendar {
             name: "always".to_owned(),
             tz,
             rules: Rules::Always,
+            coverage: Coverage::All,
         }
     }
 
@@ -308,6 +313,7 @@ impl Calendar {
         Ok(Calendar {
             name: name.to_owned(),
             tz,
+            coverage: Coverage::of_dates(holidays.iter().chain(&workdays)),
             rules: Rules::Weekly(Box::new(Weekly {
                 shifts,
                 holidays,
@@ -327,6 +333,42 @@ impl Calendar {
 
     pub fn is_always(&self) -> bool {
         matches!(self.rules, Rules::Always)
+    }
+
+    /// The years this calendar's holidays are known for: by default the years of its
+    /// holidays and make-up days, every year when it has none.
+    pub fn coverage(&self) -> &Coverage {
+        &self.coverage
+    }
+
+    /// The same calendar covering exactly `years` (`years:` in calendars.yaml).
+    pub fn with_years(mut self, years: BTreeSet<i32>) -> Calendar {
+        self.coverage = Coverage::Years(years);
+        self
+    }
+
+    /// Whether `date` is a holiday (no working time, whatever its weekday).
+    pub fn is_holiday(&self, date: NaiveDate) -> bool {
+        matches!(&self.rules, Rules::Weekly(w) if w.holidays.contains(&date))
+    }
+
+    /// Whether `date` is a make-up working day.
+    pub fn is_makeup_day(&self, date: NaiveDate) -> bool {
+        matches!(&self.rules, Rules::Weekly(w) if w.workdays.contains(&date))
+    }
+
+    /// Working seconds of local date `date` (0 outside chrono's range).
+    pub fn working_on(&self, date: NaiveDate) -> i64 {
+        match &self.rules {
+            Rules::Always => {
+                let next = date.succ_opt().and_then(|d| self.day_start(d));
+                match (self.day_start(date), next) {
+                    (Some(a), Some(b)) => b - a,
+                    _ => 0,
+                }
+            }
+            Rules::Weekly(weekly) => self.day(weekly, date).map_or(0, |d| d.total()),
+        }
     }
 
     /// Whether `t` lies inside a shift.

@@ -25,6 +25,7 @@ use serde_json::Value;
 
 use crate::core::calendar::Calendar;
 use crate::core::clock::{Clock, ClockStatus, share_position};
+use crate::core::coverage;
 use crate::core::duration::{Span, format_seconds};
 use crate::core::event::{Event, EventKind, Party};
 use crate::core::model::{
@@ -491,6 +492,7 @@ impl<'a> Tx<'a> {
         if let Some(c) = self.t.clocks.get_mut(name) {
             c.due_at = c.due(cal);
         }
+        let mut last = clock.due(cal);
         for (label, pos, _) in self.points(name, &clock) {
             if clock.passed.contains(&label) {
                 continue;
@@ -502,6 +504,7 @@ impl<'a> Tx<'a> {
                 // instant of the event that moved it, never earlier. An alert dated before
                 // its cause would claim staff were warned before anything was wrong.
                 .max(now);
+            last = last.max(Some(due));
             self.schedule(
                 now,
                 TimerKey::Escalation {
@@ -512,6 +515,28 @@ impl<'a> Tx<'a> {
                 TimerKind::Escalation,
                 due,
                 None,
+            );
+        }
+        if let (Some(from), Some(to)) = (clock.running_since, last) {
+            self.note_uncovered(now, cal, from, to);
+        }
+    }
+
+    /// Working-time arithmetic through days the calendar has no holiday data for counts
+    /// them by its weekly hours: say so in the timeline, once per calendar and year.
+    fn note_uncovered(
+        &mut self,
+        now: DateTime<Utc>,
+        cal: &Calendar,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) {
+        for year in cal.uncovered_years(from, to) {
+            let text = coverage::note_text(cal.name(), year);
+            self.emit(
+                now,
+                coverage::note_id(cal.name(), year),
+                Effect::Note { text },
             );
         }
     }
@@ -792,6 +817,7 @@ impl<'a> Tx<'a> {
         };
         // A tick already behind us (e.g. reclassified to a shorter interval) fires at once.
         let due = self.progress_due(p.cycle_start, every).max(now);
+        let mut last = due;
         self.schedule(
             now,
             TimerKey::Progress { cycle: p.cycle },
@@ -809,6 +835,7 @@ impl<'a> Tx<'a> {
                 EscalateAt::After(span) => interval + self.cal().span_seconds(p.cycle_start, span),
             };
             let at = self.cal().add_working(p.cycle_start, pos).max(now);
+            last = last.max(at);
             self.schedule(
                 now,
                 TimerKey::ProgressEscalation {
@@ -820,6 +847,7 @@ impl<'a> Tx<'a> {
                 Some(p.cycle_start),
             );
         }
+        self.note_uncovered(now, self.cal(), p.cycle_start, last);
     }
 
     fn start_progress(&mut self, at: DateTime<Utc>, now: DateTime<Utc>) {

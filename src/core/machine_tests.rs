@@ -1791,3 +1791,42 @@ fn a_retargeted_breach_keeps_the_deadline_not_the_moment_it_was_noticed() {
     s.on(plain("ticket.resumed", hm(11, 40)));
     assert_eq!(s.due("first_response"), Some(hm(9, 30)));
 }
+
+// ------------------------------------------------------------------ calendar coverage
+
+#[test]
+fn a_clock_computed_through_a_year_without_holiday_data_notes_it_once() {
+    // The test calendar's holidays are all in 2026, so it covers 2026 only. Tue 2026-12-29
+    // 17:00: a normal first response (24 working hours) runs through 2027-01-01.
+    let wf = on_office_hours();
+    let gap = "calendar office has no data for 2027: weekdays counted as working days";
+    let at = cst()
+        .with_ymd_and_hms(2026, 12, 29, 17, 0, 0)
+        .single()
+        .expect("instant")
+        .with_timezone(&Utc);
+    let open = opened(at, "normal");
+    let (ticket, out) = apply(&wf, None, &open, at).expect("opened");
+    assert_eq!(
+        note_texts(&out).iter().filter(|n| **n == gap).count(),
+        1,
+        "{:#?}",
+        note_texts(&out)
+    );
+    // Later transitions re-arm clocks through 2027 again: no second note.
+    let responded = plain("ticket.responded", at + mins(30));
+    let (_, later) =
+        apply(&wf, Some(ticket.clone()), &responded, at + mins(30)).expect("responded");
+    assert!(!note_texts(&later).contains(&gap), "{later:#?}");
+    // Nor when the ticket is rebuilt from its events (the note's id was emitted).
+    let (_, rebuilt) = replay(&wf, &[open, responded], at + mins(30), &ticket.emitted);
+    assert!(!note_texts(&rebuilt).contains(&gap), "{rebuilt:#?}");
+    // A ticket whose clocks stay inside 2026 gets none.
+    let (_, inside) = apply(&wf, None, &opened(hm(10, 0), "urgent"), hm(10, 0)).expect("opened");
+    assert!(
+        note_texts(&inside)
+            .iter()
+            .all(|n| !n.starts_with("calendar office")),
+        "{inside:#?}"
+    );
+}

@@ -5,9 +5,11 @@
 pub mod baseline;
 pub mod calendar;
 pub mod clock;
+pub mod coverage;
 pub mod duration;
 pub mod event;
 pub mod forecast;
+pub mod ics;
 pub mod ids;
 pub mod machine;
 pub mod model;
@@ -18,3 +20,4 @@ pub mod routing;
 pub mod schedule;
 pub mod simulate;
 pub mod timer;
+pub mod year_view;

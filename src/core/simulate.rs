@@ -10,6 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
+use crate::core::coverage;
 use crate::core::event::{Event, EventError, EventKind, check_against};
 use crate::core::machine::{
     ApplyError, ClockLine, Effect, Out, Ticket, advance_virtual, advance_virtual_before, apply,
@@ -252,6 +253,15 @@ fn local_short(wf: Option<&Arc<Workflow>>, t: DateTime<Utc>) -> String {
 pub fn render_json(r: &SimResult) -> String {
     let mut s = String::new();
     for (ticket, o) in &r.timeline {
+        if let Effect::Note { text } = &o.effect
+            && coverage::is_gap_note(o)
+        {
+            let wf = r.workflows.get(ticket);
+            let line =
+                json!({"kind": "note", "at": local(wf, o.at), "ticket": ticket, "text": text});
+            s.push_str(&line.to_string());
+            s.push('\n');
+        }
         if let Effect::Notify(n) = &o.effect {
             let wf = r.workflows.get(ticket);
             let line = json!({
@@ -400,6 +410,15 @@ pub fn render_text(r: &SimResult) -> String {
                     n.template,
                     roles.join(", "),
                     n.reason
+                ));
+            }
+            // Deadlines computed without holiday data: say so where the deadlines are read.
+            Effect::Note { text } if coverage::is_gap_note(o) => {
+                s.push_str(&format!(
+                    "{}  {:<16} NOTE               {}\n",
+                    local_short(wf, o.at),
+                    ticket,
+                    text
                 ));
             }
             Effect::Outcome(oc) if oc.outcome == crate::core::machine::Outcome::Breached => {

@@ -19,33 +19,56 @@ use crate::shell::channels::Channels;
 use crate::shell::db::Db;
 use crate::shell::engine::{Engine, RetryPolicy, system_clock};
 use crate::shell::secret::{Secret, redact_url};
-use crate::shell::settings::{Format, Place, ReportSettings, SimulateSettings, TicketShowSettings};
+use crate::shell::settings::{
+    Format, Place, ReportSettings, SimulateSettings, TicketShowSettings, ValidateSettings,
+};
 use crate::shell::{queue, report, show};
-use crate::workflow::{Config, load_dir, render_diags};
+use crate::workflow::{Config, load_dir, load_dir_at, render_diags};
 
-/// `validate DIR`: every problem as `path:line:col: message`; exit 1 on any.
-pub fn validate(dir: &Path) -> ExitCode {
-    match load_dir(dir) {
-        Ok(cfg) => {
-            println!(
-                "{}: {} workflows OK ({})",
-                dir.display(),
-                cfg.catalog.workflows.len(),
-                cfg.catalog
-                    .workflows
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            ExitCode::SUCCESS
-        }
+/// `validate DIR`: every problem as `path:line:col: message`; exit 1 on any. Calendars in
+/// use whose holiday data runs out within 60 days are warnings (`path:line:col: warning:
+/// message`, exit 0), or errors with `--strict-calendars`.
+pub fn validate(s: &ValidateSettings) -> ExitCode {
+    let now = s.now.unwrap_or_else(Utc::now);
+    let dir = &s.dir;
+    let cfg = match load_dir_at(dir, now) {
+        Ok(cfg) => cfg,
         Err(diags) => {
             print!("{}", render_diags(&diags));
             eprintln!("{} error(s)", diags.len());
-            ExitCode::from(1)
+            return ExitCode::from(1);
         }
+    };
+    let calendars = crate::workflow::coverage::warnings(&cfg, now);
+    if s.strict_calendars && !calendars.is_empty() {
+        print!("{}", render_diags(&calendars));
+        eprintln!("{} error(s) (--strict-calendars)", calendars.len());
+        return ExitCode::from(1);
     }
+    for w in &calendars {
+        println!(
+            "{}:{}:{}: warning: {}",
+            w.path.display(),
+            w.line,
+            w.col,
+            w.message
+        );
+    }
+    println!(
+        "{}: {} workflows OK ({})",
+        dir.display(),
+        cfg.catalog.workflows.len(),
+        cfg.catalog
+            .workflows
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if !calendars.is_empty() {
+        eprintln!("{} warning(s)", calendars.len());
+    }
+    ExitCode::SUCCESS
 }
 
 /// Load a workflow directory or say how to find out what is wrong with it.
@@ -269,6 +292,7 @@ pub fn simulate_cmd(s: &SimulateSettings) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
+    warn_uncovered(&result);
     let out = match baseline {
         Some(old_cfg) => {
             // The same events, so any error was already reported above; an event the old
@@ -316,4 +340,22 @@ pub fn simulate_cmd(s: &SimulateSettings) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(out.as_bytes())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line on stderr per calendar and year the simulation computed deadlines in without
+/// holiday data (each ticket's timeline notes it too), so a backtest over a new year is not
+/// read as if the holidays had been known.
+fn warn_uncovered(r: &crate::core::simulate::SimResult) {
+    let mut notes: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> =
+        Default::default();
+    for (ticket, o) in &r.timeline {
+        if let crate::core::machine::Effect::Note { text } = &o.effect
+            && crate::core::coverage::is_gap_note(o)
+        {
+            notes.entry(text).or_default().insert(ticket);
+        }
+    }
+    for (text, tickets) in notes {
+        eprintln!("warning: {text} ({} ticket(s))", tickets.len());
+    }
 }

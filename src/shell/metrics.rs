@@ -6,8 +6,8 @@
 //! others stop exporting them (idle timeout) within 30 s of losing the lease.
 //!
 //! Labels never hold a ticket id, a person or an address: only workflow, stage, priority,
-//! clock, outcome, level, kind, channel, queue, score, class, kpi, type and version, all
-//! bounded by the workflow files.
+//! clock, outcome, level, kind, channel, queue, score, class, kpi, type, version and
+//! calendar, all bounded by the workflow files.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -194,6 +194,11 @@ fn describe() {
         "Review reports sent on schedule or caught up after downtime."
     );
     describe_gauge!("slakeeper_build_info", "Build information.");
+    describe_gauge!(
+        "slakeeper_calendar_coverage_end_timestamp_seconds",
+        Unit::Seconds,
+        "For each calendar in use, the first instant its holiday data does not cover (Unix time)."
+    );
 }
 
 /// Register counters at zero for every known label combination, so `increase()` sees the
@@ -201,6 +206,7 @@ fn describe() {
 pub fn preregister(catalog: &Catalog) {
     gauge!("slakeeper_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     kpi_targets(catalog);
+    calendar_coverage(catalog, chrono::Utc::now());
     for k in EventKind::ALL {
         for o in ["accepted", "duplicate", "rejected"] {
             counter!("slakeeper_events_total", "type" => k.as_str(), "outcome" => o).absolute(0);
@@ -369,6 +375,19 @@ pub fn kpi_targets(catalog: &Catalog) {
                 gauge!("slakeeper_kpi_target", "workflow" => wf.name.clone(), "kpi" => k.as_str())
                     .set(t);
             }
+        }
+    }
+}
+
+/// `slakeeper_calendar_coverage_end_timestamp_seconds`: for each calendar a workflow counts
+/// in, the first instant its holiday data does not cover (local midnight, 1 January of the
+/// first year without data). Calendars that cover every year (`always`, no holidays) have
+/// no series: nothing runs out. Set on every gauge round, like the KPI targets.
+pub fn calendar_coverage(catalog: &Catalog, now: chrono::DateTime<chrono::Utc>) {
+    for (name, used) in crate::core::coverage::calendars_in_use(catalog) {
+        if let Some(end) = used.calendar.coverage_end(now) {
+            gauge!("slakeeper_calendar_coverage_end_timestamp_seconds", "calendar" => name)
+                .set(end.timestamp() as f64);
         }
     }
 }

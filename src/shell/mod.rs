@@ -10,6 +10,7 @@
 
 pub mod ack;
 pub mod at_risk;
+pub mod calendar_cmd;
 pub mod channels;
 pub mod commands;
 pub mod db;
@@ -42,8 +43,10 @@ pub use secret::redact_url as redact;
 pub fn run(cmd: Command) -> ExitCode {
     match cmd {
         // Neither needs a runtime or a database.
-        Command::Validate(dir) => commands::validate(&dir),
+        Command::Validate(s) => commands::validate(&s),
         Command::Simulate(s) => exit(commands::simulate_cmd(&s)),
+        Command::CalendarImport(s) => exit(calendar_cmd::import(&s)),
+        Command::CalendarShow(s) => exit(calendar_cmd::show(&s)),
         Command::Serve(s) => block_on(async move { serve::App::build(s).await?.run().await }),
         Command::Migrate(url) => block_on(async move { commands::migrate(&url).await }),
         Command::TicketShow(s) => block_on(async move { commands::ticket_show(&s).await }),

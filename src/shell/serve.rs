@@ -29,6 +29,11 @@ pub struct App {
 impl App {
     pub async fn build(settings: ServeSettings) -> anyhow::Result<App> {
         let cfg = load_workflows(&settings.place.workflows)?;
+        // The same warnings `validate` prints: holiday data that runs out soon makes every
+        // weekday a working day from then on, silently unless someone is told.
+        for w in crate::workflow::coverage::warnings(&cfg, chrono::Utc::now()) {
+            tracing::warn!(at = %format!("{}:{}:{}", w.path.display(), w.line, w.col), "{}", w.message);
+        }
         let db = open_db(&settings.place.database).await?;
         if matches!(db, Db::Sqlite(_)) && settings.role != crate::shell::settings::Role::All {
             tracing::warn!(

@@ -122,6 +122,7 @@ impl Service for GaugeRefresher {
         let (idle, in_use, max) = self.engine.db.pool_stats();
         metrics::pool(idle, in_use, max);
         metrics::kpi_targets(&self.engine.cfg.catalog);
+        metrics::calendar_coverage(&self.engine.cfg.catalog, now);
         if !store::take_lease(&self.engine.db, "gauges", &self.instance, now, 15_000).await? {
             return Ok(Done::default());
         }

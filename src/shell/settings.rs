@@ -156,7 +156,9 @@ pub struct SimulateSettings {
 #[derive(Debug, Clone)]
 pub enum Command {
     Serve(ServeSettings),
-    Validate(PathBuf),
+    Validate(ValidateSettings),
+    CalendarImport(CalendarImportSettings),
+    CalendarShow(CalendarShowSettings),
     Simulate(SimulateSettings),
     Migrate(Secret),
     TicketShow(TicketShowSettings),
@@ -186,6 +188,35 @@ pub struct ExportSettings {
     pub workflow: Option<String>,
     /// `None` or `-`: standard output.
     pub output: Option<PathBuf>,
+}
+
+/// `validate`.
+#[derive(Debug, Clone)]
+pub struct ValidateSettings {
+    pub dir: PathBuf,
+    /// Calendar coverage running out is an error, not a warning.
+    pub strict_calendars: bool,
+    /// Validate as of this instant (default: now).
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// `calendar import`.
+#[derive(Debug, Clone)]
+pub struct CalendarImportSettings {
+    /// The iCalendar file; `-` reads standard input.
+    pub file: PathBuf,
+    pub workday_match: Vec<String>,
+    pub years: Vec<i32>,
+}
+
+/// `calendar show`.
+#[derive(Debug, Clone)]
+pub struct CalendarShowSettings {
+    pub name: String,
+    pub workflows: PathBuf,
+    /// Default: the current year in the calendar's zone.
+    pub year: Option<i32>,
+    pub format: Format,
 }
 
 /// `replan`.

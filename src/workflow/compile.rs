@@ -202,23 +202,27 @@ fn compile_calendar(cx: &mut Ctx<'_>, name: &Spanned<Text>, cal: &RawCalendar) -
     let weekly = weekly_hours(cx, &cal.hours);
     let holidays = dates(cx, &cal.holidays, "holiday");
     let workdays = dates(cx, &cal.workdays, "make-up working day");
-    let (weekly, holidays, workdays) = (weekly?, holidays?, workdays?);
+    let years = super::coverage::years(cx, cal.years.as_ref());
+    let (weekly, holidays, workdays, years) = (weekly?, holidays?, workdays?, years.ok()?);
     if text(name) == "always" {
         // `always` may be given a zone (display, review cron) but must stay 24/7.
         let all_day = weekly.iter().all(|d| {
             d.len() == 1 && d[0].start == chrono::NaiveTime::MIN && d[0].ends_at_midnight()
         });
-        if !all_day || !holidays.is_empty() || !workdays.is_empty() {
+        if !all_day || !holidays.is_empty() || !workdays.is_empty() || years.is_some() {
             cx.err(
                 name,
-                "calendar `always` must be 24/7 (hours: { mon-sun: \"00:00-24:00\" }, no holidays or workdays); give business hours another name",
+                "calendar `always` must be 24/7 (hours: { mon-sun: \"00:00-24:00\" }, no holidays, workdays or years); give business hours another name",
             );
             return None;
         }
         return Some(Calendar::always_in(tz));
     }
     match Calendar::new(text(name), tz, weekly, holidays, workdays) {
-        Ok(c) => Some(c),
+        Ok(c) => Some(match years {
+            Some(y) => c.with_years(y),
+            None => c,
+        }),
         Err(e) => {
             cx.err(name, format!("calendar `{}`: {e}", text(name)));
             None

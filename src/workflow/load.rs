@@ -69,7 +69,7 @@ pub fn compile_tree(
     now: DateTime<Utc>,
     mut diags: Vec<Diag>,
 ) -> Result<Config, Vec<Diag>> {
-    let calendars = load_calendars(dir, &tree, &mut diags);
+    let (calendars, calendar_sites) = load_calendars(dir, &tree, &mut diags);
     let routes = load_routes(dir, &tree, &calendars, &mut diags);
     let templates = Templates::from_tree(&dir.join("templates"), &tree, &mut diags);
     let files = workflow_files(&tree);
@@ -130,6 +130,8 @@ pub fn compile_tree(
         sources,
         tree,
         versions,
+        calendars,
+        calendar_sites,
     })
 }
 
@@ -244,18 +246,28 @@ fn key_at(src: &str, line: u32, col: u32) -> Option<String> {
     (!key.is_empty() && key.len() <= 100).then(|| key.to_string())
 }
 
-fn load_calendars(
-    dir: &Path,
-    tree: &Tree,
-    diags: &mut Vec<Diag>,
-) -> BTreeMap<String, Arc<Calendar>> {
+/// The calendars, and where each one's name is written (for warnings about it).
+type Calendars = (
+    BTreeMap<String, Arc<Calendar>>,
+    BTreeMap<String, (u32, u32)>,
+);
+
+fn load_calendars(dir: &Path, tree: &Tree, diags: &mut Vec<Diag>) -> Calendars {
     // A missing calendars file is fine: `always` exists without one.
     let path = dir.join("calendars.yaml");
     let raw = tree
         .get("calendars.yaml")
         .and_then(|src| parse_yaml::<RawCalendars>(&path, src, diags));
+    let sites = raw
+        .iter()
+        .flat_map(|r| r.calendars.keys())
+        .map(|k| {
+            let at = (k.referenced.line() as u32, k.referenced.column() as u32);
+            (k.value.0.clone(), at)
+        })
+        .collect();
     let mut cx = Ctx::new(&path, diags);
-    compile::compile_calendars(&mut cx, raw.as_ref())
+    (compile::compile_calendars(&mut cx, raw.as_ref()), sites)
 }
 
 fn load_routes(

@@ -4,6 +4,7 @@
 //! [`Diag`] with file, line and column, and all of them are reported at once.
 
 pub mod compile;
+pub mod coverage;
 pub mod load;
 pub mod oncall;
 pub mod raw;
@@ -57,6 +58,10 @@ pub struct Config {
     pub tree: load::Tree,
     /// Each workflow's version (see [`version`]).
     pub versions: BTreeMap<String, String>,
+    /// Every calendar of calendars.yaml (and `always`), used or not (`calendar show`).
+    pub calendars: BTreeMap<String, std::sync::Arc<crate::core::calendar::Calendar>>,
+    /// Where each calendar's name is written in calendars.yaml (line, column), for warnings.
+    pub calendar_sites: BTreeMap<String, (u32, u32)>,
 }
 
 impl Config {

@@ -219,6 +219,9 @@ pub struct RawCalendar {
     pub holidays: Option<Vec<S<Text>>>,
     #[serde(default)]
     pub workdays: Option<Vec<S<Text>>>,
+    /// The years the holiday data covers (default: the years of the dates).
+    #[serde(default)]
+    pub years: Option<S<Vec<S<Text>>>>,
 }
 
 #[derive(Debug, Deserialize)]
