@@ -9,10 +9,11 @@
 #     hstore and pgcrypto can be created in it.
 #   - aiosmtpd 1.4.6 (SMTP receiver for mail tests) in a venv at .test-env/venv.
 #   - prometheus + promtool (Debian's 2.42) for query and rule tests; no daemon left running.
+#   - openssl, to make throw-away certificates for the HTTPS tests.
 #
 # It exports nothing. What the tests need is written to .test-env/env, one KEY=VALUE a line:
 #   SLAKEEPER_TEST_PG_URL, SLAKEEPER_TEST_AIOSMTPD, SLAKEEPER_TEST_PROMETHEUS,
-#   SLAKEEPER_TEST_PROMTOOL
+#   SLAKEEPER_TEST_PROMTOOL, SLAKEEPER_TEST_OPENSSL
 # .test-env/ holds its own .gitignore, so nothing in it is ever committed.
 set -euo pipefail
 
@@ -243,6 +244,16 @@ if port_listening 9090; then
     log "prometheus: note: something listens on :9090; tests must pick their own port"
 fi
 
+# ---------------------------------------------------------------- openssl (test certificates)
+# tests/tls.rs makes a throw-away certificate for `serve --tls-cert/--tls-key` with it.
+OPENSSL="$(command -v openssl || true)"
+if [ -z "$OPENSSL" ]; then
+    apt_install openssl
+    OPENSSL="$(command -v openssl || echo /usr/bin/openssl)"
+    [ -x "$OPENSSL" ] || die "openssl: install did not provide the binary"
+fi
+log "openssl: $("$OPENSSL" version 2>&1 | head -n1) (ok)"
+
 # ---------------------------------------------------------------- result
 tmp="$STATE/env.tmp"
 {
@@ -251,6 +262,7 @@ tmp="$STATE/env.tmp"
     echo "SLAKEEPER_TEST_AIOSMTPD=$AIOSMTPD_PY"
     echo "SLAKEEPER_TEST_PROMETHEUS=$PROMETHEUS"
     echo "SLAKEEPER_TEST_PROMTOOL=$PROMTOOL"
+    echo "SLAKEEPER_TEST_OPENSSL=$OPENSSL"
 } >"$tmp"
 mv "$tmp" "$STATE/env"
 log "wrote $STATE/env:"

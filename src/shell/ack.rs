@@ -6,8 +6,9 @@
 //! expired token answers 4xx and changes nothing.
 //!
 //! The key is `--ack-secret` (`SLAKEEPER_ACK_SECRET`), else derived from the webhook secret
-//! or the API token; with none of them there are no links (an unsigned link would let anyone
-//! silence an escalation). Configured once at start ([`configure`]), with the base URL from
+//! or the API token, else generated once and kept in the database (`shell::ack_key`): links
+//! work with no set-up, and an unsigned link (which would let anyone silence an escalation)
+//! never exists. Configured once at start ([`configure`]), with the base URL from
 //! `--public-url` (`SLAKEEPER_PUBLIC_URL`) or the listen address.
 
 use std::sync::OnceLock;
@@ -32,18 +33,15 @@ pub struct AckConfig {
 
 static CONFIG: OnceLock<AckConfig> = OnceLock::new();
 
-/// Set the public URL and key for this process (the first call wins).
-pub fn configure(public_url: &str, key: Option<Secret>) {
-    let Some(key) = key else {
-        tracing::warn!(
-            "no SLAKEEPER_ACK_SECRET, SLAKEEPER_WEBHOOK_SECRET or SLAKEEPER_API_TOKEN: staff messages carry no acknowledge link"
-        );
-        return;
-    };
-    let _ = CONFIG.set(AckConfig {
-        public_url: public_url.trim_end_matches('/').to_string(),
-        key,
-    });
+/// Set the public URL and key for this process (the first call wins). True when this call
+/// set them.
+pub fn configure(public_url: &str, key: Secret) -> bool {
+    CONFIG
+        .set(AckConfig {
+            public_url: public_url.trim_end_matches('/').to_string(),
+            key,
+        })
+        .is_ok()
 }
 
 /// The link key: `--ack-secret`, else derived from the webhook secret or the API token.

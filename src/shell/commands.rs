@@ -21,30 +21,67 @@ use crate::shell::engine::{Engine, RetryPolicy, system_clock};
 use crate::shell::secret::{Secret, redact_url};
 use crate::shell::settings::{Format, Place, ReportSettings, SimulateSettings, TicketShowSettings};
 use crate::shell::{queue, report, show};
-use crate::workflow::{Config, load_dir, render_diags};
+use crate::workflow::{Config, check_dir, load_dir, render_diags};
 
-/// `validate DIR`: every problem as `path:line:col: message`; exit 1 on any.
-pub fn validate(dir: &Path) -> ExitCode {
-    match load_dir(dir) {
-        Ok(cfg) => {
-            println!(
-                "{}: {} workflows OK ({})",
-                dir.display(),
-                cfg.catalog.workflows.len(),
-                cfg.catalog
-                    .workflows
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            ExitCode::SUCCESS
-        }
+/// `validate DIR`: every problem as `path:line:col: message`; exit 1 on any. Environment
+/// variables the files name but this environment lacks are warnings (on stderr; CI rarely
+/// has production secrets), errors with `--strict-env`.
+pub fn validate(dir: &Path, strict_env: bool) -> ExitCode {
+    let (loaded, refs) = check_dir(dir);
+    let env: Vec<String> = crate::shell::env::problems(&refs)
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    let mut errors = match &loaded {
+        Ok(_) => 0,
         Err(diags) => {
-            print!("{}", render_diags(&diags));
-            eprintln!("{} error(s)", diags.len());
-            ExitCode::from(1)
+            print!("{}", render_diags(diags));
+            diags.len()
         }
+    };
+    if strict_env {
+        for p in &env {
+            println!("{p}");
+        }
+        errors += env.len();
+    } else {
+        for p in &env {
+            let (at, msg) = split_position(p);
+            eprintln!("{at}warning: {msg}");
+        }
+    }
+    if errors > 0 {
+        eprintln!("{errors} error(s)");
+        return ExitCode::from(1);
+    }
+    if let Ok(cfg) = loaded {
+        println!(
+            "{}: {} workflows OK ({})",
+            dir.display(),
+            cfg.catalog.workflows.len(),
+            cfg.catalog
+                .workflows
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if !env.is_empty() {
+        eprintln!(
+            "{} warning(s): environment variables not set here; `serve` refuses to start without them (`validate --strict-env` makes them errors)",
+            env.len()
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// `path:line:col: message` → (`path:line:col: `, `message`).
+fn split_position(line: &str) -> (&str, &str) {
+    // Positions hold no ": " (paths could, but then only the split point moves).
+    match line.find(": ") {
+        Some(i) => line.split_at(i + 2),
+        None => ("", line),
     }
 }
 

@@ -9,10 +9,13 @@
 //! * [`http`], [`metrics`], [`show`], [`report`], [`commands`] — the edges users touch.
 
 pub mod ack;
+pub mod ack_key;
+pub mod auth;
 pub mod channels;
 pub mod commands;
 pub mod db;
 pub mod engine;
+pub mod env;
 pub mod export;
 pub mod http;
 pub mod jobs;
@@ -29,6 +32,7 @@ pub mod show;
 pub mod sources;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 
 use std::process::ExitCode;
 
@@ -40,7 +44,7 @@ pub use secret::redact_url as redact;
 pub fn run(cmd: Command) -> ExitCode {
     match cmd {
         // Neither needs a runtime or a database.
-        Command::Validate(dir) => commands::validate(&dir),
+        Command::Validate(v) => commands::validate(&v.dir, v.strict_env),
         Command::Simulate(s) => exit(commands::simulate_cmd(&s)),
         Command::Serve(s) => block_on(async move { serve::App::build(s).await?.run().await }),
         Command::Migrate(url) => block_on(async move { commands::migrate(&url).await }),

@@ -51,6 +51,26 @@ pub struct AckSettings {
     pub secret: Option<Secret>,
 }
 
+/// Who may call what (see `shell::auth`), and HTTPS.
+#[derive(Debug, Clone, Default)]
+pub struct AccessSettings {
+    /// `SLAKEEPER_READ_TOKEN`: `GET /v1/...` only.
+    pub read_token: Option<Secret>,
+    /// `SLAKEEPER_METRICS_TOKEN`: required on `/metrics` when set.
+    pub metrics_token: Option<Secret>,
+    /// `--allow-unauthenticated`: listen beyond loopback without an API token.
+    pub allow_unauthenticated: bool,
+    /// `--tls-cert` / `--tls-key`: serve HTTPS on the listener.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files of the HTTPS certificate chain and its private key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// Everything `serve` needs.
 #[derive(Debug, Clone)]
 pub struct ServeSettings {
@@ -65,6 +85,8 @@ pub struct ServeSettings {
     pub webhook_secret: Option<Secret>,
     /// Acknowledge links (boxed: rarely set, and `Command` stays small).
     pub ack: Box<AckSettings>,
+    /// Scoped tokens, the unauthenticated opt-out and TLS (boxed for the same reason).
+    pub access: Box<AccessSettings>,
     pub workers: WorkerSettings,
     pub retry: RetrySettings,
 }
@@ -154,7 +176,7 @@ pub struct SimulateSettings {
 #[derive(Debug, Clone)]
 pub enum Command {
     Serve(ServeSettings),
-    Validate(PathBuf),
+    Validate(ValidateSettings),
     Simulate(SimulateSettings),
     Migrate(Secret),
     TicketShow(TicketShowSettings),
@@ -162,6 +184,14 @@ pub enum Command {
     Bench(BenchSettings),
     Export(ExportSettings),
     Replan(ReplanSettings),
+}
+
+/// `validate`.
+#[derive(Debug, Clone)]
+pub struct ValidateSettings {
+    pub dir: PathBuf,
+    /// Unset `*_env` variables are errors (a deploy step that has the secrets), not warnings.
+    pub strict_env: bool,
 }
 
 /// `export`: which stored events, and where to write them.

@@ -4,6 +4,7 @@
 //! [`Diag`] with file, line and column, and all of them are reported at once.
 
 pub mod compile;
+pub mod env;
 pub mod load;
 pub mod oncall;
 pub mod raw;
@@ -57,6 +58,8 @@ pub struct Config {
     pub tree: load::Tree,
     /// Each workflow's version (see [`version`]).
     pub versions: BTreeMap<String, String>,
+    /// The environment variables `routes.yaml` and `sources.yaml` name ([`env`]).
+    pub env: Vec<env::EnvRef>,
 }
 
 impl Config {
@@ -75,6 +78,18 @@ impl Config {
 /// [`load_dir_at`].
 pub fn load_dir(dir: &Path) -> Result<Config, Vec<Diag>> {
     load_dir_at(dir, chrono::Utc::now())
+}
+
+/// [`load_dir`], plus the environment variables the files name — listed also when the
+/// directory has errors, so `validate` reports them in the same run.
+pub fn check_dir(dir: &Path) -> (Result<Config, Vec<Diag>>, Vec<env::EnvRef>) {
+    match load_dir(dir) {
+        Ok(cfg) => {
+            let refs = cfg.env.clone();
+            (Ok(cfg), refs)
+        }
+        Err(diags) => (Err(diags), load::env_refs(dir)),
+    }
 }
 
 /// [`load_dir`] as of `now`.

@@ -97,3 +97,39 @@ impl Channel for Email {
         }
     }
 }
+
+/// The body of a staff e-mail with its acknowledge link: as the template wrote it when it
+/// shows `{{ ack_url }}`, else with the link as a last line (custom templates written
+/// before links existed keep working, and still carry one).
+pub fn with_ack_line(body: &str, url: &str, language: &str) -> String {
+    if body.contains(url) {
+        return body.to_string();
+    }
+    let label = if language.starts_with("zh") {
+        "确认收到（停止重复提醒）"
+    } else {
+        "Acknowledge (stops the repeats)"
+    };
+    format!("{}\n\n{label}: {url}\n", body.trim_end())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_template_without_the_link_gets_it_as_its_last_line() {
+        let url = "https://sk.example/v1/ack/abc.def";
+        assert_eq!(
+            with_ack_line("Hello\n\n-- team\n", url, "en"),
+            format!("Hello\n\n-- team\n\nAcknowledge (stops the repeats): {url}\n")
+        );
+        let shown = format!("Hello\nAcknowledge: {url}\n-- team\n");
+        assert_eq!(with_ack_line(&shown, url, "en"), shown);
+        let zh = with_ack_line("你好", url, "zh-CN");
+        assert!(
+            zh.contains("确认收到") && zh.ends_with(&format!(": {url}\n")),
+            "{zh}"
+        );
+    }
+}

@@ -146,13 +146,20 @@ impl Engine {
             Ok(x) => x,
             Err(e) => return Reply::Retry(e),
         };
-        let rendered = match self.render(&ver, n, ticket.as_ref()) {
+        let ack = self.ack_link(n);
+        // E-mail shows the link in its text (chat channels have a button): the template
+        // gets it as `ack_url`, and a template that does not use it gets a last line.
+        let email_ack = ack.as_deref().filter(|_| kind == ChannelKind::Email);
+        let mut rendered = match self.render(&ver, n, ticket.as_ref(), email_ack) {
             Ok(r) => r,
             Err(e) => return Reply::Retry(e),
         };
+        if let Some(url) = email_ack {
+            rendered.body =
+                crate::shell::channels::email::with_ack_line(&rendered.body, url, &ver.wf.language);
+        }
         let to = recipients(&ver.cfg.routes, &d.target, kind, ticket.as_ref());
         let ctx: Option<Value> = serde_json::from_str(&n.context).ok();
-        let ack = self.ack_link(n);
         let msg = Message {
             id: &n.id,
             ticket: n.ticket.as_deref(),
@@ -220,6 +227,7 @@ impl Engine {
         ver: &Version,
         n: &NotificationRow,
         ticket: Option<&Ticket>,
+        ack_url: Option<&str>,
     ) -> Result<crate::workflow::templates::Rendered, String> {
         let wf = &ver.wf;
         let language = match (n.role.as_str(), ticket) {
@@ -231,7 +239,10 @@ impl Engine {
                 .unwrap_or_else(|| wf.language.clone()),
             _ => wf.language.clone(),
         };
-        let ctx: Value = serde_json::from_str(&n.context).map_err(|e| e.to_string())?;
+        let mut ctx: Value = serde_json::from_str(&n.context).map_err(|e| e.to_string())?;
+        if let (Some(url), Some(obj)) = (ack_url, ctx.as_object_mut()) {
+            obj.insert("ack_url".into(), Value::String(url.to_string()));
+        }
         ver.cfg
             .templates
             .render(&n.template, &language, &wf.language, &ctx)
