@@ -31,7 +31,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP API, the job workers and the review cron in one process.
-    Serve(ServeArgs),
+    // Boxed: its flags outweigh every other command's.
+    Serve(Box<ServeArgs>),
     /// Check every workflow, calendar, route and template file; print each error as
     /// `path:line:col: message`; exit 1 on any error.
     Validate(ValidateArgs),

@@ -580,3 +580,91 @@ fn an_api_process_needs_only_the_sources_secrets_and_a_worker_only_the_channels(
         worker.stderr
     );
 }
+
+// ------------------------------------------------------------------ Prometheus with a token
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_real_prometheus_scrapes_metrics_with_the_documented_authorization_block() {
+    // Arrange: the engine with a metrics token; Prometheus with the README's scrape block
+    // (token from a file) and, for contrast, the same target without it.
+    let prometheus = setting("SLAKEEPER_TEST_PROMETHEUS").unwrap_or("/usr/bin/prometheus".into());
+    let wf = workflows(9, false);
+    let db = TestDb::new(Backend::Sqlite);
+    let app = Launch::serve(&db.url, wf.dir.path())
+        .env("SLAKEEPER_API_TOKEN", API)
+        .env("SLAKEEPER_METRICS_TOKEN", METRICS)
+        .start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let token_file = secret_file(tmp.path(), "metrics-token", METRICS);
+    let target = app.base.trim_start_matches("http://").to_string();
+    let cfg = format!(
+        "global: {{ scrape_interval: 1s }}
+scrape_configs:
+  - job_name: slakeeper
+    authorization: {{ credentials_file: {token_file} }}
+    static_configs: [{{ targets: ['{target}'] }}]
+  - job_name: no_token
+    static_configs: [{{ targets: ['{target}'] }}]
+"
+    );
+    std::fs::write(tmp.path().join("prometheus.yml"), cfg).expect("config");
+    let port = free_port();
+    let mut prom = std::process::Command::new(&prometheus)
+        .arg(format!(
+            "--config.file={}",
+            tmp.path().join("prometheus.yml").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            tmp.path().join("data").display()
+        ))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start prometheus");
+    let h = Http::new();
+    let query = |q: &str| {
+        let url = format!(
+            "http://127.0.0.1:{port}/api/v1/query?query={}",
+            url_encode(q)
+        );
+        json(&h.get(&url, None).1)["data"]["result"][0]["value"][1]
+            .as_str()
+            .map(str::to_string)
+    };
+    // Act
+    let up = wait_for(std::time::Duration::from_secs(30), || {
+        match (
+            query("up{job=\"slakeeper\"}"),
+            query("up{job=\"no_token\"}"),
+        ) {
+            (Some(a), Some(b)) => Some((a, b)),
+            _ => None,
+        }
+    });
+    let refused = wait_for(std::time::Duration::from_secs(30), || {
+        query("sum(slakeeper_http_requests_total{route=\"/metrics\",status=\"401\"})")
+            .filter(|v| v != "0")
+    });
+    common::launch::stop(&mut prom);
+    // Assert: with the block it scrapes; without, 401 (down), and that is counted.
+    assert_eq!(
+        up,
+        Some(("1".to_string(), "0".to_string())),
+        "{}",
+        app.stderr()
+    );
+    assert!(refused.is_some(), "the refused scrapes were not counted");
+}
