@@ -668,3 +668,27 @@ scrape_configs:
     );
     assert!(refused.is_some(), "the refused scrapes were not counted");
 }
+
+#[test]
+fn the_new_flags_and_their_variables_are_in_help() {
+    let serve = Launch::new(&["serve", "--help"]).exit();
+    assert_eq!(serve.code, Some(0));
+    for s in [
+        "SLAKEEPER_READ_TOKEN",
+        "SLAKEEPER_METRICS_TOKEN",
+        "SLAKEEPER_ALLOW_UNAUTHENTICATED",
+        "--allow-unauthenticated",
+        "SLAKEEPER_TLS_CERT",
+        "SLAKEEPER_TLS_KEY",
+        "SLAKEEPER_SMTP_URL_FILE",
+        "SLAKEEPER_DATABASE_URL_FILE",
+    ] {
+        assert!(serve.stdout.contains(s), "{s} not in serve --help");
+    }
+    let validate = Launch::new(&["validate", "--help"]).exit();
+    assert!(
+        validate.stdout.contains("--strict-env"),
+        "{}",
+        validate.stdout
+    );
+}

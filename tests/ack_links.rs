@@ -230,7 +230,9 @@ fn a_custom_template_without_the_link_gets_it_as_its_last_line() {
     let last = text.trim_end().lines().last().unwrap_or("");
     assert!(text.starts_with("Ticket T-CUSTOM breached."), "{text}");
     assert!(
-        last.starts_with("Acknowledge (stops the repeats): https://sk.example.com/v1/ack/"),
+        last.starts_with(
+            "Acknowledge (stops the repeats and later escalations): https://sk.example.com/v1/ack/"
+        ),
         "{text}"
     );
     assert!(

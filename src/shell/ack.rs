@@ -81,17 +81,21 @@ pub struct Ack {
     pub expires: DateTime<Utc>,
 }
 
-/// The clock run an escalation notification is about (`esc/CLOCK/RUN/AT/LEVEL`, or a repeat
-/// `rep/CLOCK/RUN/…`).
+/// The clock run a staff notification is about, whose escalations a link can stop: an
+/// escalation (`esc/CLOCK/RUN/AT/LEVEL`), a repeat (`rep/CLOCK/RUN/…`), or a call-back request
+/// (`callback/RUN`: the supervisor taking the call stops its escalation). Other messages (a
+/// review, a reminder) are about no clock run, so there is nothing to acknowledge.
 pub fn clock_run(source: &str) -> Option<(&str, u32)> {
     let mut p = source.split('/');
-    let kind = p.next()?;
-    if !matches!(kind, "esc" | "rep") {
-        return None;
+    match p.next()? {
+        "esc" | "rep" => {
+            let clock = p.next()?;
+            let run = p.next()?.parse().ok()?;
+            Some((clock, run))
+        }
+        "callback" => Some(("callback", p.next()?.parse().ok()?)),
+        _ => None,
     }
-    let clock = p.next()?;
-    let run = p.next()?.parse().ok()?;
-    Some((clock, run))
 }
 
 /// `payload.signature`, both base64url; the payload is `ticket\nclock\nrun\nexpires`.
@@ -289,6 +293,8 @@ mod tests {
             clock_run("esc/first_response/2/100%/2"),
             Some(("first_response", 2))
         );
-        assert_eq!(clock_run("survey"), None);
+        assert_eq!(clock_run("callback/3"), Some(("callback", 3)));
+        assert_eq!(clock_run("survey/1"), None);
+        assert_eq!(clock_run("progress-esc/2/100%/1"), None);
     }
 }

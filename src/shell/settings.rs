@@ -44,7 +44,8 @@ pub struct Place {
 }
 
 /// Acknowledge links: their base URL (`SLAKEEPER_PUBLIC_URL`; None: the listen address) and
-/// signing key (`SLAKEEPER_ACK_SECRET`; None: derived from the webhook secret or API token).
+/// signing key (`SLAKEEPER_ACK_SECRET`; None: derived from the webhook secret or API token,
+/// else generated once and kept in the database, see `shell::ack_key`).
 #[derive(Debug, Clone, Default)]
 pub struct AckSettings {
     pub public_url: Option<String>,

@@ -106,9 +106,9 @@ pub fn with_ack_line(body: &str, url: &str, language: &str) -> String {
         return body.to_string();
     }
     let label = if language.starts_with("zh") {
-        "确认收到（停止重复提醒）"
+        "确认收到（停止重复提醒与后续升级）"
     } else {
-        "Acknowledge (stops the repeats)"
+        "Acknowledge (stops the repeats and later escalations)"
     };
     format!("{}\n\n{label}: {url}\n", body.trim_end())
 }
@@ -122,7 +122,9 @@ mod tests {
         let url = "https://sk.example/v1/ack/abc.def";
         assert_eq!(
             with_ack_line("Hello\n\n-- team\n", url, "en"),
-            format!("Hello\n\n-- team\n\nAcknowledge (stops the repeats): {url}\n")
+            format!(
+                "Hello\n\n-- team\n\nAcknowledge (stops the repeats and later escalations): {url}\n"
+            )
         );
         let shown = format!("Hello\nAcknowledge: {url}\n-- team\n");
         assert_eq!(with_ack_line(&shown, url, "en"), shown);
