@@ -10,10 +10,12 @@
 #   - aiosmtpd 1.4.6 (SMTP receiver for mail tests) in a venv at .test-env/venv.
 #   - prometheus + promtool (Debian's 2.42) for query and rule tests; no daemon left running.
 #   - chromium + chromium-driver (Debian's) and a CJK font, for the staff pages' browser tests.
+#   - openssl, to make throw-away certificates for the HTTPS tests.
 #
 # It exports nothing. What the tests need is written to .test-env/env, one KEY=VALUE a line:
 #   SLAKEEPER_TEST_PG_URL, SLAKEEPER_TEST_AIOSMTPD, SLAKEEPER_TEST_PROMETHEUS,
-#   SLAKEEPER_TEST_PROMTOOL, SLAKEEPER_TEST_CHROMIUM, SLAKEEPER_TEST_CHROMEDRIVER
+#   SLAKEEPER_TEST_PROMTOOL, SLAKEEPER_TEST_CHROMIUM, SLAKEEPER_TEST_CHROMEDRIVER,
+#   SLAKEEPER_TEST_OPENSSL
 # .test-env/ holds its own .gitignore, so nothing in it is ever committed.
 set -euo pipefail
 
@@ -257,6 +259,15 @@ if ! fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk"; then
     log "fonts: no CJK font"
     apt_install fonts-wqy-zenhei
 fi
+# ---------------------------------------------------------------- openssl (test certificates)
+# tests/tls.rs makes a throw-away certificate for `serve --tls-cert/--tls-key` with it.
+OPENSSL="$(command -v openssl || true)"
+if [ -z "$OPENSSL" ]; then
+    apt_install openssl
+    OPENSSL="$(command -v openssl || echo /usr/bin/openssl)"
+    [ -x "$OPENSSL" ] || die "openssl: install did not provide the binary"
+fi
+log "openssl: $("$OPENSSL" version 2>&1 | head -n1) (ok)"
 
 # ---------------------------------------------------------------- result
 tmp="$STATE/env.tmp"
@@ -268,6 +279,7 @@ tmp="$STATE/env.tmp"
     echo "SLAKEEPER_TEST_PROMTOOL=$PROMTOOL"
     echo "SLAKEEPER_TEST_CHROMIUM=/usr/bin/chromium"
     echo "SLAKEEPER_TEST_CHROMEDRIVER=/usr/bin/chromedriver"
+    echo "SLAKEEPER_TEST_OPENSSL=$OPENSSL"
 } >"$tmp"
 mv "$tmp" "$STATE/env"
 log "wrote $STATE/env:"

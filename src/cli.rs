@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::shell::env::{self, EnvError};
 use crate::shell::secret::Secret;
 use crate::shell::settings::{self as st, Command as Cmd, Place};
 
@@ -30,7 +31,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP API, the job workers and the review cron in one process.
-    Serve(ServeArgs),
+    // Boxed: its flags outweigh every other command's.
+    Serve(Box<ServeArgs>),
     /// Check every workflow, calendar, route and template file; print each error as
     /// `path:line:col: message`; exit 1 on any error.
     Validate(ValidateArgs),
@@ -173,15 +175,24 @@ pub struct ExportArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct DbArgs {
-    /// Database URL: sqlite://FILE (created if missing) or postgres://USER@HOST/DB.
-    #[arg(
-        long,
-        env = "SLAKEEPER_DATABASE_URL",
-        default_value = "sqlite://slakeeper.db",
-        hide_env_values = true
-    )]
-    pub database: String,
+    /// Database URL: sqlite://FILE (created if missing) or postgres://USER@HOST/DB
+    /// [default: sqlite://slakeeper.db]. Also SLAKEEPER_DATABASE_URL_FILE (a file holding it).
+    // No clap default: a default would hide whether --database was given beside the _FILE.
+    #[arg(long, env = "SLAKEEPER_DATABASE_URL", hide_env_values = true)]
+    pub database: Option<String>,
 }
+
+impl DbArgs {
+    /// The URL: `--database`, `SLAKEEPER_DATABASE_URL` or its `_FILE`, else the default.
+    fn url(self) -> Result<Secret, EnvError> {
+        Ok(
+            env::flag_or_file(self.database, "database", "SLAKEEPER_DATABASE_URL")?
+                .unwrap_or_else(|| Secret::new(DEFAULT_DATABASE)),
+        )
+    }
+}
+
+const DEFAULT_DATABASE: &str = "sqlite://slakeeper.db";
 
 #[derive(Debug, Args, Clone)]
 pub struct WorkflowArgs {
@@ -214,6 +225,7 @@ pub struct ServeArgs {
     pub role: Role,
     /// SMTP server for email, e.g. smtp://127.0.0.1:2525 or smtps://user:pass@host:465;
     /// `?tls=starttls` requires STARTTLS. Without it, email notifications wait in the outbox.
+    /// Every secret flag may also come from a file: SLAKEEPER_SMTP_URL_FILE=/path, and so on.
     #[arg(long, env = "SLAKEEPER_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
     /// Sender address of emails.
@@ -223,9 +235,31 @@ pub struct ServeArgs {
         default_value = "slakeeper@localhost"
     )]
     pub smtp_from: String,
-    /// Bearer token required on the API (except /healthz, /readyz, /metrics).
+    /// Bearer token with full access to the API (/healthz, /readyz, acknowledge links and
+    /// /v1/sources/* stay open: they have their own checks). Required to listen beyond
+    /// loopback.
     #[arg(long, env = "SLAKEEPER_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+    /// Bearer token that may only read: GET /v1/... (a write answers 403). Needs an API token.
+    #[arg(long, env = "SLAKEEPER_READ_TOKEN", hide_env_values = true)]
+    pub read_token: Option<String>,
+    /// Bearer token required on /metrics once set (the API token works there too).
+    #[arg(long, env = "SLAKEEPER_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// Listen on a non-loopback address without an API token (something in front
+    /// authenticates). Logged as a warning.
+    #[arg(
+        long,
+        env = "SLAKEEPER_ALLOW_UNAUTHENTICATED",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub allow_unauthenticated: bool,
+    /// PEM certificate chain: serve HTTPS on the listener (with --tls-key).
+    #[arg(long, env = "SLAKEEPER_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "SLAKEEPER_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// HMAC-SHA256 key signing webhook bodies (X-Slakeeper-Signature).
     #[arg(long, env = "SLAKEEPER_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
@@ -234,7 +268,7 @@ pub struct ServeArgs {
     #[arg(long, env = "SLAKEEPER_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// HMAC key signing acknowledge links (default: derived from the webhook secret or the
-    /// API token; with none of them, messages carry no link).
+    /// API token; with none of them, a random key generated once and kept in the database).
     #[arg(long, env = "SLAKEEPER_ACK_SECRET", hide_env_values = true)]
     pub ack_secret: Option<String>,
     /// How often idle workers look for due jobs, in milliseconds.
@@ -274,6 +308,10 @@ pub struct ValidateArgs {
     /// for checking ahead of a date.
     #[arg(long, hide = true, value_parser = parse_instant)]
     pub now: Option<DateTime<Utc>>,
+    /// Environment variables the files name (`url_env`, `secret_env`, `token_env`, …) that
+    /// are not set are errors, not warnings: for a deploy step that has the secrets.
+    #[arg(long)]
+    pub strict_env: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -367,7 +405,13 @@ pub struct BenchArgs {
 
 /// Run a parsed command line; the exit code follows SPEC (1 on any validation error).
 pub fn run(cli: Cli) -> ExitCode {
-    crate::shell::run(cli.command.into_settings())
+    match cli.command.into_settings() {
+        Ok(cmd) => crate::shell::run(cmd),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// Parse a window of elapsed time (`30d`, `12h`).
@@ -407,27 +451,45 @@ impl Format {
     }
 }
 
-fn place(db: DbArgs, wf: WorkflowArgs) -> Place {
-    Place {
-        database: Secret::new(db.database),
+fn place(db: DbArgs, wf: WorkflowArgs) -> Result<Place, EnvError> {
+    Ok(Place {
+        database: db.url()?,
         workflows: wf.workflows,
-    }
+    })
 }
 
 impl ServeArgs {
-    fn settings(self) -> st::ServeSettings {
-        st::ServeSettings {
-            place: place(self.db, self.wf),
+    fn settings(self) -> Result<st::ServeSettings, EnvError> {
+        let secret = env::flag_or_file;
+        Ok(st::ServeSettings {
+            place: place(self.db, self.wf)?,
             listen: self.listen,
             header_timeout: Duration::from_millis(self.header_timeout_ms.max(100)),
             role: self.role.settings(),
-            smtp_url: self.smtp_url.map(Secret::new),
+            smtp_url: secret(self.smtp_url, "smtp-url", "SLAKEEPER_SMTP_URL")?,
             smtp_from: self.smtp_from,
-            api_token: self.api_token.map(Secret::new),
-            webhook_secret: self.webhook_secret.map(Secret::new),
+            api_token: secret(self.api_token, "api-token", "SLAKEEPER_API_TOKEN")?,
+            webhook_secret: secret(
+                self.webhook_secret,
+                "webhook-secret",
+                "SLAKEEPER_WEBHOOK_SECRET",
+            )?,
             ack: Box::new(st::AckSettings {
                 public_url: self.public_url.filter(|u| !u.trim().is_empty()),
-                secret: self.ack_secret.map(Secret::new),
+                secret: secret(self.ack_secret, "ack-secret", "SLAKEEPER_ACK_SECRET")?,
+            }),
+            access: Box::new(st::AccessSettings {
+                read_token: secret(self.read_token, "read-token", "SLAKEEPER_READ_TOKEN")?,
+                metrics_token: secret(
+                    self.metrics_token,
+                    "metrics-token",
+                    "SLAKEEPER_METRICS_TOKEN",
+                )?,
+                allow_unauthenticated: self.allow_unauthenticated,
+                tls: match (self.tls_cert, self.tls_key) {
+                    (Some(cert), Some(key)) => Some(st::TlsFiles { cert, key }),
+                    _ => None,
+                },
             }),
             workers: st::WorkerSettings {
                 poll: Duration::from_millis(self.poll_ms.max(10)),
@@ -439,17 +501,18 @@ impl ServeArgs {
                 base: Duration::from_millis(self.retry_base_ms.max(1)),
                 max: Duration::from_millis(self.retry_max_ms.max(self.retry_base_ms.max(1))),
             },
-        }
+        })
     }
 }
 
 impl Command {
-    /// The plain settings of this command line.
-    pub fn into_settings(self) -> Cmd {
-        match self {
-            Command::Serve(a) => Cmd::Serve(a.settings()),
+    /// The plain settings of this command line; secrets given as `NAME_FILE` are read here.
+    pub fn into_settings(self) -> Result<Cmd, EnvError> {
+        Ok(match self {
+            Command::Serve(a) => Cmd::Serve(a.settings()?),
             Command::Validate(a) => Cmd::Validate(st::ValidateSettings {
                 dir: a.dir,
+                strict_env: a.strict_env,
                 strict_calendars: a.strict_calendars,
                 now: a.now,
             }),
@@ -461,26 +524,26 @@ impl Command {
                 baseline: a.baseline,
                 risk_window: a.risk_window,
             }),
-            Command::Migrate(a) => Cmd::Migrate(Secret::new(a.database)),
+            Command::Migrate(a) => Cmd::Migrate(a.url()?),
             Command::Ticket(TicketCommand::Show(a)) => Cmd::TicketShow(st::TicketShowSettings {
-                place: place(a.db, a.wf),
+                place: place(a.db, a.wf)?,
                 id: a.id,
                 format: a.format.settings(),
             }),
             Command::Report(a) => Cmd::Report(st::ReportSettings {
-                place: place(a.db, a.wf),
+                place: place(a.db, a.wf)?,
                 since: a.since,
                 until: a.until,
                 workflow: a.workflow,
                 format: a.format.settings(),
             }),
             Command::Replan(a) => Cmd::Replan(st::ReplanSettings {
-                place: place(a.db, a.wf),
+                place: place(a.db, a.wf)?,
                 workflow: a.workflow,
                 dry_run: a.dry_run,
             }),
             Command::AtRisk(a) => Cmd::AtRisk(st::AtRiskSettings {
-                place: place(a.db, a.wf),
+                place: place(a.db, a.wf)?,
                 params: [
                     ("within", Some(a.within)),
                     ("risk_window", Some(a.risk_window)),
@@ -510,14 +573,14 @@ impl Command {
                 })
             }
             Command::Export(a) => Cmd::Export(st::ExportSettings {
-                database: Secret::new(a.db.database),
+                database: a.db.url()?,
                 since: a.since,
                 until: a.until,
                 workflow: a.workflow,
                 output: a.output,
             }),
             Command::Bench(a) => Cmd::Bench(st::BenchSettings {
-                database: Secret::new(a.db.database),
+                database: a.db.url()?,
                 timers: a.timers,
                 pending: a.pending,
                 workers: a.workers,
@@ -529,6 +592,6 @@ impl Command {
                     .filter(|s| !s.is_empty())
                     .collect(),
             }),
-        }
+        })
     }
 }

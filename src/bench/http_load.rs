@@ -19,7 +19,7 @@ pub async fn run(eng: Arc<Engine>, conns: usize, total: usize) -> anyhow::Result
     let addr = listener.local_addr()?;
     let app = http::router(AppState {
         engine: eng,
-        token: None,
+        tokens: Default::default(),
         metrics: None,
     });
     let (stop, rx) = watch::channel(false);

@@ -6,8 +6,9 @@
 //! expired token answers 4xx and changes nothing.
 //!
 //! The key is `--ack-secret` (`SLAKEEPER_ACK_SECRET`), else derived from the webhook secret
-//! or the API token; with none of them there are no links (an unsigned link would let anyone
-//! silence an escalation). Configured once at start ([`configure`]), with the base URL from
+//! or the API token, else generated once and kept in the database (`shell::ack_key`): links
+//! work with no set-up, and an unsigned link (which would let anyone silence an escalation)
+//! never exists. Configured once at start ([`configure`]), with the base URL from
 //! `--public-url` (`SLAKEEPER_PUBLIC_URL`) or the listen address.
 
 use std::sync::OnceLock;
@@ -32,18 +33,15 @@ pub struct AckConfig {
 
 static CONFIG: OnceLock<AckConfig> = OnceLock::new();
 
-/// Set the public URL and key for this process (the first call wins).
-pub fn configure(public_url: &str, key: Option<Secret>) {
-    let Some(key) = key else {
-        tracing::warn!(
-            "no SLAKEEPER_ACK_SECRET, SLAKEEPER_WEBHOOK_SECRET or SLAKEEPER_API_TOKEN: staff messages carry no acknowledge link"
-        );
-        return;
-    };
-    let _ = CONFIG.set(AckConfig {
-        public_url: public_url.trim_end_matches('/').to_string(),
-        key,
-    });
+/// Set the public URL and key for this process (the first call wins). True when this call
+/// set them.
+pub fn configure(public_url: &str, key: Secret) -> bool {
+    CONFIG
+        .set(AckConfig {
+            public_url: public_url.trim_end_matches('/').to_string(),
+            key,
+        })
+        .is_ok()
 }
 
 /// The link key: `--ack-secret`, else derived from the webhook secret or the API token.
@@ -83,17 +81,21 @@ pub struct Ack {
     pub expires: DateTime<Utc>,
 }
 
-/// The clock run an escalation notification is about (`esc/CLOCK/RUN/AT/LEVEL`, or a repeat
-/// `rep/CLOCK/RUN/…`).
+/// The clock run a staff notification is about, whose escalations a link can stop: an
+/// escalation (`esc/CLOCK/RUN/AT/LEVEL`), a repeat (`rep/CLOCK/RUN/…`), or a call-back request
+/// (`callback/RUN`: the supervisor taking the call stops its escalation). Other messages (a
+/// review, a reminder) are about no clock run, so there is nothing to acknowledge.
 pub fn clock_run(source: &str) -> Option<(&str, u32)> {
     let mut p = source.split('/');
-    let kind = p.next()?;
-    if !matches!(kind, "esc" | "rep") {
-        return None;
+    match p.next()? {
+        "esc" | "rep" => {
+            let clock = p.next()?;
+            let run = p.next()?.parse().ok()?;
+            Some((clock, run))
+        }
+        "callback" => Some(("callback", p.next()?.parse().ok()?)),
+        _ => None,
     }
-    let clock = p.next()?;
-    let run = p.next()?.parse().ok()?;
-    Some((clock, run))
 }
 
 /// `payload.signature`, both base64url; the payload is `ticket\nclock\nrun\nexpires`.
@@ -301,6 +303,8 @@ mod tests {
             clock_run("esc/first_response/2/100%/2"),
             Some(("first_response", 2))
         );
-        assert_eq!(clock_run("survey"), None);
+        assert_eq!(clock_run("callback/3"), Some(("callback", 3)));
+        assert_eq!(clock_run("survey/1"), None);
+        assert_eq!(clock_run("progress-esc/2/100%/1"), None);
     }
 }

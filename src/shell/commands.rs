@@ -23,26 +23,54 @@ use crate::shell::settings::{
     Format, Place, ReportSettings, SimulateSettings, TicketShowSettings, ValidateSettings,
 };
 use crate::shell::{queue, report, show};
-use crate::workflow::{Config, load_dir, load_dir_at, render_diags};
+use crate::workflow::{Config, Diag, check_dir, load_dir, render_diags};
 
-/// `validate DIR`: every problem as `path:line:col: message`; exit 1 on any. Calendars in
-/// use whose holiday data runs out within 60 days are warnings (`path:line:col: warning:
-/// message`, exit 0), or errors with `--strict-calendars`.
+/// `validate DIR`: every problem as `path:line:col: message`; exit 1 on any. Warnings
+/// (`path:line:col: warning: message`, exit 0) are of two kinds: environment variables the
+/// files name but this environment lacks (on stderr; CI rarely has production secrets;
+/// errors with `--strict-env`), and calendars in use whose holiday data runs out within 60
+/// days (errors with `--strict-calendars`).
 pub fn validate(s: &ValidateSettings) -> ExitCode {
     let now = s.now.unwrap_or_else(Utc::now);
     let dir = &s.dir;
-    let cfg = match load_dir_at(dir, now) {
-        Ok(cfg) => cfg,
+    let (loaded, refs) = check_dir(dir, now);
+    let env: Vec<String> = crate::shell::env::problems(&refs)
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    let calendars: Vec<Diag> = match &loaded {
+        Ok(cfg) => crate::workflow::coverage::warnings(cfg, now),
+        Err(_) => Vec::new(),
+    };
+    let mut errors = match &loaded {
+        Ok(_) => 0,
         Err(diags) => {
-            print!("{}", render_diags(&diags));
-            eprintln!("{} error(s)", diags.len());
-            return ExitCode::from(1);
+            print!("{}", render_diags(diags));
+            diags.len()
         }
     };
-    let calendars = crate::workflow::coverage::warnings(&cfg, now);
-    if s.strict_calendars && !calendars.is_empty() {
+    if s.strict_env {
+        for p in &env {
+            println!("{p}");
+        }
+        errors += env.len();
+    } else {
+        for p in &env {
+            let (at, msg) = split_position(p);
+            eprintln!("{at}warning: {msg}");
+        }
+    }
+    if s.strict_calendars {
         print!("{}", render_diags(&calendars));
-        eprintln!("{} error(s) (--strict-calendars)", calendars.len());
+        errors += calendars.len();
+    }
+    if errors > 0 {
+        let strict = if s.strict_calendars && !calendars.is_empty() {
+            " (--strict-calendars)"
+        } else {
+            ""
+        };
+        eprintln!("{errors} error(s){strict}");
         return ExitCode::from(1);
     }
     for w in &calendars {
@@ -54,21 +82,38 @@ pub fn validate(s: &ValidateSettings) -> ExitCode {
             w.message
         );
     }
-    println!(
-        "{}: {} workflows OK ({})",
-        dir.display(),
-        cfg.catalog.workflows.len(),
-        cfg.catalog
-            .workflows
-            .keys()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    if let Ok(cfg) = loaded {
+        println!(
+            "{}: {} workflows OK ({})",
+            dir.display(),
+            cfg.catalog.workflows.len(),
+            cfg.catalog
+                .workflows
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if !env.is_empty() {
+        eprintln!(
+            "{} warning(s): environment variables not set here; `serve` refuses to start without them (`validate --strict-env` makes them errors)",
+            env.len()
+        );
+    }
     if !calendars.is_empty() {
         eprintln!("{} warning(s)", calendars.len());
     }
     ExitCode::SUCCESS
+}
+
+/// `path:line:col: message` → (`path:line:col: `, `message`).
+fn split_position(line: &str) -> (&str, &str) {
+    // Positions hold no ": " (paths could, but then only the split point moves).
+    match line.find(": ") {
+        Some(i) => line.split_at(i + 2),
+        None => ("", line),
+    }
 }
 
 /// Load a workflow directory or say how to find out what is wrong with it.

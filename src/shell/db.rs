@@ -317,7 +317,7 @@ impl Db {
     pub async fn connect(url: &str) -> Result<Db, DbError> {
         if url.starts_with("sqlite:") {
             let opts = SqliteConnectOptions::from_str(url)
-                .map_err(|_| DbError::BadUrl(url.to_string()))?
+                .map_err(|_| DbError::BadUrl(crate::shell::secret::redact_url(url)))?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
@@ -333,8 +333,8 @@ impl Db {
                 .await?;
             Ok(Db::Sqlite(pool))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let opts =
-                PgConnectOptions::from_str(url).map_err(|_| DbError::BadUrl(url.to_string()))?;
+            let opts = PgConnectOptions::from_str(url)
+                .map_err(|_| DbError::BadUrl(crate::shell::secret::redact_url(url)))?;
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(15))
@@ -342,7 +342,7 @@ impl Db {
                 .await?;
             Ok(Db::Pg(pool))
         } else {
-            Err(DbError::BadUrl(url.to_string()))
+            Err(DbError::BadUrl(crate::shell::secret::redact_url(url)))
         }
     }
 

@@ -16,8 +16,7 @@ use serde_json::{Value, json};
 use crate::core::event::{EventError, EventKind, parse_event};
 use crate::shell::engine::{Engine, IngestError};
 use crate::shell::metrics::{self, Metric};
-use crate::shell::secret::Secret;
-use crate::shell::{json_input, queue, show, store};
+use crate::shell::{auth, json_input, queue, show, store};
 
 /// Largest accepted request body and batch.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
@@ -28,7 +27,8 @@ pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30)
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
-    pub token: Option<Secret>,
+    /// Who may call what (checked by `auth::protect` before any handler runs).
+    pub tokens: auth::Tokens,
     pub metrics: Option<PrometheusHandle>,
 }
 
@@ -39,7 +39,8 @@ pub fn router(state: AppState) -> Router {
 /// [`router`] plus routes that carry their own state (`/v1/sources/{name}`), merged before
 /// the layers so they get the same JSON errors, fallback, timeouts and request spans.
 pub fn router_with(state: AppState, extra: Router) -> Router {
-    Router::new()
+    let tokens = state.tokens.clone();
+    let routes = Router::new()
         .route("/v1/events", post(post_events))
         .route("/v1/tickets/{id}", get(get_ticket))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -49,7 +50,8 @@ pub fn router_with(state: AppState, extra: Router) -> Router {
         .route("/v1/at-risk", get(get_at_risk))
         .merge(crate::shell::ui::routes())
         .with_state(state)
-        .merge(extra)
+        .merge(extra);
+    auth::protect(routes, tokens)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         // A client that stops sending its body mid-way holds a connection: cut it off.
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
@@ -100,37 +102,6 @@ impl IntoResponse for ApiError {
         let body =
             json!({"error": {"code": self.code, "message": self.message, "field": self.field}});
         (self.status, Json(body)).into_response()
-    }
-}
-
-pub(crate) fn authorize(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(token) = &st.token else {
-        return Ok(());
-    };
-    let token = token.expose();
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        // The scheme is case-insensitive (RFC 9110 §11.1); the token is not.
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim_start());
-    // Compare in constant time: the token is a secret.
-    let ok = given.is_some_and(|g| {
-        g.len() == token.len()
-            && g.bytes()
-                .zip(token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong `Authorization: Bearer <token>`",
-        ))
     }
 }
 
@@ -354,7 +325,6 @@ async fn post_events(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    authorize(&st, &headers)?;
     require_json(&headers)?;
     let v = json_input::parse_strict(&body).map_err(|e| {
         rejected(None);
@@ -399,10 +369,8 @@ async fn post_events(
 
 async fn get_ticket(
     State(st): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&st, &headers)?;
     if id.contains('\0') || id.len() > 200 {
         return Err(ApiError {
             field: Some("id".into()),
@@ -437,14 +405,12 @@ async fn get_ticket(
 /// `GET /v1/at-risk` (issue 22): the running clock runs due within `within` or breached.
 async fn get_at_risk(
     State(st): State<AppState>,
-    headers: HeaderMap,
     query: Result<
         axum::extract::Query<Vec<(String, String)>>,
         axum::extract::rejection::QueryRejection,
     >,
 ) -> Result<Json<Value>, ApiError> {
     use crate::shell::at_risk;
-    authorize(&st, &headers)?;
     let bad = |field: String, message: String| ApiError {
         field: Some(field),
         ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
@@ -495,11 +461,20 @@ async fn metrics_text(State(st): State<AppState>) -> Response {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
     header_timeout: std::time::Duration,
 ) {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto::Builder;
+    serve_with(listener, app, stop, header_timeout, None).await
+}
+
+/// [`serve`], over TLS when `tls` is given (`--tls-cert`/`--tls-key`, see `shell::tls`).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    header_timeout: std::time::Duration,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     use hyper_util::service::TowerToHyperService;
     loop {
         let (stream, _) = tokio::select! {
@@ -515,14 +490,37 @@ pub async fn serve(
             _ = queue::stopped(&mut stop) => return,
         };
         let svc = TowerToHyperService::new(app.clone());
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let mut b = Builder::new(TokioExecutor::new());
-            b.http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout);
-            let _ = b
-                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                .await;
+            match tls {
+                None => connection(stream, svc, header_timeout).await,
+                // The handshake counts against the header timeout: a client that never
+                // finishes it must not hold the connection either.
+                Some(a) => match tokio::time::timeout(header_timeout, a.accept(stream)).await {
+                    Ok(Ok(s)) => connection(s, svc, header_timeout).await,
+                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                },
+            }
         });
     }
+}
+
+/// One connection, HTTP/1.1 or HTTP/2, until the client or the server closes it.
+async fn connection<S>(
+    stream: S,
+    svc: hyper_util::service::TowerToHyperService<Router>,
+    header_timeout: std::time::Duration,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    let mut b = Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let _ = b
+        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+        .await;
 }

@@ -9,12 +9,15 @@
 //! * [`http`], [`metrics`], [`show`], [`report`], [`commands`] — the edges users touch.
 
 pub mod ack;
+pub mod ack_key;
 pub mod at_risk;
+pub mod auth;
 pub mod calendar_cmd;
 pub mod channels;
 pub mod commands;
 pub mod db;
 pub mod engine;
+pub mod env;
 pub mod export;
 pub mod http;
 pub mod jobs;
@@ -31,6 +34,7 @@ pub mod show;
 pub mod sources;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod ui;
 
 use std::process::ExitCode;

@@ -16,14 +16,18 @@ use crate::shell::engine::{Engine, FIRE_BATCH, run_firer, system_clock};
 use crate::shell::jobs::Jobs;
 use crate::shell::metrics::{self, GaugeState};
 use crate::shell::queue::{self, DeliveryJob, ReviewJob, WorkerOpts};
+use crate::shell::secret::Secret;
 use crate::shell::services::{self, DeliverySweep, GaugeRefresher, JobPruner, ReviewScheduler};
-use crate::shell::settings::ServeSettings;
-use crate::shell::{http, secret::redact_url, sources};
+use crate::shell::settings::{Role, ServeSettings};
+use crate::shell::{auth, env, http, secret::redact_url, sources};
 
 pub struct App {
     settings: ServeSettings,
     engine: Arc<Engine>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// The acknowledge-link key (configured, derived, or kept in the database).
+    ack_key: Secret,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl App {
@@ -34,6 +38,20 @@ impl App {
         for w in crate::workflow::coverage::warnings(&cfg, chrono::Utc::now()) {
             tracing::warn!(at = %format!("{}:{}:{}", w.path.display(), w.line, w.col), "{}", w.message);
         }
+        check_env(&cfg, settings.role)?;
+        if settings.role.serves_http() {
+            // Refuse an open listener before anything is created or migrated (checked
+            // again on the bound address, which is what counts).
+            let tokens = tokens(&settings);
+            let resolved = std::net::ToSocketAddrs::to_socket_addrs(settings.listen.as_str());
+            for addr in resolved.into_iter().flatten() {
+                auth::check_listen(addr, &tokens, settings.access.allow_unauthenticated)?;
+            }
+        }
+        let tls = match &settings.access.tls {
+            Some(files) => Some(crate::shell::tls::acceptor(files)?),
+            None => None,
+        };
         let db = open_db(&settings.place.database).await?;
         if matches!(db, Db::Sqlite(_)) && settings.role != crate::shell::settings::Role::All {
             tracing::warn!(
@@ -70,8 +88,9 @@ impl App {
         if settings.role != crate::shell::settings::Role::Worker {
             engine.start_group_commit(engine.db.committers());
         }
+        let ack_key = crate::shell::ack_key::key(&settings, &engine.db, engine.now()).await?;
         if let Some(url) = &settings.ack.public_url {
-            crate::shell::ack::configure(url.trim(), ack_key(&settings));
+            crate::shell::ack::configure(url.trim(), ack_key.clone());
             crate::shell::ui::configure(url.trim());
         }
         engine.release_held_emails().await?;
@@ -79,7 +98,27 @@ impl App {
             settings,
             engine,
             metrics,
+            ack_key,
+            tls,
         })
+    }
+
+    /// `https` when serving TLS.
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// Acknowledge links default to the listen address: set it unless
+    /// SLAKEEPER_PUBLIC_URL did, and say so once.
+    fn default_ack_url(&self, listen: &str) {
+        let url = format!("{}://{listen}", self.scheme());
+        // Ticket page links in staff messages default to the same address.
+        crate::shell::ui::configure(&url);
+        if crate::shell::ack::configure(&url, self.ack_key.clone()) {
+            tracing::warn!(
+                "SLAKEEPER_PUBLIC_URL is not set: acknowledge links point at {url} (the listen address); set it to the address staff reach"
+            );
+        }
     }
 
     pub async fn run(self) -> anyhow::Result<()> {
@@ -118,30 +157,40 @@ impl App {
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
-        // Sources name their secrets' variables in sources.yaml; an unset one stops the start.
-        let sources =
-            sources::Registry::build(&self.engine.cfg.sources, &|k| std::env::var(k).ok())
-                .map_err(anyhow::Error::msg)?;
+        let tokens = tokens(&self.settings);
+        // Closed unless opened on purpose: checked on the bound address (a host name
+        // resolves to what it resolves to).
+        let allow = self.settings.access.allow_unauthenticated;
+        if let Some(warning) = auth::check_listen(addr, &tokens, allow)? {
+            tracing::warn!(%addr, "{warning}");
+        }
+        // Sources name their secrets' variables in sources.yaml (read at start, `check_env`).
+        let secret = |k: &str| {
+            env::secret(k)
+                .ok()
+                .flatten()
+                .map(|s| s.expose().to_string())
+        };
+        let sources = sources::Registry::build(&self.engine.cfg.sources, &secret)
+            .map_err(anyhow::Error::msg)?;
         let app = http::router_with(
             http::AppState {
                 engine: self.engine.clone(),
-                token: self.settings.api_token.clone(),
+                tokens,
                 metrics: Some(self.metrics.clone()),
             },
             sources::route::router(self.engine.clone(), Arc::new(sources)),
         );
-        tasks.spawn(http::serve(
+        tasks.spawn(http::serve_with(
             listener,
             app,
             stop,
             self.settings.header_timeout,
+            self.tls.clone(),
         ));
-        // Acknowledge links default to the listen address (a no-op when
-        // SLAKEEPER_PUBLIC_URL configured them already).
-        crate::shell::ack::configure(&format!("http://{addr}"), ack_key(&self.settings));
-        crate::shell::ui::configure(&format!("http://{addr}"));
+        self.default_ack_url(&addr.to_string());
         // Printed on stdout so scripts (and tests) can find the port when --listen used :0.
-        println!("slakeeper listening on http://{addr}");
+        println!("slakeeper listening on {}://{addr}", self.scheme());
         tracing::info!(%addr, workflows = self.engine.cfg.catalog.workflows.len(),
             backend = self.engine.db.backend(), role = ?self.settings.role,
             database = %redact_url(self.settings.place.database.expose()), "serving");
@@ -151,9 +200,7 @@ impl App {
     /// One supervised worker per queue, plus the maintenance services.
     fn spawn_workers(&self, tasks: &mut JoinSet<()>, stop: &watch::Receiver<bool>) {
         // A worker-only process builds links from its --listen too (first configure wins).
-        let listen = format!("http://{}", self.settings.listen);
-        crate::shell::ack::configure(&listen, ack_key(&self.settings));
-        crate::shell::ui::configure(&listen);
+        self.default_ack_url(&self.settings.listen);
         let w = &self.settings.workers;
         let opts = WorkerOpts::new(w.poll, w.concurrency, w.orphan_after);
         let restart: Arc<dyn Fn(&'static str) + Send + Sync> = Arc::new(metrics::worker_restart);
@@ -228,11 +275,40 @@ async fn shutdown_signal(tx: watch::Sender<bool>) {
     let _ = tx.send(true);
 }
 
-/// The acknowledge-link key of these settings.
-fn ack_key(s: &ServeSettings) -> Option<crate::shell::secret::Secret> {
-    crate::shell::ack::key(
-        s.ack.secret.as_ref(),
-        s.webhook_secret.as_ref(),
-        s.api_token.as_ref(),
-    )
+fn tokens(s: &ServeSettings) -> auth::Tokens {
+    auth::Tokens {
+        api: s.api_token.clone(),
+        read: s.access.read_token.clone(),
+        metrics: s.access.metrics_token.clone(),
+    }
+}
+
+/// The variables the workflow files name that this role reads (sources: the API; channels:
+/// the workers) must be set: refuse to start naming each one, else keep their values.
+fn check_env(cfg: &crate::workflow::Config, role: Role) -> anyhow::Result<()> {
+    use crate::workflow::env::EnvUse;
+    let refs: Vec<_> = cfg
+        .env
+        .iter()
+        .filter(|r| match r.used {
+            EnvUse::Intake => role.serves_http(),
+            EnvUse::Delivery => role.runs_workers(),
+        })
+        .cloned()
+        .collect();
+    let problems = env::problems(&refs);
+    if !problems.is_empty() {
+        for (_, p) in &problems {
+            eprintln!("{p}");
+        }
+        let mut names: Vec<&str> = problems.iter().map(|(r, _)| r.name.as_str()).collect();
+        names.sort();
+        names.dedup();
+        anyhow::bail!(
+            "environment variable(s) named in the workflow files are not usable: {} (set each, or NAME_FILE=/path)",
+            names.join(", ")
+        );
+    }
+    env::preload(env::values(&refs));
+    Ok(())
 }

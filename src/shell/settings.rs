@@ -44,11 +44,32 @@ pub struct Place {
 }
 
 /// Acknowledge links: their base URL (`SLAKEEPER_PUBLIC_URL`; None: the listen address) and
-/// signing key (`SLAKEEPER_ACK_SECRET`; None: derived from the webhook secret or API token).
+/// signing key (`SLAKEEPER_ACK_SECRET`; None: derived from the webhook secret or API token,
+/// else generated once and kept in the database, see `shell::ack_key`).
 #[derive(Debug, Clone, Default)]
 pub struct AckSettings {
     pub public_url: Option<String>,
     pub secret: Option<Secret>,
+}
+
+/// Who may call what (see `shell::auth`), and HTTPS.
+#[derive(Debug, Clone, Default)]
+pub struct AccessSettings {
+    /// `SLAKEEPER_READ_TOKEN`: `GET /v1/...` only.
+    pub read_token: Option<Secret>,
+    /// `SLAKEEPER_METRICS_TOKEN`: required on `/metrics` when set.
+    pub metrics_token: Option<Secret>,
+    /// `--allow-unauthenticated`: listen beyond loopback without an API token.
+    pub allow_unauthenticated: bool,
+    /// `--tls-cert` / `--tls-key`: serve HTTPS on the listener.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files of the HTTPS certificate chain and its private key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Everything `serve` needs.
@@ -65,6 +86,8 @@ pub struct ServeSettings {
     pub webhook_secret: Option<Secret>,
     /// Acknowledge links (boxed: rarely set, and `Command` stays small).
     pub ack: Box<AckSettings>,
+    /// Scoped tokens, the unauthenticated opt-out and TLS (boxed for the same reason).
+    pub access: Box<AccessSettings>,
     pub workers: WorkerSettings,
     pub retry: RetrySettings,
 }
@@ -194,6 +217,8 @@ pub struct ExportSettings {
 #[derive(Debug, Clone)]
 pub struct ValidateSettings {
     pub dir: PathBuf,
+    /// Unset `*_env` variables are errors (a deploy step that has the secrets), not warnings.
+    pub strict_env: bool,
     /// Calendar coverage running out is an error, not a warning.
     pub strict_calendars: bool,
     /// Validate as of this instant (default: now).

@@ -121,6 +121,7 @@ pub fn compile_tree(
             .insert(c.workflow.name.clone(), Arc::new(c.workflow));
     }
     let versions = super::version::hashes(&tree, dir, &names);
+    let env = super::env::refs(dir, &tree);
     Ok(Config {
         dir: dir.to_path_buf(),
         catalog,
@@ -132,7 +133,14 @@ pub fn compile_tree(
         versions,
         calendars,
         calendar_sites,
+        env,
     })
+}
+
+/// The environment variables a directory's files name (for a directory with errors).
+pub fn env_refs(dir: &Path) -> Vec<super::env::EnvRef> {
+    let tree = read_tree(dir, &mut Vec::new());
+    super::env::refs(dir, &tree)
 }
 
 /// Whether a top-level file name is a workflow file (YAML, not one of the shared files).

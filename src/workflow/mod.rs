@@ -5,6 +5,7 @@
 
 pub mod compile;
 pub mod coverage;
+pub mod env;
 pub mod load;
 pub mod oncall;
 pub mod raw;
@@ -62,6 +63,8 @@ pub struct Config {
     pub calendars: BTreeMap<String, std::sync::Arc<crate::core::calendar::Calendar>>,
     /// Where each calendar's name is written in calendars.yaml (line, column), for warnings.
     pub calendar_sites: BTreeMap<String, (u32, u32)>,
+    /// The environment variables `routes.yaml` and `sources.yaml` name ([`env`]).
+    pub env: Vec<env::EnvRef>,
 }
 
 impl Config {
@@ -80,6 +83,21 @@ impl Config {
 /// [`load_dir_at`].
 pub fn load_dir(dir: &Path) -> Result<Config, Vec<Diag>> {
     load_dir_at(dir, chrono::Utc::now())
+}
+
+/// [`load_dir_at`], plus the environment variables the files name — listed also when the
+/// directory has errors, so `validate` reports them in the same run.
+pub fn check_dir(
+    dir: &Path,
+    now: chrono::DateTime<chrono::Utc>,
+) -> (Result<Config, Vec<Diag>>, Vec<env::EnvRef>) {
+    match load_dir_at(dir, now) {
+        Ok(cfg) => {
+            let refs = cfg.env.clone();
+            (Ok(cfg), refs)
+        }
+        Err(diags) => (Err(diags), load::env_refs(dir)),
+    }
 }
 
 /// [`load_dir`] as of `now`.

@@ -93,11 +93,51 @@ fn env_set(cx: &mut Ctx<'_>, v: &S<Text>, key: &str) -> Option<String> {
         );
         return None;
     }
-    if std::env::var_os(name).is_none_or(|v| v.is_empty()) {
-        cx.err(v, format!("environment variable {name} ({key}) is not set"));
-        return None;
-    }
+    // Whether it is set is not a property of the files: `validate` warns about unset ones
+    // (see `super::env`), `serve` refuses them.
     Some(name.to_string())
+}
+
+/// Every well-formed variable name routes.yaml gives (`url_env`, `secret_env`,
+/// `routing_key_env`, `headers_env`), with its position, whatever else is wrong with it.
+pub(super) fn env_refs(path: &std::path::Path, raw: &RawRoutes) -> Vec<super::env::EnvRef> {
+    let mut out = Vec::new();
+    let mut add = |v: &S<Text>, key: &'static str| {
+        out.push(super::env::EnvRef::new(
+            path,
+            v,
+            text(v),
+            key,
+            super::env::EnvUse::Delivery,
+        ));
+    };
+    for (_, r) in sorted_by_pos(raw) {
+        for (_, list) in entries(&r.value) {
+            for e in list.iter().flatten() {
+                let e = &e.value;
+                let single = [
+                    (&e.url_env, "url_env"),
+                    (&e.secret_env, "secret_env"),
+                    (&e.routing_key_env, "routing_key_env"),
+                ];
+                for (v, key) in single {
+                    if let Some(v) = v {
+                        add(v, key);
+                    }
+                }
+                for (_, v) in e
+                    .headers_env
+                    .as_ref()
+                    .map(sorted_by_pos)
+                    .unwrap_or_default()
+                {
+                    add(v, "headers_env");
+                }
+            }
+        }
+    }
+    out.retain(|r| super::env::name_ok(&r.name));
+    out
 }
 
 /// Keys that only one channel understands, given to another.

@@ -76,9 +76,9 @@ impl Kind {
             // Jira webhooks sign (`secret_env`); a Jira Service Management automation rule's
             // "Send web request" cannot, so it sends a token header instead (`token_env`).
             Kind::Jira => Auth::SecretOrToken,
-            Kind::Freshdesk | Kind::Generic => Auth::Token,
-            // The event API's own format: the token is optional, like SLAKEEPER_API_TOKEN.
-            Kind::Native => Auth::OptionalToken,
+            // The event API's own format too: every source authenticates, or anyone who
+            // can reach /v1/sources/{name} could post events around the API token.
+            Kind::Freshdesk | Kind::Generic | Kind::Native => Auth::Token,
         }
     }
 }
@@ -87,7 +87,6 @@ enum Auth {
     Secret,
     Token,
     SecretOrToken,
-    OptionalToken,
 }
 
 /// What a vendor status means to the clocks.
@@ -446,6 +445,35 @@ fn env_name_ok(s: &str) -> bool {
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Every well-formed variable name `sources.yaml` gives (`secret_env`, `token_env`), with
+/// its position, whatever else is wrong with the file (nothing when it does not parse).
+pub fn env_refs(path: &Path, src: &str) -> Vec<super::env::EnvRef> {
+    let Ok(RawFile {
+        sources: Some(entries),
+    }) = serde_saphyr::from_str::<RawFile>(src)
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (_, spec) in by_pos(&entries) {
+        for (v, key) in [
+            (&spec.value.secret_env, "secret_env"),
+            (&spec.value.token_env, "token_env"),
+        ] {
+            if let Some(v) = v.as_ref().filter(|v| env_name_ok(txt(v))) {
+                out.push(super::env::EnvRef::new(
+                    path,
+                    v,
+                    txt(v),
+                    key,
+                    super::env::EnvUse::Intake,
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// Parse and check `sources.yaml`'s text against the compiled workflows (`path` only names
 /// it in messages); every problem is pushed to `diags`.
 pub fn parse(path: &Path, src: &str, workflows: &[&Workflow], diags: &mut Vec<Diag>) -> Sources {
@@ -611,15 +639,6 @@ fn compile_auth(
         Auth::SecretOrToken => {
             if raw.secret_env.is_none() && raw.token_env.is_none() {
                 cx.err(&raw.kind, format!("missing `secret_env` (webhook signing secret) or `token_env` (automation token): a {k} source needs one"));
-                *ok = false;
-            }
-        }
-        Auth::OptionalToken => {
-            if let Some(s) = &raw.secret_env {
-                cx.err(
-                    s,
-                    format!("a {k} source takes `token_env` (optional), not `secret_env`"),
-                );
                 *ok = false;
             }
         }

@@ -6,6 +6,8 @@
 //! time, so they wait for real, but never longer than needed.
 #![allow(dead_code)]
 
+pub mod launch;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;

@@ -75,16 +75,8 @@ impl Channel for Email {
                 .map_err(|_| Reply::Retry("a recipient address is not valid".into()))?;
             b = b.to(mb);
         }
-        // Staff mails link their ticket's page; a template that does not print
-        // `ticket_url` itself gets it as a last line.
-        let body = match msg.ticket_url {
-            Some(u) if !msg.body.contains(u) => {
-                format!("{}\n\nTicket: {u}\n", msg.body.trim_end())
-            }
-            _ => msg.body.to_string(),
-        };
         let m = b
-            .body(body)
+            .body(msg.body.to_string())
             .map_err(|e| Reply::Retry(scrub(&format!("building message: {e}"))))?;
         Ok((smtp.clone(), m))
     }
@@ -103,5 +95,64 @@ impl Channel for Email {
             Ok(()) => Reply::Delivered,
             Err(e) => Reply::Retry(e),
         }
+    }
+}
+
+/// The body of a staff e-mail with its ticket page and acknowledge links: as the template
+/// wrote it where it shows `{{ ticket_url }}` / `{{ ack_url }}`, else with each missing link
+/// as a last line (custom templates written before the links existed keep working, and
+/// still carry them).
+pub fn with_links(body: &str, ack: Option<&str>, ticket: Option<&str>, language: &str) -> String {
+    let zh = language.starts_with("zh");
+    let lines: Vec<String> = [
+        (ticket, if zh { "工单页面" } else { "Ticket" }),
+        (
+            ack,
+            if zh {
+                "确认收到（停止重复提醒与后续升级）"
+            } else {
+                "Acknowledge (stops the repeats and later escalations)"
+            },
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(url, label)| {
+        url.filter(|u| !body.contains(u))
+            .map(|u| format!("{label}: {u}"))
+    })
+    .collect();
+    if lines.is_empty() {
+        return body.to_string();
+    }
+    format!("{}\n\n{}\n", body.trim_end(), lines.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_template_without_the_link_gets_it_as_its_last_line() {
+        let url = "https://sk.example/v1/ack/abc.def";
+        assert_eq!(
+            with_links("Hello\n\n-- team\n", Some(url), None, "en"),
+            format!(
+                "Hello\n\n-- team\n\nAcknowledge (stops the repeats and later escalations): {url}\n"
+            )
+        );
+        let shown = format!("Hello\nAcknowledge: {url}\n-- team\n");
+        assert_eq!(with_links(&shown, Some(url), None, "en"), shown);
+        let page = "https://sk.example/ui/tickets/T-1";
+        assert_eq!(
+            with_links("Hi", Some(url), Some(page), "en"),
+            format!(
+                "Hi\n\nTicket: {page}\nAcknowledge (stops the repeats and later escalations): {url}\n"
+            )
+        );
+        let zh = with_links("你好", Some(url), None, "zh-CN");
+        assert!(
+            zh.contains("确认收到") && zh.ends_with(&format!(": {url}\n")),
+            "{zh}"
+        );
     }
 }

@@ -32,10 +32,12 @@ pub fn parse_target(target: &str) -> Option<(&str, usize)> {
 }
 
 fn env(name: &str) -> Result<Secret, String> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => Ok(Secret::new(v.trim())),
+    // Read at start into a snapshot (`NAME` or `NAME_FILE`); see `shell::env`.
+    match crate::shell::env::secret(name) {
+        Ok(Some(v)) => Ok(v),
         // The variable's name is not a secret; its value never appears in a message.
-        _ => Err(format!("environment variable {name} is not set")),
+        Ok(None) => Err(format!("environment variable {name} is not set")),
+        Err(e) => Err(e.to_string()),
     }
 }
 

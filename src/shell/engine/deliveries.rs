@@ -146,14 +146,25 @@ impl Engine {
             Ok(x) => x,
             Err(e) => return Reply::Retry(e),
         };
-        let rendered = match self.render(&ver, n, ticket.as_ref()) {
+        let ack = self.ack_link(n);
+        // E-mail shows the link in its text (chat channels have a button): the template
+        // gets it as `ack_url`, and a template that does not use it gets a last line.
+        let email_ack = ack.as_deref().filter(|_| kind == ChannelKind::Email);
+        let mut rendered = match self.render(&ver, n, ticket.as_ref(), email_ack) {
             Ok(r) => r,
             Err(e) => return Reply::Retry(e),
         };
+        let ticket_url = staff_ticket_url(n);
+        if kind == ChannelKind::Email {
+            rendered.body = crate::shell::channels::email::with_links(
+                &rendered.body,
+                email_ack,
+                ticket_url.as_deref(),
+                &ver.wf.language,
+            );
+        }
         let to = recipients(&ver.cfg.routes, &d.target, kind, ticket.as_ref());
         let ctx: Option<Value> = serde_json::from_str(&n.context).ok();
-        let ack = self.ack_link(n);
-        let ticket_url = staff_ticket_url(n);
         let msg = Message {
             id: &n.id,
             ticket: n.ticket.as_deref(),
@@ -222,6 +233,7 @@ impl Engine {
         ver: &Version,
         n: &NotificationRow,
         ticket: Option<&Ticket>,
+        ack_url: Option<&str>,
     ) -> Result<crate::workflow::templates::Rendered, String> {
         let wf = &ver.wf;
         let language = match (n.role.as_str(), ticket) {
@@ -235,8 +247,13 @@ impl Engine {
         };
         let mut ctx: Value = serde_json::from_str(&n.context).map_err(|e| e.to_string())?;
         // Built at send time: the public URL is this process's setting, not the context's.
-        if let (Some(u), Some(o)) = (staff_ticket_url(n), ctx.as_object_mut()) {
-            o.insert("ticket_url".into(), Value::String(u));
+        if let Some(o) = ctx.as_object_mut() {
+            if let Some(u) = staff_ticket_url(n) {
+                o.insert("ticket_url".into(), Value::String(u));
+            }
+            if let Some(url) = ack_url {
+                o.insert("ack_url".into(), Value::String(url.to_string()));
+            }
         }
         ver.cfg
             .templates

@@ -431,7 +431,7 @@ impl Registry {
                     token: t,
                     delivery: spec.map.as_ref().and_then(|m| m.delivery.clone()),
                 }),
-                (Kind::Native, _, t) => Box::new(native::Native { token: t }),
+                (Kind::Native, _, Some(t)) => Box::new(native::Native { token: t }),
                 _ => continue, // its variable is missing: reported below
             };
             sources.insert(

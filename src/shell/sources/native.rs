@@ -1,7 +1,8 @@
 //! Native: slakeeper's own event format (SPEC "Event API": one event, or `{"events": […]}`)
 //! as a source, parsed by `core::event::parse_event`, so a tool that already speaks it can be
 //! named in `sources.yaml` and show up in the timeline under its own name. The events keep
-//! the sender's ids (that is the format's dedupe key); the token (`token_env`) is optional.
+//! the sender's ids (that is the format's dedupe key). Like every source it needs its token
+//! (`token_env`): without one it would be a way around `SLAKEEPER_API_TOKEN`.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -11,14 +12,15 @@ use crate::core::event::parse_event;
 use crate::workflow::sources::SourceSpec;
 
 pub struct Native {
-    pub token: Option<Secret>,
+    pub token: Secret,
 }
 
 impl Source for Native {
     fn verify(&self, req: &Request<'_>, _now: DateTime<Utc>) -> Result<(), Unverified> {
-        match &self.token {
-            Some(t) if !token_ok(req, t) => Err(Unverified::Token),
-            _ => Ok(()),
+        if token_ok(req, &self.token) {
+            Ok(())
+        } else {
+            Err(Unverified::Token)
         }
     }
 

@@ -251,7 +251,7 @@ pub async fn list(st: &AppState, pairs: &[(String, String)]) -> (StatusCode, Val
     let l = strings(lang);
     let mut ctx = json!({
         "lang": lang, "lang_param": lang_param, "title": l["at_risk"], "refresh": 30,
-        "logged_in": st.token.is_some(), "windows": WINDOWS,
+        "logged_in": st.tokens.api.is_some(), "windows": WINDOWS,
         "filters": {
             "within": param(pairs, "within").unwrap_or("1h"),
             "workflow": param(pairs, "workflow").unwrap_or(""),
@@ -324,14 +324,14 @@ pub async fn ticket(
             let lang = language(lang_param, common_workflow(st).as_deref());
             let l = strings(lang);
             let ctx = json!({"lang": lang, "title": l["no_ticket"], "error": id, "L": l,
-                             "logged_in": st.token.is_some()});
+                             "logged_in": st.tokens.api.is_some()});
             return (StatusCode::NOT_FOUND, "error.html", ctx);
         }
         Err(e) => {
             tracing::error!(error = %e, "ticket page failed");
             let l = strings("en");
             let ctx = json!({"lang": "en", "title": "slakeeper", "error": l["unavailable"],
-                             "L": l, "logged_in": st.token.is_some()});
+                             "L": l, "logged_in": st.tokens.api.is_some()});
             return (StatusCode::SERVICE_UNAVAILABLE, "error.html", ctx);
         }
     };
@@ -339,7 +339,7 @@ pub async fn ticket(
     let l = strings(lang);
     let ctx = json!({
         "lang": lang, "title": format!("{} {id}", l["ticket"].as_str().unwrap_or("")),
-        "logged_in": st.token.is_some(),
+        "logged_in": st.tokens.api.is_some(),
         "t": header(&view),
         "clocks": clocks(&view, engine.now(), lang),
         "notifications": notifications(&view),
