@@ -58,6 +58,32 @@ pub enum Command {
     /// escalated once, as of now. Safe beside running workers (one transaction per ticket,
     /// under its lock).
     Replan(ReplanArgs),
+    /// Copy a SQLite database consistently while `serve` runs (SQLite's `VACUUM INTO`),
+    /// check the copy and put it at --output. PostgreSQL: use pg_dump (docs/operations.md).
+    ///
+    /// Copying the database file alone is unsafe in WAL mode: recent commits live in
+    /// FILE-wal. The copy is one snapshot: every event answered 202 before the backup
+    /// started is in it. Restore: stop slakeeper, remove FILE-wal and FILE-shm, put the copy
+    /// in place of FILE; verify a backup with `slakeeper export --database sqlite://COPY`.
+    Backup(BackupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The SQLite database to copy, sqlite://FILE (never created: a missing file is an error).
+    #[arg(
+        long,
+        env = "SLAKEEPER_DATABASE_URL",
+        default_value = "sqlite://slakeeper.db",
+        hide_env_values = true
+    )]
+    pub database: String,
+    /// Where to write the copy (a new file, in an existing directory).
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Replace --output if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -385,6 +411,11 @@ impl Command {
                 until: a.until,
                 workflow: a.workflow,
                 output: a.output,
+            }),
+            Command::Backup(a) => Cmd::Backup(st::BackupSettings {
+                database: Secret::new(a.database),
+                output: a.output,
+                force: a.force,
             }),
             Command::Bench(a) => Cmd::Bench(st::BenchSettings {
                 database: Secret::new(a.db.database),

@@ -9,6 +9,7 @@
 //! * [`http`], [`metrics`], [`show`], [`report`], [`commands`] — the edges users touch.
 
 pub mod ack;
+pub mod backup;
 pub mod channels;
 pub mod commands;
 pub mod db;
@@ -49,6 +50,10 @@ pub fn run(cmd: Command) -> ExitCode {
         Command::Bench(s) => block_on(crate::bench::run(s)),
         Command::Replan(s) => block_on(async move { replan::replan(&s).await }),
         Command::Export(s) => block_on(async move { export::export(&s).await.map(|_| ()) }),
+        Command::Backup(s) => block_on(async move {
+            println!("backup: {}", backup::backup(&s).await?);
+            Ok(())
+        }),
     }
 }
 

@@ -162,6 +162,7 @@ pub enum Command {
     Bench(BenchSettings),
     Export(ExportSettings),
     Replan(ReplanSettings),
+    Backup(BackupSettings),
 }
 
 /// `export`: which stored events, and where to write them.
@@ -183,4 +184,13 @@ pub struct ReplanSettings {
     pub place: Place,
     pub workflow: Option<String>,
     pub dry_run: bool,
+}
+
+/// `backup`: a consistent copy of a SQLite database.
+#[derive(Debug, Clone)]
+pub struct BackupSettings {
+    pub database: Secret,
+    pub output: PathBuf,
+    /// Replace `output` if it exists.
+    pub force: bool,
 }
