@@ -9,10 +9,14 @@
 #     hstore and pgcrypto can be created in it.
 #   - aiosmtpd 1.4.6 (SMTP receiver for mail tests) in a venv at .test-env/venv.
 #   - prometheus + promtool (Debian's 2.42) for query and rule tests; no daemon left running.
+#   - docker.io + dockerd (started, left running), docker-compose, a base image made with
+#     debootstrap (cached in /var/cache/slakeeper-test), systemd-analyze: scripts/test-env-image.sh.
+#     SLAKEEPER_TEST_SKIP_IMAGE=1 leaves them out (tests/image.rs is then skipped by test.sh).
 #
 # It exports nothing. What the tests need is written to .test-env/env, one KEY=VALUE a line:
 #   SLAKEEPER_TEST_PG_URL, SLAKEEPER_TEST_AIOSMTPD, SLAKEEPER_TEST_PROMETHEUS,
-#   SLAKEEPER_TEST_PROMTOOL
+#   SLAKEEPER_TEST_PROMTOOL, and scripts/test-env-image.sh's SLAKEEPER_TEST_DOCKER,
+#   SLAKEEPER_TEST_BASE_IMAGE, SLAKEEPER_TEST_COMPOSE, SLAKEEPER_TEST_SYSTEMD_ANALYZE
 # .test-env/ holds its own .gitignore, so nothing in it is ever committed.
 set -euo pipefail
 
@@ -243,6 +247,16 @@ if port_listening 9090; then
     log "prometheus: note: something listens on :9090; tests must pick their own port"
 fi
 
+# ---------------------------------------------------------------- container image tests
+# dockerd, docker-compose, a debootstrap base image and systemd-analyze (tests/image.rs).
+IMAGE_ENV=""
+if [ "${SLAKEEPER_TEST_SKIP_IMAGE:-}" = "1" ]; then
+    log "image: SLAKEEPER_TEST_SKIP_IMAGE=1: docker and the base image are not set up"
+else
+    IMAGE_ENV="$(bash "$REPO/scripts/test-env-image.sh")" ||
+        die "image: set-up failed (SLAKEEPER_TEST_SKIP_IMAGE=1 skips the image tests)"
+fi
+
 # ---------------------------------------------------------------- result
 tmp="$STATE/env.tmp"
 {
@@ -251,6 +265,7 @@ tmp="$STATE/env.tmp"
     echo "SLAKEEPER_TEST_AIOSMTPD=$AIOSMTPD_PY"
     echo "SLAKEEPER_TEST_PROMETHEUS=$PROMETHEUS"
     echo "SLAKEEPER_TEST_PROMTOOL=$PROMTOOL"
+    if [ -n "$IMAGE_ENV" ]; then echo "$IMAGE_ENV"; fi
 } >"$tmp"
 mv "$tmp" "$STATE/env"
 log "wrote $STATE/env:"
