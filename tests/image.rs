@@ -336,7 +336,7 @@ fn image_on_a_minimal_base_serves_postgres_and_turns_healthy() {
 /// compose.yaml is valid for docker-compose, names the five services with the roles the
 /// docs describe, and every file it mounts from the repository exists.
 #[test]
-fn compose_file_is_valid_and_mounts_files_that_exist() {
+fn image_compose_file_is_valid_and_mounts_files_that_exist() {
     // Arrange: docker-compose resolves paths against the file's directory; secrets are
     // created by the operator (docs), so a scratch copy of the repository's layout has them.
     let compose = tool("SLAKEEPER_TEST_COMPOSE");
@@ -414,7 +414,7 @@ fn compose_file_is_valid_and_mounts_files_that_exist() {
 /// The Prometheus configuration compose mounts loads the shipped rules (as mounted there)
 /// and passes promtool.
 #[test]
-fn compose_prometheus_config_passes_promtool_with_the_shipped_rules() {
+fn image_compose_prometheus_config_passes_promtool_with_the_shipped_rules() {
     let promtool = tool("SLAKEEPER_TEST_PROMTOOL");
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::copy(
@@ -450,7 +450,7 @@ fn compose_prometheus_config_passes_promtool_with_the_shipped_rules() {
 /// unknown keys and bad values, so its output is what tells), and its exposure level stays
 /// at 2.0 ("OK") or below.
 #[test]
-fn systemd_unit_verifies_cleanly_and_is_hardened() {
+fn image_systemd_unit_verifies_cleanly_and_is_hardened() {
     // Arrange: verify checks that ExecStart exists; point it at this build's binary.
     let analyze = tool("SLAKEEPER_TEST_SYSTEMD_ANALYZE");
     let dir = tempfile::tempdir().expect("tempdir");

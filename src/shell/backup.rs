@@ -142,12 +142,15 @@ fn source_file(url: &str) -> Result<PathBuf, BackupError> {
     if !url.starts_with("sqlite:") {
         return Err(BackupError::BadUrl(redact_url(url)));
     }
+    // sqlx names an in-memory database `file:sqlx-in-memory-N`: ask the URL, not the name.
+    if url.contains(":memory:") || url.contains("mode=memory") {
+        return Err(BackupError::Memory);
+    }
     let opts =
         SqliteConnectOptions::from_str(url).map_err(|_| BackupError::BadUrl(redact_url(url)))?;
     let file = opts.get_filename();
-    if file.as_os_str().is_empty() || file.as_os_str() == ":memory:" || url.contains("mode=memory")
-    {
-        return Err(BackupError::Memory);
+    if file.as_os_str().is_empty() {
+        return Err(BackupError::BadUrl(redact_url(url)));
     }
     if !file.is_file() {
         return Err(BackupError::NoDatabase(file.to_path_buf()));
@@ -365,7 +368,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn postgres_urls_point_to_pg_dump() {
+    fn pg_urls_point_to_pg_dump_without_the_password() {
         let e = source_file("postgres://u:pw@h/db").map(|_| ());
         let msg = e.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(msg.contains("pg_dump"), "{msg}");
