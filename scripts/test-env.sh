@@ -11,11 +11,15 @@
 #   - prometheus + promtool (Debian's 2.42) for query and rule tests; no daemon left running.
 #   - chromium + chromium-driver (Debian's) and a CJK font, for the staff pages' browser tests.
 #   - openssl, to make throw-away certificates for the HTTPS tests.
+#   - docker.io + dockerd (started, left running), docker-compose, a base image made with
+#     debootstrap (cached in /var/cache/slakeeper-test), systemd-analyze: scripts/test-env-image.sh.
+#     SLAKEEPER_TEST_SKIP_IMAGE=1 leaves them out (tests/image.rs is then skipped by test.sh).
 #
 # It exports nothing. What the tests need is written to .test-env/env, one KEY=VALUE a line:
 #   SLAKEEPER_TEST_PG_URL, SLAKEEPER_TEST_AIOSMTPD, SLAKEEPER_TEST_PROMETHEUS,
 #   SLAKEEPER_TEST_PROMTOOL, SLAKEEPER_TEST_CHROMIUM, SLAKEEPER_TEST_CHROMEDRIVER,
-#   SLAKEEPER_TEST_OPENSSL
+#   SLAKEEPER_TEST_OPENSSL, and scripts/test-env-image.sh's SLAKEEPER_TEST_DOCKER,
+#   SLAKEEPER_TEST_BASE_IMAGE, SLAKEEPER_TEST_COMPOSE, SLAKEEPER_TEST_SYSTEMD_ANALYZE
 # .test-env/ holds its own .gitignore, so nothing in it is ever committed.
 set -euo pipefail
 
@@ -268,6 +272,15 @@ if [ -z "$OPENSSL" ]; then
     [ -x "$OPENSSL" ] || die "openssl: install did not provide the binary"
 fi
 log "openssl: $("$OPENSSL" version 2>&1 | head -n1) (ok)"
+# ---------------------------------------------------------------- container image tests
+# dockerd, docker-compose, a debootstrap base image and systemd-analyze (tests/image.rs).
+IMAGE_ENV=""
+if [ "${SLAKEEPER_TEST_SKIP_IMAGE:-}" = "1" ]; then
+    log "image: SLAKEEPER_TEST_SKIP_IMAGE=1: docker and the base image are not set up"
+else
+    IMAGE_ENV="$(bash "$REPO/scripts/test-env-image.sh")" ||
+        die "image: set-up failed (SLAKEEPER_TEST_SKIP_IMAGE=1 skips the image tests)"
+fi
 
 # ---------------------------------------------------------------- result
 tmp="$STATE/env.tmp"
@@ -280,6 +293,7 @@ tmp="$STATE/env.tmp"
     echo "SLAKEEPER_TEST_CHROMIUM=/usr/bin/chromium"
     echo "SLAKEEPER_TEST_CHROMEDRIVER=/usr/bin/chromedriver"
     echo "SLAKEEPER_TEST_OPENSSL=$OPENSSL"
+    if [ -n "$IMAGE_ENV" ]; then echo "$IMAGE_ENV"; fi
 } >"$tmp"
 mv "$tmp" "$STATE/env"
 log "wrote $STATE/env:"

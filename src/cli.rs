@@ -67,6 +67,14 @@ pub enum Command {
     /// Renew and inspect calendars: import holidays from an iCalendar file, show a year.
     #[command(subcommand)]
     Calendar(CalendarCommand),
+    /// Copy a SQLite database consistently while `serve` runs (SQLite's `VACUUM INTO`),
+    /// check the copy and put it at --output. PostgreSQL: use pg_dump (docs/operations.md).
+    ///
+    /// Copying the database file alone is unsafe in WAL mode: recent commits live in
+    /// FILE-wal. The copy is one snapshot: every event answered 202 before the backup
+    /// started is in it. Restore: stop slakeeper, remove FILE-wal and FILE-shm, put the copy
+    /// in place of FILE; verify a backup with `slakeeper export --database sqlite://COPY`.
+    Backup(BackupArgs),
 }
 
 #[derive(Debug, Args)]
@@ -138,6 +146,19 @@ pub struct CalendarShowArgs {
     pub wf: WorkflowArgs,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The SQLite database to copy (never created: a missing file is an error).
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Where to write the copy (a new file, in an existing directory).
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Replace --output if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -578,6 +599,11 @@ impl Command {
                 until: a.until,
                 workflow: a.workflow,
                 output: a.output,
+            }),
+            Command::Backup(a) => Cmd::Backup(st::BackupSettings {
+                database: a.db.url()?,
+                output: a.output,
+                force: a.force,
             }),
             Command::Bench(a) => Cmd::Bench(st::BenchSettings {
                 database: a.db.url()?,

@@ -12,6 +12,7 @@ pub mod ack;
 pub mod ack_key;
 pub mod at_risk;
 pub mod auth;
+pub mod backup;
 pub mod calendar_cmd;
 pub mod channels;
 pub mod commands;
@@ -59,6 +60,10 @@ pub fn run(cmd: Command) -> ExitCode {
         Command::Replan(s) => block_on(async move { replan::replan(&s).await }),
         Command::AtRisk(s) => block_on(async move { at_risk::command(&s).await }),
         Command::Export(s) => block_on(async move { export::export(&s).await.map(|_| ()) }),
+        Command::Backup(s) => block_on(async move {
+            println!("backup: {}", backup::backup(&s).await?);
+            Ok(())
+        }),
     }
 }
 

@@ -190,6 +190,7 @@ pub enum Command {
     Export(ExportSettings),
     Replan(ReplanSettings),
     AtRisk(AtRiskSettings),
+    Backup(BackupSettings),
 }
 
 /// `at-risk`: the flags as (name, value) pairs, checked like the API's query parameters.
@@ -250,4 +251,13 @@ pub struct ReplanSettings {
     pub place: Place,
     pub workflow: Option<String>,
     pub dry_run: bool,
+}
+
+/// `backup`: a consistent copy of a SQLite database.
+#[derive(Debug, Clone)]
+pub struct BackupSettings {
+    pub database: Secret,
+    pub output: PathBuf,
+    /// Replace `output` if it exists.
+    pub force: bool,
 }

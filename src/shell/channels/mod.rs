@@ -17,6 +17,7 @@ pub mod limit;
 pub mod pagerduty;
 pub mod slack;
 pub mod teams;
+pub mod trust;
 pub mod webhook;
 pub mod wecom;
 

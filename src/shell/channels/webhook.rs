@@ -10,7 +10,7 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
-use crate::shell::channels::{Channel, ChannelError, Message, Reply, scrub};
+use crate::shell::channels::{Channel, ChannelError, Message, Reply, scrub, trust};
 use crate::shell::secret::Secret;
 
 #[derive(Debug, Clone)]
@@ -36,13 +36,13 @@ impl Webhook {
 }
 
 /// The HTTP client every HTTP channel shares: short timeouts, so a hung receiver costs one
-/// attempt, not a worker.
+/// attempt, not a worker; trust roots from [`trust`] (a system without any still starts).
 pub fn http_client() -> Result<reqwest::Client, ChannelError> {
-    Ok(reqwest::Client::builder()
+    let b = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .connect_timeout(Duration::from_secs(5))
-        .user_agent(concat!("slakeeper/", env!("CARGO_PKG_VERSION")))
-        .build()?)
+        .user_agent(concat!("slakeeper/", env!("CARGO_PKG_VERSION")));
+    Ok(trust::apply(b)?.build()?)
 }
 
 impl Channel for Webhook {
