@@ -307,6 +307,21 @@ pub struct ServeArgs {
     /// Longest delay between notification retries, in milliseconds (retries never stop).
     #[arg(long, env = "SLAKEEPER_RETRY_MAX_MS", default_value_t = 600_000)]
     pub retry_max_ms: u64,
+    /// A notification delivery still failing this long after its first attempt is given
+    /// up: status `gave_up` in `ticket show`, counted as outcome `gave_up` in
+    /// slakeeper_notifications_total. E-mails held for lack of SMTP are not given up.
+    /// 30s, 10m, 24h, 2d.
+    #[arg(long, env = "SLAKEEPER_GIVE_UP_AFTER", default_value = "24h", value_parser = parse_elapsed)]
+    pub give_up_after: Duration,
+    /// Closed tickets are deleted this long after closing, with their events, timeline,
+    /// notifications, deliveries and attempts (reports keep their numbers: they read facts).
+    /// 400d, 2y, 30s.
+    #[arg(long, env = "SLAKEEPER_RETAIN_CLOSED", default_value = "400d", value_parser = parse_elapsed)]
+    pub retain_closed: Duration,
+    /// Outcome facts (what `report` reads; no personal data) older than this are deleted.
+    /// 3y, 800d.
+    #[arg(long, env = "SLAKEEPER_RETAIN_FACTS", default_value = "3y", value_parser = parse_elapsed)]
+    pub retain_facts: Duration,
     /// Finished jobs older than this many seconds are deleted (keeps the queue fast).
     #[arg(long, env = "SLAKEEPER_KEEP_DONE_SECS", default_value_t = 600)]
     pub keep_done_secs: u64,
@@ -440,6 +455,11 @@ pub fn parse_window(s: &str) -> Result<chrono::Duration, String> {
     crate::shell::at_risk::parse_window("risk-window", s).map_err(|e| e.message)
 }
 
+/// Parse elapsed time as the serve settings take it: 30s, 10m, 24h, 400d, 3y.
+pub fn parse_elapsed(s: &str) -> Result<Duration, crate::core::duration::ElapsedError> {
+    crate::core::duration::parse_elapsed(s).map(|secs| Duration::from_secs(secs.unsigned_abs()))
+}
+
 /// Parse an instant given as RFC 3339 or a date (midnight UTC).
 pub fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
@@ -521,6 +541,11 @@ impl ServeArgs {
             retry: st::RetrySettings {
                 base: Duration::from_millis(self.retry_base_ms.max(1)),
                 max: Duration::from_millis(self.retry_max_ms.max(self.retry_base_ms.max(1))),
+                give_up_after: self.give_up_after,
+            },
+            retention: st::RetentionSettings {
+                closed: self.retain_closed,
+                facts: self.retain_facts,
             },
         })
     }

@@ -340,6 +340,7 @@ impl Harness {
             retry: RetryPolicy {
                 base: Duration::from_secs(5),
                 max: Duration::from_secs(600),
+                give_up_after: Duration::from_secs(24 * 3600),
             },
             clock: virtual_clock,
             group: Default::default(),

@@ -207,6 +207,47 @@ impl fmt::Display for Span {
     }
 }
 
+/// Why an elapsed time given to a command (`--retain-closed 400d`) was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ElapsedError {
+    #[error(transparent)]
+    Span(#[from] SpanError),
+    #[error(
+        "\"{0}\" is working days: give elapsed time (e.g. 30s, 10m, 24h, 400d or 3y)"
+    )]
+    WorkingDays(String),
+    #[error("\"{0}\" is too long: at most {max} years", max = MAX_SPAN_DAYS / 365)]
+    TooLong(String),
+}
+
+/// Elapsed seconds as the serve settings take them: a workflow-file duration without
+/// working days (`30s`, `10m`, `400d`, `1d12h`), or whole years of 365 days alone (`3y`).
+pub fn parse_elapsed(s: &str) -> Result<i64, ElapsedError> {
+    let text = s.trim();
+    if let Some(n) = text.strip_suffix('y')
+        && !n.is_empty()
+        && n.bytes().all(|b| b.is_ascii_digit())
+    {
+        let years: i64 = n
+            .parse()
+            .map_err(|_| ElapsedError::TooLong(text.to_string()))?;
+        if years == 0 {
+            return Err(SpanError::Zero {
+                input: text.to_string(),
+            }
+            .into());
+        }
+        if years > MAX_SPAN_DAYS / 365 {
+            return Err(ElapsedError::TooLong(text.to_string()));
+        }
+        return Ok(years * 365 * DAY);
+    }
+    match parse_span(text)? {
+        Span::Seconds(n) => Ok(n),
+        Span::WorkingDays(_) => Err(ElapsedError::WorkingDays(text.to_string())),
+    }
+}
+
 /// Formats elapsed seconds for people, largest units first: `1h30m`, `1d`, `0s`, and `-5m`
 /// for negatives (e.g. how long ago a deadline passed).
 ///
@@ -237,6 +278,22 @@ pub fn format_seconds(secs: i64) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn elapsed_takes_spans_and_years_but_not_working_days() {
+        assert_eq!(parse_elapsed("2s"), Ok(2));
+        assert_eq!(parse_elapsed("400d"), Ok(400 * DAY));
+        assert_eq!(parse_elapsed("3y"), Ok(3 * 365 * DAY));
+        assert_eq!(parse_elapsed("1d12h"), Ok(DAY + 12 * HOUR));
+        assert_eq!(
+            parse_elapsed("3wd"),
+            Err(ElapsedError::WorkingDays("3wd".into()))
+        );
+        assert!(matches!(parse_elapsed("0y"), Err(ElapsedError::Span(_))));
+        assert!(matches!(parse_elapsed("1000y"), Err(ElapsedError::TooLong(_))));
+        assert!(matches!(parse_elapsed("3x"), Err(ElapsedError::Span(_))));
+        assert!(matches!(parse_elapsed("y"), Err(ElapsedError::Span(_))));
+    }
 
     fn ok(s: &str) -> Span {
         match parse_span(s) {

@@ -42,6 +42,8 @@ pub enum TimerKind {
     Progress,
     Survey,
     Review,
+    /// `close_after`: closes a resolved ticket left without events.
+    Close,
 }
 
 impl TimerKind {
@@ -51,13 +53,15 @@ impl TimerKind {
             TimerKind::Progress => "progress",
             TimerKind::Survey => "survey",
             TimerKind::Review => "review",
+            TimerKind::Close => "close",
         }
     }
-    pub const ALL: [TimerKind; 4] = [
+    pub const ALL: [TimerKind; 5] = [
         TimerKind::Escalation,
         TimerKind::Progress,
         TimerKind::Survey,
         TimerKind::Review,
+        TimerKind::Close,
     ];
 }
 
@@ -999,6 +1003,7 @@ fn apply_in(
     tx.t.last_at = at;
     tx.t.events_applied += 1;
     on_event(&mut tx, ev, at);
+    arm_close(&mut tx, at);
     step(&mut tx, now.max(at), true, Pace::CatchUp { present });
     Ok((tx.t, tx.out))
 }
@@ -1239,6 +1244,10 @@ fn on_callback_completed(tx: &mut Tx<'_>, at: DateTime<Utc>, met_by: &[String]) 
 
 /// Done: every clock stops and every pending timer is dropped.
 fn on_closed(tx: &mut Tx<'_>, at: DateTime<Utc>) {
+    close(tx, at, "closed: every pending timer dropped".to_string());
+}
+
+fn close(tx: &mut Tx<'_>, at: DateTime<Utc>, note: String) {
     for n in tx.active_clock_names() {
         tx.stop_clock(at, at, &n, "ticket closed");
     }
@@ -1246,7 +1255,35 @@ fn on_closed(tx: &mut Tx<'_>, at: DateTime<Utc>) {
     tx.drop_where(at, |_| true, "ticket closed");
     tx.t.stage = Stage::Closed;
     tx.t.closed_at = Some(at);
-    tx.note(at, "closed: every pending timer dropped");
+    tx.note(at, note);
+}
+
+/// After each event: a resolved ticket of a workflow with `close_after` closes that long
+/// after its last event (every event pushes it back); any other stage has no close timer
+/// (a re-open drops it). A timer rather than a sweep, so replays, `simulate` and the
+/// ticket's pinned workflow version all see the same closing instant.
+fn arm_close(tx: &mut Tx<'_>, at: DateTime<Utc>) {
+    let after = tx.wf.close_after.filter(|_| tx.t.stage == Stage::Feedback);
+    let Some(after) = after else {
+        tx.drop_where(at, TimerKey::is_close, "no longer resolved");
+        return;
+    };
+    let due = match after {
+        Span::Seconds(secs) => chrono::Duration::try_seconds(secs)
+            .and_then(|d| at.checked_add_signed(d))
+            .unwrap_or_else(crate::core::calendar::far_future),
+        Span::WorkingDays(d) => tx.cal().add_working_days(at, d),
+    };
+    let key = TimerKey::Close {
+        resolution: tx.t.resolutions,
+    };
+    tx.schedule(at, key, TimerKind::Close, due, None);
+}
+
+fn fire_close(tx: &mut Tx<'_>, due: DateTime<Utc>) {
+    let after = tx.wf.close_after.map(|s| s.to_string()).unwrap_or_default();
+    let note = format!("closed: resolved with no event for {after} (close_after); every pending timer dropped");
+    close(tx, due, note);
 }
 
 fn on_clock_met(tx: &mut Tx<'_>, ev: &Event, at: DateTime<Utc>) {
@@ -1652,6 +1689,7 @@ fn fire_one(tx: &mut Tx<'_>, key: &TimerKey, f: Firing) {
             fire_progress_escalation(tx, *cycle, point, &timer, due)
         }
         TimerKey::Survey { resolution } => fire_survey(tx, *resolution, due),
+        TimerKey::Close { .. } => fire_close(tx, due),
     }
 }
 

@@ -1830,3 +1830,68 @@ fn a_clock_computed_through_a_year_without_holiday_data_notes_it_once() {
         "{inside:#?}"
     );
 }
+
+// ------------------------------------------------------------------ close_after
+
+fn closing_after_3d() -> Workflow {
+    load_wf(&format!("{BASE}close_after: 3d\n"))
+}
+
+#[test]
+fn close_after_closes_a_resolved_ticket_left_without_events() {
+    let mut s = urgent_resolved(closing_after_3d());
+    assert_eq!(s.timer("close/1"), Some(hm(12, 0) + Duration::days(3)));
+    // The survey answer is an event: it pushes the closing back.
+    s.on(score(t(24, 14, 0), 4));
+    assert_eq!(s.timer("close/1"), Some(t(24, 14, 0) + Duration::days(3)));
+    let out = s.advance(t(27, 14, 0));
+    assert_eq!(s.ticket().stage, Stage::Closed);
+    assert_eq!(s.ticket().closed_at, Some(t(27, 14, 0)));
+    assert!(s.ticket().timers.is_empty(), "{:?}", s.timer_keys());
+    assert!(
+        note_texts(&out).contains(
+            &"closed: resolved with no event for 3d (close_after); every pending timer dropped"
+        ),
+        "{out:#?}"
+    );
+    // Later events change nothing.
+    let out = s.on(plain("ticket.reopened", t(28, 9, 0)));
+    assert_eq!(
+        note_texts(&out),
+        vec!["ticket.reopened ignored: the ticket is closed"]
+    );
+}
+
+#[test]
+fn close_after_is_dropped_on_reopen_and_absent_without_the_setting() {
+    let mut s = urgent_resolved(closing_after_3d());
+    let out = s.on(plain("ticket.reopened", hm(13, 0)));
+    assert!(dropped(&out).contains(&("close/1".to_string(), "no longer resolved")));
+    let out = s.on(plain("ticket.resolved", hm(14, 0)));
+    assert!(scheduled(&out).contains(&("close/2".to_string(), hm(14, 0) + Duration::days(3))));
+
+    let s = urgent_resolved(base());
+    assert!(!s.timer_keys().iter().any(|k| k.starts_with("close/")));
+}
+
+#[test]
+fn close_after_fires_as_a_timer_and_replays_to_the_same_state() {
+    let wf = closing_after_3d();
+    let mut s = urgent_resolved(wf.clone());
+    let due = hm(12, 0) + Duration::days(3);
+    let (_, fired) = s.fire("close/1", due);
+    assert_eq!(fired, Fired::Applied);
+    assert_eq!(s.ticket().stage, Stage::Closed);
+    let events = vec![
+        opened(hm(9, 30), "urgent"),
+        plain("ticket.responded", hm(9, 40)),
+        plain("ticket.plan_agreed", hm(10, 30)),
+        plain("ticket.resolved", hm(12, 0)),
+    ];
+    let mut shuffled = events.clone();
+    shuffled.reverse();
+    let (state, _) = replay(&wf, &shuffled, due, &BTreeSet::new());
+    let state = state.expect("replayed");
+    assert_eq!(state.stage, Stage::Closed);
+    assert_eq!(state.closed_at, Some(due));
+}

@@ -395,6 +395,9 @@ pub struct Workflow {
     pub escalations: Vec<Escalation>,
     /// The quality targets the review report and the boards hold this workflow to.
     pub kpis: Kpis,
+    /// `close_after:` a resolved ticket with no event for this long is closed (None: it
+    /// stays resolved until a `ticket.closed` event).
+    pub close_after: Option<Span>,
 }
 
 /// A workflow's quality targets (`kpis:`), each optional: a KPI without a target is shown

@@ -11,6 +11,7 @@
 //! | a progress-update tick | `progress/<cycle>` |
 //! | a progress escalation | `progress-esc/<cycle>/<point>` |
 //! | the survey after a resolution | `survey/<resolution>` |
+//! | closing a resolved ticket left idle (`close_after`) | `close/<resolution>` |
 //!
 //! Clock names are lower_snake_case and points are `75%` / `100%` / `+4h`, so `/` never
 //! appears inside a part.
@@ -39,6 +40,9 @@ pub enum TimerKey {
     ProgressEscalation { cycle: u32, point: String },
     /// The satisfaction survey after resolution number `resolution`.
     Survey { resolution: u32 },
+    /// Closing the ticket after resolution number `resolution` once no event came for the
+    /// workflow's `close_after`.
+    Close { resolution: u32 },
 }
 
 impl TimerKey {
@@ -50,6 +54,9 @@ impl TimerKey {
     }
     pub fn is_survey(&self) -> bool {
         matches!(self, TimerKey::Survey { .. })
+    }
+    pub fn is_close(&self) -> bool {
+        matches!(self, TimerKey::Close { .. })
     }
     /// An escalation point of run `run` of clock `name`.
     pub fn is_point_of(&self, name: &str, of_run: u32) -> bool {
@@ -66,13 +73,14 @@ impl fmt::Display for TimerKey {
                 write!(f, "progress-esc/{cycle}/{point}")
             }
             TimerKey::Survey { resolution } => write!(f, "survey/{resolution}"),
+            TimerKey::Close { resolution } => write!(f, "close/{resolution}"),
         }
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "`{0}` is not a timer key (esc/<clock>/<run>/<point>, progress/<n>, progress-esc/<n>/<point> or survey/<n>)"
+    "`{0}` is not a timer key (esc/<clock>/<run>/<point>, progress/<n>, progress-esc/<n>/<point>, survey/<n> or close/<n>)"
 )]
 pub struct BadTimerKey(pub String);
 
@@ -101,6 +109,9 @@ impl FromStr for TimerKey {
                 point: part(point)?,
             }),
             ["survey", n] => Ok(TimerKey::Survey {
+                resolution: num(n)?,
+            }),
+            ["close", n] => Ok(TimerKey::Close {
                 resolution: num(n)?,
             }),
             _ => Err(bad()),
@@ -147,6 +158,7 @@ mod tests {
             "progress/3",
             "progress-esc/3/100%",
             "survey/1",
+            "close/2",
         ] {
             let k: TimerKey = s.parse().expect("key");
             assert_eq!(k.to_string(), s);
@@ -161,6 +173,7 @@ mod tests {
             "esc/x/one/75%",
             "progress",
             "survey/1/2",
+            "close/x",
             "other/1",
             "esc//1/75%",
         ] {

@@ -139,7 +139,11 @@ fn describe() {
     );
     describe_counter!(
         "slakeeper_notifications_total",
-        "Notification deliveries: sent, failed attempts, retries scheduled."
+        "Notification deliveries: sent, failed attempts, retries scheduled, gave_up (still failing --give-up-after past the first attempt)."
+    );
+    describe_counter!(
+        "slakeeper_pruned_rows_total",
+        "Rows deleted by the retention service, by table (closed tickets past --retain-closed with their rows, facts past --retain-facts, failed jobs, stale workers)."
     );
     describe_gauge!(
         "slakeeper_notifications_pending",
@@ -213,9 +217,12 @@ pub fn preregister(catalog: &Catalog) {
         }
     }
     for ch in crate::shell::channels::ChannelKind::ALL.map(|k| k.as_str()) {
-        for o in ["sent", "failed", "retried"] {
+        for o in ["sent", "failed", "retried", "gave_up"] {
             counter!("slakeeper_notifications_total", "channel" => ch, "outcome" => o).absolute(0);
         }
+    }
+    for t in crate::shell::retention::TABLES {
+        counter!("slakeeper_pruned_rows_total", "table" => t).absolute(0);
     }
     for q in crate::shell::queue::QUEUES {
         for o in ["applied", "moot", "deferred", "failed"] {
@@ -358,6 +365,13 @@ pub fn job(queue: &'static str, outcome: &'static str, seconds: f64) {
 
 pub fn notification(channel: &str, outcome: &'static str) {
     counter!("slakeeper_notifications_total", "channel" => channel.to_string(), "outcome" => outcome).increment(1);
+}
+
+/// Rows the retention service deleted from `table` (one of `retention::TABLES`).
+pub fn pruned(table: &'static str, rows: u64) {
+    if rows > 0 {
+        counter!("slakeeper_pruned_rows_total", "table" => table).increment(rows);
+    }
 }
 
 pub fn delivery_lag(channel: &str, seconds: f64) {

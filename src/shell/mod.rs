@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod queue;
 pub mod replan;
 pub mod report;
+pub mod retention;
 pub mod secret;
 pub mod serve;
 pub mod services;

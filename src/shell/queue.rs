@@ -156,6 +156,69 @@ pub async fn prune(db: &Db, keep: Duration, now_s: i64) -> Result<u64, DbError> 
     }
 }
 
+/// Delete up to `limit` of our jobs that failed for good (apalis keeps them forever: status
+/// `Failed` with no attempts left) and finished before `before_s` (Unix seconds).
+pub async fn prune_failed(db: &Db, before_s: i64, limit: i64) -> Result<u64, DbError> {
+    Ok(match db {
+        Db::Sqlite(p) => sqlx::query(
+            "DELETE FROM Jobs WHERE rowid IN (
+                SELECT rowid FROM Jobs WHERE job_type IN ($1, $2, $3)
+                  AND status = 'Failed' AND attempts >= max_attempts
+                  AND COALESCE(done_at, run_at) < $4 LIMIT $5)",
+        )
+        .bind(TIMERS)
+        .bind(OUTBOX)
+        .bind(REVIEW)
+        .bind(before_s)
+        .bind(limit)
+        .execute(p)
+        .await?
+        .rows_affected(),
+        Db::Pg(p) => sqlx::query(
+            "DELETE FROM apalis.jobs WHERE id IN (
+                SELECT id FROM apalis.jobs WHERE job_type IN ($1, $2, $3)
+                  AND status = 'Failed' AND attempts >= max_attempts
+                  AND COALESCE(done_at, run_at) < to_timestamp($4) LIMIT $5)",
+        )
+        .bind(TIMERS)
+        .bind(OUTBOX)
+        .bind(REVIEW)
+        .bind(before_s as f64)
+        .bind(limit)
+        .execute(p)
+        .await?
+        .rows_affected(),
+    })
+}
+
+/// Delete up to `limit` worker rows last seen before `before_s` (Unix seconds): one is
+/// written per worker start and never removed. A row a job still names (`lock_by`) stays:
+/// apalis finds the orphans of a dead worker through it.
+pub async fn prune_workers(db: &Db, before_s: i64, limit: i64) -> Result<u64, DbError> {
+    Ok(match db {
+        Db::Sqlite(p) => sqlx::query(
+            "DELETE FROM Workers WHERE rowid IN (
+                SELECT rowid FROM Workers w WHERE w.last_seen < $1
+                  AND NOT EXISTS (SELECT 1 FROM Jobs j WHERE j.lock_by = w.id) LIMIT $2)",
+        )
+        .bind(before_s)
+        .bind(limit)
+        .execute(p)
+        .await?
+        .rows_affected(),
+        Db::Pg(p) => sqlx::query(
+            "DELETE FROM apalis.workers WHERE id IN (
+                SELECT id FROM apalis.workers w WHERE w.last_seen < to_timestamp($1)
+                  AND NOT EXISTS (SELECT 1 FROM apalis.jobs j WHERE j.lock_by = w.id) LIMIT $2)",
+        )
+        .bind(before_s as f64)
+        .bind(limit)
+        .execute(p)
+        .await?
+        .rows_affected(),
+    })
+}
+
 /// Jobs waiting on our queues (pending or failed-to-retry), for `ticket show` and benches.
 pub async fn queued(db: &Db) -> Result<i64, DbError> {
     let n: i64 = match db {

@@ -251,6 +251,11 @@ impl App {
             keep: w.keep_done,
         };
         tasks.spawn(services::run(pruner, e.clone(), stop.clone()));
+        let retention = crate::shell::retention::Retention {
+            engine: e.clone(),
+            keep: self.settings.retention,
+        };
+        tasks.spawn(services::run(retention, e.clone(), stop.clone()));
     }
 }
 

@@ -90,6 +90,24 @@ pub struct ServeSettings {
     pub access: Box<AccessSettings>,
     pub workers: WorkerSettings,
     pub retry: RetrySettings,
+    pub retention: RetentionSettings,
+}
+
+/// How long closed tickets and outcome facts are kept (`--retain-closed`, `--retain-facts`;
+/// see `shell::retention`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionSettings {
+    pub closed: Duration,
+    pub facts: Duration,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings {
+            closed: Duration::from_secs(400 * 86_400),
+            facts: Duration::from_secs(3 * 365 * 86_400),
+        }
+    }
 }
 
 /// Queue worker tuning.
@@ -113,11 +131,13 @@ impl Default for WorkerSettings {
     }
 }
 
-/// Backoff of failed deliveries.
+/// Backoff of failed deliveries, and when they are given up.
 #[derive(Debug, Clone, Copy)]
 pub struct RetrySettings {
     pub base: Duration,
     pub max: Duration,
+    /// A delivery still failing this long after its first attempt is given up.
+    pub give_up_after: Duration,
 }
 
 impl Default for RetrySettings {
@@ -125,6 +145,7 @@ impl Default for RetrySettings {
         RetrySettings {
             base: Duration::from_secs(5),
             max: Duration::from_secs(600),
+            give_up_after: Duration::from_secs(24 * 3600),
         }
     }
 }

@@ -1101,11 +1101,37 @@ pub async fn requeue_delivery(
 #[derive(Debug, Clone, Copy)]
 pub enum Attempt<'a> {
     Sent,
-    /// `next`: when the next attempt runs; None when there is none (given up).
+    /// `next`: when the next attempt runs; None when there is none (failed for good).
     Failed {
         error: &'a str,
         next: Option<DateTime<Utc>>,
     },
+    /// Failed, and still failing `--give-up-after` past the first attempt: status `gave_up`.
+    GaveUp { error: &'a str },
+}
+
+/// When the delivery was first really tried (held attempts do not count), set to `now` if
+/// this is its first: the start of its give-up wait. Epoch ms.
+pub async fn first_tried(tx: &mut Tx, d: &DeliveryRow, now: DateTime<Utc>) -> Result<i64, DbError> {
+    sql_exec!(
+        tx,
+        "UPDATE sk_deliveries SET first_tried_at = COALESCE(first_tried_at, $4)
+         WHERE notification = $1 AND channel = $2 AND target = $3",
+        &d.notification,
+        &d.channel,
+        &d.target,
+        ms(now)
+    )?;
+    let first: Option<(Option<i64>,)> = sql_opt!(
+        tx,
+        (Option<i64>,),
+        "SELECT first_tried_at FROM sk_deliveries
+         WHERE notification = $1 AND channel = $2 AND target = $3",
+        &d.notification,
+        &d.channel,
+        &d.target
+    )?;
+    Ok(first.and_then(|(f,)| f).unwrap_or(ms(now)))
 }
 
 pub async fn record_attempt(
@@ -1124,6 +1150,7 @@ pub async fn record_attempt(
             next.map(ms),
             None,
         ),
+        Attempt::GaveUp { error } => ("failed", "gave_up", Some(error), None, None),
     };
     sql_exec!(
         tx,
@@ -1140,7 +1167,7 @@ pub async fn record_attempt(
     sql_exec!(
         tx,
         "UPDATE sk_deliveries SET status = $4, attempts = $5, next_at = $6, last_error = $7,
-                sent_at = $8
+                sent_at = $8, first_tried_at = COALESCE(first_tried_at, $9)
          WHERE notification = $1 AND channel = $2 AND target = $3",
         &d.notification,
         &d.channel,
@@ -1149,7 +1176,8 @@ pub async fn record_attempt(
         attempt,
         next_at,
         error,
-        sent_at
+        sent_at,
+        ms(now)
     )?;
     Ok(())
 }
@@ -1551,7 +1579,8 @@ pub async fn pending_deliveries(db: &Db) -> Result<Vec<(String, i64)>, DbError> 
     Ok(db_all!(
         db,
         (String, i64),
-        "SELECT channel, COUNT(*) FROM sk_deliveries WHERE status <> 'sent' GROUP BY channel"
+        "SELECT channel, COUNT(*) FROM sk_deliveries WHERE status NOT IN ('sent', 'gave_up')
+         GROUP BY channel"
     )?)
 }
 
@@ -1577,14 +1606,15 @@ pub async fn facts_between(
         db,
         FactRow,
         "SELECT ticket, priority, category, kind, clock, outcome, value, at FROM sk_facts
-         WHERE workflow = $1 AND at >= $2 AND at < $3 ORDER BY at",
+         WHERE workflow = $1 AND at >= $2 AND at < $3 AND kind <> 'opened' ORDER BY at",
         workflow,
         ms(since),
         ms(until)
     )?)
 }
 
-/// Tickets opened in a period: (id, priority, category).
+/// Tickets opened in a period: (id, priority, category). Tickets the retention service
+/// deleted are still counted, from the `opened` fact it left (`shell::retention`).
 pub async fn opened_between(
     db: &Db,
     workflow: &str,
@@ -1594,8 +1624,14 @@ pub async fn opened_between(
     Ok(db_all!(
         db,
         (String, String, Option<String>),
-        "SELECT id, priority, category FROM sk_tickets
-         WHERE workflow = $1 AND opened_at >= $2 AND opened_at < $3 ORDER BY opened_at",
+        "SELECT id, priority, category FROM (
+           SELECT id, priority, category, opened_at AS at FROM sk_tickets
+            WHERE workflow = $1 AND opened_at >= $2 AND opened_at < $3
+           UNION ALL
+           SELECT ticket, priority, category, at FROM sk_facts
+            WHERE workflow = $1 AND kind = 'opened' AND at >= $2 AND at < $3
+              AND NOT EXISTS (SELECT 1 FROM sk_tickets t WHERE t.id = sk_facts.ticket)
+         ) AS o ORDER BY at",
         workflow,
         ms(since),
         ms(until)

@@ -611,6 +611,7 @@ fn compile_workflow(cx: &mut Ctx<'_>, raw: &RawWorkflow, env: &Env<'_>) -> Optio
         .as_ref()
         .map(|k| compile_kpis(cx, k))
         .unwrap_or_default();
+    let close_after = raw.close_after.as_ref().and_then(|s| compile_span(cx, s));
     if cx.diags.len() > before {
         return None;
     }
@@ -628,6 +629,7 @@ fn compile_workflow(cx: &mut Ctx<'_>, raw: &RawWorkflow, env: &Env<'_>) -> Optio
         review: stages.review,
         escalations,
         kpis,
+        close_after,
     })
 }
 

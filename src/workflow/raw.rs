@@ -71,6 +71,9 @@ pub struct RawWorkflow {
     /// Quality targets: `{ nps: 40, csat: 95%, fcr: 80% }`.
     #[serde(default)]
     pub kpis: Option<S<RawTable>>,
+    /// A resolved ticket with no event for this long is closed: `close_after: 30d`.
+    #[serde(default)]
+    pub close_after: Option<S<Text>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -54,7 +54,8 @@ impl Engine {
         Ok(JobOutcome::Applied)
     }
 
-    /// Record an attempt's outcome and, after a retryable failure, queue the next attempt.
+    /// Record an attempt's outcome and, after a retryable failure, queue the next attempt
+    /// (or give the delivery up once it has failed for `give_up_after`).
     async fn record(
         &self,
         job: &DeliveryJob,
@@ -66,42 +67,29 @@ impl Engine {
         let mut tx = self.db.begin().await?;
         let attempt = match &reply {
             Reply::Delivered => Attempt::Sent,
-            Reply::Retry(err) => {
-                let next = now
-                    + chrono::Duration::from_std(self.retry.delay(job.attempt))
-                        .unwrap_or(chrono::Duration::seconds(60));
-                let retry = DeliveryJob {
-                    attempt: job.attempt + 1,
-                    ..job.clone()
-                };
-                queue::push(&mut tx, queue::OUTBOX, &retry, ms(next)).await?;
-                Attempt::Failed {
-                    error: err,
-                    next: Some(next),
+            Reply::Retry(err) | Reply::Later { why: err, .. } => {
+                let first = store::first_tried(&mut tx, d, now).await?;
+                // Whole second: the last attempt's job must not run early (see `ceil_second`).
+                let give_up_at = ceil_second(self.retry.give_up_at(from_ms(first)));
+                if now >= give_up_at {
+                    Attempt::GaveUp { error: err }
+                } else {
+                    let next = self.next_attempt(&reply, job.attempt, now).min(give_up_at);
+                    let retry = DeliveryJob {
+                        attempt: job.attempt + 1,
+                        ..job.clone()
+                    };
+                    queue::push(&mut tx, queue::OUTBOX, &retry, ms(next)).await?;
+                    Attempt::Failed {
+                        error: err,
+                        next: Some(next),
+                    }
                 }
             }
             Reply::GiveUp(err) => Attempt::Failed {
                 error: err,
                 next: None,
             },
-            Reply::Later { after, why } => {
-                // Queued for the vendor's own wait, not our exponential backoff; rounded up
-                // to a whole second because queued jobs run at the start of their second,
-                // and a retry before `Retry-After` would only be refused again.
-                let wait =
-                    chrono::Duration::from_std(*after).unwrap_or(chrono::Duration::seconds(60));
-                let next_ms = ms(now + wait);
-                let next = from_ms(next_ms + (1000 - next_ms.rem_euclid(1000)) % 1000);
-                let retry = DeliveryJob {
-                    attempt: job.attempt + 1,
-                    ..job.clone()
-                };
-                queue::push(&mut tx, queue::OUTBOX, &retry, ms(next)).await?;
-                Attempt::Failed {
-                    error: why,
-                    next: Some(next),
-                }
-            }
             Reply::Held(why) => {
                 // No job: a start with the channel configured releases held deliveries.
                 store::hold_delivery(&mut tx, d, job.attempt, now, why).await?;
@@ -112,6 +100,13 @@ impl Engine {
         };
         store::record_attempt(&mut tx, d, job.attempt, now, &attempt).await?;
         tx.commit().await?.record();
+        if let Attempt::GaveUp { error } = attempt {
+            tracing::error!(error = %error, give_up_after_s = self.retry.give_up_after.as_secs(),
+                            "delivery still failing after --give-up-after; given up, see ticket show");
+            metrics::notification(&d.channel, "failed");
+            metrics::notification(&d.channel, "gave_up");
+            return Ok(());
+        }
         match reply {
             Reply::Delivered => {
                 metrics::notification(&d.channel, "sent");
@@ -135,6 +130,18 @@ impl Engine {
             Reply::Held(_) => {}
         }
         Ok(())
+    }
+
+    /// When the next attempt after a failed one runs: our backoff, or the vendor's own wait
+    /// (`Later`) rounded up to a whole second (a retry before `Retry-After` would only be
+    /// refused again).
+    fn next_attempt(&self, reply: &Reply, attempt: i64, now: DateTime<Utc>) -> DateTime<Utc> {
+        if let Reply::Later { after, .. } = reply {
+            let wait = chrono::Duration::from_std(*after).unwrap_or(chrono::Duration::seconds(60));
+            return ceil_second(now + wait);
+        }
+        now + chrono::Duration::from_std(self.retry.delay(attempt))
+            .unwrap_or(chrono::Duration::seconds(60))
     }
 
     /// Render the notification for its recipient and make one attempt on its channel.
@@ -321,6 +328,13 @@ impl Engine {
         }
         Ok(stale.len())
     }
+}
+
+/// `t` rounded up to a whole second. Queued jobs run at the start of their second (the
+/// queue keeps whole seconds), so a job due at a fraction can run before it.
+fn ceil_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    let t_ms = ms(t);
+    from_ms(t_ms + (1000 - t_ms.rem_euclid(1000)) % 1000)
 }
 
 /// The addresses behind a target, looked up at send time (deliveries store only role

@@ -51,11 +51,13 @@ pub fn system_clock() -> Clock {
     Arc::new(Utc::now)
 }
 
-/// Backoff of failed deliveries: `base × 2^(attempt-1)`, capped.
+/// Backoff of failed deliveries: `base × 2^(attempt-1)`, capped; given up `give_up_after`
+/// past the first attempt.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     pub base: Duration,
     pub max: Duration,
+    pub give_up_after: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -69,11 +71,20 @@ impl From<RetrySettings> for RetryPolicy {
         RetryPolicy {
             base: s.base,
             max: s.max,
+            give_up_after: s.give_up_after,
         }
     }
 }
 
 impl RetryPolicy {
+    /// When a delivery first tried at `first` is given up.
+    pub fn give_up_at(&self, first: DateTime<Utc>) -> DateTime<Utc> {
+        chrono::Duration::from_std(self.give_up_after)
+            .ok()
+            .and_then(|d| first.checked_add_signed(d))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
+
     pub fn delay(&self, attempt: i64) -> Duration {
         let exp = (attempt.clamp(1, 30) - 1) as u32;
         self.base
