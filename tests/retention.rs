@@ -40,7 +40,15 @@ fn slakeeper(args: &[&str]) -> (bool, String, String) {
 fn show(db: &TestDb, wf: &Path, id: &str) -> Value {
     let dir = wf.to_string_lossy();
     let (ok, out, err) = slakeeper(&[
-        "ticket", "show", id, "--database", &db.url, "--workflows", &dir, "--format", "json",
+        "ticket",
+        "show",
+        id,
+        "--database",
+        &db.url,
+        "--workflows",
+        &dir,
+        "--format",
+        "json",
     ]);
     assert!(ok, "ticket show {id}: {err}");
     serde_json::from_str(&out).expect("ticket show json")
@@ -303,12 +311,7 @@ fn retention_deletes_closed_tickets_and_keeps_report_numbers(backend: Backend) {
     let report_before = report(&db, wf.dir.path(), since, until);
     assert_eq!(report_before["volume"], 4, "{report_before}");
     let before = row_counts(&db);
-    let open_rows = |t: &str| {
-        count(
-            &db,
-            &format!("SELECT 1 FROM {t} WHERE ticket = 'OPEN-1'"),
-        )
-    };
+    let open_rows = |t: &str| count(&db, &format!("SELECT 1 FROM {t} WHERE ticket = 'OPEN-1'"));
     let kept_events = open_rows("sk_events");
     let kept_timeline = open_rows("sk_timeline");
 
@@ -320,15 +323,28 @@ fn retention_deletes_closed_tickets_and_keeps_report_numbers(backend: Backend) {
     ];
     let started = Instant::now();
     let app = App::start(opts);
+    let stale = format!(
+        "SELECT 1 FROM {} WHERE id = 'gone-worker'",
+        apalis(&db, "workers")
+    );
     let gone = wait_for(Duration::from_secs(20), || {
         (count(&db, "SELECT 1 FROM sk_tickets") == 1
             && count(&db, "SELECT 1 FROM sk_facts WHERE ticket = 'ANCIENT-1'") == 0
-            && row_counts(&db)["apalis_workers"] < before["apalis_workers"])
+            && count(&db, &stale) == 0)
             .then_some(started.elapsed())
     })
-    .unwrap_or_else(|| panic!("not pruned: {:?}", row_counts(&db)));
+    .unwrap_or_else(|| {
+        let facts = count(&db, "SELECT 1 FROM sk_facts WHERE ticket = 'ANCIENT-1'");
+        panic!(
+            "not pruned: {:?}, ancient facts {facts}, stale worker {}",
+            row_counts(&db),
+            count(&db, &stale)
+        )
+    });
     let after = row_counts(&db);
-    eprintln!("retention run ({backend:?}) took {gone:?}\n  before: {before:?}\n  after:  {after:?}");
+    eprintln!(
+        "retention run ({backend:?}) took {gone:?}\n  before: {before:?}\n  after:  {after:?}"
+    );
 
     // Only the open ticket's rows are left; the closed tickets' facts stay.
     assert_eq!(after["sk_tickets"], 1);
@@ -337,12 +353,24 @@ fn retention_deletes_closed_tickets_and_keeps_report_numbers(backend: Backend) {
     assert_eq!(after["sk_timers"], open_rows("sk_timers"));
     assert_eq!(
         after["sk_notifications"],
-        count(&db, "SELECT 1 FROM sk_notifications WHERE ticket = 'OPEN-1'")
+        count(
+            &db,
+            "SELECT 1 FROM sk_notifications WHERE ticket = 'OPEN-1'"
+        )
     );
     assert_eq!(after["apalis_jobs (failed for good)"], 0);
     assert!(before["apalis_jobs (failed for good)"] >= 1);
-    let show_gone = show(&db, wf.dir.path(), "DONE-0");
-    assert!(show_gone["stage"].is_null(), "{show_gone}");
+    let dir = wf.dir.path().to_string_lossy();
+    let (ok, out, err) = slakeeper(&[
+        "ticket",
+        "show",
+        "DONE-0",
+        "--database",
+        &db.url,
+        "--workflows",
+        &dir,
+    ]);
+    assert!(!ok && err.contains("DONE-0"), "{out}{err}");
     for t in [
         "sk_events",
         "sk_timeline",
@@ -361,7 +389,10 @@ fn retention_deletes_closed_tickets_and_keeps_report_numbers(backend: Backend) {
     assert!(facts.is_some_and(|n| n > 0.0), "{facts:?}");
     let jobs = metric(&app, "slakeeper_pruned_rows_total{table=\"apalis_jobs\"}");
     assert!(jobs.is_some_and(|n| n >= 1.0), "{jobs:?}");
-    let workers = metric(&app, "slakeeper_pruned_rows_total{table=\"apalis_workers\"}");
+    let workers = metric(
+        &app,
+        "slakeeper_pruned_rows_total{table=\"apalis_workers\"}",
+    );
     assert!(workers.is_some_and(|n| n >= 1.0), "{workers:?}");
 
     // The recent period reads the same from its facts.
@@ -402,7 +433,10 @@ fn dead_webhook_is_given_up_and_held_email_is_not(backend: Backend) {
     let app = App::start(opts);
     let t = "DEAD-1";
     // Opened 10 s ago, urgent (first response 3 s): breached on arrival.
-    assert_eq!(app.post(&opened("d1", t, "urgent", &now_rfc3339(-10))).0, 202);
+    assert_eq!(
+        app.post(&opened("d1", t, "urgent", &now_rfc3339(-10))).0,
+        202
+    );
     let gave_up = wait_for(Duration::from_secs(30), || {
         let v = show(&db, wf.dir.path(), t);
         deliveries(&v, "webhook")

@@ -212,9 +212,7 @@ impl fmt::Display for Span {
 pub enum ElapsedError {
     #[error(transparent)]
     Span(#[from] SpanError),
-    #[error(
-        "\"{0}\" is working days: give elapsed time (e.g. 30s, 10m, 24h, 400d or 3y)"
-    )]
+    #[error("\"{0}\" is working days: give elapsed time (e.g. 30s, 10m, 24h, 400d or 3y)")]
     WorkingDays(String),
     #[error("\"{0}\" is too long: at most {max} years", max = MAX_SPAN_DAYS / 365)]
     TooLong(String),
@@ -290,7 +288,10 @@ mod tests {
             Err(ElapsedError::WorkingDays("3wd".into()))
         );
         assert!(matches!(parse_elapsed("0y"), Err(ElapsedError::Span(_))));
-        assert!(matches!(parse_elapsed("1000y"), Err(ElapsedError::TooLong(_))));
+        assert!(matches!(
+            parse_elapsed("1000y"),
+            Err(ElapsedError::TooLong(_))
+        ));
         assert!(matches!(parse_elapsed("3x"), Err(ElapsedError::Span(_))));
         assert!(matches!(parse_elapsed("y"), Err(ElapsedError::Span(_))));
     }

@@ -1282,7 +1282,9 @@ fn arm_close(tx: &mut Tx<'_>, at: DateTime<Utc>) {
 
 fn fire_close(tx: &mut Tx<'_>, due: DateTime<Utc>) {
     let after = tx.wf.close_after.map(|s| s.to_string()).unwrap_or_default();
-    let note = format!("closed: resolved with no event for {after} (close_after); every pending timer dropped");
+    let note = format!(
+        "closed: resolved with no event for {after} (close_after); every pending timer dropped"
+    );
     close(tx, due, note);
 }
 

@@ -1107,7 +1107,9 @@ pub enum Attempt<'a> {
         next: Option<DateTime<Utc>>,
     },
     /// Failed, and still failing `--give-up-after` past the first attempt: status `gave_up`.
-    GaveUp { error: &'a str },
+    GaveUp {
+        error: &'a str,
+    },
 }
 
 /// When the delivery was first really tried (held attempts do not count), set to `now` if
