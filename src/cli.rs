@@ -555,7 +555,7 @@ impl Command {
     /// The plain settings of this command line; secrets given as `NAME_FILE` are read here.
     pub fn into_settings(self) -> Result<Cmd, EnvError> {
         Ok(match self {
-            Command::Serve(a) => Cmd::Serve(a.settings()?),
+            Command::Serve(a) => Cmd::Serve(Box::new(a.settings()?)),
             Command::Validate(a) => Cmd::Validate(st::ValidateSettings {
                 dir: a.dir,
                 strict_env: a.strict_env,

@@ -199,7 +199,8 @@ pub struct SimulateSettings {
 /// A command that needs nothing but its settings.
 #[derive(Debug, Clone)]
 pub enum Command {
-    Serve(ServeSettings),
+    // Boxed: its settings outweigh every other command's.
+    Serve(Box<ServeSettings>),
     Validate(ValidateSettings),
     CalendarImport(CalendarImportSettings),
     CalendarShow(CalendarShowSettings),
