@@ -62,11 +62,17 @@ impl Served {
     }
 
     fn on(backend: Backend) -> Served {
+        Served::edited(backend, |_| {})
+    }
+
+    /// [`Served::on`], with the workflow files changed by `edit` before the start.
+    fn edited(backend: Backend, edit: impl FnOnce(&Path)) -> Served {
         let wf = tempfile::tempdir().expect("tempdir");
         copy_dir(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows"),
             wf.path(),
         );
+        edit(wf.path());
         std::fs::copy(
             fixtures().join("sources.yaml"),
             wf.path().join("sources.yaml"),
@@ -591,6 +597,44 @@ fn zammad_trigger_payloads_signed_with_sha1() {
         "{kinds:?}"
     );
     assert!(kinds.contains(&"ticket.resolved".to_string()), "{kinds:?}");
+}
+
+/// Issue 21 row 4: Zammad's `closed` is a resolution (the survey follows it), so nothing
+/// closed those tickets; with `close_after:` in the workflow they close by themselves. The
+/// fixtures are dated 2026-11-23, more than 3 days ago: the closing is already due when the
+/// payloads arrive.
+fn zammad_closed_tickets_close_after_close_after(backend: Backend) {
+    let s = Served::edited(backend, |dir| {
+        let p = dir.join("support-ticket.yaml");
+        let yaml = std::fs::read_to_string(&p).expect("support-ticket.yaml");
+        std::fs::write(&p, format!("{yaml}close_after: 3d\n")).expect("write");
+    });
+    for (i, f) in ["ticket-created.json", "agent-reply.json", "closed.json"]
+        .iter()
+        .enumerate()
+    {
+        let b = fixture("zammad", f);
+        let r = s.post("zammad", &b, &zammad_headers(&b, &format!("zc-{i}")));
+        assert_eq!(r.0, 202, "{f}: {}", r.1);
+    }
+    let t = s.show("ZM-10081");
+    assert_eq!(t["stage"], "closed", "{t:#}");
+    assert_eq!(t["pending_timers"], serde_json::json!([]), "{t:#}");
+    let timeline = t["timeline"].to_string();
+    assert!(
+        timeline.contains("closed: resolved with no event for 3d (close_after)"),
+        "{timeline}"
+    );
+}
+
+#[test]
+fn zammad_closed_tickets_close_after_close_after_sqlite() {
+    zammad_closed_tickets_close_after_close_after(Backend::Sqlite);
+}
+
+#[test]
+fn zammad_closed_tickets_close_after_close_after_postgres() {
+    zammad_closed_tickets_close_after_close_after(Backend::Postgres);
 }
 
 #[test]
