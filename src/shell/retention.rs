@@ -184,15 +184,24 @@ async fn closed_tickets(
     before: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<String>, DbError> {
-    // SKIP LOCKED: two workers' retention rounds take different tickets.
-    let sql = if tx.is_pg() {
-        "SELECT id FROM sk_tickets WHERE closed_at IS NOT NULL AND closed_at < $1
-           AND is_open = 0 ORDER BY closed_at LIMIT $2 FOR UPDATE SKIP LOCKED"
-    } else {
-        "SELECT id FROM sk_tickets WHERE closed_at IS NOT NULL AND closed_at < $1
-           AND is_open = 0 ORDER BY closed_at LIMIT $2"
-    };
-    let rows: Vec<(String,)> = sql_all!(tx, (String,), sql, ms(before), limit)?;
+    // No row locks here: the caller takes the tickets' advisory locks next, in the order
+    // ingest takes them (a row lock first would deadlock with an ingest holding the advisory
+    // lock). Two workers' rounds picking the same tickets wait for each other; the second
+    // finds them gone. A ticket with a delivery still in flight waits for it (held e-mails,
+    // which wait for an SMTP server, do not hold it back).
+    let rows: Vec<(String,)> = sql_all!(
+        tx,
+        (String,),
+        "SELECT id FROM sk_tickets t WHERE closed_at IS NOT NULL AND closed_at < $1
+           AND is_open = 0
+           AND NOT EXISTS (SELECT 1 FROM sk_notifications n
+                             JOIN sk_deliveries d ON d.notification = n.id
+                            WHERE n.ticket = t.id
+                              AND d.status IN ('pending', 'sending', 'retrying'))
+         ORDER BY closed_at LIMIT $2",
+        ms(before),
+        limit
+    )?;
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
