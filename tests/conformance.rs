@@ -101,13 +101,19 @@ fn config() -> Arc<Config> {
         let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows");
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path();
-        for e in std::fs::read_dir(&shipped).expect("shipped workflows").flatten() {
+        for e in std::fs::read_dir(&shipped)
+            .expect("shipped workflows")
+            .flatten()
+        {
             if e.path().is_file() {
                 std::fs::copy(e.path(), dir.join(e.file_name())).expect("copy");
             }
         }
         std::fs::create_dir(dir.join("templates")).expect("templates");
-        for e in std::fs::read_dir(shipped.join("templates")).expect("templates").flatten() {
+        for e in std::fs::read_dir(shipped.join("templates"))
+            .expect("templates")
+            .flatten()
+        {
             std::fs::copy(e.path(), dir.join("templates").join(e.file_name())).expect("copy");
         }
         let routes = std::fs::read_to_string(dir.join("routes.yaml")).expect("routes");
