@@ -304,7 +304,8 @@ pub struct ServeArgs {
     /// First retry delay of a failed notification, in milliseconds; doubles per attempt.
     #[arg(long, env = "SLAKEEPER_RETRY_BASE_MS", default_value_t = 5_000)]
     pub retry_base_ms: u64,
-    /// Longest delay between notification retries, in milliseconds (retries never stop).
+    /// Longest delay between notification retries, in milliseconds (they stop at
+    /// --give-up-after).
     #[arg(long, env = "SLAKEEPER_RETRY_MAX_MS", default_value_t = 600_000)]
     pub retry_max_ms: u64,
     /// A notification delivery still failing this long after its first attempt is given
