@@ -798,6 +798,7 @@ conformance!(
     reopen_drops_survey_timers,
     close_drops_every_timer,
     failed_delivery_is_recorded_and_retried_with_backoff,
+    failing_delivery_is_given_up_a_day_after_its_first_attempt,
     lost_delivery_job_is_requeued_and_sent_once,
     dead_claimers_delivery_is_requeued_when_its_lease_runs_out,
     shown_elapsed_is_live_and_times_carry_seconds,
@@ -2064,6 +2065,63 @@ async fn failed_delivery_is_recorded_and_retried_with_backoff(h: Harness) {
             .iter()
             .any(|(j, _)| j.notification == n.id && j.attempt == 3)
     );
+}
+
+/// Issue 21 row 5 in virtual time: an SMTP server that refuses every connection, retried
+/// with the default backoff (5 s doubling to 10 min) and the default `--give-up-after` (24 h).
+async fn failing_delivery_is_given_up_a_day_after_its_first_attempt(h: Harness) {
+    open_urgent(&h, "G1").await;
+    let job = h.job_at_due("G1", FR100).await;
+    h.on_timer(&job).await;
+    let (n, _) = h
+        .notifications("G1")
+        .await
+        .into_iter()
+        .find(|(n, _)| n.template == "sla_breach" && n.role == "supervisor")
+        .expect("breach to supervisor");
+    let first_at = t0() + mins(30) + secs(1);
+    h.set_clock(first_at);
+    // Run each attempt's job at its due second until none is queued.
+    let mut attempt = 1;
+    loop {
+        let Some((job, run_at_s)) =
+            h.delivery_jobs().await.into_iter().find(|(j, _)| {
+                j.notification == n.id && j.channel == "email" && j.attempt == attempt
+            })
+        else {
+            break;
+        };
+        h.set_clock(from_ms((run_at_s * 1000).max(ms(first_at))));
+        let outcome = h.engine.on_delivery(&job).await.expect("on_delivery");
+        assert_eq!(outcome, JobOutcome::Applied);
+        attempt += 1;
+        assert!(attempt < 500, "never given up");
+    }
+    let (status, attempts, next_at): (String, i64, Option<i64>) = db_opt!(
+        h.db(),
+        (String, i64, Option<i64>),
+        "SELECT status, attempts, next_at FROM sk_deliveries
+         WHERE notification = $1 AND channel = 'email'",
+        &n.id
+    )
+    .expect("sk_deliveries")
+    .expect("a delivery row");
+    assert_eq!((status.as_str(), next_at), ("gave_up", None));
+    // About 144 attempts a day at the 10-minute cap, then none.
+    assert!((140..160).contains(&attempts), "{attempts}");
+    let times: Vec<(i64,)> = db_all!(
+        h.db(),
+        (i64,),
+        "SELECT at FROM sk_attempts WHERE notification = $1 AND channel = 'email' ORDER BY attempt",
+        &n.id
+    )
+    .expect("sk_attempts");
+    let (first, last) = (times[0].0, times[times.len() - 1].0);
+    assert_eq!(first, ms(first_at));
+    // The last attempt is made at the give-up instant (rounded up to the queue's second).
+    let give_up = ms(first_at + chrono::Duration::hours(24));
+    assert_eq!(last, give_up + (1000 - give_up.rem_euclid(1000)) % 1000);
+    assert!(times[times.len() - 2].0 < give_up);
 }
 
 async fn lost_delivery_job_is_requeued_and_sent_once(h: Harness) {
