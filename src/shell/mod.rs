@@ -70,11 +70,20 @@ pub fn run(cmd: Command) -> ExitCode {
 fn exit(res: anyhow::Result<ExitCode>) -> ExitCode {
     match res {
         Ok(code) => code,
+        // `… | head` closed the pipe: stop quietly, as a tool killed by SIGPIPE would.
+        Err(e) if closed_pipe(&e) => ExitCode::from(141),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
     }
+}
+
+fn closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Run one async command on a fresh runtime, with logging set up.
