@@ -25,6 +25,7 @@ pub mod jobs;
 pub mod json_input;
 pub mod metrics;
 pub mod queue;
+pub mod ready;
 pub mod replan;
 pub mod report;
 pub mod secret;

@@ -15,7 +15,7 @@ use crate::shell::db::{
     Conn, Db, DbError, EventWrite, FactWrite, TicketWrite, TimelineWrite, TimerOp, Tx,
 };
 use crate::shell::metrics::Metric;
-use crate::{db_all, db_opt, sql_all, sql_exec, sql_opt};
+use crate::{db_all, db_exec, db_opt, sql_all, sql_exec, sql_opt};
 
 /// SQLite's `VALUES` lists for a multi-row statement: `rows` groups of `cols` anonymous
 /// `?`, each followed by `extra` (a constant column). Anonymous because sqlx asks SQLite
@@ -1431,6 +1431,20 @@ pub async fn take_lease(
         ms(now)
     )?;
     Ok(row.is_some_and(|(h,)| h == holder))
+}
+
+/// `/readyz`'s write probe: rewrite one dedicated `sk_leases` row (`readyz`), so the probe
+/// fails exactly when the database cannot take a write (full disk, read-only file system,
+/// PostgreSQL in recovery or out of space) and costs one tiny row however often it runs.
+pub async fn probe_write(db: &Db, holder: &str, now: DateTime<Utc>) -> Result<(), DbError> {
+    db_exec!(
+        db,
+        "INSERT INTO sk_leases (name, holder, expires_at) VALUES ('readyz', $1, $2)
+         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at",
+        holder,
+        ms(now)
+    )?;
+    Ok(())
 }
 
 // ------------------------------------------------------------------ read models
