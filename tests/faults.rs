@@ -101,6 +101,16 @@ fn ingest_recovers(p: &mut Poster, app: &App, since: Instant) -> Option<Duration
     Some(first)
 }
 
+/// After a fault is cleared at `since`: (when ingest answered 202 again, when `/readyz`
+/// answered 200 again), watched at the same time.
+fn recovery(p: &mut Poster, app: &App, since: Instant) -> (Option<Duration>, Option<Duration>) {
+    std::thread::scope(|s| {
+        let ready = s.spawn(|| readyz_becomes(app, 200).map(|_| since.elapsed()));
+        let ingest = ingest_recovers(p, app, since);
+        (ingest, ready.join().unwrap_or(None))
+    })
+}
+
 /// Status of `/readyz` once its one-second probe cache has had time to turn: polled until
 /// it answers `want` or `LONG` passes.
 fn readyz_becomes(app: &App, want: u16) -> Option<Duration> {
@@ -186,8 +196,7 @@ fn full_disk_heals_once_space_is_freed_sqlite() {
     std::fs::remove_file(&filler).expect("remove filler");
     let freed = Instant::now();
     // Assert 2: ingest and /readyz recover by themselves, within a bounded wait.
-    let ingest = ingest_recovers(&mut p, &app, freed);
-    let ready = readyz_becomes(&app, 200).map(|_| freed.elapsed());
+    let (ingest, ready) = recovery(&mut p, &app, freed);
     let (Some(ingest), Some(ready)) = (ingest, ready) else {
         panic!(
             "no recovery within {LONG:?} (ingest {ingest:?}, readyz {ready:?}):\n{}",
@@ -323,8 +332,7 @@ fn terminated_and_read_only_database_heals_postgres() {
     terminate_backends(&name);
     let cleared = Instant::now();
     // Assert 3: everything recovers by itself.
-    let ingest = ingest_recovers(&mut p, &app, cleared);
-    let ready = readyz_becomes(&app, 200).map(|_| cleared.elapsed());
+    let (ingest, ready) = recovery(&mut p, &app, cleared);
     assert!(
         ingest.is_some() && ready.is_some(),
         "no recovery (ingest {ingest:?}, readyz {ready:?}):\n{}",

@@ -62,33 +62,34 @@ pub async fn check(engine: &Engine) -> Readiness {
     {
         return r;
     }
-    let r = probe(engine).await;
+    let (r, why) = probe(engine).await;
     // Logged on changes only: probes run every second while a disk stays full.
     match (last.map(|(_, before)| before), r) {
         (before, now) if before == Some(now) => {}
         (None, Readiness::Ready) => {}
         (_, Readiness::Ready) => tracing::info!("ready again: /readyz answers 200"),
-        (_, now) => tracing::warn!(readiness = ?now, "not ready: /readyz answers 503"),
+        (_, now) => tracing::warn!(readiness = ?now, error = why, "not ready: /readyz answers 503"),
     }
     *last = Some((Instant::now(), r));
     r
 }
 
-async fn probe(engine: &Engine) -> Readiness {
+/// The readiness, and why not (the database's error, for the log).
+async fn probe(engine: &Engine) -> (Readiness, String) {
     let db = &engine.db;
     let expected = queue::expected_migrations(db) as i64;
     match store::applied_migrations(db).await {
         Ok(n) if n >= expected => {}
-        Ok(_) => return Readiness::MigrationsPending,
-        Err(_) => return Readiness::Unreachable,
+        Ok(_) => return (Readiness::MigrationsPending, String::new()),
+        Err(e) => return (Readiness::Unreachable, e.to_string()),
     }
     let write = store::probe_write(db, &HOLDER, engine.now());
     match tokio::time::timeout(PROBE_TIMEOUT, write).await {
-        Ok(Ok(())) => Readiness::Ready,
-        Ok(Err(e)) => {
-            tracing::debug!(error = %e, "readiness write failed");
-            Readiness::NotWritable
-        }
-        Err(_) => Readiness::NotWritable,
+        Ok(Ok(())) => (Readiness::Ready, String::new()),
+        Ok(Err(e)) => (Readiness::NotWritable, e.to_string()),
+        Err(_) => (
+            Readiness::NotWritable,
+            format!("no answer within {PROBE_TIMEOUT:?}"),
+        ),
     }
 }

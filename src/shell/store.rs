@@ -15,7 +15,7 @@ use crate::shell::db::{
     Conn, Db, DbError, EventWrite, FactWrite, TicketWrite, TimelineWrite, TimerOp, Tx,
 };
 use crate::shell::metrics::Metric;
-use crate::{db_all, db_exec, db_opt, sql_all, sql_exec, sql_opt};
+use crate::{db_all, db_opt, sql_all, sql_exec, sql_opt};
 
 /// SQLite's `VALUES` lists for a multi-row statement: `rows` groups of `cols` anonymous
 /// `?`, each followed by `extra` (a constant column). Anonymous because sqlx asks SQLite
@@ -1436,14 +1436,29 @@ pub async fn take_lease(
 /// `/readyz`'s write probe: rewrite one dedicated `sk_leases` row (`readyz`), so the probe
 /// fails exactly when the database cannot take a write (full disk, read-only file system,
 /// PostgreSQL in recovery or out of space) and costs one tiny row however often it runs.
+/// The connection a probe failed on is closed rather than pooled: one that outlived the
+/// fault (e.g. opened while the database was read-only) would otherwise keep failing.
 pub async fn probe_write(db: &Db, holder: &str, now: DateTime<Utc>) -> Result<(), DbError> {
-    db_exec!(
-        db,
-        "INSERT INTO sk_leases (name, holder, expires_at) VALUES ('readyz', $1, $2)
-         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at",
-        holder,
-        ms(now)
-    )?;
+    const SQL: &str = "INSERT INTO sk_leases (name, holder, expires_at) VALUES ('readyz', $1, $2)
+         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at";
+    macro_rules! probe {
+        ($pool:expr) => {{
+            let mut conn = $pool.acquire().await?;
+            let res = sqlx::query(SQL)
+                .bind(holder)
+                .bind(ms(now))
+                .execute(&mut *conn)
+                .await;
+            if res.is_err() {
+                conn.close_on_drop();
+            }
+            res?;
+        }};
+    }
+    match db {
+        Db::Sqlite(p) => probe!(p),
+        Db::Pg(p) => probe!(p),
+    }
     Ok(())
 }
 
