@@ -25,8 +25,10 @@ pub mod jobs;
 pub mod json_input;
 pub mod metrics;
 pub mod queue;
+pub mod ready;
 pub mod replan;
 pub mod report;
+pub mod schema;
 pub mod secret;
 pub mod serve;
 pub mod services;
@@ -53,7 +55,7 @@ pub fn run(cmd: Command) -> ExitCode {
         Command::CalendarImport(s) => exit(calendar_cmd::import(&s)),
         Command::CalendarShow(s) => exit(calendar_cmd::show(&s)),
         Command::Serve(s) => block_on(async move { serve::App::build(s).await?.run().await }),
-        Command::Migrate(url) => block_on(async move { commands::migrate(&url).await }),
+        Command::Migrate(s) => block_on(async move { commands::migrate(&s).await }),
         Command::TicketShow(s) => block_on(async move { commands::ticket_show(&s).await }),
         Command::Report(s) => block_on(async move { commands::report(&s).await }),
         Command::Bench(s) => block_on(crate::bench::run(s)),
