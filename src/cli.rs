@@ -38,8 +38,12 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Replay events in virtual time (no database, no mail) and print what would happen.
     Simulate(SimulateArgs),
-    /// Apply the database migrations and exit.
-    Migrate(DbArgs),
+    /// Apply the database migrations and exit (`serve` does too, at start; no other command
+    /// migrates: each refuses a database with migrations pending).
+    ///
+    /// A database migrated by a newer slakeeper is refused, naming both schema versions
+    /// (see "Upgrade and rollback" in docs/operations.md). Take a backup first.
+    Migrate(MigrateArgs),
     /// Inspect tickets.
     #[command(subcommand)]
     Ticket(TicketCommand),
@@ -75,6 +79,15 @@ pub enum Command {
     /// started is in it. Restore: stop slakeeper, remove FILE-wal and FILE-shm, put the copy
     /// in place of FILE; verify a backup with `slakeeper export --database sqlite://COPY`.
     Backup(BackupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// List the migrations that would run (version and description) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -571,7 +584,10 @@ impl Command {
                 baseline: a.baseline,
                 risk_window: a.risk_window,
             }),
-            Command::Migrate(a) => Cmd::Migrate(a.url()?),
+            Command::Migrate(a) => Cmd::Migrate(st::MigrateSettings {
+                database: a.db.url()?,
+                dry_run: a.dry_run,
+            }),
             Command::Ticket(TicketCommand::Show(a)) => Cmd::TicketShow(st::TicketShowSettings {
                 place: place(a.db, a.wf)?,
                 id: a.id,
