@@ -55,13 +55,8 @@ pub fn run(cmd: Command) -> ExitCode {
         Command::Simulate(s) => exit(commands::simulate_cmd(&s)),
         Command::CalendarImport(s) => exit(calendar_cmd::import(&s)),
         Command::CalendarShow(s) => exit(calendar_cmd::show(&s)),
-<<<<<<< HEAD
         Command::Serve(s) => block_on(async move { serve::App::build(*s).await?.run().await }),
-        Command::Migrate(url) => block_on(async move { commands::migrate(&url).await }),
-=======
-        Command::Serve(s) => block_on(async move { serve::App::build(s).await?.run().await }),
         Command::Migrate(s) => block_on(async move { commands::migrate(&s).await }),
->>>>>>> main
         Command::TicketShow(s) => block_on(async move { commands::ticket_show(&s).await }),
         Command::Report(s) => block_on(async move { commands::report(&s).await }),
         Command::Bench(s) => block_on(crate::bench::run(s)),
