@@ -165,9 +165,12 @@ fn erase_scenario(backend: Backend) {
     let app = App::start(o);
     let http = Http::new();
     let opened_a = opened_with("ea-1", "E-A", &now_rfc3339(-30), NAME, EMAIL);
+    let mut keep_opened = opened_with("ek-1", "E-K", &now_rfc3339(-30), KEEP_NAME, KEEP_EMAIL);
+    keep_opened["customer"]["phone"] = json!("+1-555-0100");
+    keep_opened["attributes"]["order"] = json!("ORD-KEEP-1");
     post(&http, &app.base, &[
         opened_a.clone(),
-        opened_with("ek-1", "E-K", &now_rfc3339(-30), KEEP_NAME, KEEP_EMAIL),
+        keep_opened,
         event("ea-2", "E-A", "ticket.responded", &now_rfc3339(-25)),
         event("ea-3", "E-A", "ticket.plan_agreed", &now_rfc3339(-24)),
         event("ea-4", "E-A", "ticket.resolved", &now_rfc3339(-20)),
