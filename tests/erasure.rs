@@ -70,7 +70,11 @@ fn dump(db: &TestDb) -> Vec<u8> {
                 .args(["--dbname", &db.url])
                 .output()
                 .expect("run pg_dump");
-            assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "pg_dump: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             out.stdout
         }
     }
@@ -82,7 +86,9 @@ fn pg_dump() -> PathBuf {
         .unwrap_or_default();
     found.retain(|p| p.exists());
     found.sort();
-    found.pop().expect("pg_dump under /usr/lib/postgresql/*/bin (scripts/test-env.sh)")
+    found
+        .pop()
+        .expect("pg_dump under /usr/lib/postgresql/*/bin (scripts/test-env.sh)")
 }
 
 /// Case-insensitive (ASCII): an address may be stored in any case.
@@ -114,21 +120,46 @@ fn rows(db: &TestDb, ticket: &str) -> Vec<(String, i64)> {
 
 /// Each clock run of `ticket show --format json`: (clock, run, status, outcome, due).
 fn clocks(url: &str, wf: &Path, ticket: &str) -> Vec<String> {
-    let out = cli(&["ticket", "show", ticket, "--database", url, "--workflows",
-        &wf.display().to_string(), "--format", "json"]);
+    let out = cli(&[
+        "ticket",
+        "show",
+        ticket,
+        "--database",
+        url,
+        "--workflows",
+        &wf.display().to_string(),
+        "--format",
+        "json",
+    ]);
     assert_eq!(out.code, Some(0), "ticket show: {}", out.stderr);
     let v = json(&out.stdout);
     v["clocks"]
         .as_array()
         .expect("clocks")
         .iter()
-        .map(|c| format!("{} {} {} {} {}", c["clock"], c["run"], c["status"], c["outcome"], c["due"]))
+        .map(|c| {
+            format!(
+                "{} {} {} {} {}",
+                c["clock"], c["run"], c["status"], c["outcome"], c["due"]
+            )
+        })
         .collect()
 }
 
 fn report(url: &str, wf: &Path) -> String {
-    let out = cli(&["report", "--database", url, "--workflows", &wf.display().to_string(),
-        "--since", "2020-01-01", "--until", "2100-01-01", "--format", "json"]);
+    let out = cli(&[
+        "report",
+        "--database",
+        url,
+        "--workflows",
+        &wf.display().to_string(),
+        "--since",
+        "2020-01-01",
+        "--until",
+        "2100-01-01",
+        "--format",
+        "json",
+    ]);
     assert_eq!(out.code, Some(0), "report: {}", out.stderr);
     out.stdout
 }
@@ -148,7 +179,11 @@ fn erase_run(url: &str, wf: &Path, args: &[&str]) -> Exited {
 
 /// Post events with the API token; every answer must be 202.
 fn post(http: &Http, base: &str, events: &[Value]) -> Value {
-    let (s, body) = http.post(&format!("{base}/v1/events"), Some(API), &json!({"events": events}));
+    let (s, body) = http.post(
+        &format!("{base}/v1/events"),
+        Some(API),
+        &json!({"events": events}),
+    );
     assert_eq!(s, 202, "{body}");
     json(&body)
 }
@@ -161,40 +196,67 @@ fn erase_scenario(backend: Backend) {
     let wf = personal_workflows(hooks.port);
     let db = TestDb::new(backend);
     let mut o = AppOpts::new(&db.url, wf.dir.path(), smtp.port);
-    o.extra_env = vec![("SLAKEEPER_API_TOKEN", API.into()), ("SLAKEEPER_READ_TOKEN", READ.into())];
+    o.extra_env = vec![
+        ("SLAKEEPER_API_TOKEN", API.into()),
+        ("SLAKEEPER_READ_TOKEN", READ.into()),
+    ];
     let app = App::start(o);
     let http = Http::new();
     let opened_a = opened_with("ea-1", "E-A", &now_rfc3339(-30), NAME, EMAIL);
     let mut keep_opened = opened_with("ek-1", "E-K", &now_rfc3339(-30), KEEP_NAME, KEEP_EMAIL);
     keep_opened["customer"]["phone"] = json!("+1-555-0100");
     keep_opened["attributes"]["order"] = json!("ORD-KEEP-1");
-    post(&http, &app.base, &[
-        opened_a.clone(),
-        keep_opened,
-        event("ea-2", "E-A", "ticket.responded", &now_rfc3339(-25)),
-        event("ea-3", "E-A", "ticket.plan_agreed", &now_rfc3339(-24)),
-        event("ea-4", "E-A", "ticket.resolved", &now_rfc3339(-20)),
-        json!({"id": "ea-5", "ticket": "E-A", "type": "survey.answered", "at": now_rfc3339(-12),
+    post(
+        &http,
+        &app.base,
+        &[
+            opened_a.clone(),
+            keep_opened,
+            event("ea-2", "E-A", "ticket.responded", &now_rfc3339(-25)),
+            event("ea-3", "E-A", "ticket.plan_agreed", &now_rfc3339(-24)),
+            event("ea-4", "E-A", "ticket.resolved", &now_rfc3339(-20)),
+            json!({"id": "ea-5", "ticket": "E-A", "type": "survey.answered", "at": now_rfc3339(-12),
                "score": 2, "comment": COMMENT}),
-    ]);
+        ],
+    );
     // Customer mails (progress update, survey) really went out to the address, and the
     // breach reached the webhook.
-    let mails = smtp.wait_mails(Duration::from_secs(20), |m| m.iter().any(|m| m.to().contains(EMAIL)));
-    assert!(mails.iter().any(|m| m.to().contains(EMAIL)), "a customer mail was sent");
-    wait_for(Duration::from_secs(20), || (!hooks.all().is_empty()).then_some(()))
-        .expect("a breach webhook");
+    let mails = smtp.wait_mails(Duration::from_secs(20), |m| {
+        m.iter().any(|m| m.to().contains(EMAIL))
+    });
+    assert!(
+        mails.iter().any(|m| m.to().contains(EMAIL)),
+        "a customer mail was sent"
+    );
+    wait_for(Duration::from_secs(20), || {
+        (!hooks.all().is_empty()).then_some(())
+    })
+    .expect("a breach webhook");
     // A customer message that cannot be sent yet: SMTP down, E-B's survey keeps retrying.
     let smtp_port = smtp.port;
     smtp.stop();
-    post(&http, &app.base, &[
-        opened_with("eb-1", "E-B", &now_rfc3339(-10), NAME, &EMAIL.to_uppercase()),
-        event("eb-2", "E-B", "ticket.resolved", &now_rfc3339(-9)),
-    ]);
+    post(
+        &http,
+        &app.base,
+        &[
+            opened_with(
+                "eb-1",
+                "E-B",
+                &now_rfc3339(-10),
+                NAME,
+                &EMAIL.to_uppercase(),
+            ),
+            event("eb-2", "E-B", "ticket.resolved", &now_rfc3339(-9)),
+        ],
+    );
     let pending = "SELECT d.status, COUNT(*) FROM sk_deliveries d JOIN sk_notifications n
                    ON n.id = d.notification WHERE n.ticket = 'E-B' AND n.role = 'customer'
                    GROUP BY d.status";
     wait_for(Duration::from_secs(20), || {
-        db.query_pairs(pending).iter().any(|(s, _)| s == "retrying").then_some(())
+        db.query_pairs(pending)
+            .iter()
+            .any(|(s, _)| s == "retrying")
+            .then_some(())
     })
     .expect("E-B's customer mail retrying while SMTP is down");
     let url = db.url.as_str();
@@ -203,34 +265,66 @@ fn erase_scenario(backend: Backend) {
     let before_clocks = clocks(url, dir, "E-A");
     let before_report = report(url, dir);
     let before_export = export(url);
-    assert_eq!(found_in(&db, &erased_strings()[..5]).len(), 5, "the data is stored before");
+    assert_eq!(
+        found_in(&db, &erased_strings()[..5]).len(),
+        5,
+        "the data is stored before"
+    );
 
     // Act 1: a dry run changes nothing.
     let dry = erase_run(url, dir, &["--customer-email", EMAIL, "--dry-run"]);
     assert_eq!(dry.code, Some(0), "{}", dry.stderr);
-    assert!(dry.stdout.contains("dry run") && dry.stdout.contains("ticket E-A")
-        && dry.stdout.contains("ticket E-B") && dry.stdout.contains("customer.email"), "{}", dry.stdout);
+    assert!(
+        dry.stdout.contains("dry run")
+            && dry.stdout.contains("ticket E-A")
+            && dry.stdout.contains("ticket E-B")
+            && dry.stdout.contains("customer.email"),
+        "{}",
+        dry.stdout
+    );
     for s in erased_strings() {
-        assert!(!dry.stdout.contains(s) && !dry.stderr.contains(s), "dry run printed {s}");
+        assert!(
+            !dry.stdout.contains(s) && !dry.stderr.contains(s),
+            "dry run printed {s}"
+        );
     }
     assert_eq!(export(url), before_export, "the dry run changed nothing");
 
     // Act 2: over the API: the read token may not, the API token may.
-    let (s, _) = http.post(&format!("{}/v1/erasures", app.base), Some(READ), &json!({"ticket": "E-A"}));
+    let (s, _) = http.post(
+        &format!("{}/v1/erasures", app.base),
+        Some(READ),
+        &json!({"ticket": "E-A"}),
+    );
     assert_eq!(s, 403);
-    let (s, body) = http.post(&format!("{}/v1/erasures", app.base), Some(API), &json!({"ticket": "E-A"}));
+    let (s, body) = http.post(
+        &format!("{}/v1/erasures", app.base),
+        Some(API),
+        &json!({"ticket": "E-A"}),
+    );
     assert_eq!(s, 200, "{body}");
     let answer = json(&body);
     assert_eq!(answer["tickets"][0]["ticket"], "E-A");
-    assert!(answer["tickets"][0]["events"]["fields"]["customer.email"].as_u64() >= Some(1), "{answer}");
+    assert!(
+        answer["tickets"][0]["events"]["fields"]["customer.email"].as_u64() >= Some(1),
+        "{answer}"
+    );
     // Act 3: the CLI, by address (any case): E-B (and E-A, already erased).
     let by_mail = erase_run(url, dir, &["--customer-email", &EMAIL.to_uppercase()]);
     assert_eq!(by_mail.code, Some(0), "{}", by_mail.stderr);
     assert!(by_mail.stdout.contains("ticket E-B"), "{}", by_mail.stdout);
-    assert!(by_mail.stdout.contains("cancelled: 1"), "{}", by_mail.stdout);
+    assert!(
+        by_mail.stdout.contains("cancelled: 1"),
+        "{}",
+        by_mail.stdout
+    );
 
     // Assert: nothing erased is left in the files; the other customer's data is.
-    assert_eq!(found_in(&db, &erased_strings()), Vec::<String>::new(), "erased strings remain");
+    assert_eq!(
+        found_in(&db, &erased_strings()),
+        Vec::<String>::new(),
+        "erased strings remain"
+    );
     assert_eq!(found_in(&db, &[KEEP_NAME, KEEP_EMAIL]).len(), 2);
     // Clocks, outcomes, facts and reports are the same; export shows erased fields as null.
     assert_eq!(rows(&db, "E-A"), before_rows);
@@ -238,12 +332,21 @@ fn erase_scenario(backend: Backend) {
     assert_eq!(report(url, dir), before_report);
     let after = export(url);
     assert_eq!(after.len(), before_export.len());
-    let a1 = after.iter().find(|e| e["id"] == "ea-1").expect("ea-1 exported");
+    let a1 = after
+        .iter()
+        .find(|e| e["id"] == "ea-1")
+        .expect("ea-1 exported");
     assert_eq!(a1["customer"]["email"], Value::Null);
     assert_eq!(a1["customer"]["name"], Value::Null);
     assert_eq!(a1["attributes"], json!({"order": null, "vip": "gold"}));
-    let a5 = after.iter().find(|e| e["id"] == "ea-5").expect("ea-5 exported");
-    assert!(a5.get("comment").is_some_and(Value::is_null) && a5["score"] == 2, "{a5}");
+    let a5 = after
+        .iter()
+        .find(|e| e["id"] == "ea-5")
+        .expect("ea-5 exported");
+    assert!(
+        a5.get("comment").is_some_and(Value::is_null) && a5["score"] == 2,
+        "{a5}"
+    );
     // The timeline says when, not what.
     let (s, show) = http.get(&format!("{}/v1/tickets/E-A", app.base), Some(READ));
     assert_eq!(s, 200);
@@ -252,35 +355,88 @@ fn erase_scenario(backend: Backend) {
     // Act 4: the ticket system retries an erased event, sends one out of order, and one
     // more with the customer's (new) name.
     let r = post(&http, &app.base, &[opened_a]);
-    assert_eq!(r["duplicates"], 1, "a retry of an erased event is a duplicate: {r}");
-    post(&http, &app.base, &[json!({"id": "ea-6", "ticket": "E-A", "type": "ticket.assigned",
-        "at": now_rfc3339(-22), "assignee": {"name": "Wang", "email": "assignee@test.local"}})]);
-    post(&http, &app.base, &[json!({"id": "ea-7", "ticket": "E-A", "type": "ticket.classified",
-        "at": now_rfc3339(0), "category": "complaint", "customer": {"name": LATE_NAME}})]);
+    assert_eq!(
+        r["duplicates"], 1,
+        "a retry of an erased event is a duplicate: {r}"
+    );
+    post(
+        &http,
+        &app.base,
+        &[
+            json!({"id": "ea-6", "ticket": "E-A", "type": "ticket.assigned",
+        "at": now_rfc3339(-22), "assignee": {"name": "Wang", "email": "assignee@test.local"}}),
+        ],
+    );
+    post(
+        &http,
+        &app.base,
+        &[
+            json!({"id": "ea-7", "ticket": "E-A", "type": "ticket.classified",
+        "at": now_rfc3339(0), "category": "complaint", "customer": {"name": LATE_NAME}}),
+        ],
+    );
     // The cancelled mail stays cancelled once SMTP is back.
     let smtp2 = Smtp::start_on(smtp_port);
     std::thread::sleep(Duration::from_secs(3));
 
     // Assert: rebuilt with the same outcomes; the late name was never stored.
     let (_, show) = http.get(&format!("{}/v1/tickets/E-A", app.base), Some(READ));
-    assert!(show.contains("\"rebuild\""), "the out-of-order event rebuilt the ticket");
+    assert!(
+        show.contains("\"rebuild\""),
+        "the out-of-order event rebuilt the ticket"
+    );
     assert_eq!(clocks(url, dir, "E-A"), before_clocks);
-    assert_eq!(found_in(&db, &erased_strings()), Vec::<String>::new(), "after later events");
-    assert!(smtp2.mails().iter().all(|m| !m.to().to_lowercase().contains(EMAIL)), "cancelled mail sent");
-    assert!(db.query_pairs(pending).iter().all(|(s, _)| s == "cancelled"), "{:?}", db.query_pairs(pending));
+    assert_eq!(
+        found_in(&db, &erased_strings()),
+        Vec::<String>::new(),
+        "after later events"
+    );
+    assert!(
+        smtp2
+            .mails()
+            .iter()
+            .all(|m| !m.to().to_lowercase().contains(EMAIL)),
+        "cancelled mail sent"
+    );
+    assert!(
+        db.query_pairs(pending)
+            .iter()
+            .all(|(s, _)| s == "cancelled"),
+        "{:?}",
+        db.query_pairs(pending)
+    );
 
     // Unknown ticket or address: said so, exit 1.
     let none = erase_run(url, dir, &["--ticket", "NO-SUCH"]);
     assert_eq!(none.code, Some(1));
-    assert!(none.stderr.contains("no ticket `NO-SUCH`"), "{}", none.stderr);
+    assert!(
+        none.stderr.contains("no ticket `NO-SUCH`"),
+        "{}",
+        none.stderr
+    );
     let none = erase_run(url, dir, &["--customer-email", "nobody.9@customer.test"]);
     assert_eq!(none.code, Some(1));
-    assert!(none.stderr.contains("no stored ticket has that customer e-mail"), "{}", none.stderr);
-    assert!(!none.stderr.contains("nobody.9"), "the address is not echoed");
-    let (s, _) = http.post(&format!("{}/v1/erasures", app.base), Some(API), &json!({"ticket": "NO-SUCH"}));
+    assert!(
+        none.stderr
+            .contains("no stored ticket has that customer e-mail"),
+        "{}",
+        none.stderr
+    );
+    assert!(
+        !none.stderr.contains("nobody.9"),
+        "the address is not echoed"
+    );
+    let (s, _) = http.post(
+        &format!("{}/v1/erasures", app.base),
+        Some(API),
+        &json!({"ticket": "NO-SUCH"}),
+    );
     assert_eq!(s, 404);
-    let (s, body) = http.post(&format!("{}/v1/erasures", app.base), Some(API),
-        &json!({"ticket": "E-A", "customer_email": EMAIL}));
+    let (s, body) = http.post(
+        &format!("{}/v1/erasures", app.base),
+        Some(API),
+        &json!({"ticket": "E-A", "customer_email": EMAIL}),
+    );
     assert_eq!(s, 400, "{body}");
 }
 
@@ -305,19 +461,29 @@ fn personal_attributes_are_validated() {
     let ok = cli(&["validate", &dir]);
     assert_eq!(ok.code, Some(0), "{}{}", ok.stdout, ok.stderr);
 
-    std::fs::write(&path, text.replace("order: { personal: true }", "order: { personal: maybe }"))
-        .expect("write");
+    std::fs::write(
+        &path,
+        text.replace("order: { personal: true }", "order: { personal: maybe }"),
+    )
+    .expect("write");
     let bad = cli(&["validate", &dir]);
     assert_eq!(bad.code, Some(1));
     let all = format!("{}{}", bad.stdout, bad.stderr);
-    assert!(all.contains("fast.yaml:") && all.contains("`personal: maybe` must be true or false"), "{all}");
+    assert!(
+        all.contains("fast.yaml:") && all.contains("`personal: maybe` must be true or false"),
+        "{all}"
+    );
 
-    let matched = text
-        .replace("match: { categories: [complaint, consultation] }",
-                 "match: { categories: [complaint, consultation], attributes: { order: [x] } }");
+    let matched = text.replace(
+        "match: { categories: [complaint, consultation] }",
+        "match: { categories: [complaint, consultation], attributes: { order: [x] } }",
+    );
     std::fs::write(&path, matched).expect("write");
     let bad = cli(&["validate", &dir]);
     assert_eq!(bad.code, Some(1));
     let all = format!("{}{}", bad.stdout, bad.stderr);
-    assert!(all.contains("attribute `order` is personal, so `match` cannot use it"), "{all}");
+    assert!(
+        all.contains("attribute `order` is personal, so `match` cannot use it"),
+        "{all}"
+    );
 }

@@ -33,7 +33,8 @@ pub fn erase_event(body: &mut Value, personal: &BTreeSet<String>) -> Vec<String>
     let Some(obj) = body.as_object_mut() else {
         return Vec::new();
     };
-    let survey = obj.get("type").and_then(Value::as_str) == Some(EventKind::SurveyAnswered.as_str());
+    let survey =
+        obj.get("type").and_then(Value::as_str) == Some(EventKind::SurveyAnswered.as_str());
     let mut paths = Vec::new();
     if let Some(Value::Object(c)) = obj.get_mut("customer") {
         for f in CONTACT {
@@ -62,7 +63,10 @@ pub fn erase_event(body: &mut Value, personal: &BTreeSet<String>) -> Vec<String>
     if !paths.is_empty() {
         let mut all: BTreeSet<String> = erased_paths(&Value::Object(obj.clone()));
         all.extend(paths.iter().cloned());
-        obj.insert(MARK.to_string(), Value::from(all.into_iter().collect::<Vec<_>>()));
+        obj.insert(
+            MARK.to_string(),
+            Value::from(all.into_iter().collect::<Vec<_>>()),
+        );
     }
     paths
 }
@@ -124,7 +128,11 @@ pub fn same_event(stored: &str, incoming: &str) -> bool {
 pub fn strip_event(ev: &mut Event, personal: &BTreeSet<String>) -> Vec<String> {
     let mut paths = Vec::new();
     if let Some(c) = ev.customer.as_mut() {
-        for (f, v) in [("name", &mut c.name), ("email", &mut c.email), ("phone", &mut c.phone)] {
+        for (f, v) in [
+            ("name", &mut c.name),
+            ("email", &mut c.email),
+            ("phone", &mut c.phone),
+        ] {
             if v.take().is_some() {
                 paths.push(format!("customer.{f}"));
             }
@@ -172,7 +180,11 @@ pub fn null_erased(line: &mut Value, paths: &BTreeSet<String>) {
 pub fn erase_ticket(t: &mut Ticket, personal: &BTreeSet<String>) -> Vec<String> {
     let mut paths = Vec::new();
     let c = &mut t.customer;
-    for (f, v) in [("name", &mut c.name), ("email", &mut c.email), ("phone", &mut c.phone)] {
+    for (f, v) in [
+        ("name", &mut c.name),
+        ("email", &mut c.email),
+        ("phone", &mut c.phone),
+    ] {
         if v.take().is_some() {
             paths.push(format!("customer.{f}"));
         }
@@ -218,7 +230,10 @@ pub fn erase_context(ctx: &mut Value, personal: &BTreeSet<String>) -> Vec<String
 pub fn personal_values(body: &Value, personal: &BTreeSet<String>) -> Vec<String> {
     let mut out = Vec::new();
     for f in CONTACT {
-        if let Some(s) = body.pointer(&format!("/customer/{f}")).and_then(Value::as_str) {
+        if let Some(s) = body
+            .pointer(&format!("/customer/{f}"))
+            .and_then(Value::as_str)
+        {
             out.push(s.to_string());
         }
     }
@@ -228,7 +243,10 @@ pub fn personal_values(body: &Value, personal: &BTreeSet<String>) -> Vec<String>
         out.push(s.to_string());
     }
     for k in personal {
-        match body.pointer(&format!("/attributes/{}", k.replace('~', "~0").replace('/', "~1"))) {
+        match body.pointer(&format!(
+            "/attributes/{}",
+            k.replace('~', "~0").replace('/', "~1")
+        )) {
             Some(Value::String(s)) => out.push(s.clone()),
             Some(v @ (Value::Number(_) | Value::Bool(_))) => out.push(v.to_string()),
             _ => {}
@@ -266,7 +284,13 @@ mod tests {
         let paths = erase_event(&mut body, &attrs(&["order"]));
         assert_eq!(
             paths,
-            ["customer.name", "customer.email", "customer.phone", "comment", "attributes.order"]
+            [
+                "customer.name",
+                "customer.email",
+                "customer.phone",
+                "comment",
+                "attributes.order"
+            ]
         );
         assert_eq!(body["customer"], json!({"language": "en"}));
         assert_eq!(body["attributes"], json!({"vip": true}));
@@ -310,7 +334,10 @@ mod tests {
     #[test]
     fn export_shows_erased_fields_as_null() {
         let mut line = json!({"id": "e1", "customer": {"language": "en"}});
-        null_erased(&mut line, &attrs(&["customer.name", "comment", "attributes.order"]));
+        null_erased(
+            &mut line,
+            &attrs(&["customer.name", "comment", "attributes.order"]),
+        );
         assert_eq!(
             line,
             json!({"id": "e1", "customer": {"language": "en", "name": null}, "comment": null,

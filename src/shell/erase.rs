@@ -91,7 +91,11 @@ pub struct Erasure {
 }
 
 /// Erase (or, with `dry_run`, count) the personal data of `subject`'s tickets.
-pub async fn erase(engine: &Engine, subject: &Subject, dry_run: bool) -> Result<Erasure, EraseError> {
+pub async fn erase(
+    engine: &Engine,
+    subject: &Subject,
+    dry_run: bool,
+) -> Result<Erasure, EraseError> {
     let tickets = find_tickets(&engine.db, subject).await?;
     if tickets.is_empty() {
         return Err(match subject {
@@ -241,7 +245,12 @@ async fn erase_events(
         r.events.add(&paths);
         if !paths.is_empty() {
             let body = v.to_string();
-            sql_exec!(tx, "UPDATE sk_events SET body = $2 WHERE id = $1", &eid, &body)?;
+            sql_exec!(
+                tx,
+                "UPDATE sk_events SET body = $2 WHERE id = $1",
+                &eid,
+                &body
+            )?;
         }
     }
     Ok(values)
@@ -275,7 +284,12 @@ async fn erase_state(
     r.state.add(&paths);
     t.erased_at = Some(now);
     let state = serde_json::to_string(&t).map_err(DbError::json("ticket state"))?;
-    sql_exec!(tx, "UPDATE sk_tickets SET state = $2 WHERE id = $1", id, &state)?;
+    sql_exec!(
+        tx,
+        "UPDATE sk_tickets SET state = $2 WHERE id = $1",
+        id,
+        &state
+    )?;
     Ok(values)
 }
 
@@ -314,7 +328,11 @@ async fn erase_contexts(
 async fn scrub_errors(tx: &mut Tx, id: &str, values: &[String]) -> Result<u64, DbError> {
     let mut n = 0;
     for table in ["sk_deliveries", "sk_attempts"] {
-        let col = if table == "sk_deliveries" { "last_error" } else { "error" };
+        let col = if table == "sk_deliveries" {
+            "last_error"
+        } else {
+            "error"
+        };
         let select = format!(
             "SELECT d.notification, d.channel, d.target, d.{col} FROM {table} d
              JOIN sk_notifications n ON n.id = d.notification
@@ -362,9 +380,11 @@ async fn purge_old_copies(db: &Db) -> Result<String, DbError> {
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            Ok("sqlite: secure_delete on; WAL NOT truncated (a reader held it for 10 s): \
+            Ok(
+                "sqlite: secure_delete on; WAL NOT truncated (a reader held it for 10 s): \
                 run the erase again"
-                .into())
+                    .into(),
+            )
         }
         Db::Pg(p) => {
             // The simple query protocol: VACUUM may not run in any transaction block.
@@ -385,7 +405,11 @@ pub fn to_text(e: &Erasure) -> String {
     let _ = writeln!(
         s,
         "{}personal data {verb} from {} ticket(s)",
-        if e.dry_run { "dry run (nothing changed): " } else { "" },
+        if e.dry_run {
+            "dry run (nothing changed): "
+        } else {
+            ""
+        },
         e.tickets.len()
     );
     for t in &e.tickets {
@@ -405,10 +429,18 @@ pub fn to_text(e: &Erasure) -> String {
                 "  {name:<14} {} of {} rows: {}",
                 rows.changed,
                 rows.total,
-                if fields.is_empty() { "-".into() } else { fields.join(", ") }
+                if fields.is_empty() {
+                    "-".into()
+                } else {
+                    fields.join(", ")
+                }
             );
         }
-        let _ = writeln!(s, "  customer messages not sent yet, cancelled: {}", t.deliveries_cancelled);
+        let _ = writeln!(
+            s,
+            "  customer messages not sent yet, cancelled: {}",
+            t.deliveries_cancelled
+        );
         let _ = writeln!(s, "  error texts scrubbed: {}", t.errors_scrubbed);
     }
     if let Some(st) = &e.storage {
@@ -435,7 +467,10 @@ pub async fn command(s: &crate::shell::settings::EraseSettings) -> anyhow::Resul
 pub fn parse_request(v: &Value) -> Result<(Subject, bool), EventError> {
     let bad = |field: &str, msg: &str| EventError::new("invalid_request", Some(field), msg);
     let Some(obj) = v.as_object() else {
-        return Err(bad("", "the body must be an object: {\"ticket\": ID} or {\"customer_email\": ADDR}"));
+        return Err(bad(
+            "",
+            "the body must be an object: {\"ticket\": ID} or {\"customer_email\": ADDR}",
+        ));
     };
     if let Some(k) = obj
         .keys()
@@ -458,8 +493,18 @@ pub fn parse_request(v: &Value) -> Result<(Subject, bool), EventError> {
     let subject = match (text("ticket")?, text("customer_email")?) {
         (Some(t), None) => Subject::Ticket(t),
         (None, Some(e)) if e.contains('@') => Subject::CustomerEmail(e),
-        (None, Some(_)) => return Err(bad("customer_email", "`customer_email` is not an e-mail address")),
-        _ => return Err(bad("ticket", "give exactly one of `ticket` and `customer_email`")),
+        (None, Some(_)) => {
+            return Err(bad(
+                "customer_email",
+                "`customer_email` is not an e-mail address",
+            ));
+        }
+        _ => {
+            return Err(bad(
+                "ticket",
+                "give exactly one of `ticket` and `customer_email`",
+            ));
+        }
     };
     let dry_run = match obj.get("dry_run") {
         None => false,

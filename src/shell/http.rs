@@ -538,7 +538,13 @@ async fn post_erasure(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json") {
+    if !ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .eq_ignore_ascii_case("application/json")
+    {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
@@ -554,9 +560,9 @@ async fn post_erasure(
     let (subject, dry_run) = erase::parse_request(&v).map_err(ApiError::bad)?;
     match erase::erase(&st.engine, &subject, dry_run).await {
         Ok(e) => Ok(Json(json!(e))),
-        Err(e @ (erase::EraseError::NoTicket(_) | erase::EraseError::NoCustomer)) => {
-            Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()))
-        }
+        Err(e @ (erase::EraseError::NoTicket(_) | erase::EraseError::NoCustomer)) => Err(
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+        ),
         Err(erase::EraseError::Db(e)) => {
             tracing::error!(error = %e, "erasure failed");
             Err(ApiError::new(

@@ -301,7 +301,12 @@ pub async fn erase_new_event(
         tx.events[i].body = body;
         return Ok(true);
     }
-    sql_exec!(tx, "UPDATE sk_events SET body = $2 WHERE id = $1", &ev.id, &body)?;
+    sql_exec!(
+        tx,
+        "UPDATE sk_events SET body = $2 WHERE id = $1",
+        &ev.id,
+        &body
+    )?;
     Ok(true)
 }
 

@@ -671,10 +671,14 @@ fn compile_personal(
             continue;
         }
         if matcher.is_some_and(|m| m.attributes.contains_key(n)) {
-            let msg = format!("attribute `{n}` is personal, so `match` cannot use it: erasing it would change the workflow a rebuild picks");
+            let msg = format!(
+                "attribute `{n}` is personal, so `match` cannot use it: erasing it would change the workflow a rebuild picks"
+            );
             cx.err(flag, msg);
         } else if by_attribute(n) {
-            let msg = format!("attribute `{n}` is personal, so no `by: attributes.{n}` may use it: erasing it would change the targets a rebuild picks");
+            let msg = format!(
+                "attribute `{n}` is personal, so no `by: attributes.{n}` may use it: erasing it would change the targets a rebuild picks"
+            );
             cx.err(flag, msg);
         } else {
             out.insert(n.to_string());
