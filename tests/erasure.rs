@@ -188,9 +188,53 @@ fn post(http: &Http, base: &str, events: &[Value]) -> Value {
     json(&body)
 }
 
-fn erase_scenario(backend: Backend) {
-    // Arrange: serve with real SMTP and webhooks; ticket E-A and E-B belong to the customer
-    // to erase, E-K to another one.
+/// The running arrangement: serve with real SMTP and webhooks, tokens set; tickets E-A and
+/// E-B belong to the customer to erase, E-K to another one.
+struct Scene {
+    app: App,
+    db: TestDb,
+    wf: Workflows,
+    _hooks: Hooks,
+    smtp_port: u16,
+    http: Http,
+    opened_a: Value,
+}
+
+/// What the numbers were before the erasure.
+struct Before {
+    rows: Vec<(String, i64)>,
+    clocks: Vec<String>,
+    report: String,
+    export: Vec<Value>,
+}
+
+/// E-B's customer messages by delivery status.
+const PENDING: &str = "SELECT d.status, COUNT(*) FROM sk_deliveries d JOIN sk_notifications n
+                       ON n.id = d.notification WHERE n.ticket = 'E-B' AND n.role = 'customer'
+                       GROUP BY d.status";
+
+impl Scene {
+    fn url(&self) -> &str {
+        &self.db.url
+    }
+    fn dir(&self) -> &Path {
+        self.wf.dir.path()
+    }
+    fn erasures(&self) -> String {
+        format!("{}/v1/erasures", self.app.base)
+    }
+    fn show(&self) -> String {
+        let (s, show) = self
+            .http
+            .get(&format!("{}/v1/tickets/E-A", self.app.base), Some(READ));
+        assert_eq!(s, 200, "{show}");
+        show
+    }
+}
+
+/// Arrange: mails to the customer really went out and a breach reached the webhook; then,
+/// with SMTP down, E-B's survey keeps retrying (a customer message not sent yet).
+fn arrange(backend: Backend) -> Scene {
     let mut smtp = Smtp::start();
     let hooks = Hooks::start();
     let wf = personal_workflows(hooks.port);
@@ -203,114 +247,99 @@ fn erase_scenario(backend: Backend) {
     let app = App::start(o);
     let http = Http::new();
     let opened_a = opened_with("ea-1", "E-A", &now_rfc3339(-30), NAME, EMAIL);
-    let mut keep_opened = opened_with("ek-1", "E-K", &now_rfc3339(-30), KEEP_NAME, KEEP_EMAIL);
-    keep_opened["customer"]["phone"] = json!("+1-555-0100");
-    keep_opened["attributes"]["order"] = json!("ORD-KEEP-1");
-    post(
-        &http,
-        &app.base,
-        &[
-            opened_a.clone(),
-            keep_opened,
-            event("ea-2", "E-A", "ticket.responded", &now_rfc3339(-25)),
-            event("ea-3", "E-A", "ticket.plan_agreed", &now_rfc3339(-24)),
-            event("ea-4", "E-A", "ticket.resolved", &now_rfc3339(-20)),
-            json!({"id": "ea-5", "ticket": "E-A", "type": "survey.answered", "at": now_rfc3339(-12),
-               "score": 2, "comment": COMMENT}),
-        ],
-    );
-    // Customer mails (progress update, survey) really went out to the address, and the
-    // breach reached the webhook.
-    let mails = smtp.wait_mails(Duration::from_secs(20), |m| {
-        m.iter().any(|m| m.to().contains(EMAIL))
-    });
-    assert!(
-        mails.iter().any(|m| m.to().contains(EMAIL)),
-        "a customer mail was sent"
-    );
+    let mut keep = opened_with("ek-1", "E-K", &now_rfc3339(-30), KEEP_NAME, KEEP_EMAIL);
+    keep["customer"]["phone"] = json!("+1-555-0100");
+    keep["attributes"]["order"] = json!("ORD-KEEP-1");
+    let survey = json!({"id": "ea-5", "ticket": "E-A", "type": "survey.answered",
+                        "at": now_rfc3339(-12), "score": 2, "comment": COMMENT});
+    let events = [
+        opened_a.clone(),
+        keep,
+        event("ea-2", "E-A", "ticket.responded", &now_rfc3339(-25)),
+        event("ea-3", "E-A", "ticket.plan_agreed", &now_rfc3339(-24)),
+        event("ea-4", "E-A", "ticket.resolved", &now_rfc3339(-20)),
+        survey,
+    ];
+    post(&http, &app.base, &events);
+    let to_customer = |m: &[Mail]| m.iter().any(|m| m.to().contains(EMAIL));
+    let mails = smtp.wait_mails(Duration::from_secs(20), to_customer);
+    assert!(to_customer(&mails), "a customer mail was sent");
     wait_for(Duration::from_secs(20), || {
         (!hooks.all().is_empty()).then_some(())
     })
     .expect("a breach webhook");
-    // A customer message that cannot be sent yet: SMTP down, E-B's survey keeps retrying.
     let smtp_port = smtp.port;
     smtp.stop();
-    post(
-        &http,
-        &app.base,
-        &[
-            opened_with(
-                "eb-1",
-                "E-B",
-                &now_rfc3339(-10),
-                NAME,
-                &EMAIL.to_uppercase(),
-            ),
-            event("eb-2", "E-B", "ticket.resolved", &now_rfc3339(-9)),
-        ],
-    );
-    let pending = "SELECT d.status, COUNT(*) FROM sk_deliveries d JOIN sk_notifications n
-                   ON n.id = d.notification WHERE n.ticket = 'E-B' AND n.role = 'customer'
-                   GROUP BY d.status";
+    let upper = EMAIL.to_uppercase();
+    let events = [
+        opened_with("eb-1", "E-B", &now_rfc3339(-10), NAME, &upper),
+        event("eb-2", "E-B", "ticket.resolved", &now_rfc3339(-9)),
+    ];
+    post(&http, &app.base, &events);
     wait_for(Duration::from_secs(20), || {
-        db.query_pairs(pending)
-            .iter()
-            .any(|(s, _)| s == "retrying")
-            .then_some(())
+        let rows = db.query_pairs(PENDING);
+        rows.iter().any(|(s, _)| s == "retrying").then_some(())
     })
     .expect("E-B's customer mail retrying while SMTP is down");
-    let url = db.url.as_str();
-    let dir = wf.dir.path();
-    let before_rows = rows(&db, "E-A");
-    let before_clocks = clocks(url, dir, "E-A");
-    let before_report = report(url, dir);
-    let before_export = export(url);
-    assert_eq!(
-        found_in(&db, &erased_strings()[..5]).len(),
-        5,
-        "the data is stored before"
-    );
-
-    // Act 1: a dry run changes nothing.
-    let dry = erase_run(url, dir, &["--customer-email", EMAIL, "--dry-run"]);
-    assert_eq!(dry.code, Some(0), "{}", dry.stderr);
-    assert!(
-        dry.stdout.contains("dry run")
-            && dry.stdout.contains("ticket E-A")
-            && dry.stdout.contains("ticket E-B")
-            && dry.stdout.contains("customer.email"),
-        "{}",
-        dry.stdout
-    );
-    for s in erased_strings() {
-        assert!(
-            !dry.stdout.contains(s) && !dry.stderr.contains(s),
-            "dry run printed {s}"
-        );
+    Scene {
+        app,
+        db,
+        wf,
+        _hooks: hooks,
+        smtp_port,
+        http,
+        opened_a,
     }
-    assert_eq!(export(url), before_export, "the dry run changed nothing");
+}
 
-    // Act 2: over the API: the read token may not, the API token may.
-    let (s, _) = http.post(
-        &format!("{}/v1/erasures", app.base),
-        Some(READ),
-        &json!({"ticket": "E-A"}),
+fn before(sc: &Scene) -> Before {
+    let b = Before {
+        rows: rows(&sc.db, "E-A"),
+        clocks: clocks(sc.url(), sc.dir(), "E-A"),
+        report: report(sc.url(), sc.dir()),
+        export: export(sc.url()),
+    };
+    let stored = found_in(&sc.db, &erased_strings()[..5]);
+    assert_eq!(stored.len(), 5, "the data is stored before: {stored:?}");
+    b
+}
+
+/// A dry run names tickets and fields, prints no value, and changes nothing.
+fn dry_run_changes_nothing(sc: &Scene, b: &Before) {
+    let dry = erase_run(
+        sc.url(),
+        sc.dir(),
+        &["--customer-email", EMAIL, "--dry-run"],
     );
+    assert_eq!(dry.code, Some(0), "{}", dry.stderr);
+    for needle in ["dry run", "ticket E-A", "ticket E-B", "customer.email"] {
+        assert!(dry.stdout.contains(needle), "{needle}: {}", dry.stdout);
+    }
+    for s in erased_strings() {
+        let printed = dry.stdout.contains(s) || dry.stderr.contains(s);
+        assert!(!printed, "dry run printed {s}");
+    }
+    assert_eq!(export(sc.url()), b.export, "the dry run changed nothing");
+    assert_eq!(found_in(&sc.db, &erased_strings()[..5]).len(), 5);
+}
+
+/// Over the API (the read token may not, the API token may), then by address (any case)
+/// with the CLI, which finds E-B (E-A is erased already) and cancels its unsent mail.
+fn erase_over_api_and_cli(sc: &Scene) {
+    let (s, _) = sc
+        .http
+        .post(&sc.erasures(), Some(READ), &json!({"ticket": "E-A"}));
     assert_eq!(s, 403);
-    let (s, body) = http.post(
-        &format!("{}/v1/erasures", app.base),
-        Some(API),
-        &json!({"ticket": "E-A"}),
-    );
+    let (s, body) = sc
+        .http
+        .post(&sc.erasures(), Some(API), &json!({"ticket": "E-A"}));
     assert_eq!(s, 200, "{body}");
     let answer = json(&body);
     assert_eq!(answer["tickets"][0]["ticket"], "E-A");
-    assert!(
-        answer["tickets"][0]["events"]["fields"]["customer.email"].as_u64() >= Some(1),
-        "{answer}"
-    );
-    // Act 3: the CLI, by address (any case): E-B (and E-A, already erased).
-    let by_mail = erase_run(url, dir, &["--customer-email", &EMAIL.to_uppercase()]);
+    let emails = answer["tickets"][0]["events"]["fields"]["customer.email"].as_u64();
+    assert!(emails >= Some(1), "{answer}");
+    let upper = EMAIL.to_uppercase();
+    let by_mail = erase_run(sc.url(), sc.dir(), &["--customer-email", &upper]);
     assert_eq!(by_mail.code, Some(0), "{}", by_mail.stderr);
     assert!(by_mail.stdout.contains("ticket E-B"), "{}", by_mail.stdout);
     assert!(
@@ -318,126 +347,95 @@ fn erase_scenario(backend: Backend) {
         "{}",
         by_mail.stdout
     );
+}
 
-    // Assert: nothing erased is left in the files; the other customer's data is.
-    assert_eq!(
-        found_in(&db, &erased_strings()),
-        Vec::<String>::new(),
-        "erased strings remain"
-    );
-    assert_eq!(found_in(&db, &[KEEP_NAME, KEEP_EMAIL]).len(), 2);
-    // Clocks, outcomes, facts and reports are the same; export shows erased fields as null.
-    assert_eq!(rows(&db, "E-A"), before_rows);
-    assert_eq!(clocks(url, dir, "E-A"), before_clocks);
-    assert_eq!(report(url, dir), before_report);
-    let after = export(url);
-    assert_eq!(after.len(), before_export.len());
-    let a1 = after
-        .iter()
-        .find(|e| e["id"] == "ea-1")
-        .expect("ea-1 exported");
+/// Nothing erased is left in the files (the other customer's data is); clocks, facts and
+/// the report are the same; export writes the erased fields as null.
+fn nothing_left_and_same_numbers(sc: &Scene, b: &Before) {
+    let left = found_in(&sc.db, &erased_strings());
+    assert_eq!(left, Vec::<String>::new(), "erased strings remain");
+    assert_eq!(found_in(&sc.db, &[KEEP_NAME, KEEP_EMAIL]).len(), 2);
+    assert_eq!(rows(&sc.db, "E-A"), b.rows);
+    assert_eq!(clocks(sc.url(), sc.dir(), "E-A"), b.clocks);
+    assert_eq!(report(sc.url(), sc.dir()), b.report);
+    let after = export(sc.url());
+    assert_eq!(after.len(), b.export.len());
+    let by_id = |id: &str| after.iter().find(|e| e["id"] == id).cloned();
+    let a1 = by_id("ea-1").expect("ea-1 exported");
     assert_eq!(a1["customer"]["email"], Value::Null);
     assert_eq!(a1["customer"]["name"], Value::Null);
     assert_eq!(a1["attributes"], json!({"order": null, "vip": "gold"}));
-    let a5 = after
-        .iter()
-        .find(|e| e["id"] == "ea-5")
-        .expect("ea-5 exported");
-    assert!(
-        a5.get("comment").is_some_and(Value::is_null) && a5["score"] == 2,
-        "{a5}"
-    );
+    let a5 = by_id("ea-5").expect("ea-5 exported");
+    let comment_null = a5.get("comment").is_some_and(Value::is_null);
+    assert!(comment_null && a5["score"] == 2, "{a5}");
     // The timeline says when, not what.
-    let (s, show) = http.get(&format!("{}/v1/tickets/E-A", app.base), Some(READ));
-    assert_eq!(s, 200);
-    assert!(show.contains("\"erasure\""), "{show}");
+    assert!(sc.show().contains("\"erasure\""));
+}
 
-    // Act 4: the ticket system retries an erased event, sends one out of order, and one
-    // more with the customer's (new) name.
-    let r = post(&http, &app.base, &[opened_a]);
-    assert_eq!(
-        r["duplicates"], 1,
-        "a retry of an erased event is a duplicate: {r}"
-    );
-    post(
-        &http,
-        &app.base,
-        &[
-            json!({"id": "ea-6", "ticket": "E-A", "type": "ticket.assigned",
-        "at": now_rfc3339(-22), "assignee": {"name": "Wang", "email": "assignee@test.local"}}),
-        ],
-    );
-    post(
-        &http,
-        &app.base,
-        &[
-            json!({"id": "ea-7", "ticket": "E-A", "type": "ticket.classified",
-        "at": now_rfc3339(0), "category": "complaint", "customer": {"name": LATE_NAME}}),
-        ],
-    );
-    // The cancelled mail stays cancelled once SMTP is back.
-    let smtp2 = Smtp::start_on(smtp_port);
+/// The ticket system retries an erased event (a duplicate), sends one out of order (a
+/// rebuild, same outcomes) and one with the customer's name (stripped, never stored); the
+/// cancelled mail stays unsent once SMTP is back.
+fn later_events(sc: &Scene, b: &Before) {
+    let r = post(&sc.http, &sc.app.base, std::slice::from_ref(&sc.opened_a));
+    assert_eq!(r["duplicates"], 1, "a retry of an erased event: {r}");
+    let assigned = json!({"id": "ea-6", "ticket": "E-A", "type": "ticket.assigned",
+        "at": now_rfc3339(-22), "assignee": {"name": "Wang", "email": "assignee@test.local"}});
+    post(&sc.http, &sc.app.base, &[assigned]);
+    let classified = json!({"id": "ea-7", "ticket": "E-A", "type": "ticket.classified",
+        "at": now_rfc3339(0), "category": "complaint", "customer": {"name": LATE_NAME}});
+    post(&sc.http, &sc.app.base, &[classified]);
+    let smtp = Smtp::start_on(sc.smtp_port);
+    // Longer than the retry backoff's cap (1.5 s): the queued retry has run by then.
     std::thread::sleep(Duration::from_secs(3));
+    assert!(sc.show().contains("\"rebuild\""), "out of order: rebuilt");
+    assert_eq!(clocks(sc.url(), sc.dir(), "E-A"), b.clocks);
+    let left = found_in(&sc.db, &erased_strings());
+    assert_eq!(left, Vec::<String>::new(), "after later events");
+    let sent = smtp
+        .mails()
+        .iter()
+        .any(|m| m.to().to_lowercase().contains(EMAIL));
+    assert!(!sent, "a cancelled mail was sent");
+    let statuses = sc.db.query_pairs(PENDING);
+    assert!(
+        statuses.iter().all(|(s, _)| s == "cancelled"),
+        "{statuses:?}"
+    );
+}
 
-    // Assert: rebuilt with the same outcomes; the late name was never stored.
-    let (_, show) = http.get(&format!("{}/v1/tickets/E-A", app.base), Some(READ));
-    assert!(
-        show.contains("\"rebuild\""),
-        "the out-of-order event rebuilt the ticket"
-    );
-    assert_eq!(clocks(url, dir, "E-A"), before_clocks);
-    assert_eq!(
-        found_in(&db, &erased_strings()),
-        Vec::<String>::new(),
-        "after later events"
-    );
-    assert!(
-        smtp2
-            .mails()
-            .iter()
-            .all(|m| !m.to().to_lowercase().contains(EMAIL)),
-        "cancelled mail sent"
-    );
-    assert!(
-        db.query_pairs(pending)
-            .iter()
-            .all(|(s, _)| s == "cancelled"),
-        "{:?}",
-        db.query_pairs(pending)
-    );
-
-    // Unknown ticket or address: said so, exit 1.
-    let none = erase_run(url, dir, &["--ticket", "NO-SUCH"]);
+/// An unknown ticket or address is said so (exit 1, 404), without echoing the address.
+fn unknown_subjects(sc: &Scene) {
+    let none = erase_run(sc.url(), sc.dir(), &["--ticket", "NO-SUCH"]);
     assert_eq!(none.code, Some(1));
     assert!(
         none.stderr.contains("no ticket `NO-SUCH`"),
         "{}",
         none.stderr
     );
-    let none = erase_run(url, dir, &["--customer-email", "nobody.9@customer.test"]);
+    let nobody = "nobody.9@customer.test";
+    let none = erase_run(sc.url(), sc.dir(), &["--customer-email", nobody]);
     assert_eq!(none.code, Some(1));
-    assert!(
-        none.stderr
-            .contains("no stored ticket has that customer e-mail"),
-        "{}",
-        none.stderr
-    );
-    assert!(
-        !none.stderr.contains("nobody.9"),
-        "the address is not echoed"
-    );
-    let (s, _) = http.post(
-        &format!("{}/v1/erasures", app.base),
-        Some(API),
-        &json!({"ticket": "NO-SUCH"}),
-    );
+    let said = none
+        .stderr
+        .contains("no stored ticket has that customer e-mail");
+    assert!(said && !none.stderr.contains(nobody), "{}", none.stderr);
+    let (s, _) = sc
+        .http
+        .post(&sc.erasures(), Some(API), &json!({"ticket": "NO-SUCH"}));
     assert_eq!(s, 404);
-    let (s, body) = http.post(
-        &format!("{}/v1/erasures", app.base),
-        Some(API),
-        &json!({"ticket": "E-A", "customer_email": EMAIL}),
-    );
+    let both = json!({"ticket": "E-A", "customer_email": EMAIL});
+    let (s, body) = sc.http.post(&sc.erasures(), Some(API), &both);
     assert_eq!(s, 400, "{body}");
+}
+
+fn erase_scenario(backend: Backend) {
+    let sc = arrange(backend);
+    let b = before(&sc);
+    dry_run_changes_nothing(&sc, &b);
+    erase_over_api_and_cli(&sc);
+    nothing_left_and_same_numbers(&sc, &b);
+    later_events(&sc, &b);
+    unknown_subjects(&sc);
 }
 
 #[test]
