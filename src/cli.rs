@@ -107,6 +107,11 @@ pub struct EraseArgs {
     /// values), and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// PostgreSQL: rewrite the touched tables (VACUUM FULL) afterwards, so not even the
+    /// free space of their pages keeps a pruned copy. Takes an exclusive lock on each table
+    /// while it runs (ingest waits); the default plain VACUUM blocks nothing.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub vacuum_full: bool,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
@@ -643,6 +648,7 @@ impl Command {
                     (None, None) => crate::shell::erase::Subject::Ticket(String::new()),
                 },
                 dry_run: a.dry_run,
+                vacuum_full: a.vacuum_full,
                 format: a.format.settings(),
             }),
             Command::Backup(a) => Cmd::Backup(st::BackupSettings {

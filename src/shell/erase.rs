@@ -91,10 +91,13 @@ pub struct Erasure {
 }
 
 /// Erase (or, with `dry_run`, count) the personal data of `subject`'s tickets.
+/// `vacuum_full` (PostgreSQL) rewrites the touched tables afterwards instead of a plain
+/// vacuum: see [`purge_old_copies`].
 pub async fn erase(
     engine: &Engine,
     subject: &Subject,
     dry_run: bool,
+    vacuum_full: bool,
 ) -> Result<Erasure, EraseError> {
     let tickets = find_tickets(&engine.db, subject).await?;
     if tickets.is_empty() {
@@ -109,7 +112,7 @@ pub async fn erase(
     }
     let storage = match dry_run {
         true => None,
-        false => Some(purge_old_copies(&engine.db).await?),
+        false => Some(purge_old_copies(&engine.db, vacuum_full).await?),
     };
     tracing::info!(tickets = out.len(), dry_run, "erasure of personal data");
     Ok(Erasure {
@@ -368,9 +371,13 @@ async fn scrub_errors(tx: &mut Tx, id: &str, values: &[String]) -> Result<u64, D
 /// Leave no old copy in the database files. SQLite: `secure_delete` (every connection)
 /// zeroed the freed space; the WAL still holds the old pages until it is checkpointed and
 /// truncated, which waits for readers (retried for up to 10 s). PostgreSQL: the old row
-/// versions are dead tuples until vacuumed; `VACUUM` prunes them (a `pg_dump` never showed
-/// them; base backups, WAL archives and replicas are the operator's, see docs).
-async fn purge_old_copies(db: &Db) -> Result<String, DbError> {
+/// versions are dead tuples until vacuumed. A plain `VACUUM` (the default: it blocks no
+/// reads or writes) prunes them, so no query, dump or logical replica can see them, but a
+/// pruned tuple's bytes may stay in the page's free space until reused, where a physical
+/// copy of the data directory would hold them; `VACUUM FULL` (`vacuum_full`) rewrites the
+/// tables into new files, holding an exclusive lock on each while it runs. Neither reaches
+/// the server's WAL, archives or base backups (docs/operations.md).
+async fn purge_old_copies(db: &Db, vacuum_full: bool) -> Result<String, DbError> {
     match db {
         Db::Sqlite(_) => {
             for _ in 0..100 {
@@ -387,13 +394,16 @@ async fn purge_old_copies(db: &Db) -> Result<String, DbError> {
             )
         }
         Db::Pg(p) => {
+            let (sql, what) = match vacuum_full {
+                true => ("VACUUM FULL", "rewritten (VACUUM FULL)"),
+                false => ("VACUUM", "vacuumed"),
+            };
             // The simple query protocol: VACUUM may not run in any transaction block.
-            sqlx::raw_sql(
-                "VACUUM sk_events, sk_tickets, sk_notifications, sk_deliveries, sk_attempts",
-            )
-            .execute(p)
-            .await?;
-            Ok("postgres: touched tables vacuumed".into())
+            let tables = "sk_events, sk_tickets, sk_notifications, sk_deliveries, sk_attempts";
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("{sql} {tables}")))
+                .execute(p)
+                .await?;
+            Ok(format!("postgres: touched tables {what}"))
         }
     }
 }
@@ -401,17 +411,14 @@ async fn purge_old_copies(db: &Db) -> Result<String, DbError> {
 /// The erasure as text: per ticket, rows changed per table and how often each field went.
 pub fn to_text(e: &Erasure) -> String {
     let mut s = String::new();
-    let verb = if e.dry_run { "would erase" } else { "erased" };
-    let _ = writeln!(
-        s,
-        "{}personal data {verb} from {} ticket(s)",
-        if e.dry_run {
-            "dry run (nothing changed): "
-        } else {
-            ""
-        },
-        e.tickets.len()
-    );
+    let _ = match e.dry_run {
+        true => writeln!(
+            s,
+            "dry run (nothing changed): personal data of {} ticket(s) would be erased",
+            e.tickets.len()
+        ),
+        false => writeln!(s, "personal data of {} ticket(s) erased", e.tickets.len()),
+    };
     for t in &e.tickets {
         let _ = writeln!(s, "ticket {}", t.ticket);
         for (name, rows) in [
@@ -452,7 +459,7 @@ pub fn to_text(e: &Erasure) -> String {
 /// `slakeeper erase`: exit 1 (with the reason) when no stored ticket matches.
 pub async fn command(s: &crate::shell::settings::EraseSettings) -> anyhow::Result<()> {
     let engine = crate::shell::commands::offline_engine(&s.place).await?;
-    let e = erase(&engine, &s.subject, s.dry_run).await;
+    let e = erase(&engine, &s.subject, s.dry_run, s.vacuum_full).await;
     engine.db.close().await;
     let e = e?;
     match s.format {

@@ -558,7 +558,8 @@ async fn post_erasure(
         field: e.field,
     })?;
     let (subject, dry_run) = erase::parse_request(&v).map_err(ApiError::bad)?;
-    match erase::erase(&st.engine, &subject, dry_run).await {
+    // No VACUUM FULL from the API: it would lock the tables ingest writes to.
+    match erase::erase(&st.engine, &subject, dry_run, false).await {
         Ok(e) => Ok(Json(json!(e))),
         Err(e @ (erase::EraseError::NoTicket(_) | erase::EraseError::NoCustomer)) => Err(
             ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),

@@ -200,6 +200,8 @@ pub struct EraseSettings {
     pub place: Place,
     pub subject: crate::shell::erase::Subject,
     pub dry_run: bool,
+    /// PostgreSQL: rewrite the touched tables (`VACUUM FULL`) instead of a plain vacuum.
+    pub vacuum_full: bool,
     pub format: Format,
 }
 

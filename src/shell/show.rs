@@ -283,6 +283,12 @@ fn header_text(v: &View, s: &mut String) {
                 },
                 t.assignee.name.as_deref().unwrap_or("-")
             ));
+            if let Some(e) = t.erased_at {
+                s.push_str(&format!(
+                    "  customer's personal data erased {}\n",
+                    local(v, e)
+                ));
+            }
             if let Some(sc) = t.feedback.score {
                 s.push_str(&format!("  survey score {sc}\n"));
             }
