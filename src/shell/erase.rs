@@ -394,6 +394,7 @@ async fn purge_old_copies(db: &Db, vacuum_full: bool) -> Result<String, DbError>
             )
         }
         Db::Pg(p) => {
+            let waited = wait_for_older_snapshots(p).await?;
             let (sql, what) = match vacuum_full {
                 true => ("VACUUM FULL", "rewritten (VACUUM FULL)"),
                 false => ("VACUUM", "vacuumed"),
@@ -403,9 +404,42 @@ async fn purge_old_copies(db: &Db, vacuum_full: bool) -> Result<String, DbError>
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!("{sql} {tables}")))
                 .execute(p)
                 .await?;
-            Ok(format!("postgres: touched tables {what}"))
+            Ok(match waited {
+                true => format!("postgres: touched tables {what}"),
+                false => format!(
+                    "postgres: touched tables {what}, but a transaction older than the \
+                     erasure was still running: run the erase again later to prune what it \
+                     could still see"
+                ),
+            })
         }
     }
+}
+
+/// Wait (up to 10 s) until no other session of this database holds a snapshot or a
+/// transaction older than the erasure: the old row versions it may still read are "recently dead",
+/// which vacuum keeps (and `VACUUM FULL` copies into the new files). Returns whether none
+/// was left. Best effort: sessions of other roles may hide their `backend_xmin`.
+async fn wait_for_older_snapshots(p: &sqlx::PgPool) -> Result<bool, DbError> {
+    // A fresh transaction id, newer than every erasure commit.
+    let (mark,): (String,) = sqlx::query_as("SELECT (txid_current() % 4294967296)::text")
+        .fetch_one(p)
+        .await?;
+    for _ in 0..100 {
+        let (older,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()
+               AND (age(backend_xmin) > age($1::text::xid) OR age(backend_xid) > age($1::text::xid))",
+        )
+        .bind(&mark)
+        .fetch_one(p)
+        .await?;
+        if older == 0 {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(false)
 }
 
 /// The erasure as text: per ticket, rows changed per table and how often each field went.
