@@ -38,8 +38,12 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Replay events in virtual time (no database, no mail) and print what would happen.
     Simulate(SimulateArgs),
-    /// Apply the database migrations and exit.
-    Migrate(DbArgs),
+    /// Apply the database migrations and exit (`serve` does too, at start; no other command
+    /// migrates: each refuses a database with migrations pending).
+    ///
+    /// A database migrated by a newer slakeeper is refused, naming both schema versions
+    /// (see "Upgrade and rollback" in docs/operations.md). Take a backup first.
+    Migrate(MigrateArgs),
     /// Inspect tickets.
     #[command(subcommand)]
     Ticket(TicketCommand),
@@ -114,6 +118,15 @@ pub struct EraseArgs {
     pub vacuum_full: bool,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// List the migrations that would run (version and description) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -584,7 +597,10 @@ impl Command {
                 baseline: a.baseline,
                 risk_window: a.risk_window,
             }),
-            Command::Migrate(a) => Cmd::Migrate(a.url()?),
+            Command::Migrate(a) => Cmd::Migrate(st::MigrateSettings {
+                database: a.db.url()?,
+                dry_run: a.dry_run,
+            }),
             Command::Ticket(TicketCommand::Show(a)) => Cmd::TicketShow(st::TicketShowSettings {
                 place: place(a.db, a.wf)?,
                 id: a.id,

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::core::event::{EventError, EventKind, parse_event};
 use crate::shell::engine::{Engine, IngestError};
 use crate::shell::metrics::{self, Metric};
-use crate::shell::{auth, json_input, queue, show, store};
+use crate::shell::{auth, json_input, queue, show};
 
 /// Largest accepted request body and batch.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
@@ -434,13 +434,13 @@ async fn get_at_risk(
 }
 
 async fn readyz(State(st): State<AppState>) -> Response {
-    let db = &st.engine.db;
-    let expected = queue::expected_migrations(db) as i64;
-    match store::applied_migrations(db).await {
-        Ok(n) if n >= expected => (StatusCode::OK, "ready\n").into_response(),
-        Ok(_) => (StatusCode::SERVICE_UNAVAILABLE, "migrations not applied\n").into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n").into_response(),
-    }
+    let r = crate::shell::ready::check(&st.engine).await;
+    let status = if r == crate::shell::ready::Readiness::Ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, r.text()).into_response()
 }
 
 async fn metrics_text(State(st): State<AppState>) -> Response {

@@ -26,8 +26,10 @@ pub mod jobs;
 pub mod json_input;
 pub mod metrics;
 pub mod queue;
+pub mod ready;
 pub mod replan;
 pub mod report;
+pub mod schema;
 pub mod secret;
 pub mod serve;
 pub mod services;
@@ -54,7 +56,7 @@ pub fn run(cmd: Command) -> ExitCode {
         Command::CalendarImport(s) => exit(calendar_cmd::import(&s)),
         Command::CalendarShow(s) => exit(calendar_cmd::show(&s)),
         Command::Serve(s) => block_on(async move { serve::App::build(s).await?.run().await }),
-        Command::Migrate(url) => block_on(async move { commands::migrate(&url).await }),
+        Command::Migrate(s) => block_on(async move { commands::migrate(&s).await }),
         Command::TicketShow(s) => block_on(async move { commands::ticket_show(&s).await }),
         Command::Report(s) => block_on(async move { commands::report(&s).await }),
         Command::Bench(s) => block_on(crate::bench::run(s)),
@@ -72,11 +74,20 @@ pub fn run(cmd: Command) -> ExitCode {
 fn exit(res: anyhow::Result<ExitCode>) -> ExitCode {
     match res {
         Ok(code) => code,
+        // `… | head` closed the pipe: stop quietly, as a tool killed by SIGPIPE would.
+        Err(e) if closed_pipe(&e) => ExitCode::from(141),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
     }
+}
+
+fn closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Run one async command on a fresh runtime, with logging set up.

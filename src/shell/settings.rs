@@ -129,6 +129,14 @@ impl Default for RetrySettings {
     }
 }
 
+/// `migrate`.
+#[derive(Debug, Clone)]
+pub struct MigrateSettings {
+    pub database: Secret,
+    /// List what would be applied; change nothing.
+    pub dry_run: bool,
+}
+
 /// `ticket show`.
 #[derive(Debug, Clone)]
 pub struct TicketShowSettings {
@@ -183,7 +191,7 @@ pub enum Command {
     CalendarImport(CalendarImportSettings),
     CalendarShow(CalendarShowSettings),
     Simulate(SimulateSettings),
-    Migrate(Secret),
+    Migrate(MigrateSettings),
     TicketShow(TicketShowSettings),
     Report(ReportSettings),
     Bench(BenchSettings),
