@@ -7,6 +7,7 @@ pub mod calendar;
 pub mod clock;
 pub mod coverage;
 pub mod duration;
+pub mod erase;
 pub mod event;
 pub mod forecast;
 pub mod ics;

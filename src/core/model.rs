@@ -398,6 +398,9 @@ pub struct Workflow {
     /// `close_after:` a resolved ticket with no event for this long is closed (None: it
     /// stays resolved until a `ticket.closed` event).
     pub close_after: Option<Span>,
+    /// Attributes that hold personal data (`attributes: { order: { personal: true } }`):
+    /// `slakeeper erase` removes them with the customer's contact fields.
+    pub personal: std::collections::BTreeSet<String>,
 }
 
 /// A workflow's quality targets (`kpis:`), each optional: a KPI without a target is shown

@@ -345,6 +345,9 @@ impl Db {
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
+                // Erasure (issue 21): deleted and overwritten content is zeroed in the file,
+                // not left in free space where a copy of the file would keep it.
+                .pragma("secure_delete", "on")
                 .pragma("temp_store", "memory")
                 .pragma("cache_size", "-64000");
             let pool = SqlitePoolOptions::new()

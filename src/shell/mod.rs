@@ -19,6 +19,7 @@ pub mod commands;
 pub mod db;
 pub mod engine;
 pub mod env;
+pub mod erase;
 pub mod export;
 pub mod http;
 pub mod jobs;
@@ -63,6 +64,7 @@ pub fn run(cmd: Command) -> ExitCode {
         Command::Replan(s) => block_on(async move { replan::replan(&s).await }),
         Command::AtRisk(s) => block_on(async move { at_risk::command(&s).await }),
         Command::Export(s) => block_on(async move { export::export(&s).await.map(|_| ()) }),
+        Command::Erase(s) => block_on(async move { erase::command(&s).await }),
         Command::Backup(s) => block_on(async move {
             println!("backup: {}", backup::backup(&s).await?);
             Ok(())

@@ -221,6 +221,18 @@ pub enum Command {
     Replan(ReplanSettings),
     AtRisk(AtRiskSettings),
     Backup(BackupSettings),
+    Erase(EraseSettings),
+}
+
+/// `erase`: whose personal data, and whether only to count it.
+#[derive(Debug, Clone)]
+pub struct EraseSettings {
+    pub place: Place,
+    pub subject: crate::shell::erase::Subject,
+    pub dry_run: bool,
+    /// PostgreSQL: rewrite the touched tables (`VACUUM FULL`) instead of a plain vacuum.
+    pub vacuum_full: bool,
+    pub format: Format,
 }
 
 /// `at-risk`: the flags as (name, value) pairs, checked like the API's query parameters.

@@ -147,7 +147,8 @@ fn event_body(ev: &Event) -> Result<String, DbError> {
 }
 
 fn compare(stored: &str, body: &str) -> Stored {
-    if stored == body {
+    // An erased event's retry by the ticket system still carries what was erased.
+    if stored == body || crate::core::erase::same_event(stored, body) {
         Stored::Duplicate
     } else {
         Stored::Conflict
@@ -280,6 +281,33 @@ pub async fn insert_event(
         Some((b,)) => compare(&b, &body),
         None => Stored::Conflict,
     })
+}
+
+/// Erase an event of an erased ticket that arrived after the erasure, right after it was
+/// stored (in this transaction's buffer when it is still there): its body keeps the erased
+/// paths, so a retry of it is a duplicate. Returns whether anything was erased.
+pub async fn erase_new_event(
+    tx: &mut Tx,
+    ev: &Event,
+    personal: &std::collections::BTreeSet<String>,
+) -> Result<bool, DbError> {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&event_body(ev)?).map_err(DbError::json("event"))?;
+    if crate::core::erase::erase_event(&mut v, personal).is_empty() {
+        return Ok(false);
+    }
+    let body = v.to_string();
+    if let Some(&i) = tx.event_pos.get(&ev.id) {
+        tx.events[i].body = body;
+        return Ok(true);
+    }
+    sql_exec!(
+        tx,
+        "UPDATE sk_events SET body = $2 WHERE id = $1",
+        &ev.id,
+        &body
+    )?;
+    Ok(true)
 }
 
 /// All of a ticket's events (applied and parked), in `at` order then arrival order, each
@@ -1154,6 +1182,26 @@ pub async fn record_attempt(
         ),
         Attempt::GaveUp { error } => ("failed", "gave_up", Some(error), None, None),
     };
+    // A delivery cancelled by an erasure while this attempt was in flight stays cancelled,
+    // and its outcome (whose error text may quote the erased address) is not recorded.
+    let n = sql_exec!(
+        tx,
+        "UPDATE sk_deliveries SET status = $4, attempts = $5, next_at = $6, last_error = $7,
+                sent_at = $8, first_tried_at = COALESCE(first_tried_at, $9)
+         WHERE notification = $1 AND channel = $2 AND target = $3 AND status <> 'cancelled'",
+        &d.notification,
+        &d.channel,
+        &d.target,
+        status,
+        attempt,
+        next_at,
+        error,
+        sent_at,
+        ms(now)
+    )?;
+    if n == 0 {
+        return Ok(());
+    }
     sql_exec!(
         tx,
         "INSERT INTO sk_attempts (notification, channel, target, attempt, at, outcome, error)
@@ -1165,21 +1213,6 @@ pub async fn record_attempt(
         ms(now),
         outcome,
         error
-    )?;
-    sql_exec!(
-        tx,
-        "UPDATE sk_deliveries SET status = $4, attempts = $5, next_at = $6, last_error = $7,
-                sent_at = $8, first_tried_at = COALESCE(first_tried_at, $9)
-         WHERE notification = $1 AND channel = $2 AND target = $3",
-        &d.notification,
-        &d.channel,
-        &d.target,
-        status,
-        attempt,
-        next_at,
-        error,
-        sent_at,
-        ms(now)
     )?;
     Ok(())
 }
@@ -1210,7 +1243,7 @@ pub async fn hold_delivery(
     sql_exec!(
         tx,
         "UPDATE sk_deliveries SET status = 'held', next_at = NULL, last_error = $4
-         WHERE notification = $1 AND channel = $2 AND target = $3",
+         WHERE notification = $1 AND channel = $2 AND target = $3 AND status <> 'cancelled'",
         &d.notification,
         &d.channel,
         &d.target,
@@ -1610,7 +1643,8 @@ pub async fn pending_deliveries(db: &Db) -> Result<Vec<(String, i64)>, DbError> 
     Ok(db_all!(
         db,
         (String, i64),
-        "SELECT channel, COUNT(*) FROM sk_deliveries WHERE status NOT IN ('sent', 'gave_up')
+        "SELECT channel, COUNT(*) FROM sk_deliveries
+         WHERE status NOT IN ('sent', 'cancelled', 'gave_up')
          GROUP BY channel"
     )?)
 }

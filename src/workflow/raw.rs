@@ -74,6 +74,18 @@ pub struct RawWorkflow {
     /// A resolved ticket with no event for this long is closed: `close_after: 30d`.
     #[serde(default)]
     pub close_after: Option<S<Text>>,
+    /// What the workflow says about event attributes: `{ order: { personal: true } }`.
+    #[serde(default)]
+    pub attributes: Option<S<HashMap<S<Text>, S<RawAttribute>>>>,
+}
+
+/// One attribute's declaration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAttribute {
+    /// Personal data: removed by `slakeeper erase`.
+    #[serde(default)]
+    pub personal: Option<S<Text>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
