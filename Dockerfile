@@ -59,7 +59,6 @@ COPY ${BINARY} /usr/local/bin/slakeeper
 FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
-COPY vendor vendor
 COPY migrations migrations
 COPY src src
 RUN cargo build --release --locked --bin slakeeper \
