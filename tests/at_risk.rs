@@ -634,7 +634,9 @@ impl Browser {
                 &format!("/session/{}/element", self.session),
                 Some(json!({"using": "css selector", "value": "html"})),
             );
-            let now = v["value"].as_object().and_then(|o| o.values().next().cloned());
+            let now = v["value"]
+                .as_object()
+                .and_then(|o| o.values().next().cloned());
             (st == 200 && now.is_some_and(|n| n.as_str() != Some(old.as_str()))).then_some(())
         })
         .unwrap_or_else(|| panic!("clicking {css} loaded no new page"));

@@ -171,8 +171,7 @@ impl App {
                 .flatten()
                 .map(|s| s.expose().to_string())
         };
-        let sources = sources::Registry::build(&self.engine.cfg.sources, &secret)
-            .map_err(anyhow::Error::msg)?;
+        let sources = sources::Registry::build(&self.engine.cfg.sources, &secret)?;
         let app = http::router_with(
             http::AppState {
                 engine: self.engine.clone(),
