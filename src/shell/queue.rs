@@ -29,7 +29,6 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::shell::db::{Conn, Db, DbError, Tx};
-use crate::shell::engine::JobError;
 
 pub const TIMERS: &str = "slakeeper.timers";
 pub const OUTBOX: &str = "slakeeper.outbox";
@@ -208,6 +207,13 @@ impl WorkerOpts {
             missed_heartbeats: missed,
         }
     }
+}
+
+/// Why a job failed (apalis retries it; the sweeps cover a job that gives up).
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Db(#[from] DbError),
 }
 
 /// A job handler: the runtime's side of one queue.

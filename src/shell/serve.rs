@@ -60,7 +60,7 @@ impl App {
             );
         }
         let metrics = metrics::install()?;
-        metrics::preregister(&cfg.catalog);
+        metrics::preregister(&cfg.catalog, &queue::QUEUES);
         let channels = Channels::new(
             settings.smtp_url.as_ref(),
             &settings.smtp_from,

@@ -27,68 +27,7 @@ use chrono::{DateTime, Utc};
 
 use crate::shell::secret::Secret;
 
-/// The kinds of channel a delivery can use. Stored as text (`sk_deliveries.channel`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ChannelKind {
-    Email,
-    Webhook,
-    Slack,
-    Teams,
-    Dingtalk,
-    Feishu,
-    Wecom,
-    Pagerduty,
-    Http,
-}
-
-impl ChannelKind {
-    pub const ALL: [ChannelKind; 9] = [
-        ChannelKind::Email,
-        ChannelKind::Webhook,
-        ChannelKind::Slack,
-        ChannelKind::Teams,
-        ChannelKind::Dingtalk,
-        ChannelKind::Feishu,
-        ChannelKind::Wecom,
-        ChannelKind::Pagerduty,
-        ChannelKind::Http,
-    ];
-
-    /// The kinds configured per routes.yaml entry (`slack: [{ url_env: … }]`), whose target
-    /// names the entry (`role:NAME#KIND/INDEX`) and whose URL and secrets come from the
-    /// environment at send time.
-    pub const VENDORS: [ChannelKind; 7] = [
-        ChannelKind::Slack,
-        ChannelKind::Teams,
-        ChannelKind::Dingtalk,
-        ChannelKind::Feishu,
-        ChannelKind::Wecom,
-        ChannelKind::Pagerduty,
-        ChannelKind::Http,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChannelKind::Email => "email",
-            ChannelKind::Webhook => "webhook",
-            ChannelKind::Slack => "slack",
-            ChannelKind::Teams => "teams",
-            ChannelKind::Dingtalk => "dingtalk",
-            ChannelKind::Feishu => "feishu",
-            ChannelKind::Wecom => "wecom",
-            ChannelKind::Pagerduty => "pagerduty",
-            ChannelKind::Http => "http",
-        }
-    }
-
-    pub fn is_vendor(self) -> bool {
-        ChannelKind::VENDORS.contains(&self)
-    }
-
-    pub fn parse(s: &str) -> Option<ChannelKind> {
-        ChannelKind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
+pub use crate::core::channel::ChannelKind;
 
 /// Where one delivery goes: a channel and a target that names the recipient without holding
 /// contact data (`customer`, `assignee`, `role:NAME`, or a webhook URL from routes.yaml).
@@ -368,13 +307,5 @@ mod tests {
         let s = scrub("550 5.1.1 <li@example.com>: Recipient address rejected");
         assert!(!s.contains("li@example.com"), "{s}");
         assert!(s.contains("Recipient address rejected"));
-    }
-
-    #[test]
-    fn kinds_round_trip_through_text() {
-        for k in ChannelKind::ALL {
-            assert_eq!(ChannelKind::parse(k.as_str()), Some(k));
-        }
-        assert_eq!(ChannelKind::parse("pigeon"), None);
     }
 }

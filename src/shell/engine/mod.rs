@@ -32,7 +32,7 @@ use chrono::{DateTime, Utc};
 use crate::core::machine::Ticket;
 use crate::core::model::Workflow;
 use crate::shell::channels::Channels;
-use crate::shell::db::{Db, DbError};
+use crate::shell::db::Db;
 use crate::shell::metrics::{self, Metric};
 use crate::shell::settings::RetrySettings;
 use crate::workflow::Config;
@@ -160,11 +160,4 @@ impl Engine {
     }
 }
 
-/// Why a job failed (apalis retries it; the sweeps cover a job that gives up).
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    #[error(transparent)]
-    Db(#[from] DbError),
-    #[error("the timer batcher stopped")]
-    BatcherStopped,
-}
+pub use crate::shell::queue::JobError;
