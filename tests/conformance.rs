@@ -32,11 +32,12 @@ use slakeeper::core::model::Stage;
 use slakeeper::core::report::FactColumns;
 use slakeeper::shell::channels::Channels;
 use slakeeper::shell::db::Db;
+use slakeeper::shell::engine::timers::{DueTimer, FIRINGS};
 use slakeeper::shell::engine::{
     Clock, Engine, IngestError, Ingested, JobOutcome, RetryPolicy, STALE_DELIVERY, TIMER_LEASE,
 };
 use slakeeper::shell::metrics::Metric;
-use slakeeper::shell::queue::{self, DeliveryJob, ReviewJob, TimerJob};
+use slakeeper::shell::queue::{self, DeliveryJob, ReviewJob};
 use slakeeper::shell::store::{self, DeliveryRow, NotificationRow, from_ms, ms};
 use slakeeper::shell::{report, show};
 use slakeeper::workflow::{Config, load_dir};
@@ -415,19 +416,19 @@ impl Harness {
     }
 
     /// The timer job for a pending timer, with the clock moved to its due instant.
-    async fn job_at_due(&self, ticket: &str, key: &str) -> TimerJob {
+    async fn job_at_due(&self, ticket: &str, key: &str) -> DueTimer {
         let due = self.due(ticket, key).await;
         if due > self.now() {
             self.set_clock(due);
         }
-        TimerJob {
+        DueTimer {
             ticket: ticket.into(),
             key: key.into(),
             due_ms: ms(due),
         }
     }
 
-    async fn on_timer(&self, job: &TimerJob) -> &'static str {
+    async fn on_timer(&self, job: &DueTimer) -> &'static str {
         self.engine.on_timer(job).await.expect("on_timer").as_str()
     }
 
@@ -555,11 +556,11 @@ impl Harness {
     }
 
     /// The jobs the queue runs for a ticket's pending timers (the payload is the row).
-    async fn pending_jobs(&self, ticket: &str) -> Vec<TimerJob> {
+    async fn pending_jobs(&self, ticket: &str) -> Vec<DueTimer> {
         self.timers(ticket)
             .await
             .into_iter()
-            .map(|(key, (_, due))| TimerJob {
+            .map(|(key, (_, due))| DueTimer {
                 ticket: ticket.into(),
                 key,
                 due_ms: due,
@@ -579,7 +580,7 @@ impl Harness {
             .collect();
         assert_eq!(self.timers(ticket).await, from_state, "{ticket}: sk_timers");
         assert!(
-            self.jobs(queue::TIMERS).await.is_empty(),
+            self.jobs(FIRINGS).await.is_empty(),
             "timers never become apalis jobs"
         );
     }
@@ -1105,7 +1106,7 @@ async fn breach_alert_fires_at_deadline_exactly_once(h: Harness) {
         h.sent("X1").await,
         vec![("sla_warning".to_string(), "assignee".to_string())]
     );
-    let breach = TimerJob {
+    let breach = DueTimer {
         ticket: "X1".into(),
         key: FR100.into(),
         due_ms: ms(t0() + mins(30)),
@@ -1261,7 +1262,7 @@ async fn timer_batch_fires_each_due_timer_once(h: Harness) {
         opened("Y2", t0(), "urgent", "complaint"),
     ])
     .await;
-    let job = |t: &str, key: &str, due| TimerJob {
+    let job = |t: &str, key: &str, due| DueTimer {
         ticket: t.into(),
         key: key.into(),
         due_ms: ms(due),
@@ -1535,7 +1536,7 @@ async fn out_of_order_event_gives_same_clocks_as_in_order(h: Harness) {
     h.assert_timers_mirror_state("OB").await;
     // A job for the schedule before the rebuild (first_response as urgent, due +30m)
     // stays harmless.
-    let stale = TimerJob {
+    let stale = DueTimer {
         ticket: "OB".into(),
         key: FR100.into(),
         due_ms: ms(t0() + mins(30)),
