@@ -32,7 +32,7 @@ POLICY_RC_D=/usr/sbin/policy-rc.d
 apt_install() {
     if [ "$APT_UPDATED" -eq 0 ]; then
         log "apt-get update"
-        apt-get update -qq >/dev/null || die "apt-get update failed"
+        apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null || die "apt-get update failed"
         APT_UPDATED=1
     fi
     # The packages' own init scripts must not start a daemon configured their way (iptables,
@@ -46,7 +46,7 @@ apt_install() {
     log "apt-get install -y --no-install-recommends $*"
     local out rc=0
     out="$(mktemp)"
-    apt-get install -y -qq --no-install-recommends "$@" >"$out" 2>&1 || rc=$?
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@" >"$out" 2>&1 || rc=$?
     if [ "$ours" -eq 1 ]; then rm -f "$POLICY_RC_D"; fi
     if [ "$rc" -ne 0 ]; then
         cat "$out" >&2

@@ -52,7 +52,7 @@ apt_install() {
     if [ "${1:-}" = "--no-start" ]; then no_start=1; shift; fi
     if [ "$APT_UPDATED" -eq 0 ]; then
         log "apt-get update"
-        apt-get update -qq >/dev/null || die "apt-get update failed"
+        apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null || die "apt-get update failed"
         APT_UPDATED=1
     fi
     if [ "$no_start" -eq 1 ] && [ ! -e "$POLICY_RC_D" ]; then
@@ -63,7 +63,7 @@ apt_install() {
     log "apt-get install -y --no-install-recommends $*"
     local out
     out="$(mktemp)"
-    if ! apt-get install -y -qq --no-install-recommends "$@" >"$out" 2>&1; then
+    if ! apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@" >"$out" 2>&1; then
         cat "$out" >&2
         rm -f "$out"
         die "apt-get install $* failed"

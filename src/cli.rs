@@ -38,8 +38,12 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Replay events in virtual time (no database, no mail) and print what would happen.
     Simulate(SimulateArgs),
-    /// Apply the database migrations and exit.
-    Migrate(DbArgs),
+    /// Apply the database migrations and exit (`serve` does too, at start; no other command
+    /// migrates: each refuses a database with migrations pending).
+    ///
+    /// A database migrated by a newer slakeeper is refused, naming both schema versions
+    /// (see "Upgrade and rollback" in docs/operations.md). Take a backup first.
+    Migrate(MigrateArgs),
     /// Inspect tickets.
     #[command(subcommand)]
     Ticket(TicketCommand),
@@ -75,6 +79,54 @@ pub enum Command {
     /// started is in it. Restore: stop slakeeper, remove FILE-wal and FILE-shm, put the copy
     /// in place of FILE; verify a backup with `slakeeper export --database sqlite://COPY`.
     Backup(BackupArgs),
+    /// Remove a customer's personal data (GDPR/PIPL): name, e-mail, phone, survey comments
+    /// and the attributes a workflow marks `personal: true`, from stored events, ticket
+    /// state, notification contexts and unsent messages (customer messages not sent yet are
+    /// cancelled).
+    ///
+    /// Clocks, outcomes and facts stay, so `ticket show`, `report`, rebuilds and `export`
+    /// keep working (erased fields export as null); the ticket's timeline records when. Events
+    /// arriving later for an erased ticket are stripped the same way. No old copy is left in
+    /// the database files: SQLite's WAL is checkpointed and truncated (secure_delete zeroes
+    /// freed space), PostgreSQL's touched tables are vacuumed. Exit 1 when nothing matches.
+    Erase(EraseArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("subject").required(true).args(["ticket", "customer_email"])))]
+pub struct EraseArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// The workflow files (to know which attributes are personal).
+    #[command(flatten)]
+    pub wf: WorkflowArgs,
+    /// Erase the customer data of this ticket.
+    #[arg(long)]
+    pub ticket: Option<String>,
+    /// Erase the customer data of every ticket whose customer had this e-mail address
+    /// (case-insensitive).
+    #[arg(long, value_name = "ADDR")]
+    pub customer_email: Option<String>,
+    /// Print which tickets, which fields and how many rows would be erased (never the
+    /// values), and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// PostgreSQL: rewrite the touched tables (VACUUM FULL) afterwards, so not even the
+    /// free space of their pages keeps a pruned copy. Takes an exclusive lock on each table
+    /// while it runs (ingest waits); the default plain VACUUM blocks nothing.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub vacuum_full: bool,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// List the migrations that would run (version and description) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -548,7 +600,10 @@ impl Command {
                 baseline: a.baseline,
                 risk_window: a.risk_window,
             }),
-            Command::Migrate(a) => Cmd::Migrate(a.url()?),
+            Command::Migrate(a) => Cmd::Migrate(st::MigrateSettings {
+                database: a.db.url()?,
+                dry_run: a.dry_run,
+            }),
             Command::Ticket(TicketCommand::Show(a)) => Cmd::TicketShow(st::TicketShowSettings {
                 place: place(a.db, a.wf)?,
                 id: a.id,
@@ -602,6 +657,18 @@ impl Command {
                 until: a.until,
                 workflow: a.workflow,
                 output: a.output,
+            }),
+            Command::Erase(a) => Cmd::Erase(st::EraseSettings {
+                place: place(a.db, a.wf)?,
+                subject: match (a.ticket, a.customer_email) {
+                    (Some(t), _) => crate::shell::erase::Subject::Ticket(t),
+                    (None, Some(e)) => crate::shell::erase::Subject::CustomerEmail(e),
+                    // clap's group requires exactly one of them.
+                    (None, None) => crate::shell::erase::Subject::Ticket(String::new()),
+                },
+                dry_run: a.dry_run,
+                vacuum_full: a.vacuum_full,
+                format: a.format.settings(),
             }),
             Command::Backup(a) => Cmd::Backup(st::BackupSettings {
                 database: a.db.url()?,

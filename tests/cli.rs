@@ -256,3 +256,22 @@ fn every_documented_environment_variable_is_shown_in_help() {
         assert!(run.stdout.contains(var), "{var} not in serve --help");
     }
 }
+
+/// `slakeeper … | head` closes the pipe before the output ends: the command stops quietly
+/// with 141 (what a shell reports for SIGPIPE), not a panic and a backtrace on stderr.
+#[test]
+fn a_closed_stdout_pipe_ends_the_command_quietly() {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    // Closed before the command writes anything, so its first line meets a broken pipe.
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_slakeeper"))
+        .args(["calendar", "show", "cn-office", "--year", "2026"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run slakeeper");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

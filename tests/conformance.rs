@@ -57,8 +57,33 @@ const PAGER: &str = "https://pager.example.com/hook";
 fn config() -> Arc<Config> {
     static CFG: std::sync::OnceLock<Arc<Config>> = std::sync::OnceLock::new();
     CFG.get_or_init(|| {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows");
-        match load_dir(&dir) {
+        // The shipped routes send nothing to placeholder endpoints; these tests give the
+        // on-call role a pager webhook too, to see a breach fan out to two channels.
+        let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows");
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        for e in std::fs::read_dir(&shipped)
+            .expect("shipped workflows")
+            .flatten()
+        {
+            if e.path().is_file() {
+                std::fs::copy(e.path(), dir.join(e.file_name())).expect("copy");
+            }
+        }
+        std::fs::create_dir(dir.join("templates")).expect("templates");
+        for e in std::fs::read_dir(shipped.join("templates"))
+            .expect("templates")
+            .flatten()
+        {
+            std::fs::copy(e.path(), dir.join("templates").join(e.file_name())).expect("copy");
+        }
+        let routes = std::fs::read_to_string(dir.join("routes.yaml")).expect("routes");
+        let routes = routes.replace(
+            "oncall:          { email: [oncall@example.com] }",
+            &format!("oncall: {{ email: [oncall@example.com], webhook: [\"{PAGER}\"] }}"),
+        );
+        std::fs::write(dir.join("routes.yaml"), routes).expect("routes");
+        match load_dir(dir) {
             Ok(c) => Arc::new(c),
             Err(d) => panic!("shipped workflows do not load: {d:?}"),
         }

@@ -133,6 +133,11 @@ pub struct Ticket {
     /// Ids of notifications, outcomes and counters already emitted.
     #[serde(default)]
     pub emitted: BTreeSet<String>,
+    /// When the customer's personal data was erased (`slakeeper erase`). Set by the shell,
+    /// never derived from events: a rebuild carries it over, and later events of the ticket
+    /// are stripped before they are stored (a ticket stays erased).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erased_at: Option<DateTime<Utc>>,
 }
 
 impl Ticket {
@@ -939,6 +944,7 @@ fn open(
         last_at: at,
         events_applied: 1,
         emitted: BTreeSet::new(),
+        erased_at: None,
     };
     let mut tx = Tx {
         wf,

@@ -8,6 +8,7 @@ pub mod channel;
 pub mod clock;
 pub mod coverage;
 pub mod duration;
+pub mod erase;
 pub mod event;
 pub mod forecast;
 pub mod ics;

@@ -395,6 +395,9 @@ pub struct Workflow {
     pub escalations: Vec<Escalation>,
     /// The quality targets the review report and the boards hold this workflow to.
     pub kpis: Kpis,
+    /// Attributes that hold personal data (`attributes: { order: { personal: true } }`):
+    /// `slakeeper erase` removes them with the customer's contact fields.
+    pub personal: std::collections::BTreeSet<String>,
 }
 
 /// A workflow's quality targets (`kpis:`), each optional: a KPI without a target is shown

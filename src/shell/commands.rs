@@ -20,9 +20,10 @@ use crate::shell::db::Db;
 use crate::shell::engine::{Engine, RetryPolicy, system_clock};
 use crate::shell::secret::{Secret, redact_url};
 use crate::shell::settings::{
-    Format, Place, ReportSettings, SimulateSettings, TicketShowSettings, ValidateSettings,
+    Format, MigrateSettings, Place, ReportSettings, SimulateSettings, TicketShowSettings,
+    ValidateSettings,
 };
-use crate::shell::{queue, report, show};
+use crate::shell::{queue, report, schema, show};
 use crate::workflow::{Config, Diag, check_dir, load_dir, render_diags};
 
 /// `validate DIR`: every problem as `path:line:col: message`; exit 1 on any. Warnings
@@ -132,22 +133,69 @@ pub fn load_workflows(dir: &Path) -> anyhow::Result<Arc<Config>> {
     }
 }
 
-/// Connect and migrate, naming the database (without its password) on failure.
+/// Connect to a database whose schema is this binary's: every command but `serve` and
+/// `migrate` (a database with migrations pending or applied by a newer binary is refused,
+/// and nothing is changed). Names the database (without its password) on failure.
 pub async fn open_db(url: &Secret) -> anyhow::Result<Db> {
-    let db = Db::connect(url.expose())
-        .await
-        .with_context(|| format!("connecting to {}", redact_url(url.expose())))?;
-    queue::migrate(&db).await.context("applying migrations")?;
+    let db = connect(url).await?;
+    if let Err(e) = schema::check(&db, url.expose(), false).await {
+        db.close().await;
+        return Err(e.into());
+    }
     Ok(db)
 }
 
-/// `migrate`.
-pub async fn migrate(url: &Secret) -> anyhow::Result<()> {
+/// Connect and apply pending migrations (`serve`, `migrate`); a database a newer binary
+/// migrated is refused before anything runs.
+pub async fn open_db_migrating(url: &Secret) -> anyhow::Result<Db> {
+    let db = connect(url).await?;
+    let res = match schema::check(&db, url.expose(), true).await {
+        Ok(_) => queue::migrate(&db).await.context("applying migrations"),
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = res {
+        db.close().await;
+        return Err(e);
+    }
+    Ok(db)
+}
+
+async fn connect(url: &Secret) -> anyhow::Result<Db> {
+    Db::connect(url.expose())
+        .await
+        .with_context(|| format!("connecting to {}", redact_url(url.expose())))
+}
+
+/// `migrate [--dry-run]`.
+pub async fn migrate(s: &MigrateSettings) -> anyhow::Result<()> {
+    let url = redact_url(s.database.expose());
+    if s.dry_run {
+        // A dry run creates nothing, not even the SQLite file `connect` would.
+        missing_sqlite_file(
+            s.database.expose(),
+            "migrate (without --dry-run) creates it",
+        )?;
+        let db = connect(&s.database).await?;
+        let st = schema::check(&db, s.database.expose(), true).await;
+        db.close().await;
+        let st = st?;
+        if st.pending.is_empty() {
+            println!(
+                "{url}: up to date (schema version {}); nothing to apply",
+                st.binary_version
+            );
+        } else {
+            println!("{url}: would apply {} migration(s):", st.pending.len());
+            for m in &st.pending {
+                println!("  {m}");
+            }
+        }
+        return Ok(());
+    }
     let t = Instant::now();
-    let db = open_db(url).await?;
+    let db = open_db_migrating(&s.database).await?;
     println!(
-        "{}: migrations applied ({} of ours, plus apalis') in {:.0?}",
-        redact_url(url.expose()),
+        "{url}: migrations applied ({} of ours, plus apalis') in {:.0?}",
         queue::expected_migrations(&db),
         t.elapsed()
     );
@@ -155,22 +203,28 @@ pub async fn migrate(url: &Secret) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An engine for inspecting commands: no channels configured, and no database created at
-/// a mistyped path.
-pub(crate) async fn offline_engine(place: &Place) -> anyhow::Result<Engine> {
-    let cfg = load_workflows(&place.workflows)?;
-    let url = place.database.expose();
+/// Refuse a `sqlite://` URL whose file does not exist (so a mistyped path is not created).
+fn missing_sqlite_file(url: &str, hint: &str) -> anyhow::Result<()> {
     if let Some(path) = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
     {
         let file = path.split('?').next().unwrap_or(path);
         if !file.is_empty() && file != ":memory:" && !Path::new(file).exists() {
-            anyhow::bail!(
-                "database file {file} does not exist (pass --database or set SLAKEEPER_DATABASE_URL)"
-            );
+            anyhow::bail!("database file {file} does not exist ({hint})");
         }
     }
+    Ok(())
+}
+
+/// An engine for inspecting commands: no channels configured, and no database created at
+/// a mistyped path.
+pub(crate) async fn offline_engine(place: &Place) -> anyhow::Result<Engine> {
+    let cfg = load_workflows(&place.workflows)?;
+    missing_sqlite_file(
+        place.database.expose(),
+        "pass --database or set SLAKEEPER_DATABASE_URL",
+    )?;
     let db = open_db(&place.database).await?;
     Ok(Engine {
         db,

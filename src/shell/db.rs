@@ -312,6 +312,28 @@ macro_rules! db_exec {
     };
 }
 
+/// Whether a connection handed back to the pool may be reused: not if it is still inside a
+/// transaction. A transaction dropped without commit queues its ROLLBACK; when that fails
+/// (SQLite: a COMMIT that failed on a full disk has already rolled back, so ROLLBACK answers
+/// "no transaction is active" and sqlx keeps counting depth 1), the connection would go
+/// back to the pool mid-transaction and every later `begin` on it would fail ("attempted
+/// to call begin_with at non-zero transaction depth") for the life of the process. Such a
+/// connection is closed instead (closing rolls back whatever is open) and the pool opens
+/// a fresh one.
+async fn keep_after_release<C: sqlx::Connection>(conn: &mut C) -> Result<bool, sqlx::Error> {
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
+    // The queued ROLLBACK runs before the ping answers (SQLite's worker thread takes
+    // commands in order; PostgreSQL's connection flushes it first).
+    conn.ping().await?;
+    let clean = !conn.is_in_transaction();
+    if !clean {
+        tracing::debug!("closing a database connection left inside a failed transaction");
+    }
+    Ok(clean)
+}
+
 impl Db {
     /// Open the pool. SQLite files are created if missing.
     pub async fn connect(url: &str) -> Result<Db, DbError> {
@@ -323,12 +345,16 @@ impl Db {
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
+                // Erasure (issue 21): deleted and overwritten content is zeroed in the file,
+                // not left in free space where a copy of the file would keep it.
+                .pragma("secure_delete", "on")
                 .pragma("temp_store", "memory")
                 .pragma("cache_size", "-64000");
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
                 .min_connections(1)
                 .acquire_timeout(Duration::from_secs(15))
+                .after_release(|conn, _| Box::pin(keep_after_release(conn)))
                 .connect_with(opts)
                 .await?;
             Ok(Db::Sqlite(pool))
@@ -338,6 +364,7 @@ impl Db {
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(15))
+                .after_release(|conn, _| Box::pin(keep_after_release(conn)))
                 .connect_with(opts)
                 .await?;
             Ok(Db::Pg(pool))

@@ -9,6 +9,7 @@ use std::path::Path;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
+use crate::core::erase;
 use crate::core::event::Event;
 use crate::shell::commands::open_db;
 use crate::shell::secret::{Secret, redact_url};
@@ -42,7 +43,18 @@ fn line(body: &str, received: i64) -> anyhow::Result<String> {
     let mut ev: Event = serde_json::from_str(body).context("a stored event is not valid JSON")?;
     // The offset of `at` keeps the line readable in the ticket system's own time zone.
     ev.received_at = Some(from_ms(received).with_timezone(ev.at.offset()));
-    Ok(serde_json::to_string(&ev)?)
+    // Parsed a second time only when it may be an erased body (exports are large).
+    let erased = match body.contains(erase::MARK) {
+        true => erase::erased_paths(&serde_json::from_str(body)?),
+        false => Default::default(),
+    };
+    if erased.is_empty() {
+        return Ok(serde_json::to_string(&ev)?);
+    }
+    // Erased fields export as null: the line says they were there, not what they held.
+    let mut v = serde_json::to_value(&ev)?;
+    erase::null_erased(&mut v, &erased);
+    Ok(serde_json::to_string(&v)?)
 }
 
 /// `export`: returns the number of events written.

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::core::event::{EventError, EventKind, parse_event};
 use crate::shell::engine::IngestError;
 use crate::shell::metrics::{self, Metric};
-use crate::shell::{auth, json_input, queue, show, store};
+use crate::shell::{auth, json_input, queue, show};
 
 /// Largest accepted request body and batch.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
@@ -39,6 +39,7 @@ pub fn router_with(state: AppState, extra: Router) -> Router {
         .route("/metrics", get(metrics_text))
         .merge(crate::shell::ack::routes())
         .route("/v1/at-risk", get(get_at_risk))
+        .route("/v1/erasures", post(post_erasure))
         .merge(crate::shell::ui::routes())
         .with_state(state)
         .merge(extra);
@@ -424,13 +425,13 @@ async fn get_at_risk(
 }
 
 async fn readyz(State(st): State<AppState>) -> Response {
-    let db = &st.engine.db;
-    let expected = queue::expected_migrations(db) as i64;
-    match store::applied_migrations(db).await {
-        Ok(n) if n >= expected => (StatusCode::OK, "ready\n").into_response(),
-        Ok(_) => (StatusCode::SERVICE_UNAVAILABLE, "migrations not applied\n").into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n").into_response(),
-    }
+    let r = crate::shell::ready::check(&st.engine).await;
+    let status = if r == crate::shell::ready::Readiness::Ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, r.text()).into_response()
 }
 
 async fn metrics_text(State(st): State<AppState>) -> Response {
@@ -514,4 +515,53 @@ async fn connection<S>(
     let _ = b
         .serve_connection_with_upgrades(TokioIo::new(stream), svc)
         .await;
+}
+
+/// `POST /v1/erasures` (issue 21): erase a customer's personal data, as `slakeeper erase`
+/// does. Full access only: it is a write, so the read token gets 403 (`auth`).
+async fn post_erasure(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    use crate::shell::erase;
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .eq_ignore_ascii_case("application/json")
+    {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as `Content-Type: application/json`",
+        ));
+    }
+    let v = json_input::parse_strict(&body).map_err(|e| ApiError {
+        status: StatusCode::BAD_REQUEST,
+        code: e.code,
+        message: e.message,
+        field: e.field,
+    })?;
+    let (subject, dry_run) = erase::parse_request(&v).map_err(ApiError::bad)?;
+    // No VACUUM FULL from the API: it would lock the tables ingest writes to.
+    match erase::erase(&st.engine, &subject, dry_run, false).await {
+        Ok(e) => Ok(Json(json!(e))),
+        Err(e @ (erase::EraseError::NoTicket(_) | erase::EraseError::NoCustomer)) => Err(
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+        ),
+        Err(erase::EraseError::Db(e)) => {
+            tracing::error!(error = %e, "erasure failed");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "database unavailable; nothing or only whole tickets were erased: retry",
+            ))
+        }
+    }
 }

@@ -19,14 +19,17 @@ pub mod commands;
 pub mod db;
 pub mod engine;
 pub mod env;
+pub mod erase;
 pub mod export;
 pub mod http;
 pub mod jobs;
 pub mod json_input;
 pub mod metrics;
 pub mod queue;
+pub mod ready;
 pub mod replan;
 pub mod report;
+pub mod schema;
 pub mod secret;
 pub mod serve;
 pub mod services;
@@ -54,13 +57,14 @@ pub fn run(cmd: Command) -> ExitCode {
         Command::CalendarImport(s) => exit(calendar_cmd::import(&s)),
         Command::CalendarShow(s) => exit(calendar_cmd::show(&s)),
         Command::Serve(s) => block_on(async move { serve::App::build(s).await?.run().await }),
-        Command::Migrate(url) => block_on(async move { commands::migrate(&url).await }),
+        Command::Migrate(s) => block_on(async move { commands::migrate(&s).await }),
         Command::TicketShow(s) => block_on(async move { commands::ticket_show(&s).await }),
         Command::Report(s) => block_on(async move { commands::report(&s).await }),
         Command::Bench(s) => block_on(crate::bench::run(s)),
         Command::Replan(s) => block_on(async move { replan::replan(&s).await }),
         Command::AtRisk(s) => block_on(async move { at_risk::command(&s).await }),
         Command::Export(s) => block_on(async move { export::export(&s).await.map(|_| ()) }),
+        Command::Erase(s) => block_on(async move { erase::command(&s).await }),
         Command::Backup(s) => block_on(async move {
             println!("backup: {}", backup::backup(&s).await?);
             Ok(())
@@ -71,11 +75,20 @@ pub fn run(cmd: Command) -> ExitCode {
 fn exit(res: anyhow::Result<ExitCode>) -> ExitCode {
     match res {
         Ok(code) => code,
+        // `… | head` closed the pipe: stop quietly, as a tool killed by SIGPIPE would.
+        Err(e) if closed_pipe(&e) => ExitCode::from(141),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
     }
+}
+
+fn closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Run one async command on a fresh runtime, with logging set up.

@@ -82,20 +82,14 @@ pub async fn push<T: Serialize>(
 }
 
 /// apalis' migrations (in apalis' own history table) then ours (`slakeeper_migrations`),
-/// plus the indexes that keep polling cheap when most jobs are in the future.
+/// plus the indexes that keep polling cheap when most jobs are in the future. Callers check
+/// the schema first (`schema::check`): sqlx alone would fail on a newer database with a
+/// bare `VersionMissing`.
 pub async fn migrate(db: &Db) -> Result<(), DbError> {
-    match db {
-        Db::Sqlite(p) => {
-            SqliteStorage::<()>::migrations().run(p).await?;
-            let mut ours = sqlx::migrate!("./migrations/sqlite");
-            ours.dangerous_set_table_name("slakeeper_migrations");
-            ours.run(p).await?;
-        }
-        Db::Pg(p) => {
-            PostgresStorage::<()>::migrations().run(p).await?;
-            let mut ours = sqlx::migrate!("./migrations/postgres");
-            ours.dangerous_set_table_name("slakeeper_migrations");
-            ours.run(p).await?;
+    for (_, migrator) in crate::shell::schema::migrators(db) {
+        match db {
+            Db::Sqlite(p) => migrator.run(p).await?,
+            Db::Pg(p) => migrator.run(p).await?,
         }
     }
     Ok(())
@@ -103,10 +97,8 @@ pub async fn migrate(db: &Db) -> Result<(), DbError> {
 
 /// How many of our migrations the binary carries (for `/readyz`).
 pub fn expected_migrations(db: &Db) -> usize {
-    match db {
-        Db::Sqlite(_) => sqlx::migrate!("./migrations/sqlite").iter().count(),
-        Db::Pg(_) => sqlx::migrate!("./migrations/postgres").iter().count(),
-    }
+    let [_, (_, ours)] = crate::shell::schema::migrators(db);
+    ours.iter().count()
 }
 
 /// Delete finished jobs older than `keep`, in batches so the write lock is never held long.

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::shell::channels::Channels;
-use crate::shell::commands::{load_workflows, open_db};
+use crate::shell::commands::{load_workflows, open_db_migrating};
 use crate::shell::db::Db;
 use crate::shell::engine::{Engine, FIRE_BATCH, run_firer, system_clock, timers};
 use crate::shell::jobs::Jobs;
@@ -52,7 +52,7 @@ impl App {
             Some(files) => Some(crate::shell::tls::acceptor(files)?),
             None => None,
         };
-        let db = open_db(&settings.place.database).await?;
+        let db = open_db_migrating(&settings.place.database).await?;
         if matches!(db, Db::Sqlite(_)) && settings.role != crate::shell::settings::Role::All {
             tracing::warn!(
                 "--role {:?} on SQLite: run api and worker roles against one file only on one machine",

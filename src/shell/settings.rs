@@ -129,6 +129,14 @@ impl Default for RetrySettings {
     }
 }
 
+/// `migrate`.
+#[derive(Debug, Clone)]
+pub struct MigrateSettings {
+    pub database: Secret,
+    /// List what would be applied; change nothing.
+    pub dry_run: bool,
+}
+
 /// `ticket show`.
 #[derive(Debug, Clone)]
 pub struct TicketShowSettings {
@@ -183,7 +191,7 @@ pub enum Command {
     CalendarImport(CalendarImportSettings),
     CalendarShow(CalendarShowSettings),
     Simulate(SimulateSettings),
-    Migrate(Secret),
+    Migrate(MigrateSettings),
     TicketShow(TicketShowSettings),
     Report(ReportSettings),
     Bench(BenchSettings),
@@ -191,6 +199,18 @@ pub enum Command {
     Replan(ReplanSettings),
     AtRisk(AtRiskSettings),
     Backup(BackupSettings),
+    Erase(EraseSettings),
+}
+
+/// `erase`: whose personal data, and whether only to count it.
+#[derive(Debug, Clone)]
+pub struct EraseSettings {
+    pub place: Place,
+    pub subject: Subject,
+    pub dry_run: bool,
+    /// PostgreSQL: rewrite the touched tables (`VACUUM FULL`) instead of a plain vacuum.
+    pub vacuum_full: bool,
+    pub format: Format,
 }
 
 /// `at-risk`: the flags as (name, value) pairs, checked like the API's query parameters.
@@ -260,4 +280,12 @@ pub struct BackupSettings {
     pub output: PathBuf,
     /// Replace `output` if it exists.
     pub force: bool,
+}
+
+/// Whose data to erase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    Ticket(String),
+    /// Every ticket whose events or state carry this customer address (case-insensitive).
+    CustomerEmail(String),
 }

@@ -99,7 +99,8 @@ pub fn to_json(v: &View) -> Value {
         "resolved_at": t.and_then(|t| t.resolved_at).map(|x| local(v, x)),
         "closed_at": t.and_then(|t| t.closed_at).map(|x| local(v, x)),
         "waiting_on_customer_since": t.and_then(|t| t.waiting_since).map(|x| local(v, x)),
-        "customer": t.map(|t| json!({"name": t.customer.name, "email_on_file": t.customer.email.is_some()})),
+        "customer": t.map(|t| json!({"name": t.customer.name, "email_on_file": t.customer.email.is_some(),
+                                      "erased_at": t.erased_at.map(|x| local(v, x))})),
         "assignee": t.map(|t| json!({"name": t.assignee.name, "email_on_file": t.assignee.email.is_some()})),
         "reopens": t.map(|t| t.reopens),
         "survey": t.map(|t| json!({
@@ -196,6 +197,7 @@ pub(crate) fn describe(kind: &str, d: &Value) -> String {
         }
         "clock" => format!("clock {} {}", s("clock"), s("outcome")),
         "note" => s("text"),
+        "erasure" => s("text"),
         "rebuild" => format!(
             "state rebuilt from {} events under version {}{}: {}",
             d.get("events").map(|v| v.to_string()).unwrap_or_default(),
@@ -281,6 +283,12 @@ fn header_text(v: &View, s: &mut String) {
                 },
                 t.assignee.name.as_deref().unwrap_or("-")
             ));
+            if let Some(e) = t.erased_at {
+                s.push_str(&format!(
+                    "  customer's personal data erased {}\n",
+                    local(v, e)
+                ));
+            }
             if let Some(sc) = t.feedback.score {
                 s.push_str(&format!("  survey score {sc}\n"));
             }

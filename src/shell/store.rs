@@ -148,7 +148,8 @@ fn event_body(ev: &Event) -> Result<String, DbError> {
 }
 
 fn compare(stored: &str, body: &str) -> Stored {
-    if stored == body {
+    // An erased event's retry by the ticket system still carries what was erased.
+    if stored == body || crate::core::erase::same_event(stored, body) {
         Stored::Duplicate
     } else {
         Stored::Conflict
@@ -281,6 +282,33 @@ pub async fn insert_event(
         Some((b,)) => compare(&b, &body),
         None => Stored::Conflict,
     })
+}
+
+/// Erase an event of an erased ticket that arrived after the erasure, right after it was
+/// stored (in this transaction's buffer when it is still there): its body keeps the erased
+/// paths, so a retry of it is a duplicate. Returns whether anything was erased.
+pub async fn erase_new_event(
+    tx: &mut Tx,
+    ev: &Event,
+    personal: &std::collections::BTreeSet<String>,
+) -> Result<bool, DbError> {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&event_body(ev)?).map_err(DbError::json("event"))?;
+    if crate::core::erase::erase_event(&mut v, personal).is_empty() {
+        return Ok(false);
+    }
+    let body = v.to_string();
+    if let Some(&i) = tx.event_pos.get(&ev.id) {
+        tx.events[i].body = body;
+        return Ok(true);
+    }
+    sql_exec!(
+        tx,
+        "UPDATE sk_events SET body = $2 WHERE id = $1",
+        &ev.id,
+        &body
+    )?;
+    Ok(true)
 }
 
 /// All of a ticket's events (applied and parked), in `at` order then arrival order, each
@@ -1139,6 +1167,25 @@ pub async fn record_attempt(
             None,
         ),
     };
+    // A delivery cancelled by an erasure while this attempt was in flight stays cancelled,
+    // and its outcome (whose error text may quote the erased address) is not recorded.
+    let n = sql_exec!(
+        tx,
+        "UPDATE sk_deliveries SET status = $4, attempts = $5, next_at = $6, last_error = $7,
+                sent_at = $8
+         WHERE notification = $1 AND channel = $2 AND target = $3 AND status <> 'cancelled'",
+        &d.notification,
+        &d.channel,
+        &d.target,
+        status,
+        attempt,
+        next_at,
+        error,
+        sent_at
+    )?;
+    if n == 0 {
+        return Ok(());
+    }
     sql_exec!(
         tx,
         "INSERT INTO sk_attempts (notification, channel, target, attempt, at, outcome, error)
@@ -1150,20 +1197,6 @@ pub async fn record_attempt(
         ms(now),
         outcome,
         error
-    )?;
-    sql_exec!(
-        tx,
-        "UPDATE sk_deliveries SET status = $4, attempts = $5, next_at = $6, last_error = $7,
-                sent_at = $8
-         WHERE notification = $1 AND channel = $2 AND target = $3",
-        &d.notification,
-        &d.channel,
-        &d.target,
-        status,
-        attempt,
-        next_at,
-        error,
-        sent_at
     )?;
     Ok(())
 }
@@ -1194,7 +1227,7 @@ pub async fn hold_delivery(
     sql_exec!(
         tx,
         "UPDATE sk_deliveries SET status = 'held', next_at = NULL, last_error = $4
-         WHERE notification = $1 AND channel = $2 AND target = $3",
+         WHERE notification = $1 AND channel = $2 AND target = $3 AND status <> 'cancelled'",
         &d.notification,
         &d.channel,
         &d.target,
@@ -1447,6 +1480,35 @@ pub async fn take_lease(
     Ok(row.is_some_and(|(h,)| h == holder))
 }
 
+/// `/readyz`'s write probe: rewrite one dedicated `sk_leases` row (`readyz`), so the probe
+/// fails exactly when the database cannot take a write (full disk, read-only file system,
+/// PostgreSQL in recovery or out of space) and costs one tiny row however often it runs.
+/// The connection a probe failed on is closed rather than pooled: one that outlived the
+/// fault (e.g. opened while the database was read-only) would otherwise keep failing.
+pub async fn probe_write(db: &Db, holder: &str, now: DateTime<Utc>) -> Result<(), DbError> {
+    const SQL: &str = "INSERT INTO sk_leases (name, holder, expires_at) VALUES ('readyz', $1, $2)
+         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at";
+    macro_rules! probe {
+        ($pool:expr) => {{
+            let mut conn = $pool.acquire().await?;
+            let res = sqlx::query(SQL)
+                .bind(holder)
+                .bind(ms(now))
+                .execute(&mut *conn)
+                .await;
+            if res.is_err() {
+                conn.close_on_drop();
+            }
+            res?;
+        }};
+    }
+    match db {
+        Db::Sqlite(p) => probe!(p),
+        Db::Pg(p) => probe!(p),
+    }
+    Ok(())
+}
+
 // ------------------------------------------------------------------ read models
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
@@ -1565,7 +1627,8 @@ pub async fn pending_deliveries(db: &Db) -> Result<Vec<(String, i64)>, DbError> 
     Ok(db_all!(
         db,
         (String, i64),
-        "SELECT channel, COUNT(*) FROM sk_deliveries WHERE status <> 'sent' GROUP BY channel"
+        "SELECT channel, COUNT(*) FROM sk_deliveries WHERE status NOT IN ('sent', 'cancelled')
+         GROUP BY channel"
     )?)
 }
 

@@ -611,6 +611,7 @@ fn compile_workflow(cx: &mut Ctx<'_>, raw: &RawWorkflow, env: &Env<'_>) -> Optio
         .as_ref()
         .map(|k| compile_kpis(cx, k))
         .unwrap_or_default();
+    let personal = compile_personal(cx, raw, matcher.as_ref(), &stages);
     if cx.diags.len() > before {
         return None;
     }
@@ -628,7 +629,62 @@ fn compile_workflow(cx: &mut Ctx<'_>, raw: &RawWorkflow, env: &Env<'_>) -> Optio
         review: stages.review,
         escalations,
         kpis,
+        personal,
     })
+}
+
+/// `attributes: { order: { personal: true } }`: the attributes `slakeeper erase` removes.
+/// A personal attribute may not choose the workflow (`match`) or a target (`by:`): erasing
+/// it would change which workflow or target a rebuild picks, and clocks must survive erasure.
+fn compile_personal(
+    cx: &mut Ctx<'_>,
+    raw: &RawWorkflow,
+    matcher: Option<&crate::core::model::Match>,
+    stages: &Stages,
+) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let Some(attrs) = &raw.attributes else {
+        return out;
+    };
+    let by_attribute = |name: &str| {
+        stages
+            .clocks
+            .iter()
+            .map(|c| &c.targets.by)
+            .chain(stages.progress.iter().map(|p| &p.every.by))
+            .any(|d| matches!(d, Dimension::Attribute(a) if a == name))
+    };
+    for (name, a) in sorted_by_pos(&attrs.value) {
+        let Some(flag) = &a.value.personal else {
+            continue;
+        };
+        let personal = match text(flag) {
+            "true" => true,
+            "false" => false,
+            other => {
+                cx.err(flag, format!("`personal: {other}` must be true or false"));
+                continue;
+            }
+        };
+        let n = text(name);
+        if !personal {
+            continue;
+        }
+        if matcher.is_some_and(|m| m.attributes.contains_key(n)) {
+            let msg = format!(
+                "attribute `{n}` is personal, so `match` cannot use it: erasing it would change the workflow a rebuild picks"
+            );
+            cx.err(flag, msg);
+        } else if by_attribute(n) {
+            let msg = format!(
+                "attribute `{n}` is personal, so no `by: attributes.{n}` may use it: erasing it would change the targets a rebuild picks"
+            );
+            cx.err(flag, msg);
+        } else {
+            out.insert(n.to_string());
+        }
+    }
+    out
 }
 
 /// `kpis: { nps: 40, csat: 95%, fcr: 80% }`: NPS in points (-100 to 100, as the score itself

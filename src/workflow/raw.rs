@@ -71,6 +71,18 @@ pub struct RawWorkflow {
     /// Quality targets: `{ nps: 40, csat: 95%, fcr: 80% }`.
     #[serde(default)]
     pub kpis: Option<S<RawTable>>,
+    /// What the workflow says about event attributes: `{ order: { personal: true } }`.
+    #[serde(default)]
+    pub attributes: Option<S<HashMap<S<Text>, S<RawAttribute>>>>,
+}
+
+/// One attribute's declaration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAttribute {
+    /// Personal data: removed by `slakeeper erase`.
+    #[serde(default)]
+    pub personal: Option<S<Text>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -11,6 +11,7 @@ use serde_json::json;
 use tracing::Instrument;
 
 use crate::core::duration::format_seconds;
+use crate::core::erase;
 use crate::core::event::{Event, EventError, EventKind};
 use crate::core::machine::{
     Effect, Out, Ticket, Timer, TimerKey, advance, apply, needs_replay, replay,
@@ -305,6 +306,18 @@ impl Engine {
     ) -> Result<Slot, IngestError> {
         let ev = &b.events[i];
         check_against(ev, &s.ver.wf).map_err(|e| b.bad(e, i))?;
+        let stripped;
+        let ev = if s.state.erased_at.is_some() {
+            // Erased tickets stay erased: what a later event says about the customer is
+            // neither stored nor applied (docs/operations.md, "Erasure of personal data").
+            store::erase_new_event(tx, ev, &s.ver.wf.personal).await?;
+            let mut e = ev.clone();
+            erase::strip_event(&mut e, &s.ver.wf.personal);
+            stripped = e;
+            &stripped
+        } else {
+            ev
+        };
         if needs_replay(&s.state, ev) {
             // Recorded before the rebuild, so an out-of-order event (and the source it came
             // from) still shows in the timeline.
@@ -510,9 +523,11 @@ impl Engine {
         let empty = Default::default();
         let already = old.map(|t| &t.emitted).unwrap_or(&empty);
         let (state, outs) = replay(&ver.wf, &events, until, already);
-        let Some(state) = state else {
+        let Some(mut state) = state else {
             return Ok(None);
         };
+        // Not derived from events: the erasure is the shell's record.
+        state.erased_at = old.and_then(|t| t.erased_at);
         store::mark_events_applied(tx, ticket).await?;
         // The timeline names the version and the targets the rebuilt clocks use, so it
         // never shows one target while the ticket runs on another.

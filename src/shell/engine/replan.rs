@@ -126,10 +126,12 @@ impl Engine {
             sent: Vec::new(),
             tz: new.wf.calendar.tz(),
         };
-        let Some(state) = state.filter(|_| !dry && !r.current()) else {
+        let Some(mut state) = state.filter(|_| !dry && !r.current()) else {
             tx.rollback().await?;
             return Ok((Some(r), after));
         };
+        // Not derived from events: the erasure is the shell's record.
+        state.erased_at = old.erased_at;
         // Dated no earlier than now: first known now, so recorded and sent as of now.
         let mut outs = visible(outs);
         for o in &mut outs {
