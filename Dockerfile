@@ -59,11 +59,10 @@ COPY ${BINARY} /usr/local/bin/slakeeper
 FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
-COPY vendor vendor
 COPY migrations migrations
 COPY src src
-RUN cargo build --release --locked --bin slakeeper \
- && strip --strip-debug target/release/slakeeper
+# The release profile strips debug info itself (Cargo.toml, `strip = "debuginfo"`).
+RUN cargo build --release --locked --bin slakeeper
 
 # ---------------------------------------------------------------- the default target
 FROM runtime AS release

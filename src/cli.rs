@@ -504,8 +504,8 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 /// Parse a window of elapsed time (`30d`, `12h`).
-pub fn parse_window(s: &str) -> Result<chrono::Duration, String> {
-    crate::shell::at_risk::parse_window("risk-window", s).map_err(|e| e.message)
+pub fn parse_window(s: &str) -> Result<chrono::Duration, crate::shell::at_risk::QueryError> {
+    crate::shell::at_risk::parse_window("risk-window", s)
 }
 
 /// Parse elapsed time as the serve settings take it: 30s, 10m, 24h, 400d, 3y.
@@ -514,17 +514,20 @@ pub fn parse_elapsed(s: &str) -> Result<Duration, crate::core::duration::Elapsed
 }
 
 /// Parse an instant given as RFC 3339 or a date (midnight UTC).
-pub fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
+pub fn parse_instant(s: &str) -> Result<DateTime<Utc>, BadInstant> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
     if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         return Ok(d.and_time(chrono::NaiveTime::MIN).and_utc());
     }
-    Err(format!(
-        "`{s}` is not a date (YYYY-MM-DD) or an RFC 3339 time (2026-11-23T09:30:00+08:00)"
-    ))
+    Err(BadInstant(s.to_string()))
 }
+
+/// A `--now`/`--from`/`--to` value that is neither a date nor an RFC 3339 time.
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not a date (YYYY-MM-DD) or an RFC 3339 time (2026-11-23T09:30:00+08:00)")]
+pub struct BadInstant(String);
 
 impl Role {
     fn settings(self) -> st::Role {

@@ -110,16 +110,6 @@ fn native_source_needs_its_token(backend: Backend) {
     assert!(ticket.contains("helpdesk"), "{ticket}");
 }
 
-#[test]
-fn a_native_source_takes_events_only_with_its_own_token() {
-    native_source_needs_its_token(Backend::Sqlite);
-}
-
-#[test]
-fn a_native_source_takes_events_only_with_its_own_token_postgres() {
-    native_source_needs_its_token(Backend::Postgres);
-}
-
 // ------------------------------------------------------------------ row 2: open listener
 
 /// The log lines with `needle`, once start-up has been logged (the "serving" line comes
@@ -283,16 +273,6 @@ fn scoped_tokens(backend: Backend) {
 }
 
 #[test]
-fn each_token_opens_only_its_own_doors() {
-    scoped_tokens(Backend::Sqlite);
-}
-
-#[test]
-fn each_token_opens_only_its_own_doors_postgres() {
-    scoped_tokens(Backend::Postgres);
-}
-
-#[test]
 fn a_read_token_without_an_api_token_is_refused() {
     let wf = workflows(9, false);
     let db = TestDb::new(Backend::Sqlite);
@@ -392,16 +372,6 @@ fn secrets_from_files(backend: Backend) {
     assert_eq!(posted.body["ticket"], "T-FILE");
     let rows = db.query_pairs("SELECT id, COUNT(*) FROM sk_tickets GROUP BY id");
     assert_eq!(rows.len(), 2, "{rows:?}");
-}
-
-#[test]
-fn every_secret_may_come_from_a_file() {
-    secrets_from_files(Backend::Sqlite);
-}
-
-#[test]
-fn every_secret_may_come_from_a_file_postgres() {
-    secrets_from_files(Backend::Postgres);
 }
 
 #[test]
@@ -691,4 +661,10 @@ fn the_new_flags_and_their_variables_are_in_help() {
         "{}",
         validate.stdout
     );
+}
+
+crate::both_databases! {
+    a_native_source_takes_events_only_with_its_own_token => native_source_needs_its_token,
+    each_token_opens_only_its_own_doors => scoped_tokens,
+    every_secret_may_come_from_a_file => secrets_from_files,
 }

@@ -115,16 +115,6 @@ fn zero_config_link_works(backend: Backend) {
     );
 }
 
-#[test]
-fn a_fresh_install_mails_a_working_acknowledge_link() {
-    zero_config_link_works(Backend::Sqlite);
-}
-
-#[test]
-fn a_fresh_install_mails_a_working_acknowledge_link_postgres() {
-    zero_config_link_works(Backend::Postgres);
-}
-
 fn two_first_starts_share_one_key(backend: Backend) {
     // Arrange: one fresh database, two processes started at the same moment.
     let smtp = Smtp::start();
@@ -178,16 +168,6 @@ fn two_first_starts_share_one_key(backend: Backend) {
         let (s, page) = h.get(&format!("{}/v1/ack/{token}", app.base), None);
         assert_eq!(s, 200, "{}: {page}", app.base);
     }
-}
-
-#[test]
-fn two_first_starts_on_one_database_end_with_one_key() {
-    two_first_starts_share_one_key(Backend::Sqlite);
-}
-
-#[test]
-fn two_first_starts_on_one_database_end_with_one_key_postgres() {
-    two_first_starts_share_one_key(Backend::Postgres);
 }
 
 #[test]
@@ -282,12 +262,8 @@ fn concurrent_first_starts_agree(backend: Backend) {
     );
 }
 
-#[test]
-fn concurrent_first_starts_agree_on_one_key() {
-    concurrent_first_starts_agree(Backend::Sqlite);
-}
-
-#[test]
-fn concurrent_first_starts_agree_on_one_key_postgres() {
-    concurrent_first_starts_agree(Backend::Postgres);
+crate::both_databases! {
+    a_fresh_install_mails_a_working_acknowledge_link => zero_config_link_works,
+    two_first_starts_on_one_database_end_with_one_key => two_first_starts_share_one_key,
+    concurrent_first_starts_agree_on_one_key => concurrent_first_starts_agree,
 }

@@ -142,16 +142,6 @@ fn breached_clock_keeps_its_breach_moment(backend: Backend) {
     assert!(line.contains(&shown), "{line} lacks {shown}");
 }
 
-#[test]
-fn a_breached_clock_keeps_its_breach_moment_as_due_sqlite() {
-    breached_clock_keeps_its_breach_moment(Backend::Sqlite);
-}
-
-#[test]
-fn a_breached_clock_keeps_its_breach_moment_as_due_postgres() {
-    breached_clock_keeps_its_breach_moment(Backend::Postgres);
-}
-
 // ------------------------------------------------------------------ the list
 
 /// A server on the shipped workflows and a fresh database.
@@ -319,16 +309,6 @@ fn list_order_window_and_filters(backend: Backend) {
     let _ = pairs(&[]);
 }
 
-#[test]
-fn the_list_is_ordered_windowed_and_filtered_sqlite() {
-    list_order_window_and_filters(Backend::Sqlite);
-}
-
-#[test]
-fn the_list_is_ordered_windowed_and_filtered_postgres() {
-    list_order_window_and_filters(Backend::Postgres);
-}
-
 // ------------------------------------------------------------------ the forecast
 
 /// 40 finished urgent first_response runs: 20 met at 10 minutes, 20 breached (met late).
@@ -451,16 +431,6 @@ fn forecast_from_history(backend: Backend) {
             .any(|l| l.contains("R5") && l.contains("risk 50% (of 40 runs)")),
         "{out}"
     );
-}
-
-#[test]
-fn the_forecast_gives_the_known_answer_and_simulate_agrees_sqlite() {
-    forecast_from_history(Backend::Sqlite);
-}
-
-#[test]
-fn the_forecast_gives_the_known_answer_and_simulate_agrees_postgres() {
-    forecast_from_history(Backend::Postgres);
 }
 
 // ------------------------------------------------------------------ the pages, in Chromium
@@ -848,4 +818,10 @@ fn the_pages_work_in_chromium_sqlite() {
         csp.contains("default-src 'none'") && !csp.contains("script-src"),
         "{csp}"
     );
+}
+
+crate::both_databases! {
+    a_breached_clock_keeps_its_breach_moment_as_due => breached_clock_keeps_its_breach_moment,
+    the_list_is_ordered_windowed_and_filtered => list_order_window_and_filters,
+    the_forecast_gives_the_known_answer_and_simulate_agrees => forecast_from_history,
 }

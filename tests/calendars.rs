@@ -442,16 +442,6 @@ fn serve_logs_exports_and_notes(backend: Backend) {
     );
 }
 
-#[test]
-fn serve_warns_exports_coverage_end_and_notes_the_timeline_sqlite() {
-    serve_logs_exports_and_notes(Backend::Sqlite);
-}
-
-#[test]
-fn serve_warns_exports_coverage_end_and_notes_the_timeline_postgres() {
-    serve_logs_exports_and_notes(Backend::Postgres);
-}
-
 // ------------------------------------------------------------------ calendar import
 
 fn ics(events: &[&str]) -> String {
@@ -917,4 +907,8 @@ mod arithmetic {
                 .expect("instant")
         );
     }
+}
+
+crate::both_databases! {
+    serve_warns_exports_coverage_end_and_notes_the_timeline => serve_logs_exports_and_notes,
 }

@@ -1,9 +1,10 @@
 //! Storage/engine conformance suite: one set of behaviour tests, each run against SQLite and
 //! PostgreSQL (STYLE.md item 9, after river's `riverdrivertest`).
 //!
-//! Every test gets a fresh database (a SQLite file in a tempdir, or a new PostgreSQL database
-//! `sk_conf_<ulid>` dropped at the end; it is copied from `sk_conf_tpl_<fingerprint>`, a
-//! template migrated once per set of migrations and left on the server for the next run),
+//! Every test gets a fresh database (`tests/common`'s `TestDb`: a SQLite file in a tempdir,
+//! or a new PostgreSQL database dropped at the end; here it is copied from
+//! `sk_conf_tpl_<fingerprint>`, a template migrated once per set of migrations and left on
+//! the server for the next run),
 //! the shipped `workflows/`, and an engine whose clock is virtual: time moves only when a test sets it, so nothing here sleeps. The tests drive
 //! the library directly (`ingest`, `on_timer`, `on_delivery`, `on_review`,
 //! `schedule_reviews`, `store::*`, `show::load`) and read the tables, including apalis' jobs
@@ -25,6 +26,9 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
+mod common;
+
+use common::{Backend, TestDb, pg_admin_url, refuse_skipped_pg, with_database};
 use slakeeper::core::clock::ClockStatus;
 use slakeeper::core::event::{Event, parse_event};
 use slakeeper::core::machine::Ticket;
@@ -32,11 +36,12 @@ use slakeeper::core::model::Stage;
 use slakeeper::core::report::FactColumns;
 use slakeeper::shell::channels::Channels;
 use slakeeper::shell::db::Db;
+use slakeeper::shell::engine::timers::{DueTimer, FIRINGS};
 use slakeeper::shell::engine::{
     Clock, Engine, IngestError, Ingested, JobOutcome, RetryPolicy, STALE_DELIVERY, TIMER_LEASE,
 };
 use slakeeper::shell::metrics::Metric;
-use slakeeper::shell::queue::{self, DeliveryJob, ReviewJob, TimerJob};
+use slakeeper::shell::queue::{self, DeliveryJob, ReviewJob};
 use slakeeper::shell::store::{self, DeliveryRow, NotificationRow, from_ms, ms};
 use slakeeper::shell::{report, show};
 use slakeeper::workflow::{Config, load_dir};
@@ -48,50 +53,6 @@ const CUSTOMER_PHONE: &str = "+86 138 0013 8000";
 const PAGER: &str = "https://pager.example.com/hook";
 
 // ====================================================================== harness
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-fn setting(key: &str) -> Option<String> {
-    if let Ok(v) = std::env::var(key) {
-        return Some(v);
-    }
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".test-env/env");
-    let text = std::fs::read_to_string(path).ok()?;
-    text.lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .find(|(k, _)| k.trim() == key)
-        .map(|(_, v)| v.trim().to_string())
-}
-
-fn pg_url() -> String {
-    setting("SLAKEEPER_TEST_PG_URL")
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_string())
-}
-
-fn skip_pg() -> bool {
-    std::env::var("SLAKEEPER_TEST_SKIP_PG").is_ok_and(|v| v == "1")
-}
-
-/// The same server URL naming another database (query string kept).
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let host_start = base.find("://").map_or(0, |i| i + 3);
-    let host_end = base[host_start..]
-        .find('/')
-        .map_or(base.len(), |i| i + host_start);
-    match query {
-        Some(q) => format!("{}/{db}?{q}", &base[..host_end]),
-        None => format!("{}/{db}", &base[..host_end]),
-    }
-}
 
 fn config() -> Arc<Config> {
     static CFG: std::sync::OnceLock<Arc<Config>> = std::sync::OnceLock::new();
@@ -130,12 +91,12 @@ fn config() -> Arc<Config> {
     .clone()
 }
 
-/// One connection to the server's default test database, for CREATE / DROP DATABASE.
-async fn admin_connection(url: &str) -> Result<PgConnection, String> {
+/// One connection to the server's default test database, to build the template.
+async fn admin_connection(url: &str) -> PgConnection {
     match tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(url)).await {
-        Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("no answer within 5 s".to_string()),
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => panic!("{}", common::pg_unreachable(url, &e.to_string())),
+        Err(_) => panic!("{}", common::pg_unreachable(url, "no answer within 5 s")),
     }
 }
 
@@ -238,40 +199,6 @@ async fn pg_template(conn: &mut PgConnection, admin: &str) -> String {
     name
 }
 
-/// The database a test owns; removed when the test ends, also when it panics.
-enum TestDb {
-    Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Pg { admin: String, name: String },
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let TestDb::Pg { admin, name } = self else {
-            return;
-        };
-        let (admin, name) = (admin.clone(), name.clone());
-        // Drop runs inside the test's runtime: do the async work on a thread of its own.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                if let Ok(mut conn) = admin_connection(&admin).await {
-                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .execute(&mut conn)
-                        .await;
-                    let _ = conn.close().await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
 /// The engine under test, its virtual clock and its database. Field order matters: the
 /// engine (and its pool) goes before the database is dropped.
 pub struct Harness {
@@ -301,49 +228,18 @@ impl Harness {
     /// [`Start::Empty`]; either way `queue::migrate` runs, as at every start in production.
     async fn start(backend: Backend, from: Start) -> Option<Harness> {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let (url, guard) = match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let url = format!("sqlite://{}", dir.path().join("conformance.db").display());
-                (url, TestDb::Sqlite(dir))
-            }
-            Backend::Postgres => {
-                // Skipping is the test command's job (a nextest filter, so the summary counts
-                // the tests as skipped); a PostgreSQL test that runs anyway must not pass.
-                assert!(
-                    !skip_pg(),
-                    "SLAKEEPER_TEST_SKIP_PG=1, yet this PostgreSQL test ran: run `bash scripts/test.sh` \
-                     (it filters them out and reports them as skipped) or pass \
-                     `-E 'not test(/postgres/)'` to cargo nextest"
-                );
-                let admin = pg_url();
-                let mut conn = match admin_connection(&admin).await {
-                    Ok(c) => c,
-                    Err(e) => panic!(
-                        "PostgreSQL is unreachable at {} ({e}). Start it (`bash scripts/test-env.sh`, \
-                         or `pg_ctlcluster --skip-systemctl-redirect 15 main start`), point \
-                         SLAKEEPER_TEST_PG_URL at a server, or set SLAKEEPER_TEST_SKIP_PG=1 to skip \
-                         the PostgreSQL variants",
-                        slakeeper::shell::redact(&admin)
-                    ),
-                };
-                let name = format!("sk_conf_{}", ulid::Ulid::new().to_string().to_lowercase());
-                let create = match from {
-                    Start::Migrated => {
-                        let template = pg_template(&mut conn, &admin).await;
-                        format!("CREATE DATABASE {name} TEMPLATE {template}")
-                    }
-                    Start::Empty => format!("CREATE DATABASE {name}"),
-                };
-                sqlx::query(sqlx::AssertSqlSafe(create))
-                    .execute(&mut conn)
-                    .await
-                    .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+        let guard = match (backend, from) {
+            (Backend::Postgres, Start::Migrated) => {
+                refuse_skipped_pg();
+                let admin = pg_admin_url();
+                let mut conn = admin_connection(&admin).await;
+                let template = pg_template(&mut conn, &admin).await;
                 let _ = conn.close().await;
-                let url = with_database(&admin, &name);
-                (url, TestDb::Pg { admin, name })
+                TestDb::copy_of(backend, Some(&template))
             }
+            _ => TestDb::new(backend),
         };
+        let url = guard.url.clone();
         let db = Db::connect(&url)
             .await
             .unwrap_or_else(|e| panic!("connect {}: {e}", slakeeper::shell::redact(&url)));
@@ -441,19 +337,19 @@ impl Harness {
     }
 
     /// The timer job for a pending timer, with the clock moved to its due instant.
-    async fn job_at_due(&self, ticket: &str, key: &str) -> TimerJob {
+    async fn job_at_due(&self, ticket: &str, key: &str) -> DueTimer {
         let due = self.due(ticket, key).await;
         if due > self.now() {
             self.set_clock(due);
         }
-        TimerJob {
+        DueTimer {
             ticket: ticket.into(),
             key: key.into(),
             due_ms: ms(due),
         }
     }
 
-    async fn on_timer(&self, job: &TimerJob) -> &'static str {
+    async fn on_timer(&self, job: &DueTimer) -> &'static str {
         self.engine.on_timer(job).await.expect("on_timer").as_str()
     }
 
@@ -581,11 +477,11 @@ impl Harness {
     }
 
     /// The jobs the queue runs for a ticket's pending timers (the payload is the row).
-    async fn pending_jobs(&self, ticket: &str) -> Vec<TimerJob> {
+    async fn pending_jobs(&self, ticket: &str) -> Vec<DueTimer> {
         self.timers(ticket)
             .await
             .into_iter()
-            .map(|(key, (_, due))| TimerJob {
+            .map(|(key, (_, due))| DueTimer {
                 ticket: ticket.into(),
                 key,
                 due_ms: due,
@@ -605,7 +501,7 @@ impl Harness {
             .collect();
         assert_eq!(self.timers(ticket).await, from_state, "{ticket}: sk_timers");
         assert!(
-            self.jobs(queue::TIMERS).await.is_empty(),
+            self.jobs(FIRINGS).await.is_empty(),
             "timers never become apalis jobs"
         );
     }
@@ -1132,7 +1028,7 @@ async fn breach_alert_fires_at_deadline_exactly_once(h: Harness) {
         h.sent("X1").await,
         vec![("sla_warning".to_string(), "assignee".to_string())]
     );
-    let breach = TimerJob {
+    let breach = DueTimer {
         ticket: "X1".into(),
         key: FR100.into(),
         due_ms: ms(t0() + mins(30)),
@@ -1288,7 +1184,7 @@ async fn timer_batch_fires_each_due_timer_once(h: Harness) {
         opened("Y2", t0(), "urgent", "complaint"),
     ])
     .await;
-    let job = |t: &str, key: &str, due| TimerJob {
+    let job = |t: &str, key: &str, due| DueTimer {
         ticket: t.into(),
         key: key.into(),
         due_ms: ms(due),
@@ -1562,7 +1458,7 @@ async fn out_of_order_event_gives_same_clocks_as_in_order(h: Harness) {
     h.assert_timers_mirror_state("OB").await;
     // A job for the schedule before the rebuild (first_response as urgent, due +30m)
     // stays harmless.
-    let stale = TimerJob {
+    let stale = DueTimer {
         ticket: "OB".into(),
         key: FR100.into(),
         due_ms: ms(t0() + mins(30)),

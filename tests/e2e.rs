@@ -85,16 +85,6 @@ fn breach_alert_is_sent_at_the_deadline(backend: Backend) {
 }
 
 #[test]
-fn breach_alert_is_sent_at_the_deadline_sqlite() {
-    breach_alert_is_sent_at_the_deadline(Backend::Sqlite);
-}
-
-#[test]
-fn breach_alert_is_sent_at_the_deadline_postgres() {
-    breach_alert_is_sent_at_the_deadline(Backend::Postgres);
-}
-
-#[test]
 fn progress_cadence_stops_at_resolution() {
     let env = Env::start(Backend::Sqlite);
     let (smtp, app) = (&env.smtp, &env.app);
@@ -837,4 +827,8 @@ fn a_worker_killed_while_sending_delays_alerts_by_at_most_30s_postgres() {
     );
     // 2 s per send, a 20 s lease, a 1 s sweep and a 100 ms poll: well under 30 s late.
     assert!(max <= 30.0, "an alert arrived {max:.1}s after its deadline");
+}
+
+crate::both_databases! {
+    breach_alert_is_sent_at_the_deadline => breach_alert_is_sent_at_the_deadline,
 }

@@ -93,16 +93,6 @@ type Clocks = BTreeSet<(String, String, Option<i64>, Option<i64>)>;
 /// SPEC: `export` writes the stored events in `simulate`'s input format, with ids, `at`,
 /// `received_at` and every field; simulating the export gives the runtime's clock outcomes
 /// for every ticket.
-#[test]
-fn export_then_simulate_gives_the_runtime_clock_outcomes_sqlite() {
-    export_then_simulate(Backend::Sqlite);
-}
-
-#[test]
-fn export_then_simulate_gives_the_runtime_clock_outcomes_postgres() {
-    export_then_simulate(Backend::Postgres);
-}
-
 fn export_then_simulate(backend: Backend) {
     let db = TestDb::new(backend);
     let wf_dir = root().join("workflows");
@@ -609,16 +599,6 @@ fn last_rebuild(t: &Value) -> Value {
 /// Issue 9's defect, the other way round: a ticket keeps the version it was opened under
 /// through a restart with edited files and through a rebuild (an out-of-order event), and
 /// two workers started from different directories serve each ticket by its own version.
-#[test]
-fn a_ticket_keeps_its_version_through_restart_rebuild_and_other_workers_sqlite() {
-    pinned_versions_then_replan(Backend::Sqlite);
-}
-
-#[test]
-fn a_ticket_keeps_its_version_through_restart_rebuild_and_other_workers_postgres() {
-    pinned_versions_then_replan(Backend::Postgres);
-}
-
 fn pinned_versions_then_replan(backend: Backend) {
     let db = TestDb::new(backend);
     let (_dir, old, new) = old_and_new_workflows();
@@ -891,4 +871,9 @@ fn an_old_ticket_is_notified_with_its_own_templates_and_routes_sqlite() {
         legacy["workflow_version"],
         ticket(&b, "PV-OLD")["workflow_version"]
     );
+}
+
+crate::both_databases! {
+    export_then_simulate_gives_the_runtime_clock_outcomes => export_then_simulate,
+    a_ticket_keeps_its_version_through_restart_rebuild_and_other_workers => pinned_versions_then_replan,
 }

@@ -284,12 +284,6 @@ fn no_secret_in_a_trace_log(backend: Backend) {
     scan(&app.stderr(), &secrets);
 }
 
-#[test]
-fn a_trace_log_holds_no_secret() {
-    no_secret_in_a_trace_log(Backend::Sqlite);
-}
-
-#[test]
-fn a_trace_log_holds_no_secret_postgres() {
-    no_secret_in_a_trace_log(Backend::Postgres);
+crate::both_databases! {
+    a_trace_log_holds_no_secret => no_secret_in_a_trace_log,
 }

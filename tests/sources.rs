@@ -258,16 +258,6 @@ fn clock<'a>(t: &'a Value, name: &str) -> &'a Value {
 
 // ------------------------------------------------------------------ per vendor
 
-#[test]
-fn zendesk_trigger_deliveries_drive_the_clocks() {
-    zendesk_triggers(Backend::Sqlite);
-}
-
-#[test]
-fn zendesk_trigger_deliveries_drive_the_clocks_postgres() {
-    zendesk_triggers(Backend::Postgres);
-}
-
 fn zendesk_triggers(backend: Backend) {
     // Arrange
     let s = Served::on(backend);
@@ -856,4 +846,8 @@ mod reqwest_raw {
             })
         }
     }
+}
+
+crate::both_databases! {
+    zendesk_trigger_deliveries_drive_the_clocks => zendesk_triggers,
 }

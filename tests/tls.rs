@@ -107,16 +107,6 @@ fn https(backend: Backend) {
 }
 
 #[test]
-fn serve_speaks_https_with_the_given_certificate() {
-    https(Backend::Sqlite);
-}
-
-#[test]
-fn serve_speaks_https_with_the_given_certificate_postgres() {
-    https(Backend::Postgres);
-}
-
-#[test]
 fn a_bad_certificate_or_key_stops_the_start_naming_the_file() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (cert, key) = certificate(tmp.path());
@@ -150,4 +140,8 @@ fn a_bad_certificate_or_key_stops_the_start_naming_the_file() {
         .exit();
     assert_eq!(out.code, Some(2), "{out:?}");
     assert!(out.stderr.contains("--tls-key"), "{}", out.stderr);
+}
+
+crate::both_databases! {
+    serve_speaks_https_with_the_given_certificate => https,
 }

@@ -224,16 +224,6 @@ fn opened_and_responded_at_once(backend: Backend) {
     }
 }
 
-#[test]
-fn concurrent_opening_and_response_are_serialised_per_ticket_sqlite() {
-    opened_and_responded_at_once(Backend::Sqlite);
-}
-
-#[test]
-fn concurrent_opening_and_response_are_serialised_per_ticket_postgres() {
-    opened_and_responded_at_once(Backend::Postgres);
-}
-
 /// A client that never finishes its headers is dropped after the header timeout (it used
 /// to hold its connection for good: 1,100 half-sent requests were all still open).
 #[test]
@@ -319,16 +309,6 @@ fn two_openings_at_once(backend: Backend) {
         assert_eq!(notes("opened in workflow"), 1, "TO-{i} opened twice: {t:#}");
         assert_eq!(notes("ticket.opened ignored"), 1, "TO-{i}: {t:#}");
     }
-}
-
-#[test]
-fn two_openings_of_one_ticket_at_once_open_it_once_sqlite() {
-    two_openings_at_once(Backend::Sqlite);
-}
-
-#[test]
-fn two_openings_of_one_ticket_at_once_open_it_once_postgres() {
-    two_openings_at_once(Backend::Postgres);
 }
 
 /// Concurrent requests share commits (group commit): 48 requests leave at one instant, 16 of
@@ -431,12 +411,8 @@ fn concurrent_requests_share_commits(backend: Backend) {
     );
 }
 
-#[test]
-fn concurrent_requests_share_commits_and_a_conflict_fails_alone_sqlite() {
-    concurrent_requests_share_commits(Backend::Sqlite);
-}
-
-#[test]
-fn concurrent_requests_share_commits_and_a_conflict_fails_alone_postgres() {
-    concurrent_requests_share_commits(Backend::Postgres);
+crate::both_databases! {
+    concurrent_opening_and_response_are_serialised_per_ticket => opened_and_responded_at_once,
+    two_openings_of_one_ticket_at_once_open_it_once => two_openings_at_once,
+    concurrent_requests_share_commits_and_a_conflict_fails_alone => concurrent_requests_share_commits,
 }

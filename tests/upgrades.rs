@@ -220,22 +220,7 @@ fn newer_database_is_refused_by_every_command(backend: Backend) {
     println!("refusal: {}", outs[0].1.stderr.trim());
 }
 
-#[test]
-fn pending_migrations_are_applied_only_by_migrate_and_serve_sqlite() {
-    pending_migrations_are_applied_only_by_migrate_and_serve(Backend::Sqlite);
-}
-
-#[test]
-fn pending_migrations_are_applied_only_by_migrate_and_serve_postgres() {
-    pending_migrations_are_applied_only_by_migrate_and_serve(Backend::Postgres);
-}
-
-#[test]
-fn newer_database_is_refused_by_every_command_sqlite() {
-    newer_database_is_refused_by_every_command(Backend::Sqlite);
-}
-
-#[test]
-fn newer_database_is_refused_by_every_command_postgres() {
-    newer_database_is_refused_by_every_command(Backend::Postgres);
+crate::both_databases! {
+    pending_migrations_are_applied_only_by_migrate_and_serve => pending_migrations_are_applied_only_by_migrate_and_serve,
+    newer_database_is_refused_by_every_command => newer_database_is_refused_by_every_command,
 }

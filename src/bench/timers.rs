@@ -205,7 +205,7 @@ pub async fn drain_processes(
 /// counts them in this process (every outcome but `failed`, and `deferred`, which fires
 /// again later).
 fn fired(metrics: &PrometheusHandle) -> i64 {
-    let queue = format!("queue=\"{}\"", crate::shell::queue::TIMERS);
+    let queue = format!("queue=\"{}\"", crate::shell::engine::timers::FIRINGS);
     metrics
         .render()
         .lines()

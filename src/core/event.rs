@@ -1,8 +1,8 @@
 //! Ticket events as the ticket system sends them (SPEC "Event API"), parsed from JSON into a
 //! typed [`Event`]. Parsing checks shape only (required fields, types, ranges); whether an event
-//! fits a workflow (declared priority, known clock) is [`check_against`]'s job, because it
-//! needs the workflow. Every error names the offending field so the HTTP layer can answer a
-//! precise 400.
+//! fits a workflow (declared priority, known clock) is the job of
+//! [`crate::core::model::check_against`], beside the workflow it needs. Every error names the
+//! offending field so the HTTP layer can answer a precise 400.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,8 +10,6 @@ use std::fmt;
 use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-use crate::core::model::{Dimension, Workflow};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventKind {
@@ -612,58 +610,4 @@ fn requirements_of_kind(ev: Event) -> Result<Event, EventError> {
         )),
         _ => Ok(ev),
     }
-}
-
-/// Checks that need the ticket's workflow: the priority is declared, a `clock.met` names a
-/// clock the workflow has, a `ticket.opened` has a priority when the workflow keys targets by
-/// priority.
-pub fn check_against(ev: &Event, wf: &Workflow) -> Result<(), EventError> {
-    if let Some(p) = &ev.priority
-        && wf.priority_rank(p).is_none()
-    {
-        return Err(EventError::new(
-            "unknown_priority",
-            Some("priority"),
-            format!(
-                "priority `{p}` is not declared by workflow `{}` (expected one of: {})",
-                wf.name,
-                wf.priorities.join(", ")
-            ),
-        ));
-    }
-    if ev.kind == EventKind::Opened && ev.priority.is_none() {
-        let keyed = wf
-            .clocks
-            .iter()
-            .any(|c| c.targets.by == Dimension::Priority && c.targets.default.is_none());
-        if keyed {
-            return Err(EventError::new(
-                "missing_field",
-                Some("priority"),
-                format!(
-                    "`priority` is required to open a ticket in workflow `{}` (one of: {})",
-                    wf.name,
-                    wf.priorities.join(", ")
-                ),
-            ));
-        }
-    }
-    if let (EventKind::ClockMet, Some(c)) = (ev.kind, &ev.clock)
-        && wf.clock(c).is_none()
-    {
-        return Err(EventError::new(
-            "unknown_clock",
-            Some("clock"),
-            format!(
-                "workflow `{}` has no clock `{c}` (it has: {})",
-                wf.name,
-                wf.clocks
-                    .iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
-    }
-    Ok(())
 }

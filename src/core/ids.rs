@@ -14,3 +14,17 @@ pub fn notification_id(ticket: &str, source: &str, role: &str) -> String {
     h.update(role.as_bytes());
     format!("n-{}", &hex::encode(h.finalize())[..32])
 }
+
+/// Percent-encode a path segment (RFC 3986 unreserved characters stay): ticket ids are
+/// chosen by the ticket system and may hold `/`, `?`, spaces or quotes.
+pub fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -15,7 +15,7 @@
 //! Idempotency: every externally visible effect (notification, outcome, counter) has an id
 //! that is deterministic given the ticket's events; the state remembers the ids it emitted.
 //! Timer keys are deterministic too, and a timer that is no longer pending (fired, dropped,
-//! or superseded) does nothing when its job runs.
+//! or superseded) does nothing when it fires.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -1601,14 +1601,14 @@ fn next_timer(t: &Ticket) -> Option<(TimerKey, DateTime<Utc>)> {
         .map(|(k, v)| (k.clone(), v.due))
 }
 
-/// What happened to a timer job.
+/// What happened to a timer fired by its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fired {
     /// It fired (and so did every timer due before it).
     Applied,
     /// No longer pending: fired already, dropped, or superseded by a reschedule.
     Moot,
-    /// Pending but not yet due (it was rescheduled later); a newer job will fire it.
+    /// Pending but not yet due (it was rescheduled later); it fires at its new due time.
     NotYetDue(DateTime<Utc>),
 }
 
@@ -1620,7 +1620,7 @@ pub fn fire(
     key: &str,
     now: DateTime<Utc>,
 ) -> (Ticket, Vec<Out>, Fired) {
-    // The edge where a key comes back as text (a timer job): parsed once, here. A key this
+    // The edge where a key comes back as text (a claimed timer row): parsed once, here. A key this
     // core never wrote names no pending timer.
     let Some(timer) = key
         .parse::<TimerKey>()

@@ -4,6 +4,7 @@
 
 pub mod baseline;
 pub mod calendar;
+pub mod channel;
 pub mod clock;
 pub mod coverage;
 pub mod duration;

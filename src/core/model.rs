@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::calendar::Calendar;
 use crate::core::duration::Span;
-use crate::core::event::EventKind;
+use crate::core::event::{Event, EventError, EventKind};
 use crate::core::schedule::Schedule;
 
 /// The five stages of the service process (seed 000). `Closed` is the terminal status after
@@ -505,4 +505,58 @@ impl Catalog {
                 .is_some_and(|m| m.matches(category, channel, attributes))
         })
     }
+}
+
+/// Checks that need the ticket's workflow: the priority is declared, a `clock.met` names a
+/// clock the workflow has, a `ticket.opened` has a priority when the workflow keys targets by
+/// priority.
+pub fn check_against(ev: &Event, wf: &Workflow) -> Result<(), EventError> {
+    if let Some(p) = &ev.priority
+        && wf.priority_rank(p).is_none()
+    {
+        return Err(EventError::new(
+            "unknown_priority",
+            Some("priority"),
+            format!(
+                "priority `{p}` is not declared by workflow `{}` (expected one of: {})",
+                wf.name,
+                wf.priorities.join(", ")
+            ),
+        ));
+    }
+    if ev.kind == EventKind::Opened && ev.priority.is_none() {
+        let keyed = wf
+            .clocks
+            .iter()
+            .any(|c| c.targets.by == Dimension::Priority && c.targets.default.is_none());
+        if keyed {
+            return Err(EventError::new(
+                "missing_field",
+                Some("priority"),
+                format!(
+                    "`priority` is required to open a ticket in workflow `{}` (one of: {})",
+                    wf.name,
+                    wf.priorities.join(", ")
+                ),
+            ));
+        }
+    }
+    if let (EventKind::ClockMet, Some(c)) = (ev.kind, &ev.clock)
+        && wf.clock(c).is_none()
+    {
+        return Err(EventError::new(
+            "unknown_clock",
+            Some("clock"),
+            format!(
+                "workflow `{}` has no clock `{c}` (it has: {})",
+                wf.name,
+                wf.clocks
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -24,8 +24,17 @@ pub fn default_start() -> NaiveDate {
     NaiveDate::from_ymd_opt(2024, 1, 1).unwrap_or_default()
 }
 
+/// A rotation's `handoff:` that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandoffError {
+    #[error("hand-off `{0}`: `{1}` is not a weekday (Mon, Tue, … Sun)")]
+    Weekday(String, String),
+    #[error("hand-off `{0}` must be \"Mon 09:00\" (weekly) or \"09:00\" (daily)")]
+    Format(String),
+}
+
 /// `Mon 09:00` (weekly) or `09:00` (daily).
-pub fn parse_handoff(s: &str) -> Result<(Option<Weekday>, NaiveTime), String> {
+pub fn parse_handoff(s: &str) -> Result<(Option<Weekday>, NaiveTime), HandoffError> {
     let s = s.trim();
     let (day, time) = match s.split_once(char::is_whitespace) {
         Some((d, t)) => (Some(d.trim()), t.trim()),
@@ -35,12 +44,11 @@ pub fn parse_handoff(s: &str) -> Result<(Option<Weekday>, NaiveTime), String> {
         None => None,
         Some(d) => Some(
             d.parse::<Weekday>()
-                .map_err(|_| format!("hand-off `{s}`: `{d}` is not a weekday (Mon, Tue, … Sun)"))?,
+                .map_err(|_| HandoffError::Weekday(s.to_string(), d.to_string()))?,
         ),
     };
-    let time = NaiveTime::parse_from_str(time, "%H:%M").map_err(|_| {
-        format!("hand-off `{s}` must be \"Mon 09:00\" (weekly) or \"09:00\" (daily)")
-    })?;
+    let time = NaiveTime::parse_from_str(time, "%H:%M")
+        .map_err(|_| HandoffError::Format(s.to_string()))?;
     Ok((weekday, time))
 }
 

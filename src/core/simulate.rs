@@ -11,11 +11,12 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
 use crate::core::coverage;
-use crate::core::event::{Event, EventError, EventKind, check_against};
+use crate::core::event::{Event, EventError, EventKind};
 use crate::core::machine::{
     ApplyError, ClockLine, Effect, Out, Ticket, advance_virtual, advance_virtual_before, apply,
     clock_summary, needs_replay, replay,
 };
+use crate::core::model::check_against;
 use crate::core::model::{Catalog, Workflow};
 use crate::core::report::{self, FactRow, OpenedRow, Report, Scope};
 /// Kept here too: callers imported it from the simulator before it moved to routing.

@@ -1,7 +1,7 @@
 //! Timer keys: which pending timer of a ticket is which.
 //!
 //! A key is typed inside the core and written as text outside it: the store keeps the text
-//! (`sk_timers.key`, the ticket state's JSON) and timer jobs carry it, so the text form below
+//! (`sk_timers.key`, the ticket state's JSON) and the firer's claims carry it, so the text form below
 //! is a stored format and must never change. Text is parsed once, where it comes back in
 //! ([`crate::core::machine::fire`], deserialising a stored state).
 //!

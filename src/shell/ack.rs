@@ -188,7 +188,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
-use crate::shell::http::AppState;
+use crate::shell::state::AppState;
 
 /// `GET` (confirmation page) and `POST` (acknowledge) on `/v1/ack/{token}`. No bearer
 /// token: the signed link is the authorisation, as staff open it from a chat or a mail.
@@ -262,7 +262,7 @@ async fn acknowledge(State(st): State<AppState>, Path(token): Path<String>) -> R
              <p><a href=\"/ui/tickets/{}\">Back to the ticket</a></p>",
             escape(&a.clock),
             escape(&a.ticket),
-            crate::shell::ui::path_segment(&a.ticket)
+            crate::core::ids::path_segment(&a.ticket)
         ))
         .into_response(),
         Err(e) => {

@@ -14,28 +14,13 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use crate::core::duration::{Span, format_seconds, parse_span};
-use crate::core::forecast::{
-    self, Filter, Finished, History, NextDue, RunAtRisk, next_due, runs_at_risk,
-};
+use crate::core::forecast::{self, Filter, Finished, History, RunAtRisk, runs_at_risk};
 use crate::core::machine::Ticket;
 use crate::core::model::Workflow;
 use crate::shell::db::{Db, DbError};
 use crate::shell::engine::{Engine, VersionError};
 use crate::shell::store::{from_ms, ms};
 use crate::{db_all, workflow::version::short};
-
-/// What `sk_tickets.risk_due` holds for a state: the earliest due (epoch ms), NULL when no
-/// clock runs, -1 when unknown (always read).
-pub fn risk_due_column(t: &Ticket) -> Option<i64> {
-    if !t.is_open() {
-        return None;
-    }
-    match next_due(t) {
-        NextDue::None => None,
-        NextDue::At(d) => Some(ms(d)),
-        NextDue::Unknown => Some(-1),
-    }
-}
 
 /// A request for the list.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -26,13 +26,7 @@ use crate::shell::engine::Engine;
 use crate::shell::store;
 use crate::{db_opt, sql_all, sql_exec, sql_opt};
 
-/// Whose data to erase.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Subject {
-    Ticket(String),
-    /// Every ticket whose events or state carry this customer address (case-insensitive).
-    CustomerEmail(String),
-}
+pub use crate::shell::settings::Subject;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EraseError {

@@ -2,19 +2,16 @@
 //! `/readyz`, `/metrics`. One error shape for every 4xx (`{"error": {code, message, field}}`),
 //! an opaque 5xx otherwise. Nothing is written unless the whole request is valid.
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Path, State};
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{Value, json};
 
 use crate::core::event::{EventError, EventKind, parse_event};
-use crate::shell::engine::{Engine, IngestError};
+use crate::shell::engine::IngestError;
 use crate::shell::metrics::{self, Metric};
 use crate::shell::{auth, json_input, queue, show};
 
@@ -24,13 +21,7 @@ pub const MAX_BATCH: usize = 1000;
 /// How long a client may take to send its body (the header timeout is a setting).
 pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-#[derive(Clone)]
-pub struct AppState {
-    pub engine: Arc<Engine>,
-    /// Who may call what (checked by `auth::protect` before any handler runs).
-    pub tokens: auth::Tokens,
-    pub metrics: Option<PrometheusHandle>,
-}
+pub use crate::shell::state::AppState;
 
 pub fn router(state: AppState) -> Router {
     router_with(state, Router::new())

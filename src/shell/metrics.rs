@@ -19,6 +19,7 @@ use metrics::{
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
 
+use crate::core::channel::ChannelKind;
 use crate::core::event::EventKind;
 use crate::core::machine::{Fact, TimerKind};
 use crate::core::model::{Catalog, Kpi};
@@ -206,8 +207,9 @@ fn describe() {
 }
 
 /// Register counters at zero for every known label combination, so `increase()` sees the
-/// first event of each series and dashboards show 0 rather than no data.
-pub fn preregister(catalog: &Catalog) {
+/// first event of each series and dashboards show 0 rather than no data. `queues`: the job
+/// queues' names (the queue module's; this module imports nothing from the shell).
+pub fn preregister(catalog: &Catalog, queues: &[&'static str]) {
     gauge!("slakeeper_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     kpi_targets(catalog);
     calendar_coverage(catalog, chrono::Utc::now());
@@ -216,7 +218,7 @@ pub fn preregister(catalog: &Catalog) {
             counter!("slakeeper_events_total", "type" => k.as_str(), "outcome" => o).absolute(0);
         }
     }
-    for ch in crate::shell::channels::ChannelKind::ALL.map(|k| k.as_str()) {
+    for ch in ChannelKind::ALL.map(|k| k.as_str()) {
         for o in ["sent", "failed", "retried", "gave_up"] {
             counter!("slakeeper_notifications_total", "channel" => ch, "outcome" => o).absolute(0);
         }
@@ -224,7 +226,7 @@ pub fn preregister(catalog: &Catalog) {
     for t in crate::shell::retention::TABLES {
         counter!("slakeeper_pruned_rows_total", "table" => t).absolute(0);
     }
-    for q in crate::shell::queue::QUEUES {
+    for &q in queues {
         for o in ["applied", "moot", "deferred", "failed"] {
             counter!("slakeeper_jobs_total", "queue" => q, "outcome" => o).absolute(0);
         }
@@ -448,7 +450,7 @@ pub fn set_db_gauges(
             .set(t.get(k.as_str()).copied().unwrap_or(0) as f64);
     }
     let p: BTreeMap<&str, i64> = pending.iter().map(|(k, n)| (k.as_str(), *n)).collect();
-    for ch in crate::shell::channels::ChannelKind::ALL.map(|k| k.as_str()) {
+    for ch in ChannelKind::ALL.map(|k| k.as_str()) {
         gauge!("slakeeper_notifications_pending", "channel" => ch)
             .set(p.get(ch).copied().unwrap_or(0) as f64);
     }
@@ -457,7 +459,7 @@ pub fn set_db_gauges(
 /// `slakeeper_notifications_held` per channel, from the database (like the pending gauge).
 pub fn set_held(held: &[(String, i64)]) {
     let h: BTreeMap<&str, i64> = held.iter().map(|(k, n)| (k.as_str(), *n)).collect();
-    for ch in crate::shell::channels::ChannelKind::ALL.map(|k| k.as_str()) {
+    for ch in ChannelKind::ALL.map(|k| k.as_str()) {
         gauge!("slakeeper_notifications_held", "channel" => ch)
             .set(h.get(ch).copied().unwrap_or(0) as f64);
     }

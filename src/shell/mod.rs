@@ -37,6 +37,7 @@ pub mod services;
 pub mod settings;
 pub mod show;
 pub mod sources;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

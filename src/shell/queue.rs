@@ -1,5 +1,5 @@
 //! The durable job queue for deliveries and reviews: apalis 1.0 on SQLite or PostgreSQL,
-//! used around its sharp edges (../shared/APALIS-NOTES.md). Timers do not use it (they fire
+//! used around its sharp edges (listed below). Timers do not use it (they fire
 //! straight from `sk_timers`, see `engine::timers`): its drain rate is far below what a
 //! backlog of timers needs.
 //!
@@ -29,22 +29,14 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::shell::db::{Conn, Db, DbError, Tx};
-use crate::shell::engine::JobError;
 
-pub const TIMERS: &str = "slakeeper.timers";
 pub const OUTBOX: &str = "slakeeper.outbox";
 pub const REVIEW: &str = "slakeeper.review";
-pub const QUEUES: [&str; 3] = [TIMERS, OUTBOX, REVIEW];
-
-/// A ticket timer coming due (the firer's unit of work; also the payload of timer jobs of
-/// the earlier design, which migration 0004 removes).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct TimerJob {
-    pub ticket: String,
-    pub key: String,
-    /// The exact due instant in milliseconds (apalis' `run_at` only has seconds).
-    pub due_ms: i64,
-}
+/// The apalis queues.
+pub const QUEUES: [&str; 2] = [OUTBOX, REVIEW];
+/// Timer jobs of the design before timers fired from `sk_timers` (migration 0004): no queue
+/// any more, but a database upgraded from then may still hold finished ones to prune.
+const EARLIER_TIMERS: &str = "slakeeper.timers";
 
 /// One delivery attempt of a notification.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -121,7 +113,7 @@ pub async fn prune(db: &Db, keep: Duration, now_s: i64) -> Result<u64, DbError> 
                     SELECT rowid FROM Jobs WHERE job_type IN ($1, $2, $3)
                       AND status IN ('Done', 'Killed') AND done_at < $4 LIMIT 2000)",
             )
-            .bind(TIMERS)
+            .bind(EARLIER_TIMERS)
             .bind(OUTBOX)
             .bind(REVIEW)
             .bind(before)
@@ -133,7 +125,7 @@ pub async fn prune(db: &Db, keep: Duration, now_s: i64) -> Result<u64, DbError> 
                     SELECT id FROM apalis.jobs WHERE job_type IN ($1, $2, $3)
                       AND status IN ('Done', 'Killed') AND done_at < to_timestamp($4) LIMIT 2000)",
             )
-            .bind(TIMERS)
+            .bind(EARLIER_TIMERS)
             .bind(OUTBOX)
             .bind(REVIEW)
             .bind(before as f64)
@@ -158,7 +150,7 @@ pub async fn prune_failed(db: &Db, before_s: i64, limit: i64) -> Result<u64, DbE
                   AND status = 'Failed' AND attempts >= max_attempts
                   AND COALESCE(done_at, run_at) < $4 LIMIT $5)",
         )
-        .bind(TIMERS)
+        .bind(EARLIER_TIMERS)
         .bind(OUTBOX)
         .bind(REVIEW)
         .bind(before_s)
@@ -172,7 +164,7 @@ pub async fn prune_failed(db: &Db, before_s: i64, limit: i64) -> Result<u64, DbE
                   AND status = 'Failed' AND attempts >= max_attempts
                   AND COALESCE(done_at, run_at) < to_timestamp($4) LIMIT $5)",
         )
-        .bind(TIMERS)
+        .bind(EARLIER_TIMERS)
         .bind(OUTBOX)
         .bind(REVIEW)
         .bind(before_s as f64)
@@ -219,7 +211,7 @@ pub async fn queued(db: &Db) -> Result<i64, DbError> {
                 "SELECT COUNT(*) FROM Jobs WHERE job_type IN ($1, $2, $3)
                AND status IN ('Pending', 'Queued', 'Running', 'Failed')",
             )
-            .bind(TIMERS)
+            .bind(EARLIER_TIMERS)
             .bind(OUTBOX)
             .bind(REVIEW)
             .fetch_one(p)
@@ -230,7 +222,7 @@ pub async fn queued(db: &Db) -> Result<i64, DbError> {
                 "SELECT COUNT(*) FROM apalis.jobs WHERE job_type IN ($1, $2, $3)
                AND status IN ('Pending', 'Queued', 'Running', 'Failed')",
             )
-            .bind(TIMERS)
+            .bind(EARLIER_TIMERS)
             .bind(OUTBOX)
             .bind(REVIEW)
             .fetch_one(p)
@@ -263,6 +255,13 @@ impl WorkerOpts {
             missed_heartbeats: missed,
         }
     }
+}
+
+/// Why a job failed (apalis retries it; the sweeps cover a job that gives up).
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Db(#[from] DbError),
 }
 
 /// A job handler: the runtime's side of one queue.

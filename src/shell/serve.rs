@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use crate::shell::channels::Channels;
 use crate::shell::commands::{load_workflows, open_db_migrating};
 use crate::shell::db::Db;
-use crate::shell::engine::{Engine, FIRE_BATCH, run_firer, system_clock};
+use crate::shell::engine::{Engine, FIRE_BATCH, run_firer, system_clock, timers};
 use crate::shell::jobs::Jobs;
 use crate::shell::metrics::{self, GaugeState};
 use crate::shell::queue::{self, DeliveryJob, ReviewJob, WorkerOpts};
@@ -60,7 +60,11 @@ impl App {
             );
         }
         let metrics = metrics::install()?;
-        metrics::preregister(&cfg.catalog);
+        // Timer firings count in `slakeeper_jobs_total` beside the apalis queues.
+        metrics::preregister(
+            &cfg.catalog,
+            &[timers::FIRINGS, queue::OUTBOX, queue::REVIEW],
+        );
         let channels = Channels::new(
             settings.smtp_url.as_ref(),
             &settings.smtp_from,
@@ -171,8 +175,7 @@ impl App {
                 .flatten()
                 .map(|s| s.expose().to_string())
         };
-        let sources = sources::Registry::build(&self.engine.cfg.sources, &secret)
-            .map_err(anyhow::Error::msg)?;
+        let sources = sources::Registry::build(&self.engine.cfg.sources, &secret)?;
         let app = http::router_with(
             http::AppState {
                 engine: self.engine.clone(),

@@ -228,7 +228,7 @@ pub enum Command {
 #[derive(Debug, Clone)]
 pub struct EraseSettings {
     pub place: Place,
-    pub subject: crate::shell::erase::Subject,
+    pub subject: Subject,
     pub dry_run: bool,
     /// PostgreSQL: rewrite the touched tables (`VACUUM FULL`) instead of a plain vacuum.
     pub vacuum_full: bool,
@@ -302,4 +302,12 @@ pub struct BackupSettings {
     pub output: PathBuf,
     /// Replace `output` if it exists.
     pub force: bool,
+}
+
+/// Whose data to erase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    Ticket(String),
+    /// Every ticket whose events or state carry this customer address (case-insensitive).
+    CustomerEmail(String),
 }

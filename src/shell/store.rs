@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, TimeZone, Utc};
 
 use crate::core::event::Event;
+use crate::core::forecast::{self, NextDue};
 use crate::core::machine::Ticket;
 use crate::core::report::FactColumns;
 use sqlx::AssertSqlSafe;
@@ -487,6 +488,19 @@ pub async fn load_tickets(
     Ok(out)
 }
 
+/// What `sk_tickets.risk_due` holds for a state: the earliest due (epoch ms), NULL when no
+/// clock runs, -1 when unknown (always read by the at-risk list).
+fn risk_due_column(t: &Ticket) -> Option<i64> {
+    if !t.is_open() {
+        return None;
+    }
+    match forecast::next_due(t) {
+        NextDue::None => None,
+        NextDue::At(d) => Some(ms(d)),
+        NextDue::Unknown => Some(-1),
+    }
+}
+
 /// Save a ticket's state with the workflow version it is served by. Buffered until
 /// commit (the last save of each ticket is written, many tickets per statement);
 /// [`load_ticket`] in the same transaction sees it.
@@ -511,7 +525,7 @@ pub async fn save_ticket(
         updated_at: ms(now),
         state,
         workflow_version: workflow_version.to_string(),
-        risk_due: crate::shell::at_risk::risk_due_column(t),
+        risk_due: risk_due_column(t),
     });
     Ok(())
 }

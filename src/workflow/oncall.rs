@@ -301,7 +301,7 @@ fn compile_rotation(
     }
     let handoff = parse_handoff(text(&r.handoff));
     if let Err(e) = &handoff {
-        cx.err(&r.handoff, e.clone());
+        cx.err(&r.handoff, e.to_string());
     }
     let start = match &r.start {
         None => Some(default_start()),

@@ -310,6 +310,8 @@ pub enum Backend {
     Postgres,
 }
 
+/// A database a test owns: a SQLite file in a temporary directory, or a new PostgreSQL
+/// database on the test server, dropped when the test ends (also when it panics).
 pub struct TestDb {
     pub url: String,
     pub backend: Backend,
@@ -317,37 +319,84 @@ pub struct TestDb {
     pg_name: Option<String>,
 }
 
-fn pg_admin_url() -> String {
+/// The test server's default database (`SLAKEEPER_TEST_PG_URL`), for CREATE / DROP DATABASE.
+pub fn pg_admin_url() -> String {
     setting("SLAKEEPER_TEST_PG_URL")
         .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
-fn with_database(url: &str, db: &str) -> String {
-    match url.rfind('/') {
-        Some(i) => format!("{}/{db}", &url[..i]),
-        None => format!("{url}/{db}"),
+/// The same server URL naming another database (query string kept).
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let host_start = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[host_start..]
+        .find('/')
+        .map_or(base.len(), |i| i + host_start);
+    match query {
+        Some(q) => format!("{}/{db}?{q}", &base[..host_end]),
+        None => format!("{}/{db}", &base[..host_end]),
     }
 }
 
-fn psql(url: &str, sql: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        use sqlx::Connection;
-        let mut c = sqlx::PgConnection::connect(url).await.unwrap_or_else(|e| {
-            panic!("PostgreSQL at {url} is not reachable ({e}); run `bash scripts/test-env.sh`")
-        });
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-            .execute(&mut c)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    });
+/// Run one statement on the server at `url`, on a thread of its own (tests call this from
+/// inside their own runtime too, where another runtime cannot block).
+fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            use sqlx::Connection;
+            let connect = sqlx::PgConnection::connect(&url);
+            let mut c = match tokio::time::timeout(Duration::from_secs(5), connect).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => anyhow::bail!(pg_unreachable(&url, &e.to_string())),
+                Err(_) => anyhow::bail!(pg_unreachable(&url, "no answer within 5 s")),
+            };
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
+                .execute(&mut c)
+                .await
+                .map_err(|e| anyhow::anyhow!("{sql}: {e}"))?;
+            let _ = c.close().await;
+            Ok(())
+        })
+    })
+    .join()
+    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+/// Why a PostgreSQL test cannot run, and what to do about it.
+pub fn pg_unreachable(url: &str, why: &str) -> String {
+    format!(
+        "PostgreSQL is unreachable at {} ({why}). Start it (`bash scripts/test-env.sh`, or \
+         `pg_ctlcluster --skip-systemctl-redirect 15 main start`), point SLAKEEPER_TEST_PG_URL \
+         at a server, or set SLAKEEPER_TEST_SKIP_PG=1 to skip the PostgreSQL tests",
+        slakeeper::shell::redact(url)
+    )
+}
+
+/// Skipping is the test command's job (a nextest filter, so the summary counts the tests as
+/// skipped); a PostgreSQL test that runs anyway must not pass.
+pub fn refuse_skipped_pg() {
+    assert!(
+        std::env::var("SLAKEEPER_TEST_SKIP_PG").map_or(true, |v| v != "1"),
+        "SLAKEEPER_TEST_SKIP_PG=1, yet this PostgreSQL test ran: run `bash scripts/test.sh` \
+         (it filters them out and reports them as skipped) or pass \
+         `-E 'not test(/postgres/)'` to cargo nextest"
+    );
 }
 
 impl TestDb {
     pub fn new(backend: Backend) -> TestDb {
+        TestDb::copy_of(backend, None)
+    }
+
+    /// A fresh database; on PostgreSQL a copy of `template` when one is given.
+    pub fn copy_of(backend: Backend, template: Option<&str>) -> TestDb {
         match backend {
             Backend::Sqlite => {
                 let tmp = tempfile::tempdir().expect("tempdir");
@@ -360,9 +409,14 @@ impl TestDb {
                 }
             }
             Backend::Postgres => {
+                refuse_skipped_pg();
                 let name = format!("sk_e2e_{}", ulid::Ulid::new().to_string().to_lowercase());
                 let admin = pg_admin_url();
-                psql(&admin, &format!("CREATE DATABASE {name}"));
+                let create = match template {
+                    Some(t) => format!("CREATE DATABASE {name} TEMPLATE {t}"),
+                    None => format!("CREATE DATABASE {name}"),
+                };
+                psql(&admin, &create).unwrap_or_else(|e| panic!("{e}"));
                 TestDb {
                     url: with_database(&admin, &name),
                     backend,
@@ -407,10 +461,36 @@ impl TestDb {
     }
 }
 
+/// Every behaviour written as `fn NAME(backend: Backend)` runs on both databases:
+/// `both_databases! { test_name => behaviour, … }` generates `sqlite::test_name` and
+/// `postgres::test_name` (as `conformance!` does for the engine suite). Once per file.
+#[macro_export]
+macro_rules! both_databases {
+    ($($name:ident => $body:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[test]
+                fn $name() {
+                    super::$body(super::Backend::Sqlite);
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[test]
+                fn $name() {
+                    super::$body(super::Backend::Postgres);
+                }
+            )*
+        }
+    };
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Some(n) = &self.pg_name {
-            psql(
+            // Best effort: a panic here, while a failed test unwinds, would abort the run.
+            let _ = psql(
                 &pg_admin_url(),
                 &format!("DROP DATABASE IF EXISTS {n} WITH (FORCE)"),
             );

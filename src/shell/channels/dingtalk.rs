@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 use crate::shell::channels::card::{cut, hmac_b64, markdown, url_encode, with_query};
 use crate::shell::channels::endpoint::Endpoint;
 use crate::shell::channels::limit::Limits;
-use crate::shell::channels::{Channel, HttpReply, Message, Reply, classify_http, scrub, send_http};
+use crate::shell::channels::{
+    Channel, HttpReply, Message, Reply, TransportError, classify_http, scrub, send_http,
+};
 
 /// DingTalk's documented limit per robot.
 pub const PER_MINUTE: usize = 20;
@@ -103,11 +105,11 @@ impl Channel for Dingtalk<'_> {
             .body(body(msg, &self.ep.entry.at_mobiles).to_string()))
     }
 
-    async fn send(&self, req: Self::Request) -> Result<HttpReply, String> {
+    async fn send(&self, req: Self::Request) -> Result<HttpReply, TransportError> {
         send_http(req, "dingtalk").await
     }
 
-    fn classify(&self, res: Result<HttpReply, String>) -> Reply {
+    fn classify(&self, res: Result<HttpReply, TransportError>) -> Reply {
         classify_http("dingtalk", res, |r| {
             errcode_reply("dingtalk", &r.body, RATE_LIMITED)
         })

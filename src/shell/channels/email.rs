@@ -6,7 +6,7 @@ use std::time::Duration;
 use lettre::message::{Mailbox, header::ContentType};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
-use crate::shell::channels::{Channel, ChannelError, Message, Reply, scrub};
+use crate::shell::channels::{Channel, ChannelError, Message, Reply, TransportError, scrub};
 use crate::shell::secret::Secret;
 
 #[derive(Clone)]
@@ -81,19 +81,19 @@ impl Channel for Email {
         Ok((smtp.clone(), m))
     }
 
-    async fn send(&self, (smtp, m): Self::Request) -> Result<(), String> {
+    async fn send(&self, (smtp, m): Self::Request) -> Result<(), TransportError> {
         smtp.send(m)
             .await
             .map(|_| ())
-            .map_err(|e| scrub(&format!("SMTP: {e}")))
+            .map_err(|e| TransportError::new("SMTP", e))
     }
 
-    fn classify(&self, res: Result<(), String>) -> Reply {
+    fn classify(&self, res: Result<(), TransportError>) -> Reply {
         // Every SMTP failure is retried: a mailbox that is full today may take mail
         // tomorrow, and a notification is never dropped silently.
         match res {
             Ok(()) => Reply::Delivered,
-            Err(e) => Reply::Retry(e),
+            Err(e) => Reply::Retry(e.to_string()),
         }
     }
 }

@@ -31,40 +31,66 @@ pub fn parse_target(target: &str) -> Option<(&str, usize)> {
     Some((role, idx.parse().ok()?))
 }
 
-fn env(name: &str) -> Result<Secret, String> {
+/// Why a vendor delivery's target cannot be resolved now. Retried by the engine: the
+/// variable may be set, or the entry restored, by the next start.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    #[error("target `{0}` names no route entry")]
+    Target(String),
+    #[error("role `{0}` is no longer in routes.yaml")]
+    Role(String),
+    #[error("routes.yaml has no {kind} entry {index} for `{role}`")]
+    Entry {
+        kind: &'static str,
+        index: usize,
+        role: String,
+    },
+    #[error("{kind} entry of `{role}` has no URL")]
+    NoUrl { kind: &'static str, role: String },
+    /// The variable's name is not a secret; its value never appears in a message.
+    #[error("environment variable {0} is not set")]
+    Unset(String),
+    #[error(transparent)]
+    Env(#[from] crate::shell::env::EnvError),
+}
+
+fn env(name: &str) -> Result<Secret, EndpointError> {
     // Read at start into a snapshot (`NAME` or `NAME_FILE`); see `shell::env`.
-    match crate::shell::env::secret(name) {
-        Ok(Some(v)) => Ok(v),
-        // The variable's name is not a secret; its value never appears in a message.
-        Ok(None) => Err(format!("environment variable {name} is not set")),
-        Err(e) => Err(e.to_string()),
-    }
+    crate::shell::env::secret(name)?.ok_or_else(|| EndpointError::Unset(name.to_string()))
 }
 
 /// Resolve a delivery target of a vendor channel. Errors are retried by the engine: the
 /// variable may be set by the next start, and a message is never dropped for it.
-pub fn resolve(routes: &Routes, kind: ChannelKind, target: &str) -> Result<Endpoint, String> {
+pub fn resolve(
+    routes: &Routes,
+    kind: ChannelKind,
+    target: &str,
+) -> Result<Endpoint, EndpointError> {
     let (role, index) =
-        parse_target(target).ok_or_else(|| format!("target `{target}` names no route entry"))?;
+        parse_target(target).ok_or_else(|| EndpointError::Target(target.to_string()))?;
     let route = routes
         .get(role)
-        .ok_or_else(|| format!("role `{role}` is no longer in routes.yaml"))?;
+        .ok_or_else(|| EndpointError::Role(role.to_string()))?;
     let entry = route
         .channels
         .iter()
         .filter(|e| e.channel == kind.as_str())
         .nth(index)
-        .ok_or_else(|| {
-            format!(
-                "routes.yaml has no {} entry {index} for `{role}`",
-                kind.as_str()
-            )
+        .ok_or_else(|| EndpointError::Entry {
+            kind: kind.as_str(),
+            index,
+            role: role.to_string(),
         })?
         .clone();
     let url = match (&entry.url_env, &entry.url) {
         (Some(name), _) => env(name)?,
         (None, Some(u)) => Secret::new(u.clone()),
-        (None, None) => return Err(format!("{} entry of `{role}` has no URL", kind.as_str())),
+        (None, None) => {
+            return Err(EndpointError::NoUrl {
+                kind: kind.as_str(),
+                role: role.to_string(),
+            });
+        }
     };
     let secret = entry.secret_env.as_deref().map(env).transpose()?;
     let routing_key = entry.routing_key_env.as_deref().map(env).transpose()?;

@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 
 use crate::shell::channels::card::{cut, hmac_b64};
 use crate::shell::channels::endpoint::Endpoint;
-use crate::shell::channels::{Channel, HttpReply, Message, Reply, classify_http, scrub, send_http};
+use crate::shell::channels::{
+    Channel, HttpReply, Message, Reply, TransportError, classify_http, scrub, send_http,
+};
 
 pub const RATE_LIMITED: i64 = 11232;
 
@@ -104,11 +106,11 @@ impl Channel for Feishu<'_> {
             .body(b.to_string()))
     }
 
-    async fn send(&self, req: Self::Request) -> Result<HttpReply, String> {
+    async fn send(&self, req: Self::Request) -> Result<HttpReply, TransportError> {
         send_http(req, "feishu").await
     }
 
-    fn classify(&self, res: Result<HttpReply, String>) -> Reply {
+    fn classify(&self, res: Result<HttpReply, TransportError>) -> Reply {
         classify_http("feishu", res, |r| reply(&r.body))
     }
 }

@@ -11,7 +11,9 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde_json::{Value, json};
 
 use crate::shell::channels::endpoint::Endpoint;
-use crate::shell::channels::{Channel, HttpReply, Message, Reply, classify_http, send_http};
+use crate::shell::channels::{
+    Channel, HttpReply, Message, Reply, TransportError, classify_http, send_http,
+};
 
 pub struct Http<'a> {
     http: reqwest::Client,
@@ -54,11 +56,20 @@ fn env() -> Environment<'static> {
     env
 }
 
+/// A template string of the entry that does not render.
+#[derive(Debug, thiserror::Error)]
+#[error("http template: {0}")]
+pub struct TemplateError(#[from] minijinja::Error);
+
 /// Render one template string of the entry.
-pub fn render_str(src: &str, ctx: &Value) -> Result<String, String> {
-    env()
-        .render_str(src, minijinja::value::Serde(ctx))
-        .map_err(|e| format!("http template: {e}"))
+pub fn render_str(src: &str, ctx: &Value) -> Result<String, TemplateError> {
+    Ok(env().render_str(src, minijinja::value::Serde(ctx))?)
+}
+
+/// A template error cannot heal by itself, but a fixed file on the next start can:
+/// retried (with backoff), never dropped.
+fn retry(e: TemplateError) -> Reply {
+    Reply::Retry(e.to_string())
 }
 
 impl Channel for Http<'_> {
@@ -68,21 +79,19 @@ impl Channel for Http<'_> {
     fn render(&self, msg: &Message<'_>, _to: &[String]) -> Result<Self::Request, Reply> {
         let ctx = context(msg);
         let e = &self.ep.entry;
-        // A template error cannot heal by itself, but a fixed file on the next start can:
-        // retried (with backoff), never dropped.
-        let url = render_str(self.ep.url.expose(), &ctx).map_err(Reply::Retry)?;
+        let url = render_str(self.ep.url.expose(), &ctx).map_err(retry)?;
         let method = e.method.as_deref().unwrap_or("POST").to_ascii_uppercase();
         let method = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|_| Reply::GiveUp(format!("http: bad method `{method}`")))?;
         let mut req = self.http.request(method, url.trim());
         for (h, v) in &e.headers {
-            req = req.header(h.as_str(), render_str(v, &ctx).map_err(Reply::Retry)?);
+            req = req.header(h.as_str(), render_str(v, &ctx).map_err(retry)?);
         }
         for (h, v) in &self.ep.secret_headers {
             req = req.header(h.as_str(), v.expose());
         }
         if let Some(body) = &e.body {
-            let b = render_str(body, &ctx).map_err(Reply::Retry)?;
+            let b = render_str(body, &ctx).map_err(retry)?;
             if !e
                 .headers
                 .iter()
@@ -97,11 +106,11 @@ impl Channel for Http<'_> {
             .header("X-Slakeeper-Notification", msg.id))
     }
 
-    async fn send(&self, req: Self::Request) -> Result<HttpReply, String> {
+    async fn send(&self, req: Self::Request) -> Result<HttpReply, TransportError> {
         send_http(req, "http").await
     }
 
-    fn classify(&self, res: Result<HttpReply, String>) -> Reply {
+    fn classify(&self, res: Result<HttpReply, TransportError>) -> Reply {
         classify_http("http", res, |_| Reply::Delivered)
     }
 }

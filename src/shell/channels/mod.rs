@@ -27,68 +27,7 @@ use chrono::{DateTime, Utc};
 
 use crate::shell::secret::Secret;
 
-/// The kinds of channel a delivery can use. Stored as text (`sk_deliveries.channel`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ChannelKind {
-    Email,
-    Webhook,
-    Slack,
-    Teams,
-    Dingtalk,
-    Feishu,
-    Wecom,
-    Pagerduty,
-    Http,
-}
-
-impl ChannelKind {
-    pub const ALL: [ChannelKind; 9] = [
-        ChannelKind::Email,
-        ChannelKind::Webhook,
-        ChannelKind::Slack,
-        ChannelKind::Teams,
-        ChannelKind::Dingtalk,
-        ChannelKind::Feishu,
-        ChannelKind::Wecom,
-        ChannelKind::Pagerduty,
-        ChannelKind::Http,
-    ];
-
-    /// The kinds configured per routes.yaml entry (`slack: [{ url_env: … }]`), whose target
-    /// names the entry (`role:NAME#KIND/INDEX`) and whose URL and secrets come from the
-    /// environment at send time.
-    pub const VENDORS: [ChannelKind; 7] = [
-        ChannelKind::Slack,
-        ChannelKind::Teams,
-        ChannelKind::Dingtalk,
-        ChannelKind::Feishu,
-        ChannelKind::Wecom,
-        ChannelKind::Pagerduty,
-        ChannelKind::Http,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChannelKind::Email => "email",
-            ChannelKind::Webhook => "webhook",
-            ChannelKind::Slack => "slack",
-            ChannelKind::Teams => "teams",
-            ChannelKind::Dingtalk => "dingtalk",
-            ChannelKind::Feishu => "feishu",
-            ChannelKind::Wecom => "wecom",
-            ChannelKind::Pagerduty => "pagerduty",
-            ChannelKind::Http => "http",
-        }
-    }
-
-    pub fn is_vendor(self) -> bool {
-        ChannelKind::VENDORS.contains(&self)
-    }
-
-    pub fn parse(s: &str) -> Option<ChannelKind> {
-        ChannelKind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
+pub use crate::core::channel::ChannelKind;
 
 /// Where one delivery goes: a channel and a target that names the recipient without holding
 /// contact data (`customer`, `assignee`, `role:NAME`, or a webhook URL from routes.yaml).
@@ -165,14 +104,28 @@ pub trait Channel: Send + Sync {
     /// An `Err` is the attempt's outcome without sending (e.g. no valid recipient).
     fn render(&self, msg: &Message<'_>, to: &[String]) -> Result<Self::Request, Reply>;
 
-    /// Send one request. `Err` is a transport failure, already scrubbed of addresses.
+    /// Send one request. `Err` is a transport failure (no answer came back).
     fn send(
         &self,
         req: Self::Request,
-    ) -> impl Future<Output = Result<Self::Response, String>> + Send;
+    ) -> impl Future<Output = Result<Self::Response, TransportError>> + Send;
 
     /// What the vendor's answer means.
-    fn classify(&self, res: Result<Self::Response, String>) -> Reply;
+    fn classify(&self, res: Result<Self::Response, TransportError>) -> Reply;
+}
+
+/// A send that got no answer (connect, TLS, timeout, an SMTP refusal). Built only through
+/// [`TransportError::new`], which scrubs addresses: its text goes into `ticket show` and
+/// the logs, where customer contact data never goes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TransportError(String);
+
+impl TransportError {
+    /// `what: detail`, with anything that looks like an e-mail address replaced.
+    pub fn new(what: &str, detail: impl std::fmt::Display) -> TransportError {
+        TransportError(scrub(&format!("{what}: {detail}")))
+    }
 }
 
 /// Render, send and classify: one attempt through any channel.
@@ -289,11 +242,14 @@ pub struct HttpReply {
 }
 
 /// Send a prepared request and read the answer; a transport error without the URL.
-pub async fn send_http(req: reqwest::RequestBuilder, what: &str) -> Result<HttpReply, String> {
+pub async fn send_http(
+    req: reqwest::RequestBuilder,
+    what: &str,
+) -> Result<HttpReply, TransportError> {
     let resp = req
         .send()
         .await
-        .map_err(|e| scrub(&format!("{what}: {}", webhook::without_url(&e))))?;
+        .map_err(|e| TransportError::new(what, webhook::without_url(&e)))?;
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = resp.text().await.unwrap_or_default();
@@ -308,11 +264,11 @@ pub async fn send_http(req: reqwest::RequestBuilder, what: &str) -> Result<HttpR
 /// retry, and a 2xx is handed to `ok` (which checks an error reported inside a 200 body).
 pub fn classify_http(
     what: &str,
-    res: Result<HttpReply, String>,
+    res: Result<HttpReply, TransportError>,
     ok: impl FnOnce(&HttpReply) -> Reply,
 ) -> Reply {
     match res {
-        Err(e) => Reply::Retry(e),
+        Err(e) => Reply::Retry(e.to_string()),
         Ok(r) if r.status.as_u16() == 429 => Reply::Later {
             after: retry_after(&r.headers, 30),
             why: format!("{what} answered 429 (rate limited)"),
@@ -351,13 +307,5 @@ mod tests {
         let s = scrub("550 5.1.1 <li@example.com>: Recipient address rejected");
         assert!(!s.contains("li@example.com"), "{s}");
         assert!(s.contains("Recipient address rejected"));
-    }
-
-    #[test]
-    fn kinds_round_trip_through_text() {
-        for k in ChannelKind::ALL {
-            assert_eq!(ChannelKind::parse(k.as_str()), Some(k));
-        }
-        assert_eq!(ChannelKind::parse("pigeon"), None);
     }
 }

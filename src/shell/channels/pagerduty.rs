@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 
 use crate::shell::channels::card::cut;
 use crate::shell::channels::endpoint::Endpoint;
-use crate::shell::channels::{Channel, HttpReply, Message, Reply, classify_http, scrub, send_http};
+use crate::shell::channels::{
+    Channel, HttpReply, Message, Reply, TransportError, classify_http, scrub, send_http,
+};
 
 pub const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 
@@ -96,11 +98,11 @@ impl Channel for Pagerduty<'_> {
             .body(body(msg, key.expose(), severity).to_string()))
     }
 
-    async fn send(&self, req: Self::Request) -> Result<HttpReply, String> {
+    async fn send(&self, req: Self::Request) -> Result<HttpReply, TransportError> {
         send_http(req, "pagerduty").await
     }
 
-    fn classify(&self, res: Result<HttpReply, String>) -> Reply {
+    fn classify(&self, res: Result<HttpReply, TransportError>) -> Reply {
         if let Ok(r) = &res
             && r.status.as_u16() == 400
         {

@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 
 use crate::shell::channels::card::cut;
 use crate::shell::channels::endpoint::Endpoint;
-use crate::shell::channels::{Channel, HttpReply, Message, Reply, classify_http, scrub, send_http};
+use crate::shell::channels::{
+    Channel, HttpReply, Message, Reply, TransportError, classify_http, scrub, send_http,
+};
 
 pub struct Slack<'a> {
     http: reqwest::Client,
@@ -55,11 +57,11 @@ impl Channel for Slack<'_> {
             .body(body(msg).to_string()))
     }
 
-    async fn send(&self, req: Self::Request) -> Result<HttpReply, String> {
+    async fn send(&self, req: Self::Request) -> Result<HttpReply, TransportError> {
         send_http(req, "slack").await
     }
 
-    fn classify(&self, res: Result<HttpReply, String>) -> Reply {
+    fn classify(&self, res: Result<HttpReply, TransportError>) -> Reply {
         classify_http("slack", res, |r| {
             if r.body.trim() == "ok" {
                 Reply::Delivered

@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 
 use crate::shell::channels::card::cut;
 use crate::shell::channels::endpoint::Endpoint;
-use crate::shell::channels::{Channel, HttpReply, Message, Reply, classify_http, send_http};
+use crate::shell::channels::{
+    Channel, HttpReply, Message, Reply, TransportError, classify_http, send_http,
+};
 
 pub struct Teams<'a> {
     http: reqwest::Client,
@@ -64,11 +66,11 @@ impl Channel for Teams<'_> {
             .body(body(msg).to_string()))
     }
 
-    async fn send(&self, req: Self::Request) -> Result<HttpReply, String> {
+    async fn send(&self, req: Self::Request) -> Result<HttpReply, TransportError> {
         send_http(req, "teams").await
     }
 
-    fn classify(&self, res: Result<HttpReply, String>) -> Reply {
+    fn classify(&self, res: Result<HttpReply, TransportError>) -> Reply {
         classify_http("teams", res, |_| Reply::Delivered)
     }
 }

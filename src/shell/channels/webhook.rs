@@ -10,7 +10,7 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
-use crate::shell::channels::{Channel, ChannelError, Message, Reply, scrub, trust};
+use crate::shell::channels::{Channel, ChannelError, Message, Reply, TransportError, trust};
 use crate::shell::secret::Secret;
 
 #[derive(Debug, Clone)]
@@ -73,7 +73,7 @@ impl Channel for Webhook {
         })
     }
 
-    async fn send(&self, r: Request) -> Result<reqwest::StatusCode, String> {
+    async fn send(&self, r: Request) -> Result<reqwest::StatusCode, TransportError> {
         let mut req = self
             .http
             .post(&r.url)
@@ -98,15 +98,15 @@ impl Channel for Webhook {
             .body(r.body)
             .send()
             .await
-            .map_err(|e| scrub(&format!("webhook: {}", without_url(&e))))?;
+            .map_err(|e| TransportError::new("webhook", without_url(&e)))?;
         Ok(resp.status())
     }
 
-    fn classify(&self, res: Result<reqwest::StatusCode, String>) -> Reply {
+    fn classify(&self, res: Result<reqwest::StatusCode, TransportError>) -> Reply {
         match res {
             Ok(s) if s.is_success() => Reply::Delivered,
             Ok(s) => Reply::Retry(format!("webhook answered HTTP {}", s.as_u16())),
-            Err(e) => Reply::Retry(e),
+            Err(e) => Reply::Retry(e.to_string()),
         }
     }
 }

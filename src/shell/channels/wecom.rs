@@ -13,7 +13,9 @@ use crate::shell::channels::card::markdown;
 use crate::shell::channels::dingtalk::errcode_reply;
 use crate::shell::channels::endpoint::Endpoint;
 use crate::shell::channels::limit::Limits;
-use crate::shell::channels::{Channel, HttpReply, Message, Reply, classify_http, send_http};
+use crate::shell::channels::{
+    Channel, HttpReply, Message, Reply, TransportError, classify_http, send_http,
+};
 
 pub const PER_MINUTE: usize = 20;
 pub const RATE_LIMITED: i64 = 45009;
@@ -58,11 +60,11 @@ impl Channel for Wecom<'_> {
             .body(body(msg).to_string()))
     }
 
-    async fn send(&self, req: Self::Request) -> Result<HttpReply, String> {
+    async fn send(&self, req: Self::Request) -> Result<HttpReply, TransportError> {
         send_http(req, "wecom").await
     }
 
-    fn classify(&self, res: Result<HttpReply, String>) -> Reply {
+    fn classify(&self, res: Result<HttpReply, TransportError>) -> Reply {
         classify_http("wecom", res, |r| {
             errcode_reply("wecom", &r.body, RATE_LIMITED)
         })

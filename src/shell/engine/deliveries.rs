@@ -8,10 +8,13 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use crate::core::machine::Ticket;
+use crate::shell::channels::endpoint::EndpointError;
 use crate::shell::channels::{ChannelKind, Message, Reply};
 use crate::shell::db::DbError;
+use crate::shell::engine::versions::VersionError;
 use crate::shell::engine::{Engine, JobOutcome, STALE_DELIVERY, Version};
 use crate::workflow::Routes;
+use crate::workflow::templates::{RenderError, Rendered};
 
 /// How long a claimed attempt may take before another worker takes it over. Longer than any
 /// send can last (SMTP gives up after 15 s, HTTP after 10 s), so only a dead claimer loses
@@ -21,6 +24,60 @@ pub const DELIVERY_LEASE: chrono::Duration = chrono::Duration::seconds(20);
 use crate::shell::metrics;
 use crate::shell::queue::{self, DeliveryJob};
 use crate::shell::store::{self, Attempt, DeliveryRow, NotificationRow, from_ms, ms};
+
+/// Why an attempt could not be made: everything between the claim and the channel (the
+/// channel's own failures are [`Reply`]s).
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("loading ticket: {0}")]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Version(#[from] VersionError),
+    #[error("{0}")]
+    Context(#[from] serde_json::Error),
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+}
+
+impl DeliveryError {
+    /// The database error behind it when retrying soon may clear it (contention, a lost
+    /// connection), else the error itself.
+    fn transient(self) -> Result<DbError, DeliveryError> {
+        match self {
+            DeliveryError::Db(e) | DeliveryError::Version(VersionError::Db(e))
+                if e.is_transient() =>
+            {
+                Ok(e)
+            }
+            other => Err(other),
+        }
+    }
+}
+
+/// What an attempt comes to.
+#[derive(Debug)]
+enum Settled {
+    /// Made, or refused for a reason the delivery records (with backoff for a retry).
+    Reply(Reply),
+    /// Not made because the database was busy: not the channel's failure, so no attempt is
+    /// counted; the claim is given back and the job fails as transient (apalis runs it
+    /// again, and the sweep re-queues the delivery if it gives up).
+    GiveBack(DbError),
+}
+
+fn settle(r: Result<Reply, DeliveryError>) -> Settled {
+    match r {
+        Ok(reply) => Settled::Reply(reply),
+        Err(e) => match e.transient() {
+            Ok(db) => Settled::GiveBack(db),
+            // Retried with backoff, never dropped: a fixed file or a variable set by the next
+            // start heals it.
+            Err(e) => Settled::Reply(Reply::Retry(e.to_string())),
+        },
+    }
+}
 
 impl Engine {
     /// Run one delivery job.
@@ -49,8 +106,15 @@ impl Engine {
             return Ok(JobOutcome::Moot);
         }
         tx.commit().await?.record();
-        let reply = self.attempt(&n, &d).await;
-        self.record(job, &n, &d, reply).await?;
+        match settle(self.attempt(&n, &d).await) {
+            Settled::Reply(reply) => self.record(job, &n, &d, reply).await?,
+            Settled::GiveBack(e) => {
+                let mut tx = self.db.begin().await?;
+                store::requeue_delivery(&mut tx, &d, self.now()).await?;
+                tx.commit().await?.record();
+                return Err(e);
+            }
+        }
         Ok(JobOutcome::Applied)
     }
 
@@ -145,22 +209,16 @@ impl Engine {
     }
 
     /// Render the notification for its recipient and make one attempt on its channel.
-    async fn attempt(&self, n: &NotificationRow, d: &DeliveryRow) -> Reply {
+    async fn attempt(&self, n: &NotificationRow, d: &DeliveryRow) -> Result<Reply, DeliveryError> {
         let Some(kind) = ChannelKind::parse(&d.channel) else {
-            return Reply::GiveUp(format!("unknown channel `{}`", d.channel));
+            return Ok(Reply::GiveUp(format!("unknown channel `{}`", d.channel)));
         };
-        let (ver, ticket) = match self.delivery_version(n).await {
-            Ok(x) => x,
-            Err(e) => return Reply::Retry(e),
-        };
+        let (ver, ticket) = self.delivery_version(n).await?;
         let ack = self.ack_link(n);
         // E-mail shows the link in its text (chat channels have a button): the template
         // gets it as `ack_url`, and a template that does not use it gets a last line.
         let email_ack = ack.as_deref().filter(|_| kind == ChannelKind::Email);
-        let mut rendered = match self.render(&ver, n, ticket.as_ref(), email_ack) {
-            Ok(r) => r,
-            Err(e) => return Reply::Retry(e),
-        };
+        let mut rendered = self.render(&ver, n, ticket.as_ref(), email_ack)?;
         let ticket_url = staff_ticket_url(n);
         if kind == ChannelKind::Email {
             rendered.body = crate::shell::channels::email::with_links(
@@ -188,13 +246,10 @@ impl Engine {
             ticket_url: ticket_url.as_deref(),
         };
         if kind.is_vendor() {
-            return match crate::shell::channels::endpoint::resolve(&ver.cfg.routes, kind, &d.target)
-            {
-                Ok(ep) => self.channels.deliver_to(kind, &msg, &ep).await,
-                Err(e) => Reply::Retry(e),
-            };
+            let ep = crate::shell::channels::endpoint::resolve(&ver.cfg.routes, kind, &d.target)?;
+            return Ok(self.channels.deliver_to(kind, &msg, &ep).await);
         }
-        self.channels.deliver(kind, &msg, &to).await
+        Ok(self.channels.deliver(kind, &msg, &to).await)
     }
 
     /// The version a notification is rendered and addressed with: its ticket's pinned one
@@ -203,22 +258,18 @@ impl Engine {
     async fn delivery_version(
         &self,
         n: &NotificationRow,
-    ) -> Result<(std::sync::Arc<Version>, Option<Ticket>), String> {
+    ) -> Result<(std::sync::Arc<Version>, Option<Ticket>), DeliveryError> {
         let Some(id) = &n.ticket else {
-            return Ok((
-                self.current_version(&n.workflow).map_err(|e| e.message)?,
-                None,
-            ));
+            let ver = self
+                .current_version(&n.workflow)
+                .map_err(|e| VersionError::Unavailable(e.message))?;
+            return Ok((ver, None));
         };
-        let (ticket, pinned) = match store::ticket_pinned(&self.db, id).await {
-            Ok(Some((t, v))) => (Some(t), v),
-            Ok(None) => (None, None),
-            Err(e) => return Err(format!("loading ticket: {e}")),
+        let (ticket, pinned) = match store::ticket_pinned(&self.db, id).await? {
+            Some((t, v)) => (Some(t), v),
+            None => (None, None),
         };
-        let ver = self
-            .version(&n.workflow, pinned.as_deref())
-            .await
-            .map_err(|e| e.to_string())?;
+        let ver = self.version(&n.workflow, pinned.as_deref()).await?;
         Ok((ver, ticket))
     }
 
@@ -241,7 +292,7 @@ impl Engine {
         n: &NotificationRow,
         ticket: Option<&Ticket>,
         ack_url: Option<&str>,
-    ) -> Result<crate::workflow::templates::Rendered, String> {
+    ) -> Result<Rendered, DeliveryError> {
         let wf = &ver.wf;
         let language = match (n.role.as_str(), ticket) {
             ("customer", Some(t)) => t
@@ -252,7 +303,7 @@ impl Engine {
                 .unwrap_or_else(|| wf.language.clone()),
             _ => wf.language.clone(),
         };
-        let mut ctx: Value = serde_json::from_str(&n.context).map_err(|e| e.to_string())?;
+        let mut ctx: Value = serde_json::from_str(&n.context)?;
         // Built at send time: the public URL is this process's setting, not the context's.
         if let Some(o) = ctx.as_object_mut() {
             if let Some(u) = staff_ticket_url(n) {
@@ -262,10 +313,10 @@ impl Engine {
                 o.insert("ack_url".into(), Value::String(url.to_string()));
             }
         }
-        ver.cfg
+        Ok(ver
+            .cfg
             .templates
-            .render(&n.template, &language, &wf.language, &ctx)
-            .map_err(|e| e.to_string())
+            .render(&n.template, &language, &wf.language, &ctx)?)
     }
 
     /// Give every held email back to the queue: called at start when an SMTP server is
@@ -372,4 +423,45 @@ fn staff_ticket_url(n: &NotificationRow) -> Option<String> {
         return None;
     }
     crate::shell::ui::ticket_url(n.ticket.as_deref()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn busy() -> DbError {
+        DbError::Raced("the ticket row is locked")
+    }
+
+    #[test]
+    fn a_busy_database_gives_the_claim_back_instead_of_failing_the_attempt() {
+        assert!(busy().is_transient());
+        for e in [
+            DeliveryError::Db(busy()),
+            DeliveryError::Version(VersionError::Db(busy())),
+        ] {
+            match settle(Err(e)) {
+                Settled::GiveBack(db) => assert!(db.is_transient()),
+                Settled::Reply(r) => panic!("recorded as an attempt: {r:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn other_errors_are_recorded_and_retried_with_their_text() {
+        let e = DeliveryError::Version(VersionError::Unavailable("gone".into()));
+        assert!(matches!(settle(Err(e)), Settled::Reply(Reply::Retry(t)) if t == "gone"));
+        let e = DeliveryError::Endpoint(EndpointError::Unset("HOOK_URL".into()));
+        assert!(matches!(
+            settle(Err(e)),
+            Settled::Reply(Reply::Retry(t)) if t == "environment variable HOOK_URL is not set"
+        ));
+        let e = DeliveryError::Db(DbError::BadUrl("x".into()));
+        assert!(matches!(
+            settle(Err(e)),
+            Settled::Reply(Reply::Retry(t)) if t.starts_with("loading ticket: bad database URL")
+        ));
+        let ok = settle(Ok(Reply::Delivered));
+        assert!(matches!(ok, Settled::Reply(Reply::Delivered)));
+    }
 }

@@ -1,5 +1,5 @@
-//! Carrying out what the core decided, inside the caller's transaction: timers become rows
-//! and (when near) apalis jobs, notifications become outbox rows plus delivery jobs,
+//! Carrying out what the core decided, inside the caller's transaction: timers become
+//! `sk_timers` rows (the firer fires them), notifications become outbox rows plus delivery jobs,
 //! outcomes and counters become fact rows with deterministic ids (a re-run never counts
 //! twice). Metrics wait in [`After`] until the commit.
 

@@ -12,11 +12,12 @@ use tracing::Instrument;
 
 use crate::core::duration::format_seconds;
 use crate::core::erase;
-use crate::core::event::{Event, EventError, EventKind, check_against};
+use crate::core::event::{Event, EventError, EventKind};
 use crate::core::machine::{
     Effect, Out, Ticket, Timer, TimerKey, advance, apply, needs_replay, replay,
 };
 use crate::core::model::Workflow;
+use crate::core::model::check_against;
 use crate::core::routing::choose_workflow;
 use crate::shell::db::{DbError, Tx};
 use crate::shell::engine::timers::wake_if_soon;

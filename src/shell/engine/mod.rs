@@ -1,8 +1,8 @@
 //! The engine: the runtime's use cases, each one database transaction around the pure core.
 //!
 //! * [`ingest`] — a batch of events, all or nothing, committed before the API answers 202.
-//! * [`timers`] — a timer job re-checks the ticket state and applies the effect exactly once
-//!   (a job for a timer that is no longer pending does nothing); promotion of later timers.
+//! * [`timers`] — the firer claims due `sk_timers` rows; each firing re-checks the ticket
+//!   state and applies the effect exactly once (a timer no longer pending does nothing).
 //! * [`deliveries`] — one delivery attempt of a notification; our own backoff.
 //! * [`reviews`] — a workflow's review report, once per period.
 //! * [`effects`] — carrying out what the core decided, inside the caller's transaction.
@@ -10,7 +10,7 @@
 //!   tickets to the current one.
 //!
 //! Every effect the core returns is carried out inside the same transaction as the state
-//! it came from: timers become apalis jobs, notifications become outbox rows plus delivery
+//! it came from: timers become `sk_timers` rows, notifications become outbox rows plus delivery
 //! jobs, outcomes and counters become fact rows (deterministic ids, so a re-run never counts
 //! twice). Metrics are recorded only after the commit. SQL lives in `store` and `queue`.
 
@@ -32,7 +32,7 @@ use chrono::{DateTime, Utc};
 use crate::core::machine::Ticket;
 use crate::core::model::Workflow;
 use crate::shell::channels::Channels;
-use crate::shell::db::{Db, DbError};
+use crate::shell::db::Db;
 use crate::shell::metrics::{self, Metric};
 use crate::shell::settings::RetrySettings;
 use crate::workflow::Config;
@@ -171,11 +171,4 @@ impl Engine {
     }
 }
 
-/// Why a job failed (apalis retries it; the sweeps cover a job that gives up).
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    #[error(transparent)]
-    Db(#[from] DbError),
-    #[error("the timer batcher stopped")]
-    BatcherStopped,
-}
+pub use crate::shell::queue::JobError;

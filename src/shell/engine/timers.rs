@@ -6,8 +6,8 @@
 //!
 //! Why not one apalis job per timer, as the first design did: apalis drains 151-183 no-op
 //! jobs/s on SQLite and ~1,000/s on PostgreSQL on this machine, fetches slow down with the
-//! backlog, and `run_at` has whole seconds (../shared/APALIS-NOTES.md). A claim here is one
-//! indexed UPDATE for hundreds of timers.
+//! backlog, and `run_at` has whole seconds. A claim here is one indexed UPDATE for hundreds
+//! of timers.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use crate::core::machine::{Fired, Ticket, fire};
 use crate::shell::db::DbError;
 use crate::shell::engine::{After, Engine, JobOutcome, Slot, VersionError};
 use crate::shell::metrics;
-use crate::shell::queue::{self, TimerJob};
+use crate::shell::queue;
 use crate::shell::store::{self, ms};
 
 /// How long a claim holds: a worker killed mid-batch delays its timers by at most this.
@@ -86,9 +86,23 @@ pub async fn run_firer(
     }
 }
 
+/// A ticket timer coming due: the firer's unit of work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueTimer {
+    pub ticket: String,
+    pub key: String,
+    /// The exact due instant in milliseconds.
+    pub due_ms: i64,
+}
+
+/// The `queue` label of timer firings in `slakeeper_jobs_total`: the name of the apalis
+/// queue timers had before they fired from `sk_timers`, kept so dashboards group them as
+/// before.
+pub const FIRINGS: &str = "slakeeper.timers";
+
 impl Engine {
     /// Fire one timer now, whatever its claim (tests and tools; the firer claims first).
-    pub async fn on_timer(&self, job: &TimerJob) -> Result<JobOutcome, DbError> {
+    pub async fn on_timer(&self, job: &DueTimer) -> Result<JobOutcome, DbError> {
         self.fire_batch(std::slice::from_ref(job))
             .await
             .pop()
@@ -107,9 +121,9 @@ impl Engine {
         if due.is_empty() {
             return Ok(0);
         }
-        let jobs: Vec<TimerJob> = due
+        let jobs: Vec<DueTimer> = due
             .into_iter()
-            .map(|d| TimerJob {
+            .map(|d| DueTimer {
                 ticket: d.ticket,
                 key: d.key,
                 due_ms: d.due,
@@ -121,10 +135,10 @@ impl Engine {
         let mut first_err = None;
         for r in results {
             match r {
-                Ok(o) => metrics::job(queue::TIMERS, o.as_str(), each),
+                Ok(o) => metrics::job(FIRINGS, o.as_str(), each),
                 Err(e) => {
                     // Its claim runs out and another round takes it again.
-                    metrics::job(queue::TIMERS, "failed", each);
+                    metrics::job(FIRINGS, "failed", each);
                     first_err.get_or_insert(e);
                 }
             }
@@ -142,7 +156,7 @@ impl Engine {
     /// Fire several timer jobs in one transaction (group commit: one fsync for all of them
     /// on SQLite). Falls back to one transaction per job if the batch fails for a reason
     /// other than contention, so one bad ticket cannot hold the others back.
-    pub async fn fire_batch(&self, jobs: &[TimerJob]) -> Vec<Result<JobOutcome, DbError>> {
+    pub async fn fire_batch(&self, jobs: &[DueTimer]) -> Vec<Result<JobOutcome, DbError>> {
         let span = tracing::info_span!("timers", jobs = jobs.len());
         async move {
             let mut attempt = 0;
@@ -169,7 +183,7 @@ impl Engine {
         .await
     }
 
-    async fn fire_batch_once(&self, jobs: &[TimerJob]) -> Result<Vec<JobOutcome>, DbError> {
+    async fn fire_batch_once(&self, jobs: &[DueTimer]) -> Result<Vec<JobOutcome>, DbError> {
         let mut tx = self.db.begin().await?;
         // The same per-ticket locks as ingest, in the same sorted order: a firing and an
         // event about one ticket never interleave, and two batches never deadlock.

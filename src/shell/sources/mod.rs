@@ -397,11 +397,23 @@ impl fmt::Debug for Registry {
     }
 }
 
+/// The variables `sources.yaml` names that are not set (sorted, each once): only their
+/// names, never a value.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "sources.yaml names environment variable(s) that are not set: {}",
+    .0.join(", ")
+)]
+pub struct UnsetVariables(pub Vec<String>);
+
 impl Registry {
     /// Build from `sources.yaml` and the environment (`env` looks a variable up). Every
     /// named variable must be set and non-empty: a source that could verify nothing would
     /// refuse every delivery, which is better found at start-up.
-    pub fn build(cfg: &Sources, env: &dyn Fn(&str) -> Option<String>) -> Result<Registry, String> {
+    pub fn build(
+        cfg: &Sources,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Registry, UnsetVariables> {
         let mut missing = Vec::new();
         let mut get = |name: &Option<String>| -> Option<Secret> {
             let n = name.as_ref()?;
@@ -445,10 +457,7 @@ impl Registry {
         if !missing.is_empty() {
             missing.sort();
             missing.dedup();
-            return Err(format!(
-                "sources.yaml names environment variable(s) that are not set: {}",
-                missing.join(", ")
-            ));
+            return Err(UnsetVariables(missing));
         }
         Ok(Registry { sources })
     }
@@ -702,7 +711,7 @@ mod tests {
         assert!(token_ok(&r, &Secret::new("abc")));
     }
 
-    fn registry(yaml: &str) -> Result<Registry, String> {
+    fn registry(yaml: &str) -> Result<Registry, UnsetVariables> {
         let mut d = Vec::new();
         let cfg =
             crate::workflow::sources::parse(std::path::Path::new("s.yaml"), yaml, &[], &mut d);
@@ -714,7 +723,7 @@ mod tests {
     fn unset_variables_stop_the_build_and_name_only_the_variable() {
         let e =
             registry("sources:\n  a: { kind: freshdesk, token_env: UNSET }\n").expect_err("unset");
-        assert!(e.contains("UNSET"), "{e}");
+        assert!(e.to_string().contains("UNSET"), "{e}");
         assert!(registry("sources:\n  a: { kind: freshdesk, token_env: SET }\n").is_ok());
     }
 

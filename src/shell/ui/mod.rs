@@ -24,8 +24,8 @@ use hmac::{Hmac, Mac};
 use minijinja::Environment;
 use sha2::Sha256;
 
-use crate::shell::http::AppState;
 use crate::shell::secret::Secret;
+use crate::shell::state::AppState;
 
 static BASE: OnceLock<String> = OnceLock::new();
 
@@ -43,19 +43,7 @@ pub fn ticket_url(ticket: &str) -> Option<String> {
     ))
 }
 
-/// Percent-encode a path segment (RFC 3986 unreserved characters stay): ticket ids are
-/// chosen by the ticket system and may hold `/`, `?`, spaces or quotes.
-pub fn path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub use crate::core::ids::path_segment;
 
 const COOKIE: &str = "slakeeper_ui";
 const CSS: &str = include_str!("templates/ui.css");

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use crate::core::clock::ClockStatus;
 use crate::core::model::Workflow;
 use crate::shell::at_risk::{self, Catalog, Query};
-use crate::shell::http::AppState;
 use crate::shell::show;
+use crate::shell::state::AppState;
 use crate::shell::store::from_ms;
 use crate::workflow::version::short;
 
