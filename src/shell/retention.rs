@@ -33,20 +33,6 @@ pub const ROW_BATCH: i64 = 2000;
 /// refreshes it every few seconds).
 pub const STALE_WORKER: Duration = Duration::from_secs(24 * 3600);
 
-/// The `table` label values of `slakeeper_pruned_rows_total`, pre-registered at zero.
-pub const TABLES: [&str; 10] = [
-    "sk_tickets",
-    "sk_events",
-    "sk_timeline",
-    "sk_timers",
-    "sk_notifications",
-    "sk_deliveries",
-    "sk_attempts",
-    "sk_facts",
-    "apalis_jobs",
-    "apalis_workers",
-];
-
 /// The maintenance service.
 pub struct Retention {
     pub engine: Arc<Engine>,
