@@ -15,9 +15,10 @@ pub fn notification_id(ticket: &str, source: &str, role: &str) -> String {
     format!("n-{}", &hex::encode(h.finalize())[..32])
 }
 
-/// Percent-encode a path segment (RFC 3986 unreserved characters stay): ticket ids are
-/// chosen by the ticket system and may hold `/`, `?`, spaces or quotes.
-pub fn path_segment(s: &str) -> String {
+/// Percent-encode a path segment or a query value (RFC 3986 unreserved characters stay):
+/// ticket ids are chosen by the ticket system and may hold `/`, `?`, spaces or quotes, and
+/// DingTalk's base64 `sign` must not reach its query with a raw `+`, `/` or `=`.
+pub fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

@@ -262,7 +262,7 @@ async fn acknowledge(State(st): State<AppState>, Path(token): Path<String>) -> R
              <p><a href=\"/ui/tickets/{}\">Back to the ticket</a></p>",
             escape(&a.clock),
             escape(&a.ticket),
-            crate::core::ids::path_segment(&a.ticket)
+            crate::core::ids::percent_encode(&a.ticket)
         ))
         .into_response(),
         Err(e) => {

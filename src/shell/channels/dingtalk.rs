@@ -11,7 +11,8 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::{Value, json};
 
-use crate::shell::channels::card::{cut, hmac_b64, markdown, url_encode, with_query};
+use crate::core::ids::percent_encode;
+use crate::shell::channels::card::{cut, hmac_b64, markdown, with_query};
 use crate::shell::channels::endpoint::Endpoint;
 use crate::shell::channels::limit::Limits;
 use crate::shell::channels::{
@@ -38,7 +39,7 @@ impl Dingtalk<'_> {
 /// The 加签 signature of `timestamp` (milliseconds), url-encoded for the query.
 pub fn sign(secret: &str, timestamp_ms: i64) -> String {
     let string_to_sign = format!("{timestamp_ms}\n{secret}");
-    url_encode(&hmac_b64(secret.as_bytes(), string_to_sign.as_bytes()))
+    percent_encode(&hmac_b64(secret.as_bytes(), string_to_sign.as_bytes()))
 }
 
 pub fn body(msg: &Message<'_>, mobiles: &[String]) -> Value {
@@ -125,7 +126,7 @@ mod tests {
         // Recomputed independently: base64(HMAC-SHA256("SEC", "1700000000000\nSEC")).
         let s = sign("SEC", 1_700_000_000_000);
         let raw = hmac_b64(b"SEC", b"1700000000000\nSEC");
-        assert_eq!(s, url_encode(&raw));
+        assert_eq!(s, percent_encode(&raw));
         assert!(!s.contains('+') && !s.contains('/') && !s.contains('='));
     }
 

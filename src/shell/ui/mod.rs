@@ -39,11 +39,11 @@ pub fn ticket_url(ticket: &str) -> Option<String> {
     Some(format!(
         "{}/ui/tickets/{}",
         BASE.get()?,
-        path_segment(ticket)
+        percent_encode(ticket)
     ))
 }
 
-pub use crate::core::ids::path_segment;
+pub use crate::core::ids::percent_encode;
 
 const COOKIE: &str = "slakeeper_ui";
 const CSS: &str = include_str!("templates/ui.css");
@@ -170,7 +170,7 @@ fn allowed(st: &AppState, headers: &HeaderMap) -> bool {
 }
 
 fn to_login(next: &str) -> Response {
-    Redirect::to(&format!("/ui/login?next={}", path_segment(next))).into_response()
+    Redirect::to(&format!("/ui/login?next={}", percent_encode(next))).into_response()
 }
 
 #[derive(serde::Deserialize)]
@@ -257,7 +257,7 @@ fn serde_urlencoded_pairs(pairs: &[(String, String)]) -> String {
     }
     let parts: Vec<String> = pairs
         .iter()
-        .map(|(k, v)| format!("{}={}", path_segment(k), path_segment(v)))
+        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
         .collect();
     format!("?{}", parts.join("&"))
 }
@@ -269,7 +269,7 @@ async fn ticket_page(
     Query(q): Query<Vec<(String, String)>>,
 ) -> Response {
     if !allowed(&st, &headers) {
-        return to_login(&format!("/ui/tickets/{}", path_segment(&id)));
+        return to_login(&format!("/ui/tickets/{}", percent_encode(&id)));
     }
     let (status, name, ctx) = view::ticket(&st, &id, &q).await;
     page(status, name, ctx)
@@ -281,8 +281,9 @@ mod tests {
 
     #[test]
     fn ticket_ids_are_encoded_in_links_and_next_stays_on_our_pages() {
-        assert_eq!(path_segment("CS 1/2?x=<y>"), "CS%201%2F2%3Fx%3D%3Cy%3E");
-        assert_eq!(path_segment("工单"), "%E5%B7%A5%E5%8D%95");
+        assert_eq!(percent_encode("CS 1/2?x=<y>"), "CS%201%2F2%3Fx%3D%3Cy%3E");
+        assert_eq!(percent_encode("工单"), "%E5%B7%A5%E5%8D%95");
+        assert_eq!(percent_encode("a+b/c=="), "a%2Bb%2Fc%3D%3D");
         assert_eq!(safe_next(Some("/ui/tickets/A")), "/ui/tickets/A");
         assert_eq!(safe_next(Some("https://evil.example/")), "/ui/");
         assert_eq!(safe_next(Some("//evil.example/ui/")), "/ui/");

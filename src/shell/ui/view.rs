@@ -299,7 +299,7 @@ pub async fn list(st: &AppState, pairs: &[(String, String)]) -> (StatusCode, Val
 fn row(e: &at_risk::Entry, lang: &str, l: &Value) -> Value {
     let r = &e.run;
     json!({
-        "ticket": r.ticket, "href": super::path_segment(&r.ticket),
+        "ticket": r.ticket, "href": super::percent_encode(&r.ticket),
         "workflow": r.workflow, "version": e.version.as_deref().map(short),
         "priority": r.priority, "stage": r.stage.as_str(), "clock": r.clock,
         "due": short_time(&e.wf, r.due), "due_full": at_risk::local(&e.wf, r.due),
