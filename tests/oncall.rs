@@ -140,64 +140,53 @@ fn check(
 
 impl Vendors {
     fn start() -> Vendors {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
         let got: Arc<Mutex<Vec<Got>>> = Arc::default();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
-        let port = listener.local_addr().expect("addr").port();
         let g = got.clone();
-        rt.spawn(async move {
-            let app = axum::Router::new().fallback(
-                move |uri: axum::http::Uri, headers: axum::http::HeaderMap, raw: String| {
-                    let g = g.clone();
-                    async move {
-                        let path = uri.path().to_string();
-                        let query: BTreeMap<String, String> = uri
-                            .query()
-                            .unwrap_or("")
-                            .split('&')
-                            .filter_map(|kv| kv.split_once('='))
-                            .map(|(k, v)| (k.to_string(), v.to_string()))
-                            .collect();
-                        let hs: BTreeMap<String, String> = headers
-                            .iter()
-                            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
-                            .collect();
-                        let body: Value = serde_json::from_str(&raw).unwrap_or(Value::Null);
-                        let valid = check(&path, &query, &hs, &body, &raw);
-                        let mut v = g.lock().expect("lock");
-                        let n = v.iter().filter(|x| x.path == path).count();
-                        use axum::response::IntoResponse;
-                        let (status, resp) = match path.as_str() {
-                            "/slack" if n == 0 => (429, axum::response::Response::builder()
-                                .status(429).header("retry-after", "1").body(axum::body::Body::from("rate_limited"))
-                                .expect("resp")),
-                            "/slack" if valid => (200, "ok".into_response()),
-                            "/slack" => (400, (axum::http::StatusCode::BAD_REQUEST, "invalid_payload").into_response()),
-                            "/teams" => (202, axum::http::StatusCode::ACCEPTED.into_response()),
-                            "/dingtalk" if !valid => (200, r#"{"errcode":310000,"errmsg":"sign not match"}"#.into_response()),
-                            "/dingtalk" if n == 0 => (200, r#"{"errcode":300001,"errmsg":"token is not exist"}"#.into_response()),
-                            "/dingtalk" | "/wecom" => (200, r#"{"errcode":0,"errmsg":"ok"}"#.into_response()),
-                            "/feishu" if valid => (200, r#"{"code":0,"msg":"success","data":{}}"#.into_response()),
-                            "/feishu" => (200, r#"{"code":19021,"msg":"sign match fail or timestamp is not within one hour from current time"}"#.into_response()),
-                            "/pd" if valid => (202, (axum::http::StatusCode::ACCEPTED,
-                                json!({"status":"success","message":"Event processed","dedup_key":body["dedup_key"]}).to_string()).into_response()),
-                            "/pd" => (400, (axum::http::StatusCode::BAD_REQUEST, r#"{"status":"invalid event"}"#).into_response()),
-                            _ if valid => (200, "{}".into_response()),
-                            _ => (401, axum::http::StatusCode::UNAUTHORIZED.into_response()),
-                        };
-                        v.push(Got { path, query, headers: hs, body, raw, at: Instant::now(), valid, answered: status });
-                        resp
-                    }
-                },
-            );
-            let _ = axum::serve(listener, app).await;
-        });
+        let app = axum::Router::new().fallback(
+            move |uri: axum::http::Uri, headers: axum::http::HeaderMap, raw: String| {
+                let g = g.clone();
+                async move {
+                    let path = uri.path().to_string();
+                    let query: BTreeMap<String, String> = uri
+                        .query()
+                        .unwrap_or("")
+                        .split('&')
+                        .filter_map(|kv| kv.split_once('='))
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect();
+                    let hs: BTreeMap<String, String> = headers
+                        .iter()
+                        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+                        .collect();
+                    let body: Value = serde_json::from_str(&raw).unwrap_or(Value::Null);
+                    let valid = check(&path, &query, &hs, &body, &raw);
+                    let mut v = g.lock().expect("lock");
+                    let n = v.iter().filter(|x| x.path == path).count();
+                    use axum::response::IntoResponse;
+                    let (status, resp) = match path.as_str() {
+                        "/slack" if n == 0 => (429, axum::response::Response::builder()
+                            .status(429).header("retry-after", "1").body(axum::body::Body::from("rate_limited"))
+                            .expect("resp")),
+                        "/slack" if valid => (200, "ok".into_response()),
+                        "/slack" => (400, (axum::http::StatusCode::BAD_REQUEST, "invalid_payload").into_response()),
+                        "/teams" => (202, axum::http::StatusCode::ACCEPTED.into_response()),
+                        "/dingtalk" if !valid => (200, r#"{"errcode":310000,"errmsg":"sign not match"}"#.into_response()),
+                        "/dingtalk" if n == 0 => (200, r#"{"errcode":300001,"errmsg":"token is not exist"}"#.into_response()),
+                        "/dingtalk" | "/wecom" => (200, r#"{"errcode":0,"errmsg":"ok"}"#.into_response()),
+                        "/feishu" if valid => (200, r#"{"code":0,"msg":"success","data":{}}"#.into_response()),
+                        "/feishu" => (200, r#"{"code":19021,"msg":"sign match fail or timestamp is not within one hour from current time"}"#.into_response()),
+                        "/pd" if valid => (202, (axum::http::StatusCode::ACCEPTED,
+                            json!({"status":"success","message":"Event processed","dedup_key":body["dedup_key"]}).to_string()).into_response()),
+                        "/pd" => (400, (axum::http::StatusCode::BAD_REQUEST, r#"{"status":"invalid event"}"#).into_response()),
+                        _ if valid => (200, "{}".into_response()),
+                        _ => (401, axum::http::StatusCode::UNAUTHORIZED.into_response()),
+                    };
+                    v.push(Got { path, query, headers: hs, body, raw, at: Instant::now(), valid, answered: status });
+                    resp
+                }
+            },
+        );
+        let (rt, port) = serve_loopback(app);
         Vendors { port, got, _rt: rt }
     }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::Value;
 
-use super::{App, Mail, wait_for};
+use super::{App, Mail, serve_loopback, wait_for};
 
 pub struct Launch {
     cmd: Command,
@@ -305,62 +305,51 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn start() -> Recorder {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
         let got: Arc<Mutex<Vec<Recorded>>> = Arc::default();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
-        let port = listener.local_addr().expect("addr").port();
         let g = got.clone();
-        rt.spawn(async move {
-            let app = axum::Router::new().fallback(
-                move |method: axum::http::Method,
-                      uri: axum::http::Uri,
-                      headers: axum::http::HeaderMap,
-                      body: axum::body::Bytes| {
-                    let g = g.clone();
-                    async move {
-                        let raw = String::from_utf8_lossy(&body).into_owned();
-                        let path = uri.path().to_string();
-                        let rec = Recorded {
-                            method: method.to_string(),
-                            path: path.clone(),
-                            query: uri.query().unwrap_or("").to_string(),
-                            headers: headers
-                                .iter()
-                                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-                                .collect(),
-                            body: serde_json::from_str(&raw).unwrap_or(Value::Null),
-                            raw,
-                        };
-                        if let Ok(mut v) = g.lock() {
-                            v.push(rec);
-                        }
-                        let (status, answer) = if path.starts_with("/slack") {
-                            (200, "ok")
-                        } else if path.starts_with("/dingtalk") || path.starts_with("/wecom") {
-                            (200, r#"{"errcode":0,"errmsg":"ok"}"#)
-                        } else if path.starts_with("/feishu") {
-                            (200, r#"{"code":0,"msg":"success"}"#)
-                        } else if path.starts_with("/pd") {
-                            (202, r#"{"status":"success","message":"Event processed"}"#)
-                        } else {
-                            (200, "{}")
-                        };
-                        (
-                            axum::http::StatusCode::from_u16(status)
-                                .unwrap_or(axum::http::StatusCode::OK),
-                            answer,
-                        )
+        let app = axum::Router::new().fallback(
+            move |method: axum::http::Method,
+                  uri: axum::http::Uri,
+                  headers: axum::http::HeaderMap,
+                  body: axum::body::Bytes| {
+                let g = g.clone();
+                async move {
+                    let raw = String::from_utf8_lossy(&body).into_owned();
+                    let path = uri.path().to_string();
+                    let rec = Recorded {
+                        method: method.to_string(),
+                        path: path.clone(),
+                        query: uri.query().unwrap_or("").to_string(),
+                        headers: headers
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                            .collect(),
+                        body: serde_json::from_str(&raw).unwrap_or(Value::Null),
+                        raw,
+                    };
+                    if let Ok(mut v) = g.lock() {
+                        v.push(rec);
                     }
-                },
-            );
-            let _ = axum::serve(listener, app).await;
-        });
+                    let (status, answer) = if path.starts_with("/slack") {
+                        (200, "ok")
+                    } else if path.starts_with("/dingtalk") || path.starts_with("/wecom") {
+                        (200, r#"{"errcode":0,"errmsg":"ok"}"#)
+                    } else if path.starts_with("/feishu") {
+                        (200, r#"{"code":0,"msg":"success"}"#)
+                    } else if path.starts_with("/pd") {
+                        (202, r#"{"status":"success","message":"Event processed"}"#)
+                    } else {
+                        (200, "{}")
+                    };
+                    (
+                        axum::http::StatusCode::from_u16(status)
+                            .unwrap_or(axum::http::StatusCode::OK),
+                        answer,
+                    )
+                }
+            },
+        );
+        let (rt, port) = serve_loopback(app);
         Recorder { port, got, _rt: rt }
     }
 

@@ -42,6 +42,24 @@ pub fn setting(key: &str) -> Option<String> {
         .or_else(|| env_file().get(key).cloned())
 }
 
+/// Serve `app` on a free loopback port from a one-thread runtime of its own, so synchronous
+/// tests can host a receiver; keep the runtime as long as the receiver should answer.
+pub fn serve_loopback(app: axum::Router) -> (tokio::runtime::Runtime, u16) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    rt.spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (rt, port)
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -244,52 +262,41 @@ impl Hooks {
     /// A receiver that takes `delay` to answer each request, and records a request only when
     /// it completes: one whose sender died mid-way (the connection closed) is not delivered.
     pub fn start_slow(delay: Duration) -> Hooks {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
         let received: Arc<Mutex<Vec<Hook>>> = Arc::default();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
-        let port = listener.local_addr().expect("addr").port();
         let r = received.clone();
-        rt.spawn(async move {
-            let app = axum::Router::new().route(
-                "/hook",
-                axum::routing::post(
-                    move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-                        let r = r.clone();
-                        async move {
-                            tokio::time::sleep(delay).await;
-                            let sig = headers
-                                .get("x-slakeeper-signature")
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let r = r.clone();
+                    async move {
+                        tokio::time::sleep(delay).await;
+                        let sig = headers
+                            .get("x-slakeeper-signature")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_string();
+                        let expected =
+                            slakeeper::shell::channels::webhook::sign(SECRET.as_bytes(), &body);
+                        let hook = Hook {
+                            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                            signature_ok: !sig.is_empty() && sig == expected,
+                            idempotency_key: headers
+                                .get("idempotency-key")
                                 .and_then(|v| v.to_str().ok())
                                 .unwrap_or("")
-                                .to_string();
-                            let expected =
-                                slakeeper::shell::channels::webhook::sign(SECRET.as_bytes(), &body);
-                            let hook = Hook {
-                                body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-                                signature_ok: !sig.is_empty() && sig == expected,
-                                idempotency_key: headers
-                                    .get("idempotency-key")
-                                    .and_then(|v| v.to_str().ok())
-                                    .unwrap_or("")
-                                    .to_string(),
-                                received: std::time::SystemTime::now(),
-                            };
-                            if let Ok(mut v) = r.lock() {
-                                v.push(hook);
-                            }
-                            axum::http::StatusCode::OK
+                                .to_string(),
+                            received: std::time::SystemTime::now(),
+                        };
+                        if let Ok(mut v) = r.lock() {
+                            v.push(hook);
                         }
-                    },
-                ),
-            );
-            let _ = axum::serve(listener, app).await;
-        });
+                        axum::http::StatusCode::OK
+                    }
+                },
+            ),
+        );
+        let (rt, port) = serve_loopback(app);
         Hooks {
             port,
             received,
