@@ -46,6 +46,18 @@ fn slakeeper(args: &[&str]) -> Run {
     }
 }
 
+/// `simulate EVENTS --workflows workflows --until UNTIL` on the shipped workflows.
+fn simulate_until(events: &str, until: &str) -> Run {
+    slakeeper(&[
+        "simulate",
+        events,
+        "--workflows",
+        "workflows",
+        "--until",
+        until,
+    ])
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let p = dir.join(name);
     std::fs::write(&p, text).expect("write");
@@ -142,14 +154,7 @@ fn row2_a_clock_into_2027_notes_new_years_day_once() {
             "\n"
         ),
     );
-    let run = slakeeper(&[
-        "simulate",
-        &events,
-        "--workflows",
-        "workflows",
-        "--until",
-        "2027-01-08T00:00:00+08:00",
-    ]);
+    let run = simulate_until(&events, "2027-01-08T00:00:00+08:00");
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert_eq!(run.stdout.matches(GAP_2027).count(), 1, "{}", run.stdout);
     assert!(
@@ -176,14 +181,7 @@ fn row2_a_clock_into_2027_notes_new_years_day_once() {
             "\n"
         ),
     );
-    let run = slakeeper(&[
-        "simulate",
-        &inside,
-        "--workflows",
-        "workflows",
-        "--until",
-        "2026-12-05T00:00:00+08:00",
-    ]);
+    let run = simulate_until(&inside, "2026-12-05T00:00:00+08:00");
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(!run.stdout.contains("NOTE"), "{}", run.stdout);
     assert!(!run.stderr.contains("no data"), "{}", run.stderr);
