@@ -26,6 +26,27 @@ pub const MARK: &str = "erased";
 /// The customer's contact fields (`customer.<field>`).
 const CONTACT: [&str; 3] = ["name", "email", "phone"];
 
+/// Remove `keys` from the object at `obj[field]`, noting each removed one as `field.key`;
+/// an object left empty goes too.
+fn strip<'a>(
+    obj: &mut Map<String, Value>,
+    field: &str,
+    keys: impl IntoIterator<Item = &'a str>,
+    paths: &mut Vec<String>,
+) {
+    let Some(Value::Object(m)) = obj.get_mut(field) else {
+        return;
+    };
+    for k in keys {
+        if m.remove(k).is_some() {
+            paths.push(format!("{field}.{k}"));
+        }
+    }
+    if m.is_empty() {
+        obj.remove(field);
+    }
+}
+
 /// What is removed from a stored event body. Returns the paths newly erased (`customer.name`,
 /// `comment`, `attributes.order`), in a stable order; the body's [`MARK`] lists every path
 /// erased so far. `personal` names the attributes the ticket's workflow marks personal.
@@ -36,30 +57,17 @@ pub fn erase_event(body: &mut Value, personal: &BTreeSet<String>) -> Vec<String>
     let survey =
         obj.get("type").and_then(Value::as_str) == Some(EventKind::SurveyAnswered.as_str());
     let mut paths = Vec::new();
-    if let Some(Value::Object(c)) = obj.get_mut("customer") {
-        for f in CONTACT {
-            if c.remove(f).is_some() {
-                paths.push(format!("customer.{f}"));
-            }
-        }
-        if c.is_empty() {
-            obj.remove("customer");
-        }
-    }
+    strip(obj, "customer", CONTACT, &mut paths);
     // On other events `comment` is not the customer's text (an acknowledgement's `by`).
     if survey && obj.remove("comment").is_some() {
         paths.push("comment".to_string());
     }
-    if let Some(Value::Object(a)) = obj.get_mut("attributes") {
-        for k in personal {
-            if a.remove(k).is_some() {
-                paths.push(format!("attributes.{k}"));
-            }
-        }
-        if a.is_empty() {
-            obj.remove("attributes");
-        }
-    }
+    strip(
+        obj,
+        "attributes",
+        personal.iter().map(String::as_str),
+        &mut paths,
+    );
     if !paths.is_empty() {
         let mut all: BTreeSet<String> = erased_paths(&Value::Object(obj.clone()));
         all.extend(paths.iter().cloned());
