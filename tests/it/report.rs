@@ -11,15 +11,13 @@
 //! and the test waits until no timer due before that instant is left, so both sides see the
 //! same past.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::common::*;
 use chrono::{DateTime, Utc};
-use common::*;
 use serde_json::{Value, json};
 
 fn root() -> PathBuf {

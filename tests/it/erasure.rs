@@ -4,13 +4,11 @@
 //! and a `pg_dump` are scanned for every erased string; `ticket show`, `report`, `export`
 //! and a rebuild still work with the same numbers.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::launch::{Exited, Http, Launch, json};
-use common::*;
+use crate::common::launch::{Exited, Http, Launch, json};
+use crate::common::*;
 use serde_json::{Value, json};
 
 const API: &str = "erasure-api-token";

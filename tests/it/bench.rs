@@ -3,11 +3,11 @@
 //! completeness is asserted (every timer drained, every figure present): speeds are
 //! reported, never asserted.
 
-mod common;
-
 use std::process::Command;
 
 use serde_json::Value;
+
+use crate::common;
 
 fn bench(database: &str) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_slakeeper"))

@@ -12,15 +12,13 @@
 //!   (`gave_up` in `ticket show`, counted in the metric, no attempt after), while e-mails held
 //!   for lack of SMTP stay held.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use chrono::{DateTime, Utc};
-use common::*;
 use serde_json::{Value, json};
 
 fn slakeeper(args: &[&str]) -> (bool, String, String) {

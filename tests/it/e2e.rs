@@ -2,12 +2,10 @@
 //! (aiosmtpd), a webhook receiver checking signatures, SQLite files and the real PostgreSQL.
 //! Set-up: `bash scripts/test-env.sh` (the README's test command does it).
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
-use common::*;
+use crate::common::{self, *};
 use serde_json::json;
 
 const LONG: Duration = Duration::from_secs(30);

@@ -8,14 +8,12 @@
 //! 400 naming the JSON path, a payload meaning nothing is `ignored`, every answer within 2 s.
 //! Also `validate` on broken `sources.yaml` files (`tests/fixtures/sources/invalid/`).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use base64::Engine as _;
-use common::*;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 
