@@ -256,8 +256,7 @@ impl Sqlite {
 
 /// Run `sql` on the test's PostgreSQL as the admin user (outside the app's pool).
 fn pg_admin(sql: &str) -> u64 {
-    let url = setting("SLAKEEPER_TEST_PG_URL")
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
+    let url = pg_admin_url();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -616,16 +616,6 @@ fn zammad_closed_tickets_close_after_close_after(backend: Backend) {
 }
 
 #[test]
-fn zammad_closed_tickets_close_after_close_after_sqlite() {
-    zammad_closed_tickets_close_after_close_after(Backend::Sqlite);
-}
-
-#[test]
-fn zammad_closed_tickets_close_after_close_after_postgres() {
-    zammad_closed_tickets_close_after_close_after(Backend::Postgres);
-}
-
-#[test]
 fn chatwoot_webhooks_with_timestamped_signatures() {
     let s = Served::start();
     let now = chrono::Utc::now().timestamp();
@@ -848,4 +838,5 @@ mod reqwest_raw {
 
 crate::both_databases! {
     zendesk_trigger_deliveries_drive_the_clocks => zendesk_triggers,
+    zammad_closed_tickets_close_after_close_after => zammad_closed_tickets_close_after_close_after,
 }
