@@ -5,7 +5,7 @@
 //! breaks a promise fails with a message naming the promise, not only a diff.
 //!
 //! After an intended change, rewrite the snapshots with `UPDATE_GOLDEN=1 cargo test --test
-//! golden` and review every changed line by hand.
+//! it golden::` and review every changed line by hand.
 
 use std::path::{Path, PathBuf};
 

@@ -5,13 +5,11 @@
 //! through `systemd-analyze verify` and `security`.
 //! Set-up: `bash scripts/test-env.sh` (it calls scripts/test-env-image.sh).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 const LONG: Duration = Duration::from_secs(60);

@@ -1,17 +1,15 @@
 //! Running it for years (issue 21, shipping and backups), through the real binary: a start
 //! on a machine with no CA certificates, `backup` under concurrent ingest verified by
 //! `export` from the copy. The container image, compose file and systemd unit are tested by
-//! `tests/image.rs` (opt-in, see there).
+//! `tests/it/image.rs` (opt-in, see there).
 //! Set-up: `bash scripts/test-env.sh` (the README's test command does it).
-
-mod common;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 const LONG: Duration = Duration::from_secs(30);

@@ -11,15 +11,13 @@
 //! and the test waits until no timer due before that instant is left, so both sides see the
 //! same past.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::common::*;
 use chrono::{DateTime, Utc};
-use common::*;
 use serde_json::{Value, json};
 
 fn root() -> PathBuf {
@@ -299,14 +297,13 @@ fn report_agrees_with_simulate(backend: Backend, seed: u64) {
     assert!(total(|f| f.nps_responses as usize) > 0, "no NPS answer");
 }
 
-#[test]
-fn weekly_report_agrees_with_simulate_on_the_same_events() {
-    report_agrees_with_simulate(Backend::Sqlite, 0xA6EE_0009);
-}
-
-#[test]
-fn weekly_report_agrees_with_simulate_on_the_same_events_postgres() {
-    report_agrees_with_simulate(Backend::Postgres, 0xA6EE_0019);
+/// Each database replays its own seeded histories.
+fn weekly_report_agrees_with_simulate(backend: Backend) {
+    let seed = match backend {
+        Backend::Sqlite => 0xA6EE_0009,
+        Backend::Postgres => 0xA6EE_0019,
+    };
+    report_agrees_with_simulate(backend, seed);
 }
 
 /// `nps` is an integer 0-10 on `survey.answered` only: anything else answers 400 naming the
@@ -428,4 +425,8 @@ fn nps_answers_are_checked_counted_and_judged_against_the_workflow_target() {
     ] {
         assert!(m.lines().any(|l| l == line), "missing {line} in:\n{m}");
     }
+}
+
+crate::both_databases! {
+    weekly_report_agrees_with_simulate_on_the_same_events => weekly_report_agrees_with_simulate,
 }

@@ -1,7 +1,7 @@
 //! Storage/engine conformance suite: one set of behaviour tests, each run against SQLite and
 //! PostgreSQL (STYLE.md item 9, after river's `riverdrivertest`).
 //!
-//! Every test gets a fresh database (`tests/common`'s `TestDb`: a SQLite file in a tempdir,
+//! Every test gets a fresh database (`common`'s `TestDb`: a SQLite file in a tempdir,
 //! or a new PostgreSQL database dropped at the end; here it is copied from
 //! `sk_conf_tpl_<fingerprint>`, a template migrated once per set of migrations and left on
 //! the server for the next run),
@@ -26,9 +26,7 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
-mod common;
-
-use common::{Backend, TestDb, pg_admin_url, refuse_skipped_pg, with_database};
+use crate::common::{self, Backend, TestDb, pg_admin_url, refuse_skipped_pg, with_database};
 use slakeeper::core::clock::ClockStatus;
 use slakeeper::core::event::{Event, parse_event};
 use slakeeper::core::machine::Ticket;

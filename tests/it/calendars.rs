@@ -10,13 +10,11 @@
 //! `SLAKEEPER_TEST_BIN` runs the command-line tests against another build (e.g. the one
 //! before this change, to watch them fail).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 struct Run {

@@ -8,14 +8,12 @@
 //!    through the HTTP API: each must parse and evaluate, and every `slakeeper_*` series it
 //!    reads must be one the engine exported in the scenario (no typos, no dead panels).
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::{self, *};
 use serde_json::{Value, json};
 
 fn tool(key: &str, default: &str) -> String {

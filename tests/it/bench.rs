@@ -3,11 +3,11 @@
 //! completeness is asserted (every timer drained, every figure present): speeds are
 //! reported, never asserted.
 
-mod common;
-
 use std::process::Command;
 
 use serde_json::Value;
+
+use crate::common::{Backend, pg_admin_url};
 
 fn bench(database: &str) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_slakeeper"))
@@ -54,19 +54,24 @@ fn check(v: &Value, backend: &str) {
     );
 }
 
-#[test]
-fn bench_drains_every_timer_in_process_and_with_worker_processes_sqlite() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let named = dir.path().join("named.db");
-    let v = bench(&format!("sqlite://{}", named.display()));
-    check(&v, "sqlite");
-    assert!(!named.exists(), "bench touched the database it was named");
+/// `bench` works on scratch databases beside the one it is named, never in it (on SQLite the
+/// named file never appears).
+fn drains_every_timer(backend: Backend) {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let named = dir.path().join("named.db");
+            let v = bench(&format!("sqlite://{}", named.display()));
+            check(&v, "sqlite");
+            assert!(!named.exists(), "bench touched the database it was named");
+        }
+        Backend::Postgres => {
+            let v = bench(&pg_admin_url());
+            check(&v, "postgres");
+        }
+    }
 }
 
-#[test]
-fn bench_drains_every_timer_in_process_and_with_worker_processes_postgres() {
-    let url = common::setting("SLAKEEPER_TEST_PG_URL")
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
-    let v = bench(&url);
-    check(&v, "postgres");
+crate::both_databases! {
+    bench_drains_every_timer_in_process_and_with_worker_processes => drains_every_timer,
 }

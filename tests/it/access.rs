@@ -2,12 +2,10 @@
 //! refuses an open listener beyond loopback, scoped tokens, secrets from `NAME_FILE`, and
 //! `validate` that runs in CI without the production secrets.
 
-mod common;
-
 use std::path::Path;
 
-use common::launch::{Http, Launch, json};
-use common::*;
+use crate::common::launch::{Http, Launch, json};
+use crate::common::{self, *};
 
 const API: &str = "api-token-5f1e";
 const READ: &str = "read-token-77ab";

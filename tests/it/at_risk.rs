@@ -3,13 +3,11 @@
 //! order, window and filters on both databases; the breach forecast against a seeded history
 //! whose answer is known, and `simulate` agreeing with the API.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
+use crate::common::{self, *};
 use chrono::{DateTime, Duration, Utc};
-use common::*;
 use serde_json::{Value, json};
 
 /// The shipped workflows, with routes that stay on this machine (the shipped ones name

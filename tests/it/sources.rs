@@ -8,14 +8,12 @@
 //! 400 naming the JSON path, a payload meaning nothing is `ignored`, every answer within 2 s.
 //! Also `validate` on broken `sources.yaml` files (`tests/fixtures/sources/invalid/`).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use base64::Engine as _;
-use common::*;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 
@@ -618,16 +616,6 @@ fn zammad_closed_tickets_close_after_close_after(backend: Backend) {
 }
 
 #[test]
-fn zammad_closed_tickets_close_after_close_after_sqlite() {
-    zammad_closed_tickets_close_after_close_after(Backend::Sqlite);
-}
-
-#[test]
-fn zammad_closed_tickets_close_after_close_after_postgres() {
-    zammad_closed_tickets_close_after_close_after(Backend::Postgres);
-}
-
-#[test]
 fn chatwoot_webhooks_with_timestamped_signatures() {
     let s = Served::start();
     let now = chrono::Utc::now().timestamp();
@@ -850,4 +838,5 @@ mod reqwest_raw {
 
 crate::both_databases! {
     zendesk_trigger_deliveries_drive_the_clocks => zendesk_triggers,
+    zammad_closed_tickets_close_after_close_after => zammad_closed_tickets_close_after_close_after,
 }

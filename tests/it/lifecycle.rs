@@ -3,17 +3,15 @@
 //! compares two sets of definitions on the same events (golden diff).
 //!
 //! After an intended change, rewrite the snapshot with `UPDATE_GOLDEN=1 cargo nextest run
-//! --test lifecycle` and review every changed line by hand.
-
-mod common;
+//! --test it lifecycle::` and review every changed line by hand.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::common::*;
 use chrono::{DateTime, Utc};
-use common::*;
 use serde_json::{Value, json};
 
 fn root() -> PathBuf {

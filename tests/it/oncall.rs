@@ -2,15 +2,13 @@
 //! signature and body the way the vendor documents it and answer like the vendor (success,
 //! an error inside a 200 body, 429), rotations, held emails, `validate` of the new keys.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use common::*;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;

@@ -4,13 +4,11 @@
 //! and a `pg_dump` are scanned for every erased string; `ticket show`, `report`, `export`
 //! and a rebuild still work with the same numbers.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::launch::{Exited, Http, Launch, json};
-use common::*;
+use crate::common::launch::{Exited, Http, Launch, json};
+use crate::common::*;
 use serde_json::{Value, json};
 
 const API: &str = "erasure-api-token";
@@ -440,16 +438,6 @@ fn erase_scenario(backend: Backend) {
     unknown_subjects(&sc);
 }
 
-#[test]
-fn erase_leaves_no_copy_and_keeps_the_numbers_sqlite() {
-    erase_scenario(Backend::Sqlite);
-}
-
-#[test]
-fn erase_leaves_no_copy_and_keeps_the_numbers_postgres() {
-    erase_scenario(Backend::Postgres);
-}
-
 /// `personal:` is checked: a value that is not a boolean, or a personal attribute that
 /// chooses the workflow or a target, is a `validate` error at its line and column.
 #[test]
@@ -486,4 +474,8 @@ fn personal_attributes_are_validated() {
         all.contains("attribute `order` is personal, so `match` cannot use it"),
         "{all}"
     );
+}
+
+crate::both_databases! {
+    erase_leaves_no_copy_and_keeps_the_numbers => erase_scenario,
 }

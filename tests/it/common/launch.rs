@@ -286,12 +286,10 @@ pub fn repeating_workflows(hook_port: u16) -> super::Workflows {
 /// One request a [`Recorder`] got.
 #[derive(Debug, Clone)]
 pub struct Recorded {
-    pub method: String,
     pub path: String,
     pub query: String,
     pub headers: std::collections::BTreeMap<String, String>,
     pub body: Value,
-    pub raw: String,
 }
 
 /// A loopback HTTP server that records every request and answers each the way its vendor
@@ -308,16 +306,12 @@ impl Recorder {
         let got: Arc<Mutex<Vec<Recorded>>> = Arc::default();
         let g = got.clone();
         let app = axum::Router::new().fallback(
-            move |method: axum::http::Method,
-                  uri: axum::http::Uri,
-                  headers: axum::http::HeaderMap,
-                  body: axum::body::Bytes| {
+            move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
                 let g = g.clone();
                 async move {
                     let raw = String::from_utf8_lossy(&body).into_owned();
                     let path = uri.path().to_string();
                     let rec = Recorded {
-                        method: method.to_string(),
                         path: path.clone(),
                         query: uri.query().unwrap_or("").to_string(),
                         headers: headers
@@ -325,7 +319,6 @@ impl Recorder {
                             .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
                             .collect(),
                         body: serde_json::from_str(&raw).unwrap_or(Value::Null),
-                        raw,
                     };
                     if let Ok(mut v) = g.lock() {
                         v.push(rec);

@@ -2,12 +2,10 @@
 //! (aiosmtpd), a webhook receiver checking signatures, SQLite files and the real PostgreSQL.
 //! Set-up: `bash scripts/test-env.sh` (the README's test command does it).
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
-use common::*;
+use crate::common::{self, *};
 use serde_json::json;
 
 const LONG: Duration = Duration::from_secs(30);
@@ -646,8 +644,7 @@ fn report_command_summarises_the_period() {
 /// while, without touching the server or other tests' databases.
 fn cut_off(db: &TestDb, secs: u64) {
     let name = db.url.rsplit('/').next().unwrap_or_default().to_string();
-    let admin = setting("SLAKEEPER_TEST_PG_URL")
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
+    let admin = pg_admin_url();
     let run = |sql: String| {
         let st = std::process::Command::new("psql")
             .args([admin.as_str(), "-q", "-c", &sql])

@@ -1,9 +1,7 @@
 //! Real traffic against the real binary (issue 8): concurrent, repeated and malformed
 //! requests. Each test is a defect that was measured on the first wave's runtime.
 
-mod common;
-
-use common::*;
+use crate::common::{self, *};
 use serde_json::{Value, json};
 
 /// Raw HTTP: method, path, content type, body, optional Authorization.

@@ -4,12 +4,10 @@
 //! naming both schema versions and the rollback advice, never sqlx's `VersionMissing`;
 //! `migrate --dry-run` lists what would run and changes nothing.
 
-mod common;
-
 use std::borrow::Cow;
 
-use common::launch::{Exited, Launch};
-use common::*;
+use crate::common::launch::{Exited, Launch};
+use crate::common::*;
 use slakeeper::shell::db::Db;
 use slakeeper::shell::schema;
 

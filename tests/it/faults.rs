@@ -7,14 +7,12 @@
 //! Needs root (or CAP_SYS_ADMIN) for `mount -t tmpfs`; the SQLite test fails, naming the fix,
 //! when it cannot mount.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -33,13 +31,13 @@ impl Tmpfs {
         match out {
             Ok(o) if o.status.success() => Tmpfs { dir },
             Ok(o) => panic!(
-                "tests/faults.rs mounts a {size} tmpfs to fill a disk, and `mount` failed: {}\n\
+                "tests/it/faults.rs mounts a {size} tmpfs to fill a disk, and `mount` failed: {}\n\
                  fix: run the tests as root, or in a container started with --privileged \
                  (or --cap-add SYS_ADMIN)",
                 String::from_utf8_lossy(&o.stderr).trim()
             ),
             Err(e) => panic!(
-                "tests/faults.rs needs the `mount` command to mount a tmpfs ({e}); \
+                "tests/it/faults.rs needs the `mount` command to mount a tmpfs ({e}); \
                  fix: install util-linux and run the tests as root"
             ),
         }
@@ -258,8 +256,7 @@ impl Sqlite {
 
 /// Run `sql` on the test's PostgreSQL as the admin user (outside the app's pool).
 fn pg_admin(sql: &str) -> u64 {
-    let url = setting("SLAKEEPER_TEST_PG_URL")
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
+    let url = pg_admin_url();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -12,15 +12,13 @@
 //!   (`gave_up` in `ticket show`, counted in the metric, no attempt after), while e-mails held
 //!   for lack of SMTP stay held.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use chrono::{DateTime, Utc};
-use common::*;
 use serde_json::{Value, json};
 
 fn slakeeper(args: &[&str]) -> (bool, String, String) {
@@ -203,16 +201,6 @@ fn close_after_closes_a_resolved_ticket(backend: Backend) {
     let open = "slakeeper_tickets_open{workflow=\"fast\",stage=\"closed\"";
     assert!(!app.metrics().contains(open));
     drop(app);
-}
-
-#[test]
-fn close_after_closes_a_resolved_ticket_sqlite() {
-    close_after_closes_a_resolved_ticket(Backend::Sqlite);
-}
-
-#[test]
-fn close_after_closes_a_resolved_ticket_postgres() {
-    close_after_closes_a_resolved_ticket(Backend::Postgres);
 }
 
 #[test]
@@ -400,16 +388,6 @@ fn retention_deletes_closed_tickets_and_keeps_report_numbers(backend: Backend) {
     drop(app);
 }
 
-#[test]
-fn retention_deletes_closed_tickets_and_keeps_report_numbers_sqlite() {
-    retention_deletes_closed_tickets_and_keeps_report_numbers(Backend::Sqlite);
-}
-
-#[test]
-fn retention_deletes_closed_tickets_and_keeps_report_numbers_postgres() {
-    retention_deletes_closed_tickets_and_keeps_report_numbers(Backend::Postgres);
-}
-
 // ------------------------------------------------------------------ row 5: give-up
 
 fn deliveries(v: &Value, channel: &str) -> Vec<Value> {
@@ -486,12 +464,8 @@ fn dead_webhook_is_given_up_and_held_email_is_not(backend: Backend) {
     drop(app);
 }
 
-#[test]
-fn dead_webhook_is_given_up_and_held_email_is_not_sqlite() {
-    dead_webhook_is_given_up_and_held_email_is_not(Backend::Sqlite);
-}
-
-#[test]
-fn dead_webhook_is_given_up_and_held_email_is_not_postgres() {
-    dead_webhook_is_given_up_and_held_email_is_not(Backend::Postgres);
+crate::both_databases! {
+    close_after_closes_a_resolved_ticket => close_after_closes_a_resolved_ticket,
+    retention_deletes_closed_tickets_and_keeps_report_numbers => retention_deletes_closed_tickets_and_keeps_report_numbers,
+    dead_webhook_is_given_up_and_held_email_is_not => dead_webhook_is_given_up_and_held_email_is_not,
 }

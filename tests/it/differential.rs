@@ -10,15 +10,13 @@
 //! half an interval away from now. Nothing falls due while the test runs, so the comparison
 //! does not depend on how fast this machine is.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::common::{self, *};
 use chrono::{DateTime, SecondsFormat, Utc};
-use common::*;
 use serde_json::{Value, json};
 
 /// One ticket's history: opened, then a random walk through the process.

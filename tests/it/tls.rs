@@ -2,14 +2,12 @@
 //! certificate the test makes (openssl, installed by scripts/test-env.sh), through the real
 //! binary; acknowledge links then say `https://`.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::launch::{Http, Launch, ack_link, json, mail_text, repeating_workflows};
-use common::*;
+use crate::common::launch::{Http, Launch, ack_link, json, mail_text, repeating_workflows};
+use crate::common::*;
 
 const API: &str = "tls-api-token";
 

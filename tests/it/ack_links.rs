@@ -3,12 +3,10 @@
 //! every staff escalation with a working link; the key is generated once and kept in the
 //! database, so every process on it signs and checks the same links.
 
-mod common;
-
 use std::time::Duration;
 
-use common::launch::{Http, Launch, ack_link, mail_text, repeating_workflows};
-use common::*;
+use crate::common::launch::{Http, Launch, ack_link, mail_text, repeating_workflows};
+use crate::common::*;
 
 const LONG: Duration = Duration::from_secs(30);
 

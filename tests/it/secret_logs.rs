@@ -5,12 +5,10 @@
 //! through requests that use, and get wrong, each of them. The whole log (stderr and stdout)
 //! is then scanned for every secret, every acknowledge token and the generated link key.
 
-mod common;
-
 use std::time::Duration;
 
-use common::launch::{Http, Launch, Recorder, json, repeating_workflows};
-use common::*;
+use crate::common::launch::{Http, Launch, Recorder, json, repeating_workflows};
+use crate::common::*;
 use hmac::{Hmac, Mac};
 
 const LONG: Duration = Duration::from_secs(30);
