@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 use crate::core::clock::{Clock, ClockStatus};
 use crate::core::duration::Span;
 use crate::core::event::{Event, EventKind};
-use crate::core::model::{CALLBACK, ClockSpec, FIRST_RESPONSE, RESOLUTION, Stage};
+use crate::core::model::{
+    CALLBACK, CallbackSpec, ClockSpec, FIRST_RESPONSE, RESOLUTION, ScoreRule, Stage,
+};
 use crate::core::timer::TimerKey;
 
 use super::tx::Tx;
@@ -364,6 +366,8 @@ fn classify(tx: &mut Tx<'_>, ev: &Event, at: DateTime<Utc>) {
     }
 }
 
+/// `survey.answered`: the score (and NPS) is recorded once per resolution, and every score
+/// rule it matches runs: a call-back, a message, a re-open.
 fn answer_survey(tx: &mut Tx<'_>, ev: &Event, at: DateTime<Utc>) {
     let Some(score) = ev.score else {
         return;
@@ -382,6 +386,31 @@ fn answer_survey(tx: &mut Tx<'_>, ev: &Event, at: DateTime<Utc>) {
         );
         return;
     }
+    record_score(tx, ev, score, at);
+    let wf = tx.wf;
+    let mut reopen_after = false;
+    for (i, rule) in wf.rules.iter().enumerate() {
+        if !rule.when.matches(score) {
+            continue;
+        }
+        if let Some(cb) = &rule.callback {
+            request_callback(tx, cb, ev, score, at);
+        }
+        if let Some(send) = &rule.send {
+            send_for_score(tx, i, rule, send, ev, score, at);
+        }
+        reopen_after |= rule.reopen;
+    }
+    if reopen_after {
+        // The call-back this very score asked for is still owed: the re-open must not cancel
+        // it (seed 000: score <= 3 -> call back within 1 h, whatever else happens).
+        reopen(tx, at, &format!("score {score}: not satisfied"), false);
+    }
+}
+
+/// The answer of this resolution's survey: kept in the feedback, the survey not yet sent is
+/// dropped, the score (and NPS) counted.
+fn record_score(tx: &mut Tx<'_>, ev: &Event, score: u8, at: DateTime<Utc>) {
     let n = tx.t.resolutions;
     tx.t.feedback.score = Some(score);
     tx.t.feedback.comment.clone_from(&ev.comment);
@@ -403,64 +432,66 @@ fn answer_survey(tx: &mut Tx<'_>, ev: &Event, at: DateTime<Utc>) {
             Effect::Count(Fact::Nps { score: nps }),
         );
     }
-    let rules = tx.wf.rules.clone();
-    let mut reopen_after = false;
-    for (i, rule) in rules.iter().enumerate() {
-        if !rule.when.matches(score) {
-            continue;
-        }
-        if let Some(cb) = &rule.callback {
-            let spec = tx.wf.callback_clock(cb);
-            tx.start_clock(at, at, &spec);
-            let run = tx.t.clocks.get(CALLBACK).map(|c| c.run).unwrap_or(1);
-            let clock = tx.clock_ref(CALLBACK, "scheduled", at);
-            tx.notify(
-                at,
-                Notification {
-                    source: format!("callback/{run}"),
-                    template: cb.template.clone(),
-                    notify: cb.notify.clone(),
-                    reason: format!("score {score}: call the customer back within {}", cb.within),
-                    clock,
-                    score: Some(score),
-                    comment: ev.comment.clone(),
-                },
-            );
-            tx.emit(
-                at,
-                format!("fact/callback/{run}/scheduled"),
-                Effect::Count(Fact::Callback {
-                    outcome: CallbackOutcome::Scheduled,
-                }),
-            );
-        }
-        if let Some(send) = &rule.send {
-            tx.notify(
-                at,
-                Notification {
-                    source: format!("rule/{n}/{i}"),
-                    template: send.template.clone(),
-                    notify: send.notify.clone(),
-                    reason: format!("score {score} (rule {})", i + 1),
-                    clock: None,
-                    score: Some(score),
-                    comment: ev.comment.clone(),
-                },
-            );
-            if rule.when.at_least.is_some() {
-                tx.emit(
-                    at,
-                    format!("fact/thanks/{n}/{i}"),
-                    Effect::Count(Fact::ThankYou),
-                );
-            }
-        }
-        reopen_after |= rule.reopen;
-    }
-    if reopen_after {
-        // The call-back this very score asked for is still owed: the re-open must not cancel
-        // it (seed 000: score <= 3 -> call back within 1 h, whatever else happens).
-        reopen(tx, at, &format!("score {score}: not satisfied"), false);
+}
+
+/// A score rule's `callback`: the call-back clock starts and its roles are asked to call.
+fn request_callback(tx: &mut Tx<'_>, cb: &CallbackSpec, ev: &Event, score: u8, at: DateTime<Utc>) {
+    let spec = tx.wf.callback_clock(cb);
+    tx.start_clock(at, at, &spec);
+    let run = tx.t.clocks.get(CALLBACK).map(|c| c.run).unwrap_or(1);
+    let clock = tx.clock_ref(CALLBACK, "scheduled", at);
+    tx.notify(
+        at,
+        Notification {
+            source: format!("callback/{run}"),
+            template: cb.template.clone(),
+            notify: cb.notify.clone(),
+            reason: format!("score {score}: call the customer back within {}", cb.within),
+            clock,
+            score: Some(score),
+            comment: ev.comment.clone(),
+        },
+    );
+    tx.emit(
+        at,
+        format!("fact/callback/{run}/scheduled"),
+        Effect::Count(Fact::Callback {
+            outcome: CallbackOutcome::Scheduled,
+        }),
+    );
+}
+
+/// A score rule's `send` (rule `i`): its message goes out; for a good score (`at_least`) it
+/// counts as a thank-you.
+fn send_for_score(
+    tx: &mut Tx<'_>,
+    i: usize,
+    rule: &ScoreRule,
+    // Spelled out: a bare `Send` would read as the marker trait.
+    send: &crate::core::model::Send,
+    ev: &Event,
+    score: u8,
+    at: DateTime<Utc>,
+) {
+    let n = tx.t.resolutions;
+    tx.notify(
+        at,
+        Notification {
+            source: format!("rule/{n}/{i}"),
+            template: send.template.clone(),
+            notify: send.notify.clone(),
+            reason: format!("score {score} (rule {})", i + 1),
+            clock: None,
+            score: Some(score),
+            comment: ev.comment.clone(),
+        },
+    );
+    if rule.when.at_least.is_some() {
+        tx.emit(
+            at,
+            format!("fact/thanks/{n}/{i}"),
+            Effect::Count(Fact::ThankYou),
+        );
     }
 }
 

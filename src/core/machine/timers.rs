@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::core::clock::ClockStatus;
+use crate::core::clock::{Clock, ClockStatus};
 use crate::core::model::{CALLBACK, ClockSelector, EscalateAt, Escalation, PROGRESS, Workflow};
 use crate::core::timer::{BREACH, TimerKey};
 
@@ -194,6 +194,8 @@ fn rule_fires_at(e: &Escalation, label: &str) -> Option<Option<u32>> {
     (base == own && e.repeat.is_some() && (1..=e.times).contains(&k)).then_some(Some(k))
 }
 
+/// An escalation point of a clock run comes due: the point is passed (at the breach, the
+/// outcome is recorded), and the rules firing at it notify, unless the run was acknowledged.
 fn fire_escalation(tx: &mut Tx<'_>, clock: &str, run: u32, label: &str, due: DateTime<Utc>) {
     let Some(c) = tx.t.clocks.get(clock).cloned() else {
         return;
@@ -205,50 +207,13 @@ fn fire_escalation(tx: &mut Tx<'_>, clock: &str, run: u32, label: &str, due: Dat
         );
         return;
     }
-    let mut c2 = c.clone();
-    c2.passed.insert(label.to_string());
-    let cal = tx.clock_cal(clock);
-    let priority = tx.t.priority_label().to_string();
-    if label == BREACH {
-        c2.record_breach(due, c.due(cal));
-        tx.t.clocks.insert(clock.to_string(), c2);
-        tx.note(
-            due,
-            format!("clock {clock} breached its {} target", c.target),
-        );
-        tx.emit(
-            due,
-            format!("outcome/{clock}/{}", c.run),
-            Effect::Outcome(ClockOutcome {
-                clock: clock.to_string(),
-                run: c.run,
-                priority,
-                outcome: Outcome::Breached,
-                // The deadline itself; the breach is recorded at `due`, which is later when a
-                // reclassification moved the deadline into the past.
-                due: c.due(cal).or(Some(due)),
-                elapsed: None,
-            }),
-        );
-        if clock == CALLBACK {
-            tx.emit(
-                due,
-                format!("fact/callback/{}/overdue", c.run),
-                Effect::Count(Fact::Callback {
-                    outcome: CallbackOutcome::Overdue,
-                }),
-            );
-        }
-    } else {
-        tx.t.clocks.insert(clock.to_string(), c2);
-    }
-    let rules: Vec<(usize, Escalation)> = tx
+    pass_point(tx, clock, &c, label, due);
+    let rules: Vec<Escalation> = tx
         .wf
         .escalations
         .iter()
+        .filter(|e| e.clock.matches(clock) && rule_fires_at(e, label).is_some())
         .cloned()
-        .enumerate()
-        .filter(|(_, e)| e.clock.matches(clock) && rule_fires_at(e, label).is_some())
         .collect();
     if let Some(ack) = c.acknowledged_at.filter(|a| *a <= due)
         && !rules.is_empty()
@@ -262,48 +227,110 @@ fn fire_escalation(tx: &mut Tx<'_>, clock: &str, run: u32, label: &str, due: Dat
         );
         return;
     }
-    let elapsed = c.elapsed_at(cal, due);
-    let shown_due = tx.t.clocks.get(clock).and_then(|c| c.shown_due(cal));
-    for (_, e) in rules {
-        let what = match e.at {
-            EscalateAt::Share(100) => format!("{clock} breached its {} target", c.target),
-            EscalateAt::Share(p) => format!("{clock} reached {p}% of its {} target", c.target),
-            EscalateAt::After(s) => format!("{clock} still not met {s} after its breach"),
-        };
-        let what = match rule_fires_at(&e, label).flatten() {
-            Some(k) => format!("{what} (repeat {k} of {}, not acknowledged)", e.times),
-            None => what,
-        };
-        let clock_ref = ClockRef {
-            name: clock.to_string(),
-            // After a breach, the breached deadline: a later pause and resume moved
-            // `c.due`, and `clock.overdue` would shrink.
-            due: shown_due,
-            target: c.target.to_string(),
-            elapsed,
-            at: label.to_string(),
-        };
-        tx.notify(
-            due,
-            Notification {
-                source: format!("esc/{clock}/{}/{label}/{}", c.run, e.level),
-                template: e.template.clone(),
-                notify: e.notify.clone(),
-                reason: what,
-                clock: Some(clock_ref),
-                score: tx.t.feedback.score,
-                comment: None,
-            },
-        );
+    for e in rules {
+        send_escalation(tx, clock, &c, label, &e, due);
+    }
+}
+
+/// Mark `label` passed on the clock (`c` as it was before); at the breach point, record the
+/// breach and its outcome.
+fn pass_point(tx: &mut Tx<'_>, clock: &str, c: &Clock, label: &str, due: DateTime<Utc>) {
+    let cal = tx.clock_cal(clock);
+    let mut passed = c.clone();
+    passed.passed.insert(label.to_string());
+    let breach = label == BREACH;
+    if breach {
+        passed.record_breach(due, c.due(cal));
+    }
+    tx.t.clocks.insert(clock.to_string(), passed);
+    if breach {
+        record_breach(tx, clock, c, due);
+    }
+}
+
+/// A clock run breached at `due`: the timeline says so, the outcome is counted (and, for a
+/// call-back, that it is overdue).
+fn record_breach(tx: &mut Tx<'_>, clock: &str, c: &Clock, due: DateTime<Utc>) {
+    let cal = tx.clock_cal(clock);
+    let priority = tx.t.priority_label().to_string();
+    tx.note(
+        due,
+        format!("clock {clock} breached its {} target", c.target),
+    );
+    tx.emit(
+        due,
+        format!("outcome/{clock}/{}", c.run),
+        Effect::Outcome(ClockOutcome {
+            clock: clock.to_string(),
+            run: c.run,
+            priority,
+            outcome: Outcome::Breached,
+            // The deadline itself; the breach is recorded at `due`, which is later when a
+            // reclassification moved the deadline into the past.
+            due: c.due(cal).or(Some(due)),
+            elapsed: None,
+        }),
+    );
+    if clock == CALLBACK {
         tx.emit(
             due,
-            format!("fact/esc/{clock}/{}/{label}/{}", c.run, e.level),
-            Effect::Count(Fact::Escalation {
-                clock: clock.to_string(),
-                level: e.level,
+            format!("fact/callback/{}/overdue", c.run),
+            Effect::Count(Fact::Callback {
+                outcome: CallbackOutcome::Overdue,
             }),
         );
     }
+}
+
+/// Escalation rule `e` fires at point `label` of a clock run (`c` as it was before the point
+/// passed): notify its roles and count it.
+fn send_escalation(
+    tx: &mut Tx<'_>,
+    clock: &str,
+    c: &Clock,
+    label: &str,
+    e: &Escalation,
+    due: DateTime<Utc>,
+) {
+    let cal = tx.clock_cal(clock);
+    let what = match e.at {
+        EscalateAt::Share(100) => format!("{clock} breached its {} target", c.target),
+        EscalateAt::Share(p) => format!("{clock} reached {p}% of its {} target", c.target),
+        EscalateAt::After(s) => format!("{clock} still not met {s} after its breach"),
+    };
+    let what = match rule_fires_at(e, label).flatten() {
+        Some(k) => format!("{what} (repeat {k} of {}, not acknowledged)", e.times),
+        None => what,
+    };
+    let clock_ref = ClockRef {
+        name: clock.to_string(),
+        // After a breach, the breached deadline: a later pause and resume moved
+        // `c.due`, and `clock.overdue` would shrink.
+        due: tx.t.clocks.get(clock).and_then(|c| c.shown_due(cal)),
+        target: c.target.to_string(),
+        elapsed: c.elapsed_at(cal, due),
+        at: label.to_string(),
+    };
+    tx.notify(
+        due,
+        Notification {
+            source: format!("esc/{clock}/{}/{label}/{}", c.run, e.level),
+            template: e.template.clone(),
+            notify: e.notify.clone(),
+            reason: what,
+            clock: Some(clock_ref),
+            score: tx.t.feedback.score,
+            comment: None,
+        },
+    );
+    tx.emit(
+        due,
+        format!("fact/esc/{clock}/{}/{label}/{}", c.run, e.level),
+        Effect::Count(Fact::Escalation {
+            clock: clock.to_string(),
+            level: e.level,
+        }),
+    );
 }
 
 fn fire_progress(tx: &mut Tx<'_>, cycle: u32, due: DateTime<Utc>, f: Firing) {
