@@ -68,8 +68,9 @@ fn open(
 }
 
 /// Apply one event. `now` is the engine's present: timers due by then fire after the event.
-/// Events older than `state.last_at` must go through [`replay`] instead (the shell checks
-/// [`needs_replay`]); applied here they would be treated as happening at `last_at`.
+/// Events older than `state.last_at` must go through [`replay`](super::replay) instead (the
+/// shell checks [`needs_replay`]); applied here they would be treated as happening at
+/// `last_at`.
 pub fn apply(
     wf: &Workflow,
     state: Option<Ticket>,

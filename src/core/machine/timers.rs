@@ -116,10 +116,11 @@ pub(super) fn stepped(
     (tx.t, tx.out)
 }
 
-/// Virtual time (the simulator, [`replay`]): fire every timer due by `until`, each at its own
-/// due instant, as a runtime that never stopped would have. Unlike [`advance`], whose `now` is
-/// the real present (missed progress intervals collapse into one catch-up message there),
-/// nothing is late here: a progress message goes out at every interval.
+/// Virtual time (the simulator, [`replay`](super::replay)): fire every timer due by `until`,
+/// each at its own due instant, as a runtime that never stopped would have. Unlike
+/// [`advance`], whose `now` is the real present (missed progress intervals collapse into one
+/// catch-up message there), nothing is late here: a progress message goes out at every
+/// interval.
 pub fn advance_virtual(wf: &Workflow, state: Ticket, until: DateTime<Utc>) -> (Ticket, Vec<Out>) {
     stepped(wf, state, until, true, Pace::OnTime)
 }

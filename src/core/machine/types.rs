@@ -108,7 +108,7 @@ pub struct Ticket {
     /// notification ids derive from them, and a reused id would be deduplicated away.
     #[serde(default)]
     pub last_progress_cycle: u32,
-    /// The latest event `at` applied; an older event forces a [`replay`].
+    /// The latest event `at` applied; an older event forces a [`replay`](super::replay).
     pub last_at: DateTime<Utc>,
     pub events_applied: u32,
     /// Ids of notifications, outcomes and counters already emitted.
