@@ -9,8 +9,10 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::core::event::parse_event;
-use crate::core::model::Workflow;
+use crate::core::clock::{Clock, ClockStatus};
+use crate::core::duration::Span;
+use crate::core::event::{Event, parse_event};
+use crate::core::model::{Role, Stage, Workflow};
 
 // ------------------------------------------------------------------ fixtures
 
