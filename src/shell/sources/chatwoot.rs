@@ -18,11 +18,12 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{
-    Draft, Request, Secret, Source, Unreadable, Unverified, fresh, hmac_sha256_ok, parse_body,
-    party, prefixed_hex, scalar, status_events, text, time_value, unix,
+use super::common::{
+    Draft, Request, Source, Unreadable, Unverified, fresh, hmac_sha256_ok, parse_body, party,
+    prefixed_hex, scalar, status_events, text, time_value, unix,
 };
 use crate::core::event::EventKind;
+use crate::shell::secret::Secret;
 use crate::workflow::sources::SourceSpec;
 
 const SIG: &str = "x-chatwoot-signature";

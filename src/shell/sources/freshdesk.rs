@@ -24,11 +24,12 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{
-    Draft, Request, Secret, Source, Unreadable, Unverified, parse_body, parse_time, party, scalar,
+use super::common::{
+    Draft, Request, Source, Unreadable, Unverified, parse_body, parse_time, party, scalar,
     status_events, text, token_ok,
 };
 use crate::core::event::EventKind;
+use crate::shell::secret::Secret;
 use crate::workflow::sources::SourceSpec;
 
 pub struct Freshdesk {

@@ -20,11 +20,12 @@ use chrono::{DateTime, FixedOffset, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{
-    Draft, Request, Secret, Source, Unreadable, Unverified, hmac_sha1_ok, parse_body, parse_time,
-    party, prefixed_hex, scalar, status_events, text,
+use super::common::{
+    Draft, Request, Source, Unreadable, Unverified, hmac_sha1_ok, parse_body, parse_time, party,
+    prefixed_hex, scalar, status_events, text,
 };
 use crate::core::event::{EventKind, Party};
+use crate::shell::secret::Secret;
 use crate::workflow::sources::{SourceSpec, Status};
 
 const SIG: &str = "x-hub-signature";

@@ -21,11 +21,12 @@ use chrono::{DateTime, FixedOffset, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{
-    Draft, Request, Secret, Source, Unreadable, Unverified, base64_bytes, fresh, hmac_sha256_ok,
+use super::common::{
+    Draft, Request, Source, Unreadable, Unverified, base64_bytes, fresh, hmac_sha256_ok,
     parse_body, parse_time, party, scalar, status_events, text,
 };
 use crate::core::event::{EventKind, Party};
+use crate::shell::secret::Secret;
 use crate::workflow::sources::SourceSpec;
 
 const SIG: &str = "x-zendesk-webhook-signature";
