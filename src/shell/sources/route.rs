@@ -28,21 +28,13 @@ use serde_json::json;
 
 use super::{Refused, Registry, Request};
 use crate::shell::engine::{Engine, IngestError};
+use crate::shell::metrics::{self, SourceOutcome};
 
 /// Largest accepted webhook body (Zammad's default payload embeds users, groups and the
 /// article's HTML).
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 /// The vendor gets an answer before this, stored or not (SPEC: within 2 s).
 pub const DEADLINE: Duration = Duration::from_millis(1800);
-
-pub const OUTCOMES: [&str; 5] = [
-    "accepted",
-    "duplicate",
-    "ignored",
-    "bad_signature",
-    "invalid",
-];
-const METRIC: &str = "slakeeper_source_requests_total";
 
 #[derive(Clone)]
 pub struct SourcesState {
@@ -53,31 +45,14 @@ pub struct SourcesState {
 /// The route, with its own state: merge it into the main router with
 /// `.merge(sources::route::router(engine, registry))`.
 pub fn router(engine: Arc<Engine>, registry: Arc<Registry>) -> Router {
-    describe(&registry);
+    // Every (source, outcome) at 0 from the start, so rates work from the first request.
+    metrics::describe_sources(registry.names());
     Router::new()
         .route("/v1/sources/{name}", post(post_source))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         // A sender that stalls mid-body must not hold the request past the vendor's patience.
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(DEADLINE))
         .with_state(SourcesState { engine, registry })
-}
-
-/// Describe the metric and export every (source, outcome) at 0, so rates work from the
-/// first request. Source names come from `sources.yaml`: the label is bounded.
-pub fn describe(registry: &Registry) {
-    metrics::describe_counter!(
-        METRIC,
-        "Webhook requests from configured sources, by source and outcome."
-    );
-    for name in registry.names() {
-        for o in OUTCOMES {
-            metrics::counter!(METRIC, "source" => name.to_string(), "outcome" => o).absolute(0);
-        }
-    }
-}
-
-fn count(source: &str, outcome: &'static str) {
-    metrics::counter!(METRIC, "source" => source.to_string(), "outcome" => outcome).increment(1);
 }
 
 fn error(status: StatusCode, code: &str, message: String, field: Option<String>) -> Response {
@@ -114,7 +89,7 @@ async fn post_source(
             );
         }
         Err(Refused::BadSignature(why)) => {
-            count(&name, "bad_signature");
+            metrics::source_request(&name, SourceOutcome::BadSignature);
             tracing::warn!(source = %name, reason = %why, "source request refused");
             return error(
                 StatusCode::UNAUTHORIZED,
@@ -124,7 +99,7 @@ async fn post_source(
             );
         }
         Err(Refused::Unreadable(e)) => {
-            count(&name, "invalid");
+            metrics::source_request(&name, SourceOutcome::Invalid);
             // The path is logged, never the payload: it holds customer data.
             tracing::info!(source = %name, path = %e.path, "unreadable source payload");
             let field = (!e.path.is_empty()).then(|| e.path.clone());
@@ -137,7 +112,7 @@ async fn post_source(
         }
     };
     if delivery.events.is_empty() {
-        count(&name, "ignored");
+        metrics::source_request(&name, SourceOutcome::Ignored);
         return (
             StatusCode::ACCEPTED,
             Json(json!({"accepted": 0, "duplicates": 0, "ignored": 1})),
@@ -151,7 +126,12 @@ async fn post_source(
     match tokio::time::timeout(left, st.engine.ingest(&delivery.events, true)).await {
         Ok(Ok(r)) => {
             let dup = r.accepted == 0 && r.duplicates > 0;
-            count(&name, if dup { "duplicate" } else { "accepted" });
+            let outcome = if dup {
+                SourceOutcome::Duplicate
+            } else {
+                SourceOutcome::Accepted
+            };
+            metrics::source_request(&name, outcome);
             tracing::debug!(source = %name, delivery = %delivery.delivery, events = n, duplicate = dup, "source delivery");
             (
                 StatusCode::ACCEPTED,
@@ -168,7 +148,7 @@ async fn post_source(
         Ok(Err(IngestError::Conflict(_))) => {
             // The ids come from the delivery id, so this is a redelivery whose events differ
             // only where the vendor gave no time and the arrival stood in: still a repeat.
-            count(&name, "duplicate");
+            metrics::source_request(&name, SourceOutcome::Duplicate);
             (
                 StatusCode::ACCEPTED,
                 Json(json!({
@@ -179,7 +159,7 @@ async fn post_source(
                 .into_response()
         }
         Ok(Err(IngestError::Bad(e))) => {
-            count(&name, "invalid");
+            metrics::source_request(&name, SourceOutcome::Invalid);
             // Typically a mapped priority the ticket's workflow does not declare.
             error(StatusCode::BAD_REQUEST, e.code, e.message, e.field)
         }
