@@ -26,7 +26,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::{Refused, Registry, Request};
+use super::{Delivery, Refused, Registry, Request};
 use crate::shell::engine::{Engine, IngestError};
 use crate::shell::metrics::{self, SourceOutcome};
 
@@ -79,37 +79,7 @@ async fn post_source(
     };
     let delivery = match st.registry.handle(&name, &req, now) {
         Ok(d) => d,
-        Err(Refused::NotFound) => {
-            // Not counted: the name comes from the URL, so it would be an unbounded label.
-            return error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no such source; sources are named in sources.yaml".into(),
-                None,
-            );
-        }
-        Err(Refused::BadSignature(why)) => {
-            metrics::source_request(&name, SourceOutcome::BadSignature);
-            tracing::warn!(source = %name, reason = %why, "source request refused");
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "bad_signature",
-                why.to_string(),
-                None,
-            );
-        }
-        Err(Refused::Unreadable(e)) => {
-            metrics::source_request(&name, SourceOutcome::Invalid);
-            // The path is logged, never the payload: it holds customer data.
-            tracing::info!(source = %name, path = %e.path, "unreadable source payload");
-            let field = (!e.path.is_empty()).then(|| e.path.clone());
-            let msg = if e.path.is_empty() {
-                e.message
-            } else {
-                format!("{}: {}", e.path, e.message)
-            };
-            return error(StatusCode::BAD_REQUEST, "invalid_payload", msg, field);
-        }
+        Err(why) => return refused(&name, why),
     };
     if delivery.events.is_empty() {
         metrics::source_request(&name, SourceOutcome::Ignored);
@@ -119,11 +89,53 @@ async fn post_source(
         )
             .into_response();
     }
-    let n = delivery.events.len();
     let left = DEADLINE.saturating_sub(started.elapsed());
+    store(&st.engine, &name, &delivery, left).await
+}
+
+/// The answer to a request refused before anything is stored.
+fn refused(name: &str, why: Refused) -> Response {
+    match why {
+        Refused::NotFound => {
+            // Not counted: the name comes from the URL, so it would be an unbounded label.
+            error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such source; sources are named in sources.yaml".into(),
+                None,
+            )
+        }
+        Refused::BadSignature(why) => {
+            metrics::source_request(name, SourceOutcome::BadSignature);
+            tracing::warn!(source = %name, reason = %why, "source request refused");
+            error(
+                StatusCode::UNAUTHORIZED,
+                "bad_signature",
+                why.to_string(),
+                None,
+            )
+        }
+        Refused::Unreadable(e) => {
+            metrics::source_request(name, SourceOutcome::Invalid);
+            // The path is logged, never the payload: it holds customer data.
+            tracing::info!(source = %name, path = %e.path, "unreadable source payload");
+            let field = (!e.path.is_empty()).then(|| e.path.clone());
+            let msg = if e.path.is_empty() {
+                e.message
+            } else {
+                format!("{}: {}", e.path, e.message)
+            };
+            error(StatusCode::BAD_REQUEST, "invalid_payload", msg, field)
+        }
+    }
+}
+
+/// Ingest the delivery's events within `left`, and answer with what came of it.
+async fn store(engine: &Engine, name: &str, delivery: &Delivery, left: Duration) -> Response {
+    let n = delivery.events.len();
     // Past the deadline the transaction is dropped (rolled back, or committed just before):
     // either way the vendor's retry is safe, because the ids make it a duplicate.
-    match tokio::time::timeout(left, st.engine.ingest(&delivery.events, true)).await {
+    match tokio::time::timeout(left, engine.ingest(&delivery.events, true)).await {
         Ok(Ok(r)) => {
             let dup = r.accepted == 0 && r.duplicates > 0;
             let outcome = if dup {
@@ -131,35 +143,18 @@ async fn post_source(
             } else {
                 SourceOutcome::Accepted
             };
-            metrics::source_request(&name, outcome);
+            metrics::source_request(name, outcome);
             tracing::debug!(source = %name, delivery = %delivery.delivery, events = n, duplicate = dup, "source delivery");
-            (
-                StatusCode::ACCEPTED,
-                Json(json!({
-                    "accepted": usize::from(!dup),
-                    "duplicates": usize::from(dup),
-                    "ignored": 0,
-                    "events": n,
-                    "delivery": delivery.delivery,
-                })),
-            )
-                .into_response()
+            stored(n, dup, &delivery.delivery)
         }
         Ok(Err(IngestError::Conflict(_))) => {
             // The ids come from the delivery id, so this is a redelivery whose events differ
             // only where the vendor gave no time and the arrival stood in: still a repeat.
-            metrics::source_request(&name, SourceOutcome::Duplicate);
-            (
-                StatusCode::ACCEPTED,
-                Json(json!({
-                    "accepted": 0, "duplicates": 1, "ignored": 0,
-                    "events": n, "delivery": delivery.delivery,
-                })),
-            )
-                .into_response()
+            metrics::source_request(name, SourceOutcome::Duplicate);
+            stored(n, true, &delivery.delivery)
         }
         Ok(Err(IngestError::Bad(e))) => {
-            metrics::source_request(&name, SourceOutcome::Invalid);
+            metrics::source_request(name, SourceOutcome::Invalid);
             // Typically a mapped priority the ticket's workflow does not declare.
             error(StatusCode::BAD_REQUEST, e.code, e.message, e.field)
         }
@@ -172,6 +167,21 @@ async fn post_source(
             unavailable()
         }
     }
+}
+
+/// 202 for a stored delivery: new (`accepted`) or a repeat (`duplicates`).
+fn stored(events: usize, dup: bool, delivery: &str) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "accepted": usize::from(!dup),
+            "duplicates": usize::from(dup),
+            "ignored": 0,
+            "events": events,
+            "delivery": delivery,
+        })),
+    )
+        .into_response()
 }
 
 fn unavailable() -> Response {
