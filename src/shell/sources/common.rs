@@ -3,6 +3,8 @@
 //! implements, the [`Draft`] events it maps to, its two refusals, and the helpers the
 //! vendor formats have in common (signatures, tokens, timestamps, text, people, statuses).
 
+use std::collections::BTreeMap;
+
 use axum::http::HeaderMap;
 use base64::Engine as _;
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
@@ -10,7 +12,6 @@ use hmac::{Hmac, Mac};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::Sha256;
-use std::collections::BTreeMap;
 use subtle::ConstantTimeEq;
 
 use crate::core::event::{EventKind, Party};

@@ -6,6 +6,7 @@ use hmac::Mac;
 
 use crate::shell::sources::common::{Draft, HmacSha1, HmacSha256, Request, Source};
 use crate::workflow::sources::{SourceSpec, parse};
+
 pub fn spec(yaml_entry: &str) -> SourceSpec {
     let src = format!("sources:\n  t: {yaml_entry}\n");
     let mut d = Vec::new();
