@@ -2595,7 +2595,7 @@ async fn a_fact_counts_once_whether_buffered_twice_or_stored_before(h: Harness) 
     };
     let metric = || Metric::Review {
         workflow: "w".into(),
-        outcome: "sent",
+        outcome: slakeeper::shell::metrics::ReviewOutcome::Sent,
     };
     let facts = "SELECT COUNT(*) FROM sk_facts WHERE id LIKE 'fact-%'";
 
