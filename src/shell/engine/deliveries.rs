@@ -143,7 +143,7 @@ impl Engine {
                         attempt: job.attempt + 1,
                         ..job.clone()
                     };
-                    queue::push(&mut tx, queue::OUTBOX, &retry, ms(next)).await?;
+                    queue::push(&mut tx.conn, queue::OUTBOX, &retry, ms(next)).await?;
                     Attempt::Failed {
                         error: err,
                         next: Some(next),
@@ -338,7 +338,7 @@ impl Engine {
                     target: d.target.clone(),
                     attempt: d.attempts + 1,
                 };
-                queue::push(&mut tx, queue::OUTBOX, &job, ms(now)).await?;
+                queue::push(&mut tx.conn, queue::OUTBOX, &job, ms(now)).await?;
             }
             tx.commit().await?.record();
             total += rows.len();
@@ -368,7 +368,7 @@ impl Engine {
                 target: d.target.clone(),
                 attempt: d.attempts + 1,
             };
-            queue::push(&mut tx, queue::OUTBOX, &job, ms(now)).await?;
+            queue::push(&mut tx.conn, queue::OUTBOX, &job, ms(now)).await?;
         }
         tx.commit().await?.record();
         if !stale.is_empty() {

@@ -19,10 +19,11 @@ use crate::core::machine::{
 use crate::core::model::Workflow;
 use crate::core::model::check_against;
 use crate::core::routing::choose_workflow;
-use crate::shell::db::{DbError, Tx};
+use crate::shell::db::DbError;
 use crate::shell::engine::timers::wake_if_soon;
 use crate::shell::engine::{After, Engine, Slot, Version, VersionError};
 use crate::shell::metrics::Metric;
+use crate::shell::store::Tx;
 use crate::shell::store::{self, Stored};
 
 #[derive(Debug, thiserror::Error)]
@@ -99,13 +100,14 @@ impl<'a> Batch<'a> {
     fn bad(&self, e: EventError, i: usize) -> IngestError {
         IngestError::Bad(if self.batch { e.in_batch(i) } else { e })
     }
+}
 
-    fn count(&mut self, ev: &Event, outcome: &'static str) {
-        self.after.metrics.push(Metric::Event {
-            kind: ev.kind.as_str(),
-            outcome,
-        });
-    }
+/// Count an event in `slakeeper_events_total` once `tx` commits.
+fn count(tx: &mut Tx, ev: &Event, outcome: &'static str) {
+    tx.on_commit(Metric::Event {
+        kind: ev.kind.as_str(),
+        outcome,
+    });
 }
 
 impl Engine {
@@ -225,7 +227,7 @@ impl Engine {
             Stored::New => *b.inserted.entry(ev.ticket.clone()).or_default() += 1,
             Stored::Duplicate => {
                 b.res.duplicates += 1;
-                b.count(ev, "duplicate");
+                count(tx, ev, "duplicate");
                 return Ok(());
             }
             Stored::Conflict => {
@@ -246,7 +248,7 @@ impl Engine {
             }
         }
         b.res.accepted += 1;
-        b.count(ev, "accepted");
+        count(tx, ev, "accepted");
         if !b.slots.contains_key(&ev.ticket) {
             let loaded = self.load_slot(tx, b, i).await?;
             b.slots.insert(ev.ticket.clone(), loaded);

@@ -33,7 +33,6 @@ use crate::core::machine::Ticket;
 use crate::core::model::Workflow;
 use crate::shell::channels::Channels;
 use crate::shell::db::Db;
-use crate::shell::metrics::{self, Metric};
 use crate::shell::settings::RetrySettings;
 use crate::workflow::Config;
 
@@ -134,10 +133,10 @@ struct Slot {
     dirty: bool,
 }
 
-/// What a transaction decided that happens only after it commits.
+/// What a transaction decided that happens only after it commits, besides its metrics
+/// (those ride on the transaction: `Tx::on_commit`, recorded from `Committed`).
 #[derive(Default)]
 struct After {
-    metrics: Vec<Metric>,
     /// A timer due soon was scheduled: wake this process's firers once committed.
     wake_timers: bool,
     /// Workflow versions whose rows this transaction wrote.
@@ -147,9 +146,6 @@ struct After {
 impl After {
     fn record(self, engine: &Engine) {
         engine.versions.mark_stored(self.stored);
-        for m in &self.metrics {
-            metrics::record(m);
-        }
         if self.wake_timers {
             timers::wake_firers();
         }

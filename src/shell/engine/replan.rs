@@ -18,10 +18,11 @@ use serde_json::json;
 
 use crate::core::machine::{Effect, Outcome, replay};
 use crate::core::replan::{ClockChange, changes};
-use crate::shell::db::{DbError, Tx};
+use crate::shell::db::DbError;
 use crate::shell::engine::ingest::{targets, visible};
 use crate::shell::engine::{After, Engine, Version, VersionError};
 use crate::shell::store;
+use crate::shell::store::Tx;
 
 /// What `replan` did (or, dry, would do) to one ticket.
 #[derive(Debug, Clone)]

@@ -11,9 +11,10 @@ use chrono::{DateTime, Utc};
 
 use crate::core::event::EventError;
 use crate::core::model::Workflow;
-use crate::shell::db::{DbError, Tx};
+use crate::shell::db::DbError;
 use crate::shell::engine::Engine;
 use crate::shell::store;
+use crate::shell::store::Tx;
 use crate::workflow::version::{self, short};
 use crate::workflow::{Config, load_version, render_diags};
 
