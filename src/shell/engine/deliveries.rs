@@ -7,12 +7,12 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tracing::Instrument;
 
+use super::context::VersionError;
+use super::context::{Engine, JobOutcome, STALE_DELIVERY, Version};
 use crate::core::machine::Ticket;
 use crate::shell::channels::endpoint::EndpointError;
 use crate::shell::channels::{ChannelKind, Message, Reply};
 use crate::shell::db::DbError;
-use crate::shell::engine::versions::VersionError;
-use crate::shell::engine::{Engine, JobOutcome, STALE_DELIVERY, Version};
 use crate::workflow::Routes;
 use crate::workflow::templates::{RenderError, Rendered};
 

@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use super::context::wake_if_soon;
+use super::context::{After, Engine, Version, fmt_local};
 use crate::core::duration::format_seconds;
+use crate::core::ids::notification_id;
 use crate::core::machine::{
     ClockOutcome, Effect, Fact, Notification, Out, Ticket, Timer, TimerKey, TimerKind,
 };
@@ -17,8 +20,6 @@ use crate::core::model::{Role, Workflow};
 use crate::core::report;
 use crate::shell::channels::{ChannelKind, Target};
 use crate::shell::db::DbError;
-use crate::shell::engine::timers::wake_if_soon;
-use crate::shell::engine::{After, Engine, Version, fmt_local, notification_id};
 use crate::shell::metrics::Metric;
 use crate::shell::queue::{self, DeliveryJob};
 use crate::shell::store::Tx;

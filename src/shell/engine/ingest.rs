@@ -10,6 +10,8 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use tracing::Instrument;
 
+use super::context::wake_if_soon;
+use super::context::{After, Engine, IngestError, Ingested, Slot, Version, VersionError};
 use crate::core::duration::format_seconds;
 use crate::core::erase;
 use crate::core::event::{Event, EventError, EventKind};
@@ -20,28 +22,9 @@ use crate::core::model::Workflow;
 use crate::core::model::check_against;
 use crate::core::routing::choose_workflow;
 use crate::shell::db::DbError;
-use crate::shell::engine::timers::wake_if_soon;
-use crate::shell::engine::{After, Engine, Slot, Version, VersionError};
 use crate::shell::metrics::Metric;
 use crate::shell::store::Tx;
 use crate::shell::store::{self, Stored};
-
-#[derive(Debug, thiserror::Error)]
-pub enum IngestError {
-    #[error("{0}")]
-    Bad(EventError),
-    /// An id already stored with a different body.
-    #[error("{0}")]
-    Conflict(EventError),
-    #[error(transparent)]
-    Db(#[from] DbError),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-pub struct Ingested {
-    pub accepted: usize,
-    pub duplicates: usize,
-}
 
 /// The working set of one ingest transaction.
 struct Batch<'a> {

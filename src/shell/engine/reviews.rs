@@ -6,10 +6,11 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use super::context::{Engine, JobOutcome, fmt_local};
+use super::effects::queue_deliveries;
+use crate::core::ids::notification_id;
 use crate::core::model::Workflow;
 use crate::shell::db::DbError;
-use crate::shell::engine::effects::queue_deliveries;
-use crate::shell::engine::{Engine, JobOutcome, fmt_local, notification_id};
 use crate::shell::metrics::{self, Metric};
 use crate::shell::queue::{self, ReviewJob};
 use crate::shell::report;
