@@ -212,6 +212,61 @@ pub enum Attempt<'a> {
     },
 }
 
+/// How a delivery attempt ended, as `sk_attempts.outcome` stores it (and `ticket show` prints
+/// it): `sent`, `failed` (retried or not), or `held` (its channel is not configured).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttemptOutcome {
+    Sent,
+    Failed,
+    Held,
+}
+
+impl AttemptOutcome {
+    pub const ALL: [AttemptOutcome; 3] = [
+        AttemptOutcome::Sent,
+        AttemptOutcome::Failed,
+        AttemptOutcome::Held,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Sent => "sent",
+            AttemptOutcome::Failed => "failed",
+            AttemptOutcome::Held => "held",
+        }
+    }
+}
+
+impl std::fmt::Display for AttemptOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A stored text column holding a value this binary does not know.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown {what} `{value}` in the database")]
+pub struct UnknownValue {
+    pub what: &'static str,
+    pub value: String,
+}
+
+/// Read from `sk_attempts.outcome` (`#[sqlx(try_from = "String")]`).
+impl TryFrom<String> for AttemptOutcome {
+    type Error = UnknownValue;
+
+    fn try_from(value: String) -> Result<AttemptOutcome, UnknownValue> {
+        AttemptOutcome::ALL
+            .into_iter()
+            .find(|o| o.as_str() == value)
+            .ok_or(UnknownValue {
+                what: "attempt outcome",
+                value,
+            })
+    }
+}
+
 /// When the delivery was first really tried (held attempts do not count), set to `now` if
 /// this is its first: the start of its give-up wait. Epoch ms.
 pub async fn first_tried(tx: &mut Tx, d: &DeliveryRow, now: DateTime<Utc>) -> Result<i64, DbError> {
@@ -244,15 +299,15 @@ pub async fn record_attempt(
     result: &Attempt<'_>,
 ) -> Result<(), DbError> {
     let (outcome, status, error, next_at, sent_at) = match *result {
-        Attempt::Sent => ("sent", "sent", None, None, Some(ms(now))),
+        Attempt::Sent => (AttemptOutcome::Sent, "sent", None, None, Some(ms(now))),
         Attempt::Failed { error, next } => (
-            "failed",
+            AttemptOutcome::Failed,
             if next.is_some() { "retrying" } else { "failed" },
             Some(error),
             next.map(ms),
             None,
         ),
-        Attempt::GaveUp { error } => ("failed", "gave_up", Some(error), None, None),
+        Attempt::GaveUp { error } => (AttemptOutcome::Failed, "gave_up", Some(error), None, None),
     };
     // A delivery cancelled by an erasure while this attempt was in flight stays cancelled,
     // and its outcome (whose error text may quote the erased address) is not recorded.
@@ -283,7 +338,7 @@ pub async fn record_attempt(
         &d.target,
         attempt,
         ms(now),
-        outcome,
+        outcome.as_str(),
         error
     )?;
     Ok(())
@@ -302,12 +357,13 @@ pub async fn hold_delivery(
     sql_exec!(
         tx,
         "INSERT INTO sk_attempts (notification, channel, target, attempt, at, outcome, error)
-         VALUES ($1, $2, $3, $4, $5, 'held', $6) ON CONFLICT DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
         &d.notification,
         &d.channel,
         &d.target,
         attempt,
         ms(now),
+        AttemptOutcome::Held.as_str(),
         why
     )?;
     // `attempts` stays: a held delivery has not been tried, and the released job is the

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::deliveries::{DeliveryRow, NotificationRow};
+use super::deliveries::{AttemptOutcome, DeliveryRow, NotificationRow};
 use super::sql::ms;
 use crate::core::machine::Ticket;
 use crate::shell::db::{Db, DbError};
@@ -88,7 +88,8 @@ pub struct AttemptRow {
     pub target: String,
     pub attempt: i64,
     pub at: i64,
-    pub outcome: String,
+    #[sqlx(try_from = "String")]
+    pub outcome: AttemptOutcome,
     pub error: Option<String>,
 }
 
