@@ -85,14 +85,14 @@ pub async fn apalis_noop(db: &Db, n: usize) -> anyhow::Result<Value> {
     let t = Instant::now();
     for i in 0..single_n {
         let mut tx = db.begin().await?;
-        queue::push(&mut tx, NOOP, &noop_job(i), 0).await?;
+        queue::push(&mut tx.conn, NOOP, &noop_job(i), 0).await?;
         tx.commit().await?.record();
     }
     let single = single_n as f64 / t.elapsed().as_secs_f64();
     let t = Instant::now();
     let mut tx = db.begin().await?;
     for i in single_n..n {
-        queue::push(&mut tx, NOOP, &noop_job(i), 0).await?;
+        queue::push(&mut tx.conn, NOOP, &noop_job(i), 0).await?;
         if i % 1000 == 999 {
             tx.commit().await?.record();
             tx = db.begin().await?;

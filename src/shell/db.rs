@@ -8,8 +8,10 @@
 //! Durability: SQLite runs in WAL mode with `synchronous=FULL`, so a transaction that has
 //! committed (and therefore every event answered 202) survives a process crash and a power
 //! loss; apalis' own `setup()` would set `synchronous=OFF`, so we never call it.
+//!
+//! This file is the bottom of the shell: it imports nothing else from it. The unit of work
+//! built on a [`Conn`] (buffered rows, metrics recorded after commit) is `store::unit`.
 
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -18,8 +20,6 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Postgres, Sqlite, Transaction};
-
-use crate::shell::metrics::Metric;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -105,145 +105,15 @@ pub enum Db {
     Pg(PgPool),
 }
 
-/// One transaction on either backend.
-pub struct Tx {
-    pub conn: Conn,
-    /// Timeline rows written at commit as multi-row INSERTs (`store::timeline`): half of an
-    /// opening's statements were timeline rows, each a round trip to SQLite's worker
-    /// thread. Nothing reads the timeline inside a transaction.
-    pub(crate) timeline: Vec<TimelineWrite>,
-    /// Timer row writes, likewise (an opening schedules five in the shipped workflows).
-    pub(crate) timer_ops: Vec<TimerOp>,
-    /// Ticket saves, likewise; `store::load_ticket` reads them back.
-    pub(crate) tickets: Vec<TicketWrite>,
-    /// New events, likewise, once `store::lookup_events` has read which of their ids are
-    /// stored (one statement for a whole group instead of one INSERT per event);
-    /// `store::ticket_events` reads them back.
-    pub(crate) events: Vec<EventWrite>,
-    /// Index into `events` by id.
-    pub(crate) event_pos: HashMap<String, usize>,
-    /// Ids `store::lookup_events` looked up: the body stored under each, or None.
-    pub(crate) event_lookup: HashMap<String, Option<String>>,
-    /// Facts, likewise; which were new (and so count in the metrics) is known at flush.
-    pub(crate) facts: Vec<FactWrite>,
-    /// Ids in `facts`: a fact buffered twice is written (and counted) once.
-    pub(crate) fact_ids: std::collections::HashSet<String>,
-    /// Metrics of the facts the flush inserted (duplicates of stored facts count nothing).
-    pub(crate) fact_metrics: Vec<Metric>,
-    /// Buffer lengths when the current savepoint was taken (group commit).
-    pub(crate) savepoint: Option<Marks>,
-    /// Whether `SAVEPOINT` was sent: only before the first statement that writes (see
-    /// [`Tx::before_write`]). A request whose writes are all buffered rolls back by
-    /// truncating the buffers, and costs no savepoint round trips.
-    pub(crate) savepoint_sent: bool,
-}
-
-/// A committed transaction: the metrics of the facts it stored, to record now.
-#[must_use = "the metrics of the facts a transaction stored are recorded by the caller"]
-#[derive(Debug, Default)]
-pub struct Committed {
-    pub metrics: Vec<Metric>,
-}
-
-impl Committed {
-    /// Record the new facts' metrics (they count only once their rows are committed).
-    pub fn record(self) {
-        for m in &self.metrics {
-            crate::shell::metrics::record(m);
-        }
-    }
-}
-
-/// Buffer lengths at a savepoint.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Marks {
-    pub timeline: usize,
-    pub timers: usize,
-    pub tickets: usize,
-    pub events: usize,
-    pub facts: usize,
-}
-
-/// One buffered `sk_events` row.
-pub(crate) struct EventWrite {
-    pub id: String,
-    pub ticket: String,
-    pub kind: &'static str,
-    pub at: i64,
-    pub received_at: i64,
-    pub status: &'static str,
-    pub body: String,
-}
-
-/// One buffered `sk_facts` row, with the metric it counts in when it is new.
-pub(crate) struct FactWrite {
-    pub id: String,
-    pub ticket: String,
-    pub workflow: String,
-    pub priority: String,
-    pub category: Option<String>,
-    pub kind: &'static str,
-    pub clock: Option<String>,
-    pub outcome: Option<String>,
-    pub value: Option<i64>,
-    pub at: i64,
-    pub metric: Metric,
-}
-
-/// One buffered `sk_tickets` save.
-pub(crate) struct TicketWrite {
-    pub id: String,
-    pub workflow: String,
-    pub stage: String,
-    pub priority: String,
-    pub category: Option<String>,
-    pub is_open: i64,
-    pub opened_at: i64,
-    pub resolved_at: Option<i64>,
-    pub closed_at: Option<i64>,
-    pub last_at: i64,
-    pub updated_at: i64,
-    pub state: String,
-    pub workflow_version: String,
-    /// `sk_tickets.risk_due` (see migration 0008): epoch ms, None, or -1 for unknown.
-    pub risk_due: Option<i64>,
-}
-
+/// One database transaction on either backend (the store's `Tx` wraps it).
 pub enum Conn {
     Sqlite(Transaction<'static, Sqlite>),
     Pg(Transaction<'static, Postgres>),
 }
 
-/// One buffered write to `sk_timers`.
-pub(crate) enum TimerOp {
-    Upsert {
-        ticket: String,
-        key: String,
-        kind: String,
-        due: i64,
-        scheduled_at: i64,
-    },
-    Delete {
-        ticket: String,
-        key: String,
-    },
-    /// Every row of the ticket was deleted at once (not buffered).
-    DeletedAll {
-        ticket: String,
-    },
-}
-
-/// One buffered `sk_timeline` row.
-pub(crate) struct TimelineWrite {
-    pub ticket: String,
-    pub at: i64,
-    pub recorded_at: i64,
-    pub kind: String,
-    pub detail: String,
-}
-
 /// Execute a statement that writes; evaluates to `Result<u64 rows affected, sqlx::Error>`.
-/// A savepoint taken lazily is sent first ([`Tx::before_write`]).
+/// `$tx` is the store's unit of work: a savepoint it took lazily is sent first
+/// (`store::Tx::before_write`).
 #[macro_export]
 macro_rules! sql_exec {
     ($tx:expr, $sql:expr $(, $b:expr)* $(,)?) => {
@@ -339,7 +209,7 @@ impl Db {
     pub async fn connect(url: &str) -> Result<Db, DbError> {
         if url.starts_with("sqlite:") {
             let opts = SqliteConnectOptions::from_str(url)
-                .map_err(|_| DbError::BadUrl(crate::shell::secret::redact_url(url)))?
+                .map_err(|_| DbError::BadUrl(redact_url(url)))?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
@@ -359,8 +229,8 @@ impl Db {
                 .await?;
             Ok(Db::Sqlite(pool))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let opts = PgConnectOptions::from_str(url)
-                .map_err(|_| DbError::BadUrl(crate::shell::secret::redact_url(url)))?;
+            let opts =
+                PgConnectOptions::from_str(url).map_err(|_| DbError::BadUrl(redact_url(url)))?;
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(15))
@@ -369,7 +239,7 @@ impl Db {
                 .await?;
             Ok(Db::Pg(pool))
         } else {
-            Err(DbError::BadUrl(crate::shell::secret::redact_url(url)))
+            Err(DbError::BadUrl(redact_url(url)))
         }
     }
 
@@ -401,11 +271,12 @@ impl Db {
 
     /// Begin a transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`):
     /// every transaction here reads then writes, and a deferred one could not upgrade its
-    /// read lock under contention.
-    pub async fn begin(&self) -> Result<Tx, DbError> {
+    /// read lock under contention. (`Db::begin`, which wraps it in the store's unit of
+    /// work, is in `store::unit`.)
+    pub async fn begin_conn(&self) -> Result<Conn, DbError> {
         Ok(match self {
-            Db::Sqlite(p) => Tx::new(Conn::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?)),
-            Db::Pg(p) => Tx::new(Conn::Pg(p.begin().await?)),
+            Db::Sqlite(p) => Conn::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Pg(p) => Conn::Pg(p.begin().await?),
         })
     }
 
@@ -439,43 +310,19 @@ impl Db {
     }
 }
 
-impl Tx {
-    fn new(conn: Conn) -> Tx {
-        Tx {
-            conn,
-            timeline: Vec::new(),
-            timer_ops: Vec::new(),
-            tickets: Vec::new(),
-            events: Vec::new(),
-            event_pos: HashMap::new(),
-            event_lookup: HashMap::new(),
-            facts: Vec::new(),
-            fact_ids: Default::default(),
-            fact_metrics: Vec::new(),
-            savepoint: None,
-            savepoint_sent: false,
-        }
-    }
-
-    /// Write what is buffered, then commit. What it returns are the metrics of the facts
-    /// that were new: record them (they are lost otherwise).
-    pub async fn commit(mut self) -> Result<Committed, DbError> {
-        crate::shell::store::flush(&mut self).await?;
-        match self.conn {
+impl Conn {
+    pub async fn commit(self) -> Result<(), DbError> {
+        match self {
             Conn::Sqlite(t) => t.commit().await?,
             Conn::Pg(t) => t.commit().await?,
         }
-        Ok(Committed {
-            metrics: self.fact_metrics,
-        })
+        Ok(())
     }
 
-    /// Send the pending `SAVEPOINT` before a statement that writes (the `sql_exec!` macro
-    /// calls this), so that rolling back to it undoes the write.
-    pub async fn before_write(&mut self) -> Result<(), sqlx::Error> {
-        if self.savepoint.is_some() && !self.savepoint_sent {
-            self.savepoint_sent = true;
-            self.exec_raw("SAVEPOINT sk_request").await?;
+    pub async fn rollback(self) -> Result<(), DbError> {
+        match self {
+            Conn::Sqlite(t) => t.rollback().await?,
+            Conn::Pg(t) => t.rollback().await?,
         }
         Ok(())
     }
@@ -483,7 +330,7 @@ impl Tx {
     /// A statement without binds, outside `sql_exec!` (which would send a pending
     /// savepoint first): the savepoint statements themselves.
     pub(crate) async fn exec_raw(&mut self, sql: &'static str) -> Result<(), sqlx::Error> {
-        match &mut self.conn {
+        match self {
             Conn::Sqlite(t) => {
                 sqlx::query(sql).execute(&mut **t).await?;
             }
@@ -494,42 +341,36 @@ impl Tx {
         Ok(())
     }
 
-    pub(crate) fn marks(&self) -> Marks {
-        Marks {
-            timeline: self.timeline.len(),
-            timers: self.timer_ops.len(),
-            tickets: self.tickets.len(),
-            events: self.events.len(),
-            facts: self.facts.len(),
-        }
-    }
-
-    /// Drop what was buffered after `m`.
-    pub(crate) fn truncate(&mut self, m: Marks) {
-        self.timeline.truncate(m.timeline);
-        self.timer_ops.truncate(m.timers);
-        self.tickets.truncate(m.tickets);
-        if self.facts.len() > m.facts {
-            for f in self.facts.drain(m.facts..) {
-                self.fact_ids.remove(&f.id);
-            }
-        }
-        if self.events.len() > m.events {
-            for e in self.events.drain(m.events..) {
-                self.event_pos.remove(&e.id);
-            }
-        }
-    }
-
-    pub async fn rollback(self) -> Result<(), DbError> {
-        match self.conn {
-            Conn::Sqlite(t) => t.rollback().await?,
-            Conn::Pg(t) => t.rollback().await?,
-        }
-        Ok(())
-    }
-
     pub fn is_pg(&self) -> bool {
-        matches!(self.conn, Conn::Pg(_))
+        matches!(self, Conn::Pg(_))
+    }
+}
+
+/// A URL without its password, for messages (`postgres://user:***@host/db`). Here, at the
+/// bottom, because the database URL is what needs it; `secret` re-exports it.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_password() {
+        assert_eq!(
+            redact_url("postgres://u:pw@h/db"),
+            "postgres://u:***@h/db".to_string()
+        );
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
     }
 }

@@ -21,9 +21,10 @@ use serde_json::{Value, json};
 use crate::core::erase;
 use crate::core::event::EventError;
 use crate::core::machine::Ticket;
-use crate::shell::db::{Db, DbError, Tx};
+use crate::shell::db::{Db, DbError};
 use crate::shell::engine::Engine;
 use crate::shell::store;
+use crate::shell::store::Tx;
 use crate::{db_opt, sql_all, sql_exec, sql_opt};
 
 pub use crate::shell::settings::Subject;

@@ -28,7 +28,7 @@ use apalis_sqlite::SqliteStorage;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::shell::db::{Conn, Db, DbError, Tx};
+use crate::shell::db::{Conn, Db, DbError};
 
 pub const OUTBOX: &str = "slakeeper.outbox";
 pub const REVIEW: &str = "slakeeper.review";
@@ -56,9 +56,10 @@ pub struct ReviewJob {
     pub period_end_ms: i64,
 }
 
-/// Push one job on `queue` inside `tx`, to run at `run_at_ms` (or at once when in the past).
+/// Push one job on `queue` inside the transaction `conn` (a unit of work's `tx.conn`), to
+/// run at `run_at_ms` (or at once when in the past).
 pub async fn push<T: Serialize>(
-    tx: &mut Tx,
+    conn: &mut Conn,
     queue: &str,
     payload: &T,
     run_at_ms: i64,
@@ -70,7 +71,7 @@ pub async fn push<T: Serialize>(
         .run_at_timestamp(secs)
         .max_attempts(3)
         .build();
-    match &mut tx.conn {
+    match conn {
         Conn::Sqlite(t) => apalis_sqlite::queries::push_tasks(&mut **t, queue, &[task])
             .await
             .map_err(DbError::from)?,

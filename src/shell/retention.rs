@@ -16,12 +16,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::shell::db::{Conn, Db, DbError, Tx};
+use crate::shell::db::{Conn, Db, DbError};
 use crate::shell::engine::Engine;
 use crate::shell::metrics::{self, PrunedTable};
 use crate::shell::queue;
 use crate::shell::services::{Done, Service};
 use crate::shell::settings::RetentionSettings;
+use crate::shell::store::Tx;
 use crate::shell::store::ms;
 use crate::sql_all;
 

@@ -7,12 +7,12 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tracing::Instrument;
 
+use super::context::VersionError;
+use super::context::{Engine, JobOutcome, STALE_DELIVERY, Version};
 use crate::core::machine::Ticket;
 use crate::shell::channels::endpoint::EndpointError;
 use crate::shell::channels::{ChannelKind, Message, Reply};
 use crate::shell::db::DbError;
-use crate::shell::engine::versions::VersionError;
-use crate::shell::engine::{Engine, JobOutcome, STALE_DELIVERY, Version};
 use crate::workflow::Routes;
 use crate::workflow::templates::{RenderError, Rendered};
 
@@ -143,7 +143,7 @@ impl Engine {
                         attempt: job.attempt + 1,
                         ..job.clone()
                     };
-                    queue::push(&mut tx, queue::OUTBOX, &retry, ms(next)).await?;
+                    queue::push(&mut tx.conn, queue::OUTBOX, &retry, ms(next)).await?;
                     Attempt::Failed {
                         error: err,
                         next: Some(next),
@@ -338,7 +338,7 @@ impl Engine {
                     target: d.target.clone(),
                     attempt: d.attempts + 1,
                 };
-                queue::push(&mut tx, queue::OUTBOX, &job, ms(now)).await?;
+                queue::push(&mut tx.conn, queue::OUTBOX, &job, ms(now)).await?;
             }
             tx.commit().await?.record();
             total += rows.len();
@@ -368,7 +368,7 @@ impl Engine {
                 target: d.target.clone(),
                 attempt: d.attempts + 1,
             };
-            queue::push(&mut tx, queue::OUTBOX, &job, ms(now)).await?;
+            queue::push(&mut tx.conn, queue::OUTBOX, &job, ms(now)).await?;
         }
         tx.commit().await?.record();
         if !stale.is_empty() {

@@ -1,25 +1,28 @@
 //! Carrying out what the core decided, inside the caller's transaction: timers become
 //! `sk_timers` rows (the firer fires them), notifications become outbox rows plus delivery jobs,
 //! outcomes and counters become fact rows with deterministic ids (a re-run never counts
-//! twice). Metrics wait in [`After`] until the commit.
+//! twice). Metrics wait in the transaction (`Tx::on_commit`; a fact's, with its row) until
+//! the commit.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use super::context::wake_if_soon;
+use super::context::{After, Engine, Version, fmt_local};
 use crate::core::duration::format_seconds;
+use crate::core::ids::notification_id;
 use crate::core::machine::{
     ClockOutcome, Effect, Fact, Notification, Out, Ticket, Timer, TimerKey, TimerKind,
 };
 use crate::core::model::{Role, Workflow};
 use crate::core::report;
 use crate::shell::channels::{ChannelKind, Target};
-use crate::shell::db::{DbError, Tx};
-use crate::shell::engine::timers::wake_if_soon;
-use crate::shell::engine::{After, Engine, Version, fmt_local, notification_id};
+use crate::shell::db::DbError;
 use crate::shell::metrics::Metric;
 use crate::shell::queue::{self, DeliveryJob};
+use crate::shell::store::Tx;
 use crate::shell::store::{self, ms};
 use crate::workflow::Routes;
 
@@ -55,7 +58,7 @@ pub(crate) async fn queue_deliveries(
                 target: target.to.clone(),
                 attempt: 1,
             };
-            queue::push(tx, queue::OUTBOX, &job, ms(now)).await?;
+            queue::push(&mut tx.conn, queue::OUTBOX, &job, ms(now)).await?;
         }
     }
     Ok(())
@@ -89,9 +92,7 @@ impl Engine {
                     let d = json!({"key": key, "reason": reason});
                     store::timeline(tx, &t.id, o.at, now, "timer.dropped", &d).await?;
                 }
-                Effect::Fired { key, kind, due } => {
-                    fired(tx, &c, o, key, *kind, *due, after).await?
-                }
+                Effect::Fired { key, kind, due } => fired(tx, &c, o, key, *kind, *due).await?,
                 Effect::Notify(n) => self.queue_notification(tx, v, t, n, o.at, now).await?,
                 Effect::Outcome(oc) => outcome(tx, &c, o, oc).await?,
                 Effect::MetTime {
@@ -312,13 +313,12 @@ async fn fired(
     key: &TimerKey,
     kind: TimerKind,
     due: DateTime<Utc>,
-    after: &mut After,
 ) -> Result<(), DbError> {
     store::delete_timer(tx, &c.t.id, &key.to_string()).await?;
     // A timer scheduled in this very transition (born overdue) is not late.
     let born = c.before.get(key).map(|b| b.scheduled_at).unwrap_or(c.now);
     let late = (c.now - due.max(born)).num_milliseconds() as f64 / 1000.0;
-    after.metrics.push(Metric::Lateness {
+    tx.on_commit(Metric::Lateness {
         kind,
         seconds: late,
     });

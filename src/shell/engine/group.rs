@@ -9,53 +9,18 @@
 //! delayed. SQLite has one committer (one writer anyway); PostgreSQL a few, whose groups
 //! lock their tickets in sorted order like any ingest, so they never deadlock.
 
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc};
 use tracing::Instrument;
 
-use crate::core::event::Event;
+use super::context::{After, Engine, IngestError, Ingested, Req};
 use crate::shell::db::DbError;
-use crate::shell::engine::{After, Engine, IngestError, Ingested};
 use crate::shell::{metrics, store};
 
 /// Requests per group, and events per group (a group is one transaction).
 const MAX_REQUESTS: usize = 128;
 const MAX_EVENTS: usize = 5_000;
-
-type Reply = oneshot::Sender<Result<Ingested, IngestError>>;
-
-struct Req {
-    events: Vec<Event>,
-    batch: bool,
-    reply: Reply,
-}
-
-/// The queue in front of the committers; empty (each request commits on its own) until
-/// [`Engine::start_group_commit`].
-#[derive(Default)]
-pub struct GroupCommit {
-    queue: OnceLock<mpsc::Sender<Req>>,
-}
-
-impl GroupCommit {
-    /// `None` when group commit is off (or its committers are gone): ingest directly.
-    pub(super) async fn submit(
-        &self,
-        events: &[Event],
-        batch: bool,
-    ) -> Option<Result<Ingested, IngestError>> {
-        let queue = self.queue.get()?;
-        let (reply, rx) = oneshot::channel();
-        let req = Req {
-            events: events.to_vec(),
-            batch,
-            reply,
-        };
-        queue.send(req).await.ok()?;
-        rx.await.ok()
-    }
-}
 
 type Outcomes = Vec<Result<(Ingested, After), IngestError>>;
 

@@ -10,6 +10,8 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use tracing::Instrument;
 
+use super::context::wake_if_soon;
+use super::context::{After, Engine, IngestError, Ingested, Slot, Version, VersionError};
 use crate::core::duration::format_seconds;
 use crate::core::erase;
 use crate::core::event::{Event, EventError, EventKind};
@@ -19,28 +21,10 @@ use crate::core::machine::{
 use crate::core::model::Workflow;
 use crate::core::model::check_against;
 use crate::core::routing::choose_workflow;
-use crate::shell::db::{DbError, Tx};
-use crate::shell::engine::timers::wake_if_soon;
-use crate::shell::engine::{After, Engine, Slot, Version, VersionError};
+use crate::shell::db::DbError;
 use crate::shell::metrics::{EventOutcome, Metric};
+use crate::shell::store::Tx;
 use crate::shell::store::{self, Stored};
-
-#[derive(Debug, thiserror::Error)]
-pub enum IngestError {
-    #[error("{0}")]
-    Bad(EventError),
-    /// An id already stored with a different body.
-    #[error("{0}")]
-    Conflict(EventError),
-    #[error(transparent)]
-    Db(#[from] DbError),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-pub struct Ingested {
-    pub accepted: usize,
-    pub duplicates: usize,
-}
 
 /// The working set of one ingest transaction.
 struct Batch<'a> {
@@ -99,13 +83,14 @@ impl<'a> Batch<'a> {
     fn bad(&self, e: EventError, i: usize) -> IngestError {
         IngestError::Bad(if self.batch { e.in_batch(i) } else { e })
     }
+}
 
-    fn count(&mut self, ev: &Event, outcome: EventOutcome) {
-        self.after.metrics.push(Metric::Event {
-            kind: ev.kind.as_str(),
-            outcome,
-        });
-    }
+/// Count an event in `slakeeper_events_total` once `tx` commits.
+fn count(tx: &mut Tx, ev: &Event, outcome: EventOutcome) {
+    tx.on_commit(Metric::Event {
+        kind: ev.kind.as_str(),
+        outcome,
+    });
 }
 
 impl Engine {
@@ -225,7 +210,7 @@ impl Engine {
             Stored::New => *b.inserted.entry(ev.ticket.clone()).or_default() += 1,
             Stored::Duplicate => {
                 b.res.duplicates += 1;
-                b.count(ev, EventOutcome::Duplicate);
+                count(tx, ev, EventOutcome::Duplicate);
                 return Ok(());
             }
             Stored::Conflict => {
@@ -246,7 +231,7 @@ impl Engine {
             }
         }
         b.res.accepted += 1;
-        b.count(ev, EventOutcome::Accepted);
+        count(tx, ev, EventOutcome::Accepted);
         if !b.slots.contains_key(&ev.ticket) {
             let loaded = self.load_slot(tx, b, i).await?;
             b.slots.insert(ev.ticket.clone(), loaded);

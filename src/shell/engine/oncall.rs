@@ -8,14 +8,16 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use super::context::{Engine, Version};
+use super::effects::queue_deliveries;
+use crate::core::ids::notification_id;
 use crate::core::machine::{Effect, Out, Outcome, Ticket, parse_acknowledged_note};
 use crate::core::model::Role;
 use crate::shell::channels::pagerduty::{ACK_SOURCE, RESOLVE_SOURCE};
 use crate::shell::channels::{ChannelKind, Target};
-use crate::shell::db::{DbError, Tx};
-use crate::shell::engine::effects::queue_deliveries;
-use crate::shell::engine::{Engine, Version, notification_id};
+use crate::shell::db::DbError;
 use crate::shell::store;
+use crate::shell::store::Tx;
 
 impl Engine {
     /// Queue the PagerDuty follow-ups of one transition's effects.

@@ -16,12 +16,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use super::context::{After, Engine, Version, VersionError};
+use super::ingest::{targets, visible};
 use crate::core::machine::{Effect, Outcome, replay};
 use crate::core::replan::{ClockChange, changes};
-use crate::shell::db::{DbError, Tx};
-use crate::shell::engine::ingest::{targets, visible};
-use crate::shell::engine::{After, Engine, Version, VersionError};
+use crate::shell::db::DbError;
 use crate::shell::store;
+use crate::shell::store::Tx;
 
 /// What `replan` did (or, dry, would do) to one ticket.
 #[derive(Debug, Clone)]

@@ -6,13 +6,15 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use super::context::{Engine, JobOutcome, fmt_local};
+use super::effects::queue_deliveries;
+use crate::core::ids::notification_id;
 use crate::core::model::Workflow;
-use crate::shell::db::{DbError, Tx};
-use crate::shell::engine::effects::queue_deliveries;
-use crate::shell::engine::{Engine, JobOutcome, fmt_local, notification_id};
+use crate::shell::db::DbError;
 use crate::shell::metrics::{self, Metric};
 use crate::shell::queue::{self, ReviewJob};
 use crate::shell::report;
+use crate::shell::store::Tx;
 use crate::shell::store::{self, from_ms, ms};
 
 /// Queue the review job of one period.
@@ -25,7 +27,7 @@ async fn push_review(
         workflow: workflow.to_string(),
         period_end_ms: ms(period_end),
     };
-    queue::push(tx, queue::REVIEW, &job, ms(period_end)).await
+    queue::push(&mut tx.conn, queue::REVIEW, &job, ms(period_end)).await
 }
 
 impl Engine {

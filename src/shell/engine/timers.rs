@@ -13,13 +13,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tracing::Instrument;
 
+use super::context::{After, Engine, JobOutcome, Slot, VersionError, WAKE};
 use crate::core::machine::{Fired, Ticket, fire};
 use crate::shell::db::DbError;
-use crate::shell::engine::{After, Engine, JobOutcome, Slot, VersionError};
 use crate::shell::metrics;
 use crate::shell::queue;
 use crate::shell::store::{self, ms};
@@ -29,20 +28,6 @@ use crate::shell::store::{self, ms};
 pub const TIMER_LEASE: chrono::Duration = chrono::Duration::seconds(20);
 /// Timers per claim and per firing transaction.
 pub const FIRE_BATCH: usize = 512;
-/// A timer scheduled this close to now wakes the firers of this process at once.
-const SOON: chrono::Duration = chrono::Duration::seconds(1);
-
-/// Wakes this process's firers after a commit that scheduled a timer due soon.
-static WAKE: Notify = Notify::const_new();
-
-/// Called after a commit: a timer due within [`SOON`] should not wait for the next poll.
-pub(crate) fn wake_if_soon(due: DateTime<Utc>, now: DateTime<Utc>) -> bool {
-    due <= now + SOON
-}
-
-pub(crate) fn wake_firers() {
-    WAKE.notify_waiters();
-}
 
 /// Fire due timers until `stop`. Idle, a round is one indexed read (the earliest free due
 /// time); it sleeps until that time, `poll` at most (timers scheduled by other processes),

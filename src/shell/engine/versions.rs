@@ -4,75 +4,17 @@
 //! a cached one never goes stale, and any number of workers started with different files
 //! agree on what serves each ticket.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use super::context::{Engine, Version, VersionError};
 use crate::core::event::EventError;
-use crate::core::model::Workflow;
-use crate::shell::db::{DbError, Tx};
-use crate::shell::engine::Engine;
+use crate::shell::db::DbError;
 use crate::shell::store;
+use crate::shell::store::Tx;
 use crate::workflow::version::{self, short};
-use crate::workflow::{Config, load_version, render_diags};
-
-/// What serves one ticket: a workflow and the routes and templates of the same version.
-#[derive(Debug)]
-pub struct Version {
-    /// The version (64 hex digits).
-    pub hash: String,
-    pub wf: Arc<Workflow>,
-    /// The configuration the version was loaded with (its routes and templates).
-    pub cfg: Arc<Config>,
-}
-
-impl Version {
-    pub fn short(&self) -> &str {
-        short(&self.hash)
-    }
-}
-
-/// The versions this process has loaded, and the ones it knows are stored.
-#[derive(Debug, Default)]
-pub struct Versions {
-    loaded: Mutex<HashMap<String, Arc<Version>>>,
-    stored: Mutex<HashSet<String>>,
-}
-
-/// Why a ticket's version cannot be served.
-#[derive(Debug, thiserror::Error)]
-pub enum VersionError {
-    #[error(transparent)]
-    Db(#[from] DbError),
-    #[error("{0}")]
-    Unavailable(String),
-}
-
-impl Versions {
-    fn get(&self, hash: &str) -> Option<Arc<Version>> {
-        self.loaded.lock().ok()?.get(hash).cloned()
-    }
-
-    fn keep(&self, v: Arc<Version>) -> Arc<Version> {
-        if let Ok(mut m) = self.loaded.lock() {
-            return m.entry(v.hash.clone()).or_insert(v).clone();
-        }
-        v
-    }
-
-    fn is_stored(&self, hash: &str) -> bool {
-        self.stored.lock().is_ok_and(|s| s.contains(hash))
-    }
-
-    /// Record versions whose rows are committed (only then: a rolled-back insert must be
-    /// tried again by the next ticket that pins it).
-    pub(crate) fn mark_stored(&self, hashes: impl IntoIterator<Item = String>) {
-        if let Ok(mut s) = self.stored.lock() {
-            s.extend(hashes);
-        }
-    }
-}
+use crate::workflow::{load_version, render_diags};
 
 impl Engine {
     /// The current version of `name`: the files this process loaded.
