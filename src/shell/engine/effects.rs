@@ -50,11 +50,11 @@ pub(crate) async fn queue_deliveries(
     now: DateTime<Utc>,
 ) -> Result<(), DbError> {
     for target in targets {
-        let channel = target.channel.as_str();
+        let channel = target.channel;
         if store::insert_delivery(tx, id, channel, &target.to, now).await? {
             let job = DeliveryJob {
                 notification: id.to_string(),
-                channel: channel.to_string(),
+                channel,
                 target: target.to.clone(),
                 attempt: 1,
             };
