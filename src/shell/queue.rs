@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::core::channel::ChannelKind;
+use crate::core::ids::NotificationId;
 use crate::shell::db::{Conn, Db, DbError};
 
 pub const OUTBOX: &str = "slakeeper.outbox";
@@ -42,7 +43,7 @@ const EARLIER_TIMERS: &str = "slakeeper.timers";
 /// One delivery attempt of a notification.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DeliveryJob {
-    pub notification: String,
+    pub notification: NotificationId,
     /// Serialized as its text (`"email"`), as it was when this was a String.
     pub channel: ChannelKind,
     pub target: String,
@@ -434,6 +435,7 @@ mod tests {
         let old = r#"{"notification":"n1","channel":"pagerduty","target":"role:oncall#pagerduty/0","attempt":2}"#;
         let job: DeliveryJob = serde_json::from_str(old).expect("old payload decodes");
         assert_eq!(job.channel, ChannelKind::Pagerduty);
+        assert_eq!(job.notification.as_str(), "n1");
         assert_eq!(job.attempt, 2);
         assert_eq!(serde_json::to_string(&job).expect("encodes"), old);
         let unknown = old.replace("pagerduty\",", "pigeon\",");

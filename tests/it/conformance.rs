@@ -1084,20 +1084,27 @@ async fn breach_alert_fires_at_deadline_exactly_once(h: Harness) {
         ]
     );
     assert!(breaches.iter().all(|(n, _)| n.at == ms(t0() + mins(30))));
-    let ids: BTreeSet<String> = breaches.iter().map(|(n, _)| n.id.clone()).collect();
+    let ids: BTreeSet<String> = breaches.iter().map(|(n, _)| n.id.to_string()).collect();
     let mut jobs: Vec<(String, String, String, i64)> = h
         .delivery_jobs()
         .await
         .into_iter()
-        .filter(|(j, _)| ids.contains(&j.notification))
-        .map(|(j, _)| (j.notification, j.channel.to_string(), j.target, j.attempt))
+        .filter(|(j, _)| ids.contains(j.notification.as_str()))
+        .map(|(j, _)| {
+            (
+                j.notification.to_string(),
+                j.channel.to_string(),
+                j.target,
+                j.attempt,
+            )
+        })
         .collect();
     jobs.sort();
     let mut expected_jobs: Vec<(String, String, String, i64)> = breaches
         .iter()
         .flat_map(|(n, ds)| {
             ds.iter()
-                .map(move |d| (n.id.clone(), d.channel.to_string(), d.target.clone(), 1))
+                .map(move |d| (n.id.to_string(), d.channel.to_string(), d.target.clone(), 1))
         })
         .collect();
     expected_jobs.sort();
@@ -1888,7 +1895,7 @@ async fn failed_delivery_is_recorded_and_retried_with_backoff(h: Harness) {
                 (String, i64, Option<i64>, Option<String>),
                 "SELECT status, attempts, next_at, last_error FROM sk_deliveries
                  WHERE notification = $1 AND channel = 'email'",
-                id
+                id.as_str()
             )
             .expect("sk_deliveries")
             .expect("a delivery row")
@@ -1915,7 +1922,7 @@ async fn failed_delivery_is_recorded_and_retried_with_backoff(h: Harness) {
         h.db(),
         (i64, i64, String),
         "SELECT attempt, at, outcome FROM sk_attempts WHERE notification = $1",
-        &n.id
+        n.id.as_str()
     )
     .expect("sk_attempts");
     assert_eq!(attempts_rows, vec![(1, ms(now), "failed".to_string())]);
@@ -1994,7 +2001,7 @@ async fn failing_delivery_is_given_up_a_day_after_its_first_attempt(h: Harness) 
         (String, i64, Option<i64>),
         "SELECT status, attempts, next_at FROM sk_deliveries
          WHERE notification = $1 AND channel = 'email'",
-        &n.id
+        n.id.as_str()
     )
     .expect("sk_deliveries")
     .expect("a delivery row");
@@ -2005,7 +2012,7 @@ async fn failing_delivery_is_given_up_a_day_after_its_first_attempt(h: Harness) 
         h.db(),
         (i64,),
         "SELECT at FROM sk_attempts WHERE notification = $1 AND channel = 'email' ORDER BY attempt",
-        &n.id
+        n.id.as_str()
     )
     .expect("sk_attempts");
     let (first, last) = (times[0].0, times[times.len() - 1].0);
@@ -2175,7 +2182,7 @@ async fn review_for_a_period_is_sent_once(h: Harness) {
         .delivery_jobs()
         .await
         .into_iter()
-        .filter(|(j, _)| j.notification == ns[0].0)
+        .filter(|(j, _)| j.notification.as_str() == ns[0].0)
         .map(|(j, _)| (j.channel.to_string(), j.target))
         .collect::<Vec<_>>();
     assert_eq!(
@@ -2497,7 +2504,7 @@ async fn dead_claimers_delivery_is_requeued_when_its_lease_runs_out(h: Harness) 
         h.db(),
         (String,),
         "SELECT status FROM sk_deliveries WHERE notification = $1 AND channel = $2 AND target = $3",
-        &n.id,
+        n.id.as_str(),
         d.channel.as_str(),
         &d.target
     )
@@ -2646,7 +2653,7 @@ async fn a_request_rolled_back_to_its_savepoint_leaves_no_rows(h: Harness) {
     let before = h.snapshot().await;
     let ctx = json!({});
     let note = store::NewNotification {
-        id: "sp-note",
+        id: &"sp-note".into(),
         ticket: Some("SP1"),
         workflow: "general-service",
         source: "test",

@@ -231,7 +231,7 @@ impl Engine {
         let to = recipients(&ver.cfg.routes, &d.target, kind, ticket.as_ref());
         let ctx: Option<Value> = serde_json::from_str(&n.context).ok();
         let msg = Message {
-            id: &n.id,
+            id: n.id.as_str(),
             ticket: n.ticket.as_deref(),
             workflow: &n.workflow,
             role: n.role.as_str(),

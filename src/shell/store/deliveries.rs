@@ -7,13 +7,14 @@ use chrono::{DateTime, Utc};
 use super::sql::ms;
 use super::unit::Tx;
 use crate::core::channel::ChannelKind;
+use crate::core::ids::NotificationId;
 use crate::core::model::Role;
 use crate::shell::db::{Db, DbError};
 use crate::{db_all, sql_all, sql_exec, sql_opt};
 
 /// A notification to record in the outbox.
 pub struct NewNotification<'a> {
-    pub id: &'a str,
+    pub id: &'a NotificationId,
     pub ticket: Option<&'a str>,
     pub workflow: &'a str,
     pub source: &'a str,
@@ -35,7 +36,7 @@ pub async fn insert_notification(
         "INSERT INTO sk_notifications (id, ticket, workflow, source, role, template, reason,
                                        context, at, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
-        n.id,
+        n.id.as_str(),
         n.ticket,
         n.workflow,
         n.source,
@@ -51,7 +52,7 @@ pub async fn insert_notification(
 
 pub async fn insert_delivery(
     tx: &mut Tx,
-    notification: &str,
+    notification: &NotificationId,
     channel: ChannelKind,
     target: &str,
     now: DateTime<Utc>,
@@ -61,7 +62,7 @@ pub async fn insert_delivery(
         "INSERT INTO sk_deliveries (notification, channel, target, status, attempts, next_at,
                                     created_at)
          VALUES ($1, $2, $3, 'pending', 0, $4, $4) ON CONFLICT DO NOTHING",
-        notification,
+        notification.as_str(),
         channel.as_str(),
         target,
         ms(now)
@@ -71,7 +72,8 @@ pub async fn insert_delivery(
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DeliveryRow {
-    pub notification: String,
+    #[sqlx(try_from = "String")]
+    pub notification: NotificationId,
     #[sqlx(try_from = "String")]
     pub channel: ChannelKind,
     pub target: String,
@@ -86,7 +88,8 @@ pub struct DeliveryRow {
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct NotificationRow {
-    pub id: String,
+    #[sqlx(try_from = "String")]
+    pub id: NotificationId,
     pub ticket: Option<String>,
     pub workflow: String,
     pub source: String,
@@ -102,7 +105,7 @@ pub struct NotificationRow {
 
 pub async fn load_delivery(
     tx: &mut Tx,
-    notification: &str,
+    notification: &NotificationId,
     channel: ChannelKind,
     target: &str,
 ) -> Result<Option<(NotificationRow, DeliveryRow)>, DbError> {
@@ -112,7 +115,7 @@ pub async fn load_delivery(
         "SELECT notification, channel, target, status, attempts, next_at, last_error, sent_at,
                 created_at
          FROM sk_deliveries WHERE notification = $1 AND channel = $2 AND target = $3",
-        notification,
+        notification.as_str(),
         channel.as_str(),
         target
     )?;
@@ -122,7 +125,7 @@ pub async fn load_delivery(
         NotificationRow,
         "SELECT id, ticket, workflow, source, role, template, reason, context, at, created_at
          FROM sk_notifications WHERE id = $1",
-        notification
+        notification.as_str()
     )?;
     Ok(n.map(|n| (n, d)))
 }
@@ -142,7 +145,7 @@ pub async fn claim_delivery(
         "UPDATE sk_deliveries SET status = 'sending', next_at = $5
          WHERE notification = $1 AND channel = $2 AND target = $3 AND attempts = $4
            AND status IN ('pending', 'retrying')",
-        &d.notification,
+        d.notification.as_str(),
         d.channel.as_str(),
         &d.target,
         attempt - 1,
@@ -195,7 +198,7 @@ pub async fn requeue_delivery(
         tx,
         "UPDATE sk_deliveries SET status = 'retrying', next_at = $4
          WHERE notification = $1 AND channel = $2 AND target = $3",
-        &d.notification,
+        d.notification.as_str(),
         d.channel.as_str(),
         &d.target,
         ms(now)
@@ -349,7 +352,7 @@ pub async fn first_tried(tx: &mut Tx, d: &DeliveryRow, now: DateTime<Utc>) -> Re
         tx,
         "UPDATE sk_deliveries SET first_tried_at = COALESCE(first_tried_at, $4)
          WHERE notification = $1 AND channel = $2 AND target = $3",
-        &d.notification,
+        d.notification.as_str(),
         d.channel.as_str(),
         &d.target,
         ms(now)
@@ -359,7 +362,7 @@ pub async fn first_tried(tx: &mut Tx, d: &DeliveryRow, now: DateTime<Utc>) -> Re
         (Option<i64>,),
         "SELECT first_tried_at FROM sk_deliveries
          WHERE notification = $1 AND channel = $2 AND target = $3",
-        &d.notification,
+        d.notification.as_str(),
         d.channel.as_str(),
         &d.target
     )?;
@@ -407,7 +410,7 @@ pub async fn record_attempt(
         "UPDATE sk_deliveries SET status = $4, attempts = $5, next_at = $6, last_error = $7,
                 sent_at = $8, first_tried_at = COALESCE(first_tried_at, $9)
          WHERE notification = $1 AND channel = $2 AND target = $3 AND status <> 'cancelled'",
-        &d.notification,
+        d.notification.as_str(),
         d.channel.as_str(),
         &d.target,
         status.as_str(),
@@ -424,7 +427,7 @@ pub async fn record_attempt(
         tx,
         "INSERT INTO sk_attempts (notification, channel, target, attempt, at, outcome, error)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-        &d.notification,
+        d.notification.as_str(),
         d.channel.as_str(),
         &d.target,
         attempt,
@@ -449,7 +452,7 @@ pub async fn hold_delivery(
         tx,
         "INSERT INTO sk_attempts (notification, channel, target, attempt, at, outcome, error)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-        &d.notification,
+        d.notification.as_str(),
         d.channel.as_str(),
         &d.target,
         attempt,
@@ -463,7 +466,7 @@ pub async fn hold_delivery(
         tx,
         "UPDATE sk_deliveries SET status = 'held', next_at = NULL, last_error = $4
          WHERE notification = $1 AND channel = $2 AND target = $3 AND status <> 'cancelled'",
-        &d.notification,
+        d.notification.as_str(),
         d.channel.as_str(),
         &d.target,
         why
@@ -492,7 +495,7 @@ pub async fn release_held(
             tx,
             "UPDATE sk_deliveries SET status = 'pending', next_at = $4
              WHERE notification = $1 AND channel = $2 AND target = $3 AND status = 'held'",
-            &d.notification,
+            d.notification.as_str(),
             d.channel.as_str(),
             &d.target,
             ms(now)
