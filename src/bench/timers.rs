@@ -9,7 +9,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::bench::{Dist, Ids, Scratch, engine, ingest_many, opened, rss_mib, virtual_clock};
+use super::common::{Dist, Ids, Scratch, engine, ingest_many, opened, rss_mib, virtual_clock};
 use crate::core::event::Event;
 use crate::shell::engine::{Engine, FIRE_BATCH, run_firer};
 use crate::shell::store;
