@@ -99,48 +99,64 @@ pub async fn run(a: BenchSettings) -> anyhow::Result<()> {
         r.add("pending", timers::pending(url, wf, a.pending).await?);
     }
     if wants("drain") {
-        // The drain reads its progress from the engine's own counter, which needs the
-        // recorder `serve` installs.
-        let metrics = match crate::shell::metrics::install() {
-            Ok(h) => Some(h),
-            Err(e) => {
-                eprintln!(
-                    "  drain: no metrics recorder ({e}); progress is counted in the database"
-                );
-                None
-            }
-        };
-        let metrics = metrics.as_ref();
-        let mut d = timers::drain(url, wf, a.timers, Ids::InOrder, metrics).await?;
-        // The same backlog with no locality: what each firing costs when the tickets due
-        // together share no page.
-        let sc = timers::drain(url, wf, a.timers, Ids::Scattered, metrics).await?;
-        d["scattered"] = json!({
-            "drain_per_s": sc["drain_per_s"],
-            "running_per_s": sc["running_per_s"],
-            "first_10k_over_overall": sc["first_10k_over_overall"],
-            "first_fired_after_s": sc["first_fired_after_s"],
-            "longest_stall_s": sc["longest_stall_s"],
-            "per_10k_per_s": sc["per_10k_per_s"],
-        });
-        r.add("drain", d);
+        r.add("drain", bench_drain(url, wf, a.timers).await?);
     }
     if wants("workers") {
-        let mut runs = Vec::new();
-        for n in &a.workers {
-            let d = timers::drain_processes(url, wf, a.timers, *n).await?;
-            eprintln!("  workers={n}: {d}");
-            runs.push(json!({"processes": n, "drain_per_s": d["drain_per_s"],
-                             "running_per_s": d["running_per_s"],
-                             "first_fired_after_s": d["first_fired_after_s"]}));
-        }
-        r.add("workers", Value::Array(runs));
+        r.add(
+            "workers",
+            bench_workers(url, wf, a.timers, &a.workers).await?,
+        );
     }
     add_ratios(&mut r);
     if r.format == Format::Json {
         println!("{}", Value::Object(r.fields));
     }
     Ok(())
+}
+
+/// `--timers` timers due at once, in ticket order and then scattered.
+async fn bench_drain(url: &str, wf: &std::path::Path, timers: usize) -> anyhow::Result<Value> {
+    // The drain reads its progress from the engine's own counter, which needs the
+    // recorder `serve` installs.
+    let metrics = match crate::shell::metrics::install() {
+        Ok(h) => Some(h),
+        Err(e) => {
+            eprintln!("  drain: no metrics recorder ({e}); progress is counted in the database");
+            None
+        }
+    };
+    let metrics = metrics.as_ref();
+    let mut d = timers::drain(url, wf, timers, Ids::InOrder, metrics).await?;
+    // The same backlog with no locality: what each firing costs when the tickets due
+    // together share no page.
+    let sc = timers::drain(url, wf, timers, Ids::Scattered, metrics).await?;
+    d["scattered"] = json!({
+        "drain_per_s": sc["drain_per_s"],
+        "running_per_s": sc["running_per_s"],
+        "first_10k_over_overall": sc["first_10k_over_overall"],
+        "first_fired_after_s": sc["first_fired_after_s"],
+        "longest_stall_s": sc["longest_stall_s"],
+        "per_10k_per_s": sc["per_10k_per_s"],
+    });
+    Ok(d)
+}
+
+/// The drain with 1, 2, … worker engines (`--workers`), as several processes would run it.
+async fn bench_workers(
+    url: &str,
+    wf: &std::path::Path,
+    timers: usize,
+    workers: &[usize],
+) -> anyhow::Result<Value> {
+    let mut runs = Vec::new();
+    for n in workers {
+        let d = timers::drain_processes(url, wf, timers, *n).await?;
+        eprintln!("  workers={n}: {d}");
+        runs.push(json!({"processes": n, "drain_per_s": d["drain_per_s"],
+                         "running_per_s": d["running_per_s"],
+                         "first_fired_after_s": d["first_fired_after_s"]}));
+    }
+    Ok(Value::Array(runs))
 }
 
 /// Each figure over the limit it is judged against, from the same run.
