@@ -175,9 +175,17 @@ fn compile_entry(
     e: &S<RawChannelEntry>,
 ) -> Option<ChannelEntry> {
     let before = cx.diags.len();
-    let r = &e.value;
     let mut out = ChannelEntry::new(channel);
     misplaced_keys(cx, channel, e);
+    entry_url(cx, e, &mut out);
+    entry_keys(cx, e, &mut out);
+    entry_http(cx, e, &mut out);
+    (cx.diags.len() == before).then_some(out)
+}
+
+/// `url` or `url_env` (PagerDuty has a default URL).
+fn entry_url(cx: &mut Ctx<'_>, e: &S<RawChannelEntry>, out: &mut ChannelEntry) {
+    let r = &e.value;
     match (&r.url_env, &r.url) {
         (Some(_), Some(u)) => cx.err(u, "give `url` or `url_env`, not both"),
         (Some(v), None) => out.url_env = env_set(cx, v, "url_env"),
@@ -189,21 +197,26 @@ fn compile_entry(
                 cx.err(u, format!("url `{s}` must be an http:// or https:// URL"));
             }
         }
-        (None, None) if channel == ChannelKind::Pagerduty => {
+        (None, None) if out.channel == ChannelKind::Pagerduty => {
             out.url = Some("https://events.pagerduty.com/v2/enqueue".into());
         }
         (None, None) => cx.err(
             e,
             format!(
                 "{} entry needs `url_env: VAR` (the webhook URL carries its token)",
-                channel.as_str()
+                out.channel.as_str()
             ),
         ),
     }
+}
+
+/// The secrets, PagerDuty's routing key and severity, DingTalk's `at_mobiles`.
+fn entry_keys(cx: &mut Ctx<'_>, e: &S<RawChannelEntry>, out: &mut ChannelEntry) {
+    let r = &e.value;
     if let Some(v) = &r.secret_env {
         out.secret_env = env_set(cx, v, "secret_env");
     }
-    if channel == ChannelKind::Pagerduty {
+    if out.channel == ChannelKind::Pagerduty {
         match &r.routing_key_env {
             Some(v) => out.routing_key_env = env_set(cx, v, "routing_key_env"),
             None => cx.err(
@@ -232,6 +245,11 @@ fn compile_entry(
             cx.err(m, format!("`{s}` is not a mobile number"));
         }
     }
+}
+
+/// An `http` entry's request: method, headers, body, and the URL as a template.
+fn entry_http(cx: &mut Ctx<'_>, e: &S<RawChannelEntry>, out: &mut ChannelEntry) {
+    let r = &e.value;
     if let Some(m) = &r.method {
         let v = text(m).to_ascii_uppercase();
         if matches!(v.as_str(), "POST" | "PUT" | "PATCH" | "GET" | "DELETE") {
@@ -265,11 +283,10 @@ fn compile_entry(
         out.body = Some(text(b).to_string());
     }
     if let Some(u) = &r.url
-        && channel == ChannelKind::Http
+        && out.channel == ChannelKind::Http
     {
         check_template(cx, u);
     }
-    (cx.diags.len() == before).then_some(out)
 }
 
 /// An `http` template must parse (MiniJinja), and may not use customer contact data.
