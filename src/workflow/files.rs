@@ -1,8 +1,7 @@
 //! A workflow directory as text, and YAML text → the positioned raw shapes of
 //! [`super::raw`]. The loader reads the file system once into a [`Tree`] and compiles that,
-//! so a tree kept elsewhere (a stored workflow version) loads exactly like a directory; the
-//! YAML library is only ever called through [`parse_yaml`], which words its errors for the
-//! people who wrote the file.
+//! so a tree kept elsewhere (a stored workflow version) loads exactly like a directory.
+//! [`parse_yaml`] words the YAML library's errors for the people who wrote the file.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -19,8 +19,9 @@ use super::config::Config;
 use super::ctx::Ctx;
 use super::diag::{Diag, diag_at};
 use super::env::EnvRef;
-pub use super::files::Tree;
 use super::files::parse_yaml;
+// The engine stores and reloads versions as `workflow::load::Tree`.
+pub use super::files::Tree;
 use super::raw::{RawCalendars, RawRoutes, RawWorkflow};
 use super::routes::Routes;
 use super::templates::Templates;
