@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prepare what the container image tests (tests/image.rs) need, on a Debian machine, as root.
+# Prepare what the container image tests (tests/it/image.rs) need, on a Debian machine, as root.
 # Called by scripts/test-env.sh; idempotent like it (a second run on a ready machine only
 # checks, in a few seconds).
 #

@@ -13,7 +13,7 @@
 #   - openssl, to make throw-away certificates for the HTTPS tests.
 #   - docker.io + dockerd (started, left running), docker-compose, a base image made with
 #     debootstrap (cached in /var/cache/slakeeper-test), systemd-analyze: scripts/test-env-image.sh.
-#     SLAKEEPER_TEST_SKIP_IMAGE=1 leaves them out (tests/image.rs is then skipped by test.sh).
+#     SLAKEEPER_TEST_SKIP_IMAGE=1 leaves them out (tests/it/image.rs is then skipped by test.sh).
 #
 # It exports nothing. What the tests need is written to .test-env/env, one KEY=VALUE a line:
 #   SLAKEEPER_TEST_PG_URL, SLAKEEPER_TEST_AIOSMTPD, SLAKEEPER_TEST_PROMETHEUS,
@@ -264,7 +264,7 @@ if ! fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk"; then
     apt_install fonts-wqy-zenhei
 fi
 # ---------------------------------------------------------------- openssl (test certificates)
-# tests/tls.rs makes a throw-away certificate for `serve --tls-cert/--tls-key` with it.
+# tests/it/tls.rs makes a throw-away certificate for `serve --tls-cert/--tls-key` with it.
 OPENSSL="$(command -v openssl || true)"
 if [ -z "$OPENSSL" ]; then
     apt_install openssl
@@ -273,7 +273,7 @@ if [ -z "$OPENSSL" ]; then
 fi
 log "openssl: $("$OPENSSL" version 2>&1 | head -n1) (ok)"
 # ---------------------------------------------------------------- container image tests
-# dockerd, docker-compose, a debootstrap base image and systemd-analyze (tests/image.rs).
+# dockerd, docker-compose, a debootstrap base image and systemd-analyze (tests/it/image.rs).
 IMAGE_ENV=""
 if [ "${SLAKEEPER_TEST_SKIP_IMAGE:-}" = "1" ]; then
     log "image: SLAKEEPER_TEST_SKIP_IMAGE=1: docker and the base image are not set up"

@@ -11,7 +11,7 @@ set -a
 set +a
 # Tests may be left out on a machine that cannot run them, never in CI:
 #   SLAKEEPER_TEST_SKIP_PG=1     every test named *postgres*
-#   SLAKEEPER_TEST_SKIP_IMAGE=1  tests/image.rs, every test named image_* (docker,
+#   SLAKEEPER_TEST_SKIP_IMAGE=1  tests/it/image.rs, every test named image_* (docker,
 #                                docker-compose, systemd-analyze)
 # nextest counts them as skipped in its summary.
 exprs=()
@@ -30,7 +30,7 @@ for what in PG IMAGE; do
         libtest_skip+=(--skip postgres)
         ;;
     IMAGE)
-        echo "$var=1: tests/image.rs is skipped"
+        echo "$var=1: tests/it/image.rs is skipped"
         # Every test there is named image_*, wherever the file's tests end up living.
         exprs+=('not test(/image_/)')
         libtest_skip+=(--skip image_)

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
-use crate::core::machine::{ClockLine, Effect};
+use crate::core::machine::{ClockLine, Effect, LineOutcome};
 use crate::core::simulate::SimResult;
 
 /// One side's numbers for a (workflow, clock, priority).
@@ -41,13 +41,13 @@ impl Stats {
     fn add(&mut self, c: &ClockLine) {
         self.clocks += 1;
         self.targets.insert(c.target.clone());
-        match c.outcome.as_str() {
-            "met" => {
+        match c.outcome {
+            LineOutcome::Met => {
                 self.met += 1;
                 self.met_secs.push(c.elapsed);
             }
-            "breached" => self.breached += 1,
-            _ => {}
+            LineOutcome::Breached => self.breached += 1,
+            LineOutcome::Running | LineOutcome::Stopped => {}
         }
     }
 }

@@ -34,7 +34,6 @@ use chrono::{
 };
 use chrono_tz::Tz;
 
-use crate::core::coverage::Coverage;
 use crate::core::duration::Span;
 
 /// How far ahead (in days) searches look before giving up with [`far_future`]: ten years.
@@ -167,6 +166,81 @@ pub enum CalendarError {
     NoWorkingTime { name: String },
     #[error("calendar \"{name}\": {date} is both a holiday and a make-up working day")]
     HolidayAndWorkday { name: String, date: NaiveDate },
+}
+
+/// The years a calendar's holiday data covers (what is computed with it lives in
+/// [`crate::core::coverage`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Coverage {
+    /// No holiday data to run out: every year is as the calendar says.
+    All,
+    /// Exactly these years.
+    Years(BTreeSet<i32>),
+}
+
+impl Coverage {
+    /// The years of these dates; [`Coverage::All`] when there are none.
+    pub fn of_dates<'a>(dates: impl IntoIterator<Item = &'a NaiveDate>) -> Coverage {
+        let years: BTreeSet<i32> = dates.into_iter().map(Datelike::year).collect();
+        if years.is_empty() {
+            Coverage::All
+        } else {
+            Coverage::Years(years)
+        }
+    }
+
+    pub fn covers(&self, year: i32) -> bool {
+        match self {
+            Coverage::All => true,
+            Coverage::Years(years) => years.contains(&year),
+        }
+    }
+
+    /// As seen in `year`: the first year not covered. The year after the run of covered
+    /// years that holds `year`; when `year` itself is not covered, the year after the last
+    /// covered one before it (or `year` when there is none). None for [`Coverage::All`].
+    pub fn end_year(&self, year: i32) -> Option<i32> {
+        let Coverage::Years(years) = self else {
+            return None;
+        };
+        if years.contains(&year) {
+            let mut end = year;
+            while years.contains(&end) {
+                end += 1;
+            }
+            return Some(end);
+        }
+        Some(
+            years
+                .range(..year)
+                .next_back()
+                .map_or(year, |last| last + 1),
+        )
+    }
+
+    /// `every year`, `2026`, `2026-2027`, `2024, 2026-2027`.
+    pub fn describe(&self) -> String {
+        let Coverage::Years(years) = self else {
+            return "every year".to_string();
+        };
+        let mut runs: Vec<(i32, i32)> = Vec::new();
+        for &y in years {
+            match runs.last_mut() {
+                Some((_, last)) if *last + 1 == y => *last = y,
+                _ => runs.push((y, y)),
+            }
+        }
+        runs.iter()
+            .map(|&(a, b)| {
+                if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}-{b}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// Business hours, holidays and make-up days in one IANA time zone, or the built-in `always`.

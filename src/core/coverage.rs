@@ -10,15 +10,18 @@
 //! an uncovered day notes it once in its ticket's timeline.
 //!
 //! Years are local: a year is covered from local midnight on 1 January in the calendar's
-//! time zone.
+//! time zone. The [`Coverage`] a calendar holds is declared beside it in `calendar` (which
+//! builds it); this module is what is computed from it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Datelike, TimeZone, Utc};
 
-use crate::core::calendar::Calendar;
-use crate::core::machine::{Effect, Out};
+use crate::core::calendar::{Calendar, Coverage};
+// The effect types' own file, not `machine`'s mod.rs: the machine's clocks use this module's
+// note ids, and importing mod.rs (which declares them) would close a cycle.
+use crate::core::machine::types::{Effect, Out};
 use crate::core::model::Catalog;
 
 /// How far ahead `validate` and `serve` warn that a calendar's coverage ends, in days.
@@ -27,80 +30,6 @@ pub const WARN_DAYS: i64 = 60;
 /// Look at most this many years past a range's start for uncovered years: a deadline that
 /// lies further out (a calendar with almost no working time) is "never" already.
 const MAX_YEARS: i32 = 10;
-
-/// The years a calendar's holiday data covers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Coverage {
-    /// No holiday data to run out: every year is as the calendar says.
-    All,
-    /// Exactly these years.
-    Years(BTreeSet<i32>),
-}
-
-impl Coverage {
-    /// The years of these dates; [`Coverage::All`] when there are none.
-    pub fn of_dates<'a>(dates: impl IntoIterator<Item = &'a NaiveDate>) -> Coverage {
-        let years: BTreeSet<i32> = dates.into_iter().map(Datelike::year).collect();
-        if years.is_empty() {
-            Coverage::All
-        } else {
-            Coverage::Years(years)
-        }
-    }
-
-    pub fn covers(&self, year: i32) -> bool {
-        match self {
-            Coverage::All => true,
-            Coverage::Years(years) => years.contains(&year),
-        }
-    }
-
-    /// As seen in `year`: the first year not covered. The year after the run of covered
-    /// years that holds `year`; when `year` itself is not covered, the year after the last
-    /// covered one before it (or `year` when there is none). None for [`Coverage::All`].
-    pub fn end_year(&self, year: i32) -> Option<i32> {
-        let Coverage::Years(years) = self else {
-            return None;
-        };
-        if years.contains(&year) {
-            let mut end = year;
-            while years.contains(&end) {
-                end += 1;
-            }
-            return Some(end);
-        }
-        Some(
-            years
-                .range(..year)
-                .next_back()
-                .map_or(year, |last| last + 1),
-        )
-    }
-
-    /// `every year`, `2026`, `2026-2027`, `2024, 2026-2027`.
-    pub fn describe(&self) -> String {
-        let Coverage::Years(years) = self else {
-            return "every year".to_string();
-        };
-        let mut runs: Vec<(i32, i32)> = Vec::new();
-        for &y in years {
-            match runs.last_mut() {
-                Some((_, last)) if *last + 1 == y => *last = y,
-                _ => runs.push((y, y)),
-            }
-        }
-        runs.iter()
-            .map(|&(a, b)| {
-                if a == b {
-                    a.to_string()
-                } else {
-                    format!("{a}-{b}")
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
 
 impl Calendar {
     /// Local midnight on 1 January of `year` in the calendar's zone (after a DST gap at
@@ -234,6 +163,7 @@ pub fn ending_within(catalog: &Catalog, now: DateTime<Utc>, days: i64) -> Vec<En
 mod tests {
     use super::*;
     use crate::core::calendar::{Shift, parse_shifts};
+    use chrono::NaiveDate;
 
     fn utc(s: &str) -> DateTime<Utc> {
         s.parse().expect("test instant")

@@ -90,94 +90,31 @@ const UNITS: [(&str, i64); 4] = [("d", DAY), ("h", HOUR), ("m", MINUTE), ("s", 1
 /// whitespace is ignored. The total must be positive.
 pub fn parse_span(s: &str) -> Result<Span, SpanError> {
     let text = s.trim();
-    let input = || text.to_owned();
     if text.is_empty() {
         return Err(SpanError::Empty);
     }
     if text.starts_with('-') {
-        return Err(SpanError::Negative { input: input() });
+        return Err(SpanError::Negative {
+            input: text.to_owned(),
+        });
     }
-
-    let bytes = text.as_bytes();
     let mut pos = 0;
     let mut total: i64 = 0;
     // Index into UNITS of the last unit seen; the next one must be strictly smaller.
     let mut last_unit: Option<usize> = None;
     let mut working_days: Option<u32> = None;
     let mut parts = 0;
-
-    while pos < bytes.len() {
-        // Number.
-        let num_start = pos;
-        while pos < bytes.len() && bytes[pos].is_ascii_digit() {
-            pos += 1;
-        }
-        let number = &text[num_start..pos];
-        if !number.is_empty() && pos < bytes.len() && (bytes[pos] == b'.' || bytes[pos] == b',') {
-            return Err(SpanError::Fraction { input: input() });
-        }
-        // Unit: a run of ASCII letters.
-        let unit_start = pos;
-        while pos < bytes.len() && bytes[pos].is_ascii_alphabetic() {
-            pos += 1;
-        }
-        let unit = &text[unit_start..pos];
-        if number.is_empty() && unit.is_empty() {
-            // Neither a digit nor a letter: report the offending character itself.
-            let ch = text[pos..].chars().next().unwrap_or(' ');
-            return Err(SpanError::UnexpectedChar { input: input(), ch });
-        }
-        if number.is_empty() {
-            return Err(SpanError::MissingNumber {
-                input: input(),
-                unit: unit.to_owned(),
-            });
-        }
-        if unit.is_empty() {
-            if pos < bytes.len() {
-                let ch = text[pos..].chars().next().unwrap_or(' ');
-                return Err(SpanError::UnexpectedChar { input: input(), ch });
-            }
-            return Err(SpanError::MissingUnit {
-                input: input(),
-                number: number.to_owned(),
-            });
-        }
-        // Digits only, so the sole possible parse failure is overflow.
-        let value: i64 = number
-            .parse()
-            .map_err(|_| SpanError::TooLarge { input: input() })?;
+    while pos < text.len() {
+        let (value, unit) = next_part(text, &mut pos)?;
         parts += 1;
-
         if unit == "wd" {
-            if parts > 1 || pos < bytes.len() {
-                return Err(SpanError::WorkingDaysCompound { input: input() });
-            }
-            if value > MAX_SPAN_DAYS {
-                return Err(SpanError::TooLarge { input: input() });
-            }
-            // value <= MAX_SPAN_DAYS, which fits in u32.
-            working_days =
-                Some(u32::try_from(value).map_err(|_| SpanError::TooLarge { input: input() })?);
+            let alone = parts == 1 && pos == text.len();
+            working_days = Some(working_days_part(text, value, alone)?);
             continue;
         }
-        let Some(index) = UNITS.iter().position(|(name, _)| *name == unit) else {
-            return Err(SpanError::UnknownUnit {
-                input: input(),
-                unit: unit.to_owned(),
-            });
-        };
-        if last_unit.is_some_and(|last| index <= last) {
-            return Err(SpanError::UnitOrder { input: input() });
-        }
-        last_unit = Some(index);
-        total = value
-            .checked_mul(UNITS[index].1)
-            .and_then(|secs| total.checked_add(secs))
-            .filter(|&t| t <= MAX_SPAN_SECONDS)
-            .ok_or_else(|| SpanError::TooLarge { input: input() })?;
+        total = add_part(text, total, value, unit, &mut last_unit)?;
     }
-
+    let input = || text.to_owned();
     if let Some(days) = working_days {
         if days == 0 {
             return Err(SpanError::Zero { input: input() });
@@ -188,6 +125,95 @@ pub fn parse_span(s: &str) -> Result<Span, SpanError> {
         return Err(SpanError::Zero { input: input() });
     }
     Ok(Span::Seconds(total))
+}
+
+/// The part of `text` at `pos`: a number and its unit (a run of ASCII letters), `pos` moved
+/// past them.
+fn next_part<'t>(text: &'t str, pos: &mut usize) -> Result<(i64, &'t str), SpanError> {
+    let input = || text.to_owned();
+    let number = take_while(text, pos, u8::is_ascii_digit);
+    if !number.is_empty() && matches!(text.as_bytes().get(*pos), Some(b'.' | b',')) {
+        return Err(SpanError::Fraction { input: input() });
+    }
+    let unit = take_while(text, pos, u8::is_ascii_alphabetic);
+    // Only ASCII was skipped, so `pos` is on a character boundary.
+    let rest = &text[*pos..];
+    let unexpected = || SpanError::UnexpectedChar {
+        input: input(),
+        ch: rest.chars().next().unwrap_or(' '),
+    };
+    match (number.is_empty(), unit.is_empty()) {
+        // Neither a digit nor a letter: report the offending character itself.
+        (true, true) => Err(unexpected()),
+        (true, false) => Err(SpanError::MissingNumber {
+            input: input(),
+            unit: unit.to_owned(),
+        }),
+        (false, true) if !rest.is_empty() => Err(unexpected()),
+        (false, true) => Err(SpanError::MissingUnit {
+            input: input(),
+            number: number.to_owned(),
+        }),
+        // Digits only, so the sole possible parse failure is overflow.
+        (false, false) => number
+            .parse()
+            .map(|value| (value, unit))
+            .map_err(|_| SpanError::TooLarge { input: input() }),
+    }
+}
+
+/// The bytes of `text` from `pos` that satisfy `keep`, `pos` moved past them.
+fn take_while<'t>(text: &'t str, pos: &mut usize, keep: fn(&u8) -> bool) -> &'t str {
+    let start = *pos;
+    while text.as_bytes().get(*pos).is_some_and(keep) {
+        *pos += 1;
+    }
+    &text[start..*pos]
+}
+
+/// `<value>wd`, which must be the whole duration (`alone`).
+fn working_days_part(text: &str, value: i64, alone: bool) -> Result<u32, SpanError> {
+    if !alone {
+        return Err(SpanError::WorkingDaysCompound {
+            input: text.to_owned(),
+        });
+    }
+    if value > MAX_SPAN_DAYS {
+        return Err(SpanError::TooLarge {
+            input: text.to_owned(),
+        });
+    }
+    // value <= MAX_SPAN_DAYS, which fits in u32.
+    u32::try_from(value).map_err(|_| SpanError::TooLarge {
+        input: text.to_owned(),
+    })
+}
+
+/// `total` seconds plus `<value><unit>`, whose unit must come after `last_unit` in [`UNITS`]
+/// (it becomes the new last).
+fn add_part(
+    text: &str,
+    total: i64,
+    value: i64,
+    unit: &str,
+    last_unit: &mut Option<usize>,
+) -> Result<i64, SpanError> {
+    let input = || text.to_owned();
+    let Some(index) = UNITS.iter().position(|(name, _)| *name == unit) else {
+        return Err(SpanError::UnknownUnit {
+            input: input(),
+            unit: unit.to_owned(),
+        });
+    };
+    if last_unit.is_some_and(|last| index <= last) {
+        return Err(SpanError::UnitOrder { input: input() });
+    }
+    *last_unit = Some(index);
+    value
+        .checked_mul(UNITS[index].1)
+        .and_then(|secs| total.checked_add(secs))
+        .filter(|&t| t <= MAX_SPAN_SECONDS)
+        .ok_or_else(|| SpanError::TooLarge { input: input() })
 }
 
 impl FromStr for Span {

@@ -400,16 +400,49 @@ fn share_of(part: usize, whole: usize) -> Option<f64> {
     (whole > 0).then(|| part as f64 / whole as f64)
 }
 
-pub fn build(scope: &Scope<'_>, opened: &[OpenedRow], facts: &[FactRow]) -> Report {
-    let volume = opened.len() as u64;
-    let mut cats: BTreeMap<String, u64> = BTreeMap::new();
-    let mut prios: BTreeMap<String, u64> = BTreeMap::new();
+/// Tickets by name (of a category or a priority).
+type Counts = BTreeMap<String, u64>;
+
+/// Opened tickets counted by category (`(none)` without one) and by priority.
+fn count_opened(opened: &[OpenedRow]) -> (Counts, Counts) {
+    let mut cats = Counts::new();
+    let mut prios = Counts::new();
     for o in opened {
         *cats
             .entry(o.category.clone().unwrap_or_else(|| "(none)".into()))
             .or_default() += 1;
         *prios.entry(o.priority.clone()).or_default() += 1;
     }
+    (cats, prios)
+}
+
+/// One attainment row per (clock, priority) of `att` ((met, breached) each): by clock, then
+/// by the priority's `rank`.
+fn attainment_rows(
+    att: BTreeMap<(String, String), (u64, u64)>,
+    rank: impl Fn(&str) -> usize,
+) -> Vec<Attainment> {
+    let mut rows: Vec<Attainment> = att
+        .into_iter()
+        .map(|((clock, priority), (met, breached))| Attainment {
+            rate: share_of(met as usize, (met + breached) as usize),
+            clock,
+            priority,
+            met,
+            breached,
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        a.clock
+            .cmp(&b.clock)
+            .then(rank(&a.priority).cmp(&rank(&b.priority)))
+    });
+    rows
+}
+
+pub fn build(scope: &Scope<'_>, opened: &[OpenedRow], facts: &[FactRow]) -> Report {
+    let volume = opened.len() as u64;
+    let (cats, prios) = count_opened(opened);
     let Tally {
         mut handling,
         scores,
@@ -441,21 +474,7 @@ pub fn build(scope: &Scope<'_>, opened: &[OpenedRow], facts: &[FactRow]) -> Repo
     let (promoters, passives, detractors, nps_score) = net_promoter(&nps);
     let priorities = scope.priorities;
     let rank = |p: &str| priorities.iter().position(|x| x == p).unwrap_or(usize::MAX);
-    let mut attainment: Vec<Attainment> = att
-        .into_iter()
-        .map(|((clock, priority), (met, breached))| Attainment {
-            rate: share_of(met as usize, (met + breached) as usize),
-            clock,
-            priority,
-            met,
-            breached,
-        })
-        .collect();
-    attainment.sort_by(|a, b| {
-        a.clock
-            .cmp(&b.clock)
-            .then(rank(&a.priority).cmp(&rank(&b.priority)))
-    });
+    let attainment = attainment_rows(att, rank);
     let by_priority = {
         let mut v = shares(prios, volume);
         v.sort_by_key(|s| rank(&s.name));

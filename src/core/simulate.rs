@@ -498,7 +498,7 @@ mod tests {
         r.clocks
             .iter()
             .find(|(_, c)| c.clock == clock)
-            .map(|(_, c)| c.outcome.clone())
+            .map(|(_, c)| c.outcome.to_string())
             .unwrap_or_default()
     }
 

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::core::event::{EventError, EventKind, parse_event};
 use crate::shell::engine::IngestError;
-use crate::shell::metrics::{self, Metric};
+use crate::shell::metrics::{self, EventOutcome, Metric};
 use crate::shell::{auth, json_input, queue, show};
 
 /// Largest accepted request body and batch.
@@ -219,7 +219,7 @@ fn rejected(kind: Option<&Value>) {
         .unwrap_or("invalid");
     metrics::record(&Metric::Event {
         kind,
-        outcome: "rejected",
+        outcome: EventOutcome::Rejected,
     });
 }
 
@@ -284,7 +284,7 @@ fn ingest_answer(
             for ev in events {
                 metrics::record(&Metric::Event {
                     kind: ev.kind.as_str(),
-                    outcome: "rejected",
+                    outcome: EventOutcome::Rejected,
                 });
             }
             Err(ApiError::bad(e))
@@ -293,7 +293,7 @@ fn ingest_answer(
             for ev in events {
                 metrics::record(&Metric::Event {
                     kind: ev.kind.as_str(),
-                    outcome: "rejected",
+                    outcome: EventOutcome::Rejected,
                 });
             }
             Err(ApiError {

@@ -28,12 +28,12 @@ fn finish<E: Into<JobError>>(
     let secs = t.elapsed().as_secs_f64();
     match r {
         Ok(outcome) => {
-            metrics::job(queue, outcome.as_str(), secs);
+            metrics::job(queue, outcome.into(), secs);
             Ok(())
         }
         Err(e) => {
             let e = e.into();
-            metrics::job(queue, "failed", secs);
+            metrics::job(queue, metrics::JobResult::Failed, secs);
             tracing::warn!(queue, error = %e, "job failed; apalis will retry it");
             Err(e)
         }

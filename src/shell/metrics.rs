@@ -13,19 +13,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use metrics::{
-    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
-};
+use metrics::{Unit, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
 
 use crate::core::channel::ChannelKind;
 use crate::core::event::EventKind;
-use crate::core::machine::{Fact, TimerKind};
-use crate::core::model::{Catalog, Kpi};
+use crate::core::machine::{CallbackOutcome, Fact, Outcome, TimerKind};
+use crate::core::model::{Catalog, Kpi, Workflow};
 use crate::core::report::nps_class;
-
-const NPS_CLASSES: [&str; 3] = ["promoter", "passive", "detractor"];
 
 /// Seconds to days: SLA times span from a 15-second phone answer to a 7-day resolution.
 const SLA_BUCKETS: [f64; 18] = [
@@ -47,6 +43,138 @@ pub enum MetricsError {
     Buckets(#[source] metrics_exporter_prometheus::BuildError),
     #[error("cannot install the metrics recorder: {0}")]
     Install(#[source] metrics_exporter_prometheus::BuildError),
+}
+
+/// A bounded label set: an enum whose `as_str()` is the label value on `/metrics` and whose
+/// `ALL` lists every value, so `preregister` exports each series at 0 from the same list the
+/// emitters' values come from (a value cannot be emitted without being pre-registered).
+macro_rules! label_set {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $value:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($variant,)+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $value,)+
+                }
+            }
+        }
+    };
+}
+
+label_set! {
+    /// `slakeeper_events_total{outcome}`.
+    EventOutcome {
+        Accepted => "accepted",
+        Duplicate => "duplicate",
+        Rejected => "rejected",
+    }
+}
+
+label_set! {
+    /// `slakeeper_notifications_total{outcome}`: one attempt counts `sent`, or `failed` and
+    /// then `retried` or `gave_up` (a rate-limit wait counts only `retried`).
+    DeliveryOutcome {
+        Sent => "sent",
+        Failed => "failed",
+        Retried => "retried",
+        GaveUp => "gave_up",
+    }
+}
+
+label_set! {
+    /// `slakeeper_jobs_total{outcome}`: what a job did (`engine::JobOutcome`), or `failed`.
+    JobResult {
+        Applied => "applied",
+        Moot => "moot",
+        Deferred => "deferred",
+        Failed => "failed",
+    }
+}
+
+label_set! {
+    /// `slakeeper_progress_updates_total{outcome}`: a due update sent, or skipped because
+    /// one was logged.
+    ProgressOutcome {
+        Sent => "sent",
+        Skipped => "skipped",
+    }
+}
+
+label_set! {
+    /// `slakeeper_reviews_total{outcome}`: sent on schedule, or caught up after downtime.
+    ReviewOutcome {
+        Sent => "sent",
+        CaughtUp => "caught_up",
+    }
+}
+
+impl ReviewOutcome {
+    /// `caught_up`: the period ended over a minute before its report was queued.
+    pub fn of(caught_up: bool) -> ReviewOutcome {
+        if caught_up {
+            ReviewOutcome::CaughtUp
+        } else {
+            ReviewOutcome::Sent
+        }
+    }
+}
+
+label_set! {
+    /// `slakeeper_source_requests_total{outcome}`, one per webhook request of a configured
+    /// source (see `sources::route`).
+    SourceOutcome {
+        Accepted => "accepted",
+        Duplicate => "duplicate",
+        Ignored => "ignored",
+        BadSignature => "bad_signature",
+        Invalid => "invalid",
+    }
+}
+
+label_set! {
+    /// `slakeeper_pruned_rows_total{table}`: the tables the retention service deletes from.
+    /// Listed here, not in `retention`, so that metrics stays a leaf of the shell.
+    PrunedTable {
+        Tickets => "sk_tickets",
+        Events => "sk_events",
+        Timeline => "sk_timeline",
+        Timers => "sk_timers",
+        Notifications => "sk_notifications",
+        Deliveries => "sk_deliveries",
+        Attempts => "sk_attempts",
+        Facts => "sk_facts",
+        ApalisJobs => "apalis_jobs",
+        ApalisWorkers => "apalis_workers",
+    }
+}
+
+/// Every SLA outcome (the core's `Outcome` keeps no list). A new core variant fails to
+/// compile in the match below, so it cannot be emitted without being added here.
+const SLA_OUTCOMES: [Outcome; 2] = [Outcome::Met, Outcome::Breached];
+const _: fn(Outcome) = |o| match o {
+    Outcome::Met | Outcome::Breached => {}
+};
+
+/// Every call-back outcome, kept complete the same way.
+const CALLBACK_OUTCOMES: [CallbackOutcome; 3] = [
+    CallbackOutcome::Scheduled,
+    CallbackOutcome::Completed,
+    CallbackOutcome::Overdue,
+];
+const _: fn(CallbackOutcome) = |o| match o {
+    CallbackOutcome::Scheduled | CallbackOutcome::Completed | CallbackOutcome::Overdue => {}
+};
+
+/// The `first_contact` label of `slakeeper_resolutions_total`.
+fn first_contact(yes: bool) -> &'static str {
+    if yes { "true" } else { "false" }
 }
 
 /// Install the global recorder (once per process) and describe every metric.
@@ -83,127 +211,162 @@ pub fn install() -> Result<PrometheusHandle, MetricsError> {
     Ok(handle)
 }
 
-fn describe() {
-    describe_counter!(
+/// What kind of series a metric is, for its `# TYPE` line.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// A metric's name, kind, unit and help text.
+type Described = (&'static str, Kind, Option<Unit>, &'static str);
+
+const fn counter(name: &'static str, help: &'static str) -> Described {
+    (name, Kind::Counter, None, help)
+}
+
+const fn gauge(name: &'static str, help: &'static str) -> Described {
+    (name, Kind::Gauge, None, help)
+}
+
+const fn seconds(kind: Kind, name: &'static str, help: &'static str) -> Described {
+    (name, kind, Some(Unit::Seconds), help)
+}
+
+/// Every metric this process describes at start-up. The sources' request counter is
+/// described with the configured sources (`describe_sources`), when their route is built.
+const METRICS: [Described; 31] = [
+    counter(
         "slakeeper_events_total",
-        "Ticket events received, by type and outcome."
-    );
-    describe_gauge!(
+        "Ticket events received, by type and outcome.",
+    ),
+    gauge(
         "slakeeper_tickets_open",
-        "Open tickets by workflow, stage and priority."
-    );
-    describe_counter!(
+        "Open tickets by workflow, stage and priority.",
+    ),
+    counter(
         "slakeeper_sla_outcomes_total",
-        "SLA clocks met on time or breached."
-    );
-    describe_histogram!(
+        "SLA clocks met on time or breached.",
+    ),
+    seconds(
+        Kind::Histogram,
         "slakeeper_sla_time_seconds",
-        Unit::Seconds,
-        "Working time from a clock's start to meeting it."
-    );
-    describe_counter!(
+        "Working time from a clock's start to meeting it.",
+    ),
+    counter(
         "slakeeper_escalations_total",
-        "Escalations fired, by level."
-    );
-    describe_counter!(
+        "Escalations fired, by level.",
+    ),
+    counter(
         "slakeeper_progress_updates_total",
-        "Progress updates due: sent, or skipped because one was logged."
-    );
-    describe_counter!("slakeeper_surveys_sent_total", "Satisfaction surveys sent.");
-    describe_counter!(
+        "Progress updates due: sent, or skipped because one was logged.",
+    ),
+    counter("slakeeper_surveys_sent_total", "Satisfaction surveys sent."),
+    counter(
         "slakeeper_survey_scores_total",
-        "Survey answers by score (1-5)."
-    );
-    describe_counter!(
+        "Survey answers by score (1-5).",
+    ),
+    counter(
         "slakeeper_nps_answers_total",
-        "Survey answers carrying an NPS (0-10), by class: promoter 9-10, passive 7-8, detractor 0-6."
-    );
-    describe_gauge!(
+        "Survey answers carrying an NPS (0-10), by class: promoter 9-10, passive 7-8, detractor 0-6.",
+    ),
+    gauge(
         "slakeeper_kpi_target",
-        "Each workflow's KPI targets from its `kpis:` block: nps in points, csat and fcr as shares."
-    );
-    describe_counter!(
+        "Each workflow's KPI targets from its `kpis:` block: nps in points, csat and fcr as shares.",
+    ),
+    counter(
         "slakeeper_callbacks_total",
-        "Supervisor call-backs scheduled, completed and overdue."
-    );
-    describe_counter!(
+        "Supervisor call-backs scheduled, completed and overdue.",
+    ),
+    counter(
         "slakeeper_thank_yous_total",
-        "Thank-you messages after a top score."
-    );
-    describe_counter!(
+        "Thank-you messages after a top score.",
+    ),
+    counter(
         "slakeeper_resolutions_total",
-        "Resolutions; first_contact=true when resolved without a plan stage or re-open."
-    );
-    describe_counter!(
+        "Resolutions; first_contact=true when resolved without a plan stage or re-open.",
+    ),
+    counter(
         "slakeeper_reopens_total",
-        "Tickets re-opened after resolution."
-    );
-    describe_counter!(
+        "Tickets re-opened after resolution.",
+    ),
+    counter(
         "slakeeper_notifications_total",
-        "Notification deliveries: sent, failed attempts, retries scheduled, gave_up (still failing --give-up-after past the first attempt)."
-    );
-    describe_counter!(
+        "Notification deliveries: sent, failed attempts, retries scheduled, gave_up (still failing --give-up-after past the first attempt).",
+    ),
+    counter(
         "slakeeper_pruned_rows_total",
-        "Rows deleted by the retention service, by table (closed tickets past --retain-closed with their rows, facts past --retain-facts, failed jobs, stale workers)."
-    );
-    describe_gauge!(
+        "Rows deleted by the retention service, by table (closed tickets past --retain-closed with their rows, facts past --retain-facts, failed jobs, stale workers).",
+    ),
+    gauge(
         "slakeeper_notifications_pending",
-        "Deliveries not yet sent (the outbox backlog)."
-    );
-    describe_gauge!(
+        "Deliveries not yet sent (the outbox backlog).",
+    ),
+    gauge(
         "slakeeper_notifications_held",
-        "Deliveries held because their channel is not configured (emails without SMTP)."
-    );
-    describe_histogram!(
+        "Deliveries held because their channel is not configured (emails without SMTP).",
+    ),
+    seconds(
+        Kind::Histogram,
         "slakeeper_notification_delivery_lag_seconds",
-        Unit::Seconds,
-        "From a notification being due to its successful delivery."
-    );
-    describe_gauge!("slakeeper_timers_pending", "Pending ticket timers by kind.");
-    describe_gauge!(
+        "From a notification being due to its successful delivery.",
+    ),
+    gauge("slakeeper_timers_pending", "Pending ticket timers by kind."),
+    gauge(
         "slakeeper_clocks_at_risk",
-        "Running clock runs by band: breached, or due within 15 min (lt_15m), 1 h (lt_1h), 4 h (lt_4h); bands exclusive."
-    );
-    describe_histogram!(
+        "Running clock runs by band: breached, or due within 15 min (lt_15m), 1 h (lt_1h), 4 h (lt_4h); bands exclusive.",
+    ),
+    seconds(
+        Kind::Histogram,
         "slakeeper_timer_lateness_seconds",
-        Unit::Seconds,
-        "Timer fired minus due (or minus scheduled, for timers born overdue)."
-    );
-    describe_counter!(
+        "Timer fired minus due (or minus scheduled, for timers born overdue).",
+    ),
+    counter(
         "slakeeper_ingest_groups_total",
-        "Ingest transactions committed by group commit (each holds one or more requests)."
-    );
-    describe_counter!(
+        "Ingest transactions committed by group commit (each holds one or more requests).",
+    ),
+    counter(
         "slakeeper_ingest_grouped_requests_total",
-        "Ingest requests committed by group commit; over the groups, the mean group size."
-    );
-    describe_counter!(
+        "Ingest requests committed by group commit; over the groups, the mean group size.",
+    ),
+    counter(
         "slakeeper_jobs_total",
-        "Queue jobs by outcome: applied, moot (no longer pending), deferred, failed."
-    );
-    describe_histogram!(
+        "Queue jobs by outcome: applied, moot (no longer pending), deferred, failed.",
+    ),
+    seconds(
+        Kind::Histogram,
         "slakeeper_job_duration_seconds",
-        Unit::Seconds,
-        "Time to run one queue job."
-    );
-    describe_gauge!(
+        "Time to run one queue job.",
+    ),
+    gauge(
         "slakeeper_db_pool_connections",
-        "Database pool connections of this process by state."
-    );
-    describe_counter!(
+        "Database pool connections of this process by state.",
+    ),
+    counter(
         "slakeeper_worker_restarts_total",
-        "Queue workers rebuilt after a backend failure."
-    );
-    describe_counter!(
+        "Queue workers rebuilt after a backend failure.",
+    ),
+    counter(
         "slakeeper_reviews_total",
-        "Review reports sent on schedule or caught up after downtime."
-    );
-    describe_gauge!("slakeeper_build_info", "Build information.");
-    describe_gauge!(
+        "Review reports sent on schedule or caught up after downtime.",
+    ),
+    gauge("slakeeper_build_info", "Build information."),
+    seconds(
+        Kind::Gauge,
         "slakeeper_calendar_coverage_end_timestamp_seconds",
-        Unit::Seconds,
-        "For each calendar in use, the first instant its holiday data does not cover (Unix time)."
-    );
+        "For each calendar in use, the first instant its holiday data does not cover (Unix time).",
+    ),
+];
+
+fn describe() {
+    for (name, kind, unit, help) in METRICS {
+        metrics::with_recorder(|r| match kind {
+            Kind::Counter => r.describe_counter(name.into(), unit, help.into()),
+            Kind::Gauge => r.describe_gauge(name.into(), unit, help.into()),
+            Kind::Histogram => r.describe_histogram(name.into(), unit, help.into()),
+        });
+    }
 }
 
 /// Register counters at zero for every known label combination, so `increase()` sees the
@@ -214,64 +377,73 @@ pub fn preregister(catalog: &Catalog, queues: &[&'static str]) {
     kpi_targets(catalog);
     calendar_coverage(catalog, chrono::Utc::now());
     for k in EventKind::ALL {
-        for o in ["accepted", "duplicate", "rejected"] {
-            counter!("slakeeper_events_total", "type" => k.as_str(), "outcome" => o).absolute(0);
+        for o in EventOutcome::ALL {
+            counter!("slakeeper_events_total", "type" => k.as_str(), "outcome" => o.as_str())
+                .absolute(0);
         }
     }
     for ch in ChannelKind::ALL.map(|k| k.as_str()) {
-        for o in ["sent", "failed", "retried", "gave_up"] {
-            counter!("slakeeper_notifications_total", "channel" => ch, "outcome" => o).absolute(0);
+        for o in DeliveryOutcome::ALL {
+            counter!("slakeeper_notifications_total", "channel" => ch, "outcome" => o.as_str())
+                .absolute(0);
         }
     }
-    for t in PRUNED_TABLES {
-        counter!("slakeeper_pruned_rows_total", "table" => t).absolute(0);
+    for t in PrunedTable::ALL {
+        counter!("slakeeper_pruned_rows_total", "table" => t.as_str()).absolute(0);
     }
     for &q in queues {
-        for o in ["applied", "moot", "deferred", "failed"] {
-            counter!("slakeeper_jobs_total", "queue" => q, "outcome" => o).absolute(0);
+        for o in JobResult::ALL {
+            counter!("slakeeper_jobs_total", "queue" => q, "outcome" => o.as_str()).absolute(0);
         }
         counter!("slakeeper_worker_restarts_total", "queue" => q).absolute(0);
     }
     for wf in catalog.workflows.values() {
-        let w = wf.name.clone();
-        let mut clocks: BTreeSet<String> = wf.clocks.iter().map(|c| c.name.clone()).collect();
-        if wf.rules.iter().any(|r| r.callback.is_some()) {
-            clocks.insert(crate::core::model::CALLBACK.to_string());
-        }
-        for c in &clocks {
-            for p in &wf.priorities {
-                for o in ["met", "breached"] {
-                    counter!("slakeeper_sla_outcomes_total", "workflow" => w.clone(), "clock" => c.clone(), "priority" => p.clone(), "outcome" => o).absolute(0);
-                }
-            }
-        }
-        for o in ["sent", "skipped"] {
-            counter!("slakeeper_progress_updates_total", "workflow" => w.clone(), "outcome" => o)
-                .absolute(0);
-        }
-        counter!("slakeeper_surveys_sent_total", "workflow" => w.clone()).absolute(0);
-        for s in 1..=5 {
-            counter!("slakeeper_survey_scores_total", "workflow" => w.clone(), "score" => s.to_string()).absolute(0);
-        }
-        for o in ["scheduled", "completed", "overdue"] {
-            counter!("slakeeper_callbacks_total", "workflow" => w.clone(), "outcome" => o)
-                .absolute(0);
-        }
-        for c in NPS_CLASSES {
-            counter!("slakeeper_nps_answers_total", "workflow" => w.clone(), "class" => c)
-                .absolute(0);
-        }
-        counter!("slakeeper_thank_yous_total", "workflow" => w.clone()).absolute(0);
-        counter!("slakeeper_reopens_total", "workflow" => w.clone()).absolute(0);
+        preregister_workflow(wf);
+    }
+}
+
+/// The series of one workflow, at zero.
+fn preregister_workflow(wf: &Workflow) {
+    let w = wf.name.clone();
+    let mut clocks: BTreeSet<String> = wf.clocks.iter().map(|c| c.name.clone()).collect();
+    if wf.rules.iter().any(|r| r.callback.is_some()) {
+        clocks.insert(crate::core::model::CALLBACK.to_string());
+    }
+    for c in &clocks {
         for p in &wf.priorities {
-            for fc in ["true", "false"] {
-                counter!("slakeeper_resolutions_total", "workflow" => w.clone(), "priority" => p.clone(), "first_contact" => fc).absolute(0);
+            for o in SLA_OUTCOMES {
+                counter!("slakeeper_sla_outcomes_total", "workflow" => w.clone(), "clock" => c.clone(), "priority" => p.clone(), "outcome" => o.as_str()).absolute(0);
             }
         }
-        for o in ["sent", "caught_up"] {
-            counter!("slakeeper_reviews_total", "workflow" => w.clone(), "outcome" => o)
-                .absolute(0);
+    }
+    for o in ProgressOutcome::ALL {
+        counter!("slakeeper_progress_updates_total", "workflow" => w.clone(), "outcome" => o.as_str())
+            .absolute(0);
+    }
+    counter!("slakeeper_surveys_sent_total", "workflow" => w.clone()).absolute(0);
+    for s in 1..=5 {
+        counter!("slakeeper_survey_scores_total", "workflow" => w.clone(), "score" => s.to_string()).absolute(0);
+    }
+    for o in CALLBACK_OUTCOMES {
+        counter!("slakeeper_callbacks_total", "workflow" => w.clone(), "outcome" => o.as_str())
+            .absolute(0);
+    }
+    // The classes are the core's `nps_class` of every score, so they are the ones emitted.
+    let mut classes: Vec<&'static str> = (0..=10).rev().map(nps_class).collect();
+    classes.dedup();
+    for c in classes {
+        counter!("slakeeper_nps_answers_total", "workflow" => w.clone(), "class" => c).absolute(0);
+    }
+    counter!("slakeeper_thank_yous_total", "workflow" => w.clone()).absolute(0);
+    counter!("slakeeper_reopens_total", "workflow" => w.clone()).absolute(0);
+    for p in &wf.priorities {
+        for fc in [true, false].map(first_contact) {
+            counter!("slakeeper_resolutions_total", "workflow" => w.clone(), "priority" => p.clone(), "first_contact" => fc).absolute(0);
         }
+    }
+    for o in ReviewOutcome::ALL {
+        counter!("slakeeper_reviews_total", "workflow" => w.clone(), "outcome" => o.as_str())
+            .absolute(0);
     }
 }
 
@@ -279,14 +451,15 @@ pub fn preregister(catalog: &Catalog, queues: &[&'static str]) {
 #[derive(Debug, Clone)]
 pub enum Metric {
     Event {
+        /// The event's type, or `invalid` for a body whose type does not parse.
         kind: &'static str,
-        outcome: &'static str,
+        outcome: EventOutcome,
     },
     Outcome {
         workflow: String,
         clock: String,
         priority: String,
-        outcome: &'static str,
+        outcome: Outcome,
     },
     SlaTime {
         workflow: String,
@@ -305,21 +478,22 @@ pub enum Metric {
     },
     Review {
         workflow: String,
-        outcome: &'static str,
+        outcome: ReviewOutcome,
     },
 }
 
 pub fn record(m: &Metric) {
     match m {
         Metric::Event { kind, outcome } => {
-            counter!("slakeeper_events_total", "type" => *kind, "outcome" => *outcome).increment(1)
+            counter!("slakeeper_events_total", "type" => *kind, "outcome" => outcome.as_str())
+                .increment(1)
         }
         Metric::Outcome {
             workflow,
             clock,
             priority,
             outcome,
-        } => counter!("slakeeper_sla_outcomes_total", "workflow" => workflow.clone(), "clock" => clock.clone(), "priority" => priority.clone(), "outcome" => *outcome).increment(1),
+        } => counter!("slakeeper_sla_outcomes_total", "workflow" => workflow.clone(), "clock" => clock.clone(), "priority" => priority.clone(), "outcome" => outcome.as_str()).increment(1),
         Metric::SlaTime {
             workflow,
             clock,
@@ -330,27 +504,37 @@ pub fn record(m: &Metric) {
             workflow,
             priority,
             fact,
-        } => {
-            let w = workflow.clone();
-            match fact {
-                Fact::Escalation { clock, level } => counter!("slakeeper_escalations_total", "workflow" => w, "clock" => clock.clone(), "level" => level.to_string()).increment(1),
-                Fact::ProgressUpdate { sent } => counter!("slakeeper_progress_updates_total", "workflow" => w, "outcome" => if *sent { "sent" } else { "skipped" }).increment(1),
-                Fact::SurveySent => counter!("slakeeper_surveys_sent_total", "workflow" => w).increment(1),
-                Fact::SurveyScore { score } => counter!("slakeeper_survey_scores_total", "workflow" => w, "score" => score.to_string()).increment(1),
-                Fact::Nps { score } => counter!("slakeeper_nps_answers_total", "workflow" => w, "class" => nps_class(*score)).increment(1),
-                Fact::Callback { outcome } => counter!("slakeeper_callbacks_total", "workflow" => w, "outcome" => outcome.as_str()).increment(1),
-                Fact::ThankYou => counter!("slakeeper_thank_yous_total", "workflow" => w).increment(1),
-                Fact::Resolution { first_contact } => counter!("slakeeper_resolutions_total", "workflow" => w, "priority" => priority.clone(), "first_contact" => if *first_contact { "true" } else { "false" }).increment(1),
-                Fact::Reopen => counter!("slakeeper_reopens_total", "workflow" => w).increment(1),
-            }
-        }
+        } => record_fact(workflow, priority, fact),
         Metric::Lateness { kind, seconds } => {
             histogram!("slakeeper_timer_lateness_seconds", "kind" => kind.as_str())
                 .record(seconds.max(0.0))
         }
         Metric::Review { workflow, outcome } => {
-            counter!("slakeeper_reviews_total", "workflow" => workflow.clone(), "outcome" => *outcome).increment(1)
+            counter!("slakeeper_reviews_total", "workflow" => workflow.clone(), "outcome" => outcome.as_str()).increment(1)
         }
+    }
+}
+
+fn record_fact(workflow: &str, priority: &str, fact: &Fact) {
+    let w = workflow.to_string();
+    match fact {
+        Fact::Escalation { clock, level } => counter!("slakeeper_escalations_total", "workflow" => w, "clock" => clock.clone(), "level" => level.to_string()).increment(1),
+        Fact::ProgressUpdate { sent } => {
+            let o = if *sent {
+                ProgressOutcome::Sent
+            } else {
+                ProgressOutcome::Skipped
+            };
+            counter!("slakeeper_progress_updates_total", "workflow" => w, "outcome" => o.as_str())
+                .increment(1)
+        }
+        Fact::SurveySent => counter!("slakeeper_surveys_sent_total", "workflow" => w).increment(1),
+        Fact::SurveyScore { score } => counter!("slakeeper_survey_scores_total", "workflow" => w, "score" => score.to_string()).increment(1),
+        Fact::Nps { score } => counter!("slakeeper_nps_answers_total", "workflow" => w, "class" => nps_class(*score)).increment(1),
+        Fact::Callback { outcome } => counter!("slakeeper_callbacks_total", "workflow" => w, "outcome" => outcome.as_str()).increment(1),
+        Fact::ThankYou => counter!("slakeeper_thank_yous_total", "workflow" => w).increment(1),
+        Fact::Resolution { first_contact: fc } => counter!("slakeeper_resolutions_total", "workflow" => w, "priority" => priority.to_string(), "first_contact" => first_contact(*fc)).increment(1),
+        Fact::Reopen => counter!("slakeeper_reopens_total", "workflow" => w).increment(1),
     }
 }
 
@@ -360,35 +544,44 @@ pub fn ingest_group(requests: usize) {
     counter!("slakeeper_ingest_grouped_requests_total").increment(requests as u64);
 }
 
-pub fn job(queue: &'static str, outcome: &'static str, seconds: f64) {
-    counter!("slakeeper_jobs_total", "queue" => queue, "outcome" => outcome).increment(1);
+pub fn job(queue: &'static str, outcome: JobResult, seconds: f64) {
+    counter!("slakeeper_jobs_total", "queue" => queue, "outcome" => outcome.as_str()).increment(1);
     histogram!("slakeeper_job_duration_seconds", "queue" => queue).record(seconds);
 }
 
-pub fn notification(channel: &str, outcome: &'static str) {
-    counter!("slakeeper_notifications_total", "channel" => channel.to_string(), "outcome" => outcome).increment(1);
+pub fn notification(channel: &str, outcome: DeliveryOutcome) {
+    counter!("slakeeper_notifications_total", "channel" => channel.to_string(), "outcome" => outcome.as_str()).increment(1);
 }
 
-/// The `table` label values of `slakeeper_pruned_rows_total`, pre-registered at zero.
-/// Listed here, not in `retention`, so that metrics stays a leaf of the shell.
-pub const PRUNED_TABLES: [&str; 10] = [
-    "sk_tickets",
-    "sk_events",
-    "sk_timeline",
-    "sk_timers",
-    "sk_notifications",
-    "sk_deliveries",
-    "sk_attempts",
-    "sk_facts",
-    "apalis_jobs",
-    "apalis_workers",
-];
-
-/// Rows the retention service deleted from `table` (one of `PRUNED_TABLES`).
-pub fn pruned(table: &'static str, rows: u64) {
+/// Rows the retention service deleted from `table`.
+pub fn pruned(table: PrunedTable, rows: u64) {
     if rows > 0 {
-        counter!("slakeeper_pruned_rows_total", "table" => table).increment(rows);
+        counter!("slakeeper_pruned_rows_total", "table" => table.as_str()).increment(rows);
     }
+}
+
+const SOURCE_REQUESTS: &str = "slakeeper_source_requests_total";
+
+/// Describe `slakeeper_source_requests_total` and export every (source, outcome) at 0, so
+/// rates work from the first request. Source names come from `sources.yaml`: the label is
+/// bounded.
+pub fn describe_sources<'a>(names: impl Iterator<Item = &'a str>) {
+    metrics::describe_counter!(
+        SOURCE_REQUESTS,
+        "Webhook requests from configured sources, by source and outcome."
+    );
+    for name in names {
+        for o in SourceOutcome::ALL {
+            counter!(SOURCE_REQUESTS, "source" => name.to_string(), "outcome" => o.as_str())
+                .absolute(0);
+        }
+    }
+}
+
+/// One webhook request of the configured source `source`.
+pub fn source_request(source: &str, outcome: SourceOutcome) {
+    counter!(SOURCE_REQUESTS, "source" => source.to_string(), "outcome" => outcome.as_str())
+        .increment(1);
 }
 
 pub fn delivery_lag(channel: &str, seconds: f64) {

@@ -24,7 +24,7 @@ fn show(t: Option<DateTime<Utc>>, tz: chrono_tz::Tz) -> String {
 fn line(c: &ClockChange, tz: chrono_tz::Tz) -> String {
     let side = |l: Option<&crate::core::machine::ClockLine>| {
         l.map_or(("-".into(), "-".into(), "-".into()), |l| {
-            (l.target.clone(), show(l.due, tz), l.outcome.clone())
+            (l.target.clone(), show(l.due, tz), l.outcome.to_string())
         })
     };
     let (ot, od, oo) = side(c.old.as_ref());

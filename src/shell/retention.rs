@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 
 use crate::shell::db::{Conn, Db, DbError, Tx};
 use crate::shell::engine::Engine;
-use crate::shell::metrics;
+use crate::shell::metrics::{self, PrunedTable};
 use crate::shell::queue;
 use crate::shell::services::{Done, Service};
 use crate::shell::settings::RetentionSettings;
@@ -55,10 +55,10 @@ impl Service for Retention {
         let (tickets, full) = prune_closed_tickets(db, closed_before, TICKET_BATCH).await?;
         let facts = prune_facts(db, before(now, self.keep.facts), ROW_BATCH).await?;
         let jobs = queue::prune_failed(db, closed_before.timestamp(), ROW_BATCH).await?;
-        metrics::pruned("apalis_jobs", jobs);
+        metrics::pruned(PrunedTable::ApalisJobs, jobs);
         let stale = before(now, STALE_WORKER).timestamp();
         let workers = queue::prune_workers(db, stale, ROW_BATCH).await?;
-        metrics::pruned("apalis_workers", workers);
+        metrics::pruned(PrunedTable::ApalisWorkers, workers);
         let more = full || facts == ROW_BATCH as u64 || jobs == ROW_BATCH as u64;
         Ok(Done {
             count: (tickets + facts + jobs + workers) as usize,
@@ -76,43 +76,43 @@ fn before(now: DateTime<Utc>, keep: Duration) -> DateTime<Utc> {
 
 /// The rows of a batch of tickets, in the order they are deleted (children first), as
 /// (table, SQLite statement, PostgreSQL statement); `$1` is the ids as a JSON array.
-const TICKET_ROWS: [(&str, &str, &str); 7] = [
+const TICKET_ROWS: [(PrunedTable, &str, &str); 7] = [
     (
-        "sk_attempts",
+        PrunedTable::Attempts,
         "DELETE FROM sk_attempts WHERE notification IN (SELECT id FROM sk_notifications
           WHERE ticket IN (SELECT value FROM json_each($1)))",
         "DELETE FROM sk_attempts WHERE notification IN (SELECT id FROM sk_notifications
           WHERE ticket IN (SELECT jsonb_array_elements_text($1::jsonb)))",
     ),
     (
-        "sk_deliveries",
+        PrunedTable::Deliveries,
         "DELETE FROM sk_deliveries WHERE notification IN (SELECT id FROM sk_notifications
           WHERE ticket IN (SELECT value FROM json_each($1)))",
         "DELETE FROM sk_deliveries WHERE notification IN (SELECT id FROM sk_notifications
           WHERE ticket IN (SELECT jsonb_array_elements_text($1::jsonb)))",
     ),
     (
-        "sk_notifications",
+        PrunedTable::Notifications,
         "DELETE FROM sk_notifications WHERE ticket IN (SELECT value FROM json_each($1))",
         "DELETE FROM sk_notifications WHERE ticket IN (SELECT jsonb_array_elements_text($1::jsonb))",
     ),
     (
-        "sk_timeline",
+        PrunedTable::Timeline,
         "DELETE FROM sk_timeline WHERE ticket IN (SELECT value FROM json_each($1))",
         "DELETE FROM sk_timeline WHERE ticket IN (SELECT jsonb_array_elements_text($1::jsonb))",
     ),
     (
-        "sk_events",
+        PrunedTable::Events,
         "DELETE FROM sk_events WHERE ticket IN (SELECT value FROM json_each($1))",
         "DELETE FROM sk_events WHERE ticket IN (SELECT jsonb_array_elements_text($1::jsonb))",
     ),
     (
-        "sk_timers",
+        PrunedTable::Timers,
         "DELETE FROM sk_timers WHERE ticket IN (SELECT value FROM json_each($1))",
         "DELETE FROM sk_timers WHERE ticket IN (SELECT jsonb_array_elements_text($1::jsonb))",
     ),
     (
-        "sk_tickets",
+        PrunedTable::Tickets,
         "DELETE FROM sk_tickets WHERE id IN (SELECT value FROM json_each($1))",
         "DELETE FROM sk_tickets WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb))",
     ),
@@ -215,6 +215,6 @@ pub async fn prune_facts(db: &Db, before: DateTime<Utc>, limit: i64) -> Result<u
         ms(before),
         limit
     )?;
-    metrics::pruned("sk_facts", n);
+    metrics::pruned(PrunedTable::Facts, n);
     Ok(n)
 }

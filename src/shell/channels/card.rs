@@ -7,7 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::shell::channels::Message;
+use crate::shell::channels::channel::Message;
 
 /// At most `max` bytes of `s`, cut at a character boundary, with `…` when cut.
 pub fn cut(s: &str, max: usize) -> String {

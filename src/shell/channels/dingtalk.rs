@@ -13,11 +13,10 @@ use serde_json::{Value, json};
 
 use crate::core::ids::percent_encode;
 use crate::shell::channels::card::{cut, hmac_b64, markdown, with_query};
+use crate::shell::channels::channel::{Channel, Message, Reply, TransportError, scrub};
 use crate::shell::channels::endpoint::Endpoint;
 use crate::shell::channels::limit::Limits;
-use crate::shell::channels::{
-    Channel, HttpReply, Message, Reply, TransportError, classify_http, scrub, send_http,
-};
+use crate::shell::channels::send::{HttpReply, classify_http, send_http};
 
 /// DingTalk's documented limit per robot.
 pub const PER_MINUTE: usize = 20;

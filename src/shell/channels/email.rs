@@ -6,7 +6,9 @@ use std::time::Duration;
 use lettre::message::{Mailbox, header::ContentType};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
-use crate::shell::channels::{Channel, ChannelError, Message, Reply, TransportError, scrub};
+use crate::shell::channels::channel::{
+    Channel, ChannelError, Message, Reply, TransportError, scrub,
+};
 use crate::shell::secret::Secret;
 
 #[derive(Clone)]

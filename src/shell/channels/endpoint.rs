@@ -3,7 +3,7 @@
 //! Slack, DingTalk, WeCom and Teams carry their token, so they live in environment variables
 //! and are read here, into [`Secret`]s, for the one attempt that needs them.
 
-use crate::shell::channels::ChannelKind;
+use crate::core::channel::ChannelKind;
 use crate::shell::secret::Secret;
 use crate::workflow::{ChannelEntry, Routes};
 

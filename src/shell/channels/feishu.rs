@@ -11,10 +11,9 @@ use chrono::Utc;
 use serde_json::{Value, json};
 
 use crate::shell::channels::card::{cut, hmac_b64};
+use crate::shell::channels::channel::{Channel, Message, Reply, TransportError, scrub};
 use crate::shell::channels::endpoint::Endpoint;
-use crate::shell::channels::{
-    Channel, HttpReply, Message, Reply, TransportError, classify_http, scrub, send_http,
-};
+use crate::shell::channels::send::{HttpReply, classify_http, send_http};
 
 pub const RATE_LIMITED: i64 = 11232;
 

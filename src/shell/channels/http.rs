@@ -10,10 +10,9 @@
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::{Value, json};
 
+use crate::shell::channels::channel::{Channel, Message, Reply, TransportError};
 use crate::shell::channels::endpoint::Endpoint;
-use crate::shell::channels::{
-    Channel, HttpReply, Message, Reply, TransportError, classify_http, send_http,
-};
+use crate::shell::channels::send::{HttpReply, classify_http, send_http};
 
 pub struct Http<'a> {
     http: reqwest::Client,

@@ -6,10 +6,9 @@
 use serde_json::{Value, json};
 
 use crate::shell::channels::card::cut;
+use crate::shell::channels::channel::{Channel, Message, Reply, TransportError};
 use crate::shell::channels::endpoint::Endpoint;
-use crate::shell::channels::{
-    Channel, HttpReply, Message, Reply, TransportError, classify_http, send_http,
-};
+use crate::shell::channels::send::{HttpReply, classify_http, send_http};
 
 pub struct Teams<'a> {
     http: reqwest::Client,

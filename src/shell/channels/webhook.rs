@@ -10,7 +10,9 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
-use crate::shell::channels::{Channel, ChannelError, Message, Reply, TransportError, trust};
+use crate::shell::channels::channel::{Channel, ChannelError, Message, Reply, TransportError};
+use crate::shell::channels::send::without_url;
+use crate::shell::channels::trust;
 use crate::shell::secret::Secret;
 
 #[derive(Debug, Clone)]
@@ -140,21 +142,6 @@ pub fn standard_signature(secret: &str, id: &str, timestamp: i64, body: &[u8]) -
         "v1,{}",
         crate::shell::channels::card::hmac_b64(&standard_key(secret), &signed)
     )
-}
-
-/// A transport error without the URL (webhook URLs often carry a token).
-pub fn without_url(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    if let Some(u) = e.url() {
-        s = s.replace(u.as_str(), "<url>");
-    }
-    if e.is_timeout() {
-        return "timed out".into();
-    }
-    if e.is_connect() {
-        return format!("connection failed ({s})");
-    }
-    s
 }
 
 #[cfg(test)]

@@ -10,12 +10,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::shell::channels::card::markdown;
+use crate::shell::channels::channel::{Channel, Message, Reply, TransportError};
 use crate::shell::channels::dingtalk::errcode_reply;
 use crate::shell::channels::endpoint::Endpoint;
 use crate::shell::channels::limit::Limits;
-use crate::shell::channels::{
-    Channel, HttpReply, Message, Reply, TransportError, classify_http, send_http,
-};
+use crate::shell::channels::send::{HttpReply, classify_http, send_http};
 
 pub const PER_MINUTE: usize = 20;
 pub const RATE_LIMITED: i64 = 45009;

@@ -167,29 +167,29 @@ impl Engine {
         if let Attempt::GaveUp { error } = attempt {
             tracing::error!(error = %error, give_up_after_s = self.retry.give_up_after.as_secs(),
                             "delivery still failing after --give-up-after; given up, see ticket show");
-            metrics::notification(&d.channel, "failed");
-            metrics::notification(&d.channel, "gave_up");
+            metrics::notification(&d.channel, metrics::DeliveryOutcome::Failed);
+            metrics::notification(&d.channel, metrics::DeliveryOutcome::GaveUp);
             return Ok(());
         }
         match reply {
             Reply::Delivered => {
-                metrics::notification(&d.channel, "sent");
+                metrics::notification(&d.channel, metrics::DeliveryOutcome::Sent);
                 let lag = (now - from_ms(n.at)).num_milliseconds() as f64 / 1000.0;
                 metrics::delivery_lag(&d.channel, lag);
             }
             Reply::Retry(e) => {
                 tracing::warn!(error = %e, "delivery failed; will retry");
-                metrics::notification(&d.channel, "failed");
-                metrics::notification(&d.channel, "retried");
+                metrics::notification(&d.channel, metrics::DeliveryOutcome::Failed);
+                metrics::notification(&d.channel, metrics::DeliveryOutcome::Retried);
             }
             Reply::GiveUp(e) => {
                 tracing::error!(error = %e, "delivery failed for good; see ticket show");
-                metrics::notification(&d.channel, "failed");
+                metrics::notification(&d.channel, metrics::DeliveryOutcome::Failed);
             }
             Reply::Later { after, why } => {
                 tracing::info!(reason = %why, wait_ms = after.as_millis() as u64,
                                "delivery queued behind a rate limit");
-                metrics::notification(&d.channel, "retried");
+                metrics::notification(&d.channel, metrics::DeliveryOutcome::Retried);
             }
             Reply::Held(_) => {}
         }

@@ -337,7 +337,7 @@ async fn outcome(tx: &mut Tx, c: &Carry<'_>, o: &Out, oc: &ClockOutcome) -> Resu
         workflow: c.t.workflow.clone(),
         clock: oc.clock.clone(),
         priority: oc.priority.clone(),
-        outcome: oc.outcome.as_str(),
+        outcome: oc.outcome,
     };
     store::insert_fact(tx, &id, c.t, &oc.priority, &row, o.at, m).await?;
     let d = json!({"clock": oc.clock, "outcome": oc.outcome.as_str(),

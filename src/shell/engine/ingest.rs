@@ -22,7 +22,7 @@ use crate::core::routing::choose_workflow;
 use crate::shell::db::{DbError, Tx};
 use crate::shell::engine::timers::wake_if_soon;
 use crate::shell::engine::{After, Engine, Slot, Version, VersionError};
-use crate::shell::metrics::Metric;
+use crate::shell::metrics::{EventOutcome, Metric};
 use crate::shell::store::{self, Stored};
 
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +100,7 @@ impl<'a> Batch<'a> {
         IngestError::Bad(if self.batch { e.in_batch(i) } else { e })
     }
 
-    fn count(&mut self, ev: &Event, outcome: &'static str) {
+    fn count(&mut self, ev: &Event, outcome: EventOutcome) {
         self.after.metrics.push(Metric::Event {
             kind: ev.kind.as_str(),
             outcome,
@@ -225,7 +225,7 @@ impl Engine {
             Stored::New => *b.inserted.entry(ev.ticket.clone()).or_default() += 1,
             Stored::Duplicate => {
                 b.res.duplicates += 1;
-                b.count(ev, "duplicate");
+                b.count(ev, EventOutcome::Duplicate);
                 return Ok(());
             }
             Stored::Conflict => {
@@ -246,7 +246,7 @@ impl Engine {
             }
         }
         b.res.accepted += 1;
-        b.count(ev, "accepted");
+        b.count(ev, EventOutcome::Accepted);
         if !b.slots.contains_key(&ev.ticket) {
             let loaded = self.load_slot(tx, b, i).await?;
             b.slots.insert(ev.ticket.clone(), loaded);

@@ -106,11 +106,18 @@ pub enum JobOutcome {
 }
 
 impl JobOutcome {
+    /// Its `slakeeper_jobs_total` label.
     pub fn as_str(self) -> &'static str {
-        match self {
-            JobOutcome::Applied => "applied",
-            JobOutcome::Moot => "moot",
-            JobOutcome::Deferred => "deferred",
+        metrics::JobResult::from(self).as_str()
+    }
+}
+
+impl From<JobOutcome> for metrics::JobResult {
+    fn from(o: JobOutcome) -> metrics::JobResult {
+        match o {
+            JobOutcome::Applied => metrics::JobResult::Applied,
+            JobOutcome::Moot => metrics::JobResult::Moot,
+            JobOutcome::Deferred => metrics::JobResult::Deferred,
         }
     }
 }

@@ -63,7 +63,7 @@ impl Engine {
         let caught_up = now - until > chrono::Duration::seconds(60);
         metrics::record(&Metric::Review {
             workflow: wf.name.clone(),
-            outcome: if caught_up { "caught_up" } else { "sent" },
+            outcome: metrics::ReviewOutcome::of(caught_up),
         });
         tracing::info!(workflow = %wf.name, period_end = %until, caught_up, "review report queued");
         Ok(JobOutcome::Applied)

@@ -135,10 +135,10 @@ impl Engine {
         let mut first_err = None;
         for r in results {
             match r {
-                Ok(o) => metrics::job(FIRINGS, o.as_str(), each),
+                Ok(o) => metrics::job(FIRINGS, o.into(), each),
                 Err(e) => {
                     // Its claim runs out and another round takes it again.
-                    metrics::job(FIRINGS, "failed", each);
+                    metrics::job(FIRINGS, metrics::JobResult::Failed, each);
                     first_err.get_or_insert(e);
                 }
             }

@@ -14,15 +14,16 @@
 //!
 //! The ticket id is the conversation's display id, as agents see it.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, FixedOffset, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{
-    Draft, Request, Secret, Source, Unreadable, Unverified, fresh, hmac_sha256_ok, parse_body,
-    party, prefixed_hex, scalar, status_events, text, time_value, unix,
+use super::common::{
+    Draft, Request, Source, Unreadable, Unverified, fresh, hmac_sha256_ok, parse_body, party,
+    prefixed_hex, scalar, status_events, text, time_value, unix,
 };
 use crate::core::event::EventKind;
+use crate::shell::secret::Secret;
 use crate::workflow::sources::SourceSpec;
 
 const SIG: &str = "x-chatwoot-signature";
@@ -129,96 +130,139 @@ impl Source for Chatwoot {
             .and_then(|t| t.parse::<f64>().ok())
             .and_then(unix)
             .unwrap_or_else(|| now.fixed_offset());
-        let t = |v: &Option<Value>| v.as_ref().and_then(time_value);
-        let mut out = Vec::new();
         match p.event.as_str() {
-            "conversation_created" => {
-                let ticket = conversation_id(&p)?;
-                let at = t(&p.created_at).unwrap_or(sent);
-                let mut e = Draft::new(EventKind::Opened, &ticket, at);
-                e.priority = spec.priority(p.priority.as_deref());
-                e.category = spec.category(None);
-                e.channel = text(p.channel.as_deref());
-                let meta = p.meta.as_ref();
-                e.customer = meta
-                    .and_then(|m| m.sender.as_ref())
-                    .and_then(|s| party(s.name.as_deref(), s.email.as_deref()));
-                e.assignee = meta
-                    .and_then(|m| m.assignee.as_ref())
-                    .and_then(|s| party(s.name.as_deref(), s.email.as_deref()));
-                out.push(e);
-            }
+            "conversation_created" => Ok(vec![opened(spec, &p, sent)?]),
             "conversation_status_changed" | "conversation_resolved" | "conversation_opened" => {
-                let ticket = conversation_id(&p)?;
-                let at = t(&p.updated_at).or_else(|| t(&p.timestamp)).unwrap_or(sent);
-                let (prev, cur) = changed(&p, "status");
-                let cur = cur.or_else(|| text(p.status.as_deref()));
-                if let Some(cur) = cur {
-                    let from = prev.map(|s| spec.status(&s));
-                    for k in status_events(from, spec.status(&cur)) {
-                        out.push(Draft::new(k, &ticket, at));
-                    }
-                }
+                status_changed(spec, &p, sent)
             }
-            "conversation_updated" => {
-                let ticket = conversation_id(&p)?;
-                let at = t(&p.updated_at).or_else(|| t(&p.timestamp)).unwrap_or(sent);
-                if let (_, Some(pr)) = changed(&p, "priority") {
-                    let mut e = Draft::new(EventKind::Classified, &ticket, at);
-                    e.priority = spec.priority(Some(&pr));
-                    out.push(e);
-                }
-                if changed(&p, "assignee_id").1.is_some()
-                    && let Some(a) = p
-                        .meta
-                        .as_ref()
-                        .and_then(|m| m.assignee.as_ref())
-                        .and_then(|s| party(s.name.as_deref(), s.email.as_deref()))
-                {
-                    let mut e = Draft::new(EventKind::Assigned, &ticket, at);
-                    e.assignee = Some(a);
-                    out.push(e);
-                }
-            }
-            "message_created" => {
-                let outgoing = match &p.message_type {
-                    Some(Value::String(s)) => s == "outgoing",
-                    Some(Value::Number(n)) => n.as_i64() == Some(1),
-                    _ => false,
-                };
-                let agent = p.sender.as_ref().and_then(|s| s.kind.as_deref()) == Some("user");
-                if outgoing && agent && p.private != Some(true) {
-                    let ticket = message_conversation(&p)?;
-                    let at = t(&p.created_at).unwrap_or(sent);
-                    out.push(Draft::new(EventKind::Responded, &ticket, at));
-                }
-            }
-            "message_updated" if p.content_type.as_deref() == Some("input_csat") => {
-                let resp = p
-                    .content_attributes
-                    .as_ref()
-                    .and_then(|c| c.pointer("/submitted_values/csat_survey_response"));
-                let rating = resp
-                    .and_then(|r| r.get("rating"))
-                    .and_then(scalar)
-                    .and_then(|r| r.parse::<u8>().ok())
-                    .filter(|r| (1..=5).contains(r));
-                if let Some(score) = rating {
-                    let ticket = message_conversation(&p)?;
-                    let at = t(&p.updated_at).unwrap_or(sent);
-                    let mut e = Draft::new(EventKind::SurveyAnswered, &ticket, at);
-                    e.score = Some(score);
-                    e.comment = resp
-                        .and_then(|r| r.get("feedback_message"))
-                        .and_then(Value::as_str)
-                        .and_then(|s| text(Some(s)));
-                    out.push(e);
-                }
-            }
-            _ => {}
+            "conversation_updated" => updated(spec, &p, sent),
+            "message_created" => replied(&p, sent),
+            "message_updated" if p.content_type.as_deref() == Some("input_csat") => csat(&p, sent),
+            _ => Ok(vec![]),
         }
-        Ok(out)
     }
+}
+
+/// A time field that may be absent, a string or a number.
+fn time(v: &Option<Value>) -> Option<DateTime<FixedOffset>> {
+    v.as_ref().and_then(time_value)
+}
+
+/// When a conversation changed: its `updated_at`, else the event's `timestamp`.
+fn changed_at(p: &Payload, sent: DateTime<FixedOffset>) -> DateTime<FixedOffset> {
+    time(&p.updated_at)
+        .or_else(|| time(&p.timestamp))
+        .unwrap_or(sent)
+}
+
+/// `conversation_created`: opened, with the contact as customer and the assignee if any.
+fn opened(
+    spec: &SourceSpec,
+    p: &Payload,
+    sent: DateTime<FixedOffset>,
+) -> Result<Draft, Unreadable> {
+    let ticket = conversation_id(p)?;
+    let at = time(&p.created_at).unwrap_or(sent);
+    let mut e = Draft::new(EventKind::Opened, &ticket, at);
+    e.priority = spec.priority(p.priority.as_deref());
+    e.category = spec.category(None);
+    e.channel = text(p.channel.as_deref());
+    let meta = p.meta.as_ref();
+    e.customer = meta
+        .and_then(|m| m.sender.as_ref())
+        .and_then(|s| party(s.name.as_deref(), s.email.as_deref()));
+    e.assignee = meta
+        .and_then(|m| m.assignee.as_ref())
+        .and_then(|s| party(s.name.as_deref(), s.email.as_deref()));
+    Ok(e)
+}
+
+/// A status change (`conversation_status_changed`, `_resolved`, `_opened`).
+fn status_changed(
+    spec: &SourceSpec,
+    p: &Payload,
+    sent: DateTime<FixedOffset>,
+) -> Result<Vec<Draft>, Unreadable> {
+    let ticket = conversation_id(p)?;
+    let at = changed_at(p, sent);
+    let (prev, cur) = changed(p, "status");
+    let Some(cur) = cur.or_else(|| text(p.status.as_deref())) else {
+        return Ok(vec![]);
+    };
+    let from = prev.map(|s| spec.status(&s));
+    Ok(status_events(from, spec.status(&cur))
+        .into_iter()
+        .map(|k| Draft::new(k, &ticket, at))
+        .collect())
+}
+
+/// `conversation_updated`: a new priority and/or a new assignee.
+fn updated(
+    spec: &SourceSpec,
+    p: &Payload,
+    sent: DateTime<FixedOffset>,
+) -> Result<Vec<Draft>, Unreadable> {
+    let ticket = conversation_id(p)?;
+    let at = changed_at(p, sent);
+    let mut out = Vec::new();
+    if let (_, Some(pr)) = changed(p, "priority") {
+        let mut e = Draft::new(EventKind::Classified, &ticket, at);
+        e.priority = spec.priority(Some(&pr));
+        out.push(e);
+    }
+    if changed(p, "assignee_id").1.is_some()
+        && let Some(a) = p
+            .meta
+            .as_ref()
+            .and_then(|m| m.assignee.as_ref())
+            .and_then(|s| party(s.name.as_deref(), s.email.as_deref()))
+    {
+        let mut e = Draft::new(EventKind::Assigned, &ticket, at);
+        e.assignee = Some(a);
+        out.push(e);
+    }
+    Ok(out)
+}
+
+/// `message_created`: only an outgoing, public message by an agent answers the customer.
+fn replied(p: &Payload, sent: DateTime<FixedOffset>) -> Result<Vec<Draft>, Unreadable> {
+    let outgoing = match &p.message_type {
+        Some(Value::String(s)) => s == "outgoing",
+        Some(Value::Number(n)) => n.as_i64() == Some(1),
+        _ => false,
+    };
+    let agent = p.sender.as_ref().and_then(|s| s.kind.as_deref()) == Some("user");
+    if !(outgoing && agent && p.private != Some(true)) {
+        return Ok(vec![]);
+    }
+    let ticket = message_conversation(p)?;
+    let at = time(&p.created_at).unwrap_or(sent);
+    Ok(vec![Draft::new(EventKind::Responded, &ticket, at)])
+}
+
+/// `message_updated` of a CSAT input: the submitted rating (1-5) and feedback.
+fn csat(p: &Payload, sent: DateTime<FixedOffset>) -> Result<Vec<Draft>, Unreadable> {
+    let resp = p
+        .content_attributes
+        .as_ref()
+        .and_then(|c| c.pointer("/submitted_values/csat_survey_response"));
+    let rating = resp
+        .and_then(|r| r.get("rating"))
+        .and_then(scalar)
+        .and_then(|r| r.parse::<u8>().ok())
+        .filter(|r| (1..=5).contains(r));
+    let Some(score) = rating else {
+        return Ok(vec![]);
+    };
+    let ticket = message_conversation(p)?;
+    let at = time(&p.updated_at).unwrap_or(sent);
+    let mut e = Draft::new(EventKind::SurveyAnswered, &ticket, at);
+    e.score = Some(score);
+    e.comment = resp
+        .and_then(|r| r.get("feedback_message"))
+        .and_then(Value::as_str)
+        .and_then(|s| text(Some(s)));
+    Ok(vec![e])
 }
 
 /// `changed_attributes: [{"status": {"previous_value": …, "current_value": …}}]`.

@@ -20,15 +20,16 @@
 //! Extremely/Very happy → 5, Happy → 4, Neutral → 3, Unhappy → 2, Very/Extremely unhappy → 1;
 //! a number 1-5 as is.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, FixedOffset, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{
-    Draft, Request, Secret, Source, Unreadable, Unverified, parse_body, parse_time, party, scalar,
+use super::common::{
+    Draft, Request, Source, Unreadable, Unverified, parse_body, parse_time, party, scalar,
     status_events, text, token_ok,
 };
-use crate::core::event::EventKind;
+use crate::core::event::{EventKind, Party};
+use crate::shell::secret::Secret;
 use crate::workflow::sources::SourceSpec;
 
 pub struct Freshdesk {
@@ -120,21 +121,9 @@ impl Source for Freshdesk {
             ));
         };
         let (key, to, from) = trig;
-        let prio_now = h.ticket_priority.as_ref().and_then(scalar);
         let mut out = Vec::new();
         match key.as_str() {
-            "ticket_action" if to == "created" => {
-                let mut e = Draft::new(EventKind::Opened, &ticket, at);
-                e.priority = spec.priority(prio_now.as_deref());
-                e.category = spec.category(text(h.ticket_type.as_deref()).as_deref());
-                e.channel = text(h.ticket_source.as_deref()).map(|s| s.to_lowercase());
-                e.customer = party(h.requester_name.as_deref(), h.requester_email.as_deref());
-                e.assignee = party(
-                    h.ticket_agent_name.as_deref(),
-                    h.ticket_agent_email.as_deref(),
-                );
-                out.push(e);
-            }
+            "ticket_action" if to == "created" => out.push(opened(spec, h, &ticket, at)),
             "status" => {
                 let from = from.map(|f| spec.status(&f));
                 for k in status_events(from, spec.status(&to)) {
@@ -154,10 +143,7 @@ impl Source for Freshdesk {
                 }
             }
             "agent_id" | "responder_id" => {
-                if let Some(a) = party(
-                    h.ticket_agent_name.as_deref(),
-                    h.ticket_agent_email.as_deref(),
-                ) {
+                if let Some(a) = agent(h) {
                     let mut e = Draft::new(EventKind::Assigned, &ticket, at);
                     e.assignee = Some(a);
                     out.push(e);
@@ -182,6 +168,25 @@ impl Source for Freshdesk {
         }
         Ok(out)
     }
+}
+
+/// `ticket_action:created`: opened, with its priority, type, source and people.
+fn opened(spec: &SourceSpec, h: &Hook, ticket: &str, at: DateTime<FixedOffset>) -> Draft {
+    let mut e = Draft::new(EventKind::Opened, ticket, at);
+    e.priority = spec.priority(h.ticket_priority.as_ref().and_then(scalar).as_deref());
+    e.category = spec.category(text(h.ticket_type.as_deref()).as_deref());
+    e.channel = text(h.ticket_source.as_deref()).map(|s| s.to_lowercase());
+    e.customer = party(h.requester_name.as_deref(), h.requester_email.as_deref());
+    e.assignee = agent(h);
+    e
+}
+
+/// The ticket's agent, from the placeholders.
+fn agent(h: &Hook) -> Option<Party> {
+    party(
+        h.ticket_agent_name.as_deref(),
+        h.ticket_agent_email.as_deref(),
+    )
 }
 
 fn score(rating: &str) -> Option<u8> {

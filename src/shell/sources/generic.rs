@@ -9,11 +9,12 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::{
-    Draft, Request, Secret, Source, Unreadable, Unverified, parse_body, party, scalar,
-    status_events, text, time_value, token_ok,
+use super::common::{
+    Draft, Request, Source, Unreadable, Unverified, parse_body, party, scalar, status_events, text,
+    time_value, token_ok,
 };
 use crate::core::event::EventKind;
+use crate::shell::secret::Secret;
 use crate::workflow::sources::{FieldMap, SourceSpec};
 
 pub struct Generic {

@@ -18,11 +18,12 @@
 use chrono::{DateTime, FixedOffset, Utc};
 use serde::Deserialize;
 
-use super::{
-    Draft, Request, Secret, Source, Unreadable, Unverified, hmac_sha256_ok, parse_body, parse_time,
-    party, prefixed_hex, status_events, text, time_value, token_ok,
+use super::common::{
+    Draft, Request, Source, Unreadable, Unverified, hmac_sha256_ok, parse_body, parse_time, party,
+    prefixed_hex, status_events, text, time_value, token_ok,
 };
 use crate::core::event::EventKind;
+use crate::shell::secret::Secret;
 use crate::workflow::sources::{SourceSpec, Status};
 
 const SIG: &str = "x-hub-signature";

@@ -7,8 +7,9 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::{Draft, Request, Secret, Source, Unreadable, Unverified, parse_body, token_ok};
+use super::common::{Draft, Request, Source, Unreadable, Unverified, parse_body, token_ok};
 use crate::core::event::parse_event;
+use crate::shell::secret::Secret;
 use crate::workflow::sources::SourceSpec;
 
 pub struct Native {

@@ -26,23 +26,15 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::{Refused, Registry, Request};
+use super::{Delivery, Refused, Registry, Request};
 use crate::shell::engine::{Engine, IngestError};
+use crate::shell::metrics::{self, SourceOutcome};
 
 /// Largest accepted webhook body (Zammad's default payload embeds users, groups and the
 /// article's HTML).
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 /// The vendor gets an answer before this, stored or not (SPEC: within 2 s).
 pub const DEADLINE: Duration = Duration::from_millis(1800);
-
-pub const OUTCOMES: [&str; 5] = [
-    "accepted",
-    "duplicate",
-    "ignored",
-    "bad_signature",
-    "invalid",
-];
-const METRIC: &str = "slakeeper_source_requests_total";
 
 #[derive(Clone)]
 pub struct SourcesState {
@@ -53,31 +45,14 @@ pub struct SourcesState {
 /// The route, with its own state: merge it into the main router with
 /// `.merge(sources::route::router(engine, registry))`.
 pub fn router(engine: Arc<Engine>, registry: Arc<Registry>) -> Router {
-    describe(&registry);
+    // Every (source, outcome) at 0 from the start, so rates work from the first request.
+    metrics::describe_sources(registry.names());
     Router::new()
         .route("/v1/sources/{name}", post(post_source))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         // A sender that stalls mid-body must not hold the request past the vendor's patience.
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(DEADLINE))
         .with_state(SourcesState { engine, registry })
-}
-
-/// Describe the metric and export every (source, outcome) at 0, so rates work from the
-/// first request. Source names come from `sources.yaml`: the label is bounded.
-pub fn describe(registry: &Registry) {
-    metrics::describe_counter!(
-        METRIC,
-        "Webhook requests from configured sources, by source and outcome."
-    );
-    for name in registry.names() {
-        for o in OUTCOMES {
-            metrics::counter!(METRIC, "source" => name.to_string(), "outcome" => o).absolute(0);
-        }
-    }
-}
-
-fn count(source: &str, outcome: &'static str) {
-    metrics::counter!(METRIC, "source" => source.to_string(), "outcome" => outcome).increment(1);
 }
 
 fn error(status: StatusCode, code: &str, message: String, field: Option<String>) -> Response {
@@ -104,27 +79,44 @@ async fn post_source(
     };
     let delivery = match st.registry.handle(&name, &req, now) {
         Ok(d) => d,
-        Err(Refused::NotFound) => {
+        Err(why) => return refused(&name, why),
+    };
+    if delivery.events.is_empty() {
+        metrics::source_request(&name, SourceOutcome::Ignored);
+        return (
+            StatusCode::ACCEPTED,
+            Json(json!({"accepted": 0, "duplicates": 0, "ignored": 1})),
+        )
+            .into_response();
+    }
+    let left = DEADLINE.saturating_sub(started.elapsed());
+    store(&st.engine, &name, &delivery, left).await
+}
+
+/// The answer to a request refused before anything is stored.
+fn refused(name: &str, why: Refused) -> Response {
+    match why {
+        Refused::NotFound => {
             // Not counted: the name comes from the URL, so it would be an unbounded label.
-            return error(
+            error(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 "no such source; sources are named in sources.yaml".into(),
                 None,
-            );
+            )
         }
-        Err(Refused::BadSignature(why)) => {
-            count(&name, "bad_signature");
+        Refused::BadSignature(why) => {
+            metrics::source_request(name, SourceOutcome::BadSignature);
             tracing::warn!(source = %name, reason = %why, "source request refused");
-            return error(
+            error(
                 StatusCode::UNAUTHORIZED,
                 "bad_signature",
                 why.to_string(),
                 None,
-            );
+            )
         }
-        Err(Refused::Unreadable(e)) => {
-            count(&name, "invalid");
+        Refused::Unreadable(e) => {
+            metrics::source_request(name, SourceOutcome::Invalid);
             // The path is logged, never the payload: it holds customer data.
             tracing::info!(source = %name, path = %e.path, "unreadable source payload");
             let field = (!e.path.is_empty()).then(|| e.path.clone());
@@ -133,53 +125,36 @@ async fn post_source(
             } else {
                 format!("{}: {}", e.path, e.message)
             };
-            return error(StatusCode::BAD_REQUEST, "invalid_payload", msg, field);
+            error(StatusCode::BAD_REQUEST, "invalid_payload", msg, field)
         }
-    };
-    if delivery.events.is_empty() {
-        count(&name, "ignored");
-        return (
-            StatusCode::ACCEPTED,
-            Json(json!({"accepted": 0, "duplicates": 0, "ignored": 1})),
-        )
-            .into_response();
     }
+}
+
+/// Ingest the delivery's events within `left`, and answer with what came of it.
+async fn store(engine: &Engine, name: &str, delivery: &Delivery, left: Duration) -> Response {
     let n = delivery.events.len();
-    let left = DEADLINE.saturating_sub(started.elapsed());
     // Past the deadline the transaction is dropped (rolled back, or committed just before):
     // either way the vendor's retry is safe, because the ids make it a duplicate.
-    match tokio::time::timeout(left, st.engine.ingest(&delivery.events, true)).await {
+    match tokio::time::timeout(left, engine.ingest(&delivery.events, true)).await {
         Ok(Ok(r)) => {
             let dup = r.accepted == 0 && r.duplicates > 0;
-            count(&name, if dup { "duplicate" } else { "accepted" });
+            let outcome = if dup {
+                SourceOutcome::Duplicate
+            } else {
+                SourceOutcome::Accepted
+            };
+            metrics::source_request(name, outcome);
             tracing::debug!(source = %name, delivery = %delivery.delivery, events = n, duplicate = dup, "source delivery");
-            (
-                StatusCode::ACCEPTED,
-                Json(json!({
-                    "accepted": usize::from(!dup),
-                    "duplicates": usize::from(dup),
-                    "ignored": 0,
-                    "events": n,
-                    "delivery": delivery.delivery,
-                })),
-            )
-                .into_response()
+            stored(n, dup, &delivery.delivery)
         }
         Ok(Err(IngestError::Conflict(_))) => {
             // The ids come from the delivery id, so this is a redelivery whose events differ
             // only where the vendor gave no time and the arrival stood in: still a repeat.
-            count(&name, "duplicate");
-            (
-                StatusCode::ACCEPTED,
-                Json(json!({
-                    "accepted": 0, "duplicates": 1, "ignored": 0,
-                    "events": n, "delivery": delivery.delivery,
-                })),
-            )
-                .into_response()
+            metrics::source_request(name, SourceOutcome::Duplicate);
+            stored(n, true, &delivery.delivery)
         }
         Ok(Err(IngestError::Bad(e))) => {
-            count(&name, "invalid");
+            metrics::source_request(name, SourceOutcome::Invalid);
             // Typically a mapped priority the ticket's workflow does not declare.
             error(StatusCode::BAD_REQUEST, e.code, e.message, e.field)
         }
@@ -192,6 +167,21 @@ async fn post_source(
             unavailable()
         }
     }
+}
+
+/// 202 for a stored delivery: new (`accepted`) or a repeat (`duplicates`).
+fn stored(events: usize, dup: bool, delivery: &str) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "accepted": usize::from(!dup),
+            "duplicates": usize::from(dup),
+            "ignored": 0,
+            "events": events,
+            "delivery": delivery,
+        })),
+    )
+        .into_response()
 }
 
 fn unavailable() -> Response {

@@ -20,11 +20,12 @@ use chrono::{DateTime, FixedOffset, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{
-    Draft, Request, Secret, Source, Unreadable, Unverified, hmac_sha1_ok, parse_body, parse_time,
-    party, prefixed_hex, scalar, status_events, text,
+use super::common::{
+    Draft, Request, Source, Unreadable, Unverified, hmac_sha1_ok, parse_body, parse_time, party,
+    prefixed_hex, scalar, status_events, text,
 };
 use crate::core::event::{EventKind, Party};
+use crate::shell::secret::Secret;
 use crate::workflow::sources::{SourceSpec, Status};
 
 const SIG: &str = "x-hub-signature";
@@ -137,14 +138,7 @@ impl Source for Zammad {
             .as_deref()
             .and_then(parse_time)
             .unwrap_or_else(|| now.fixed_offset());
-        // An empty object or null means the update came without an article.
-        let article: Option<Article> = match &p.article {
-            Some(Value::Object(o)) if !o.is_empty() => Some(
-                serde_json::from_value(Value::Object(o.clone()))
-                    .map_err(|e| Unreadable::new("article", e.to_string()))?,
-            ),
-            _ => None,
-        };
+        let article = article(&p)?;
         let first = t.article_ids.first().and_then(scalar);
         let is_first = match (&article, &first) {
             (Some(a), Some(f)) => a.id.as_ref().and_then(scalar).as_ref() == Some(f),
@@ -153,67 +147,99 @@ impl Source for Zammad {
         let state = text(t.state.as_deref())
             .map(|s| spec.status(&s))
             .unwrap_or(Status::Ignore);
-        let mut out = Vec::new();
-        if is_first {
-            let at = t
-                .created_at
-                .as_deref()
-                .and_then(parse_time)
-                .unwrap_or(updated);
-            let mut e = Draft::new(EventKind::Opened, &ticket, at);
-            e.priority = spec.priority(t.priority.as_ref().and_then(|p| p.name.as_deref()));
-            e.category = spec.category(t.kind.as_deref());
-            e.channel = text(t.create_article_type.as_deref());
-            e.customer = t.customer.as_ref().and_then(User::party);
-            e.assignee = owner(t);
-            out.push(e);
-            return Ok(out);
-        }
-        match article {
-            Some(a) => {
-                let at = a
-                    .created_at
-                    .as_deref()
-                    .and_then(parse_time)
-                    .unwrap_or(updated);
-                match a.sender.as_deref() {
-                    Some("Agent") if a.internal != Some(true) => {
-                        out.push(Draft::new(EventKind::Responded, &ticket, at));
-                    }
-                    Some("Customer") if state == Status::Open => {
-                        for k in status_events(None, Status::Open) {
-                            out.push(Draft::new(k, &ticket, at));
-                        }
-                    }
-                    _ => {}
-                }
-                // An agent's answer may also set the state (reply + pending).
-                if matches!(state, Status::Waiting | Status::Resolved | Status::Closed) {
-                    for k in status_events(None, state) {
-                        out.push(Draft::new(k, &ticket, at));
-                    }
-                }
-            }
-            None => {
-                if let Some(p) = t.priority.as_ref().and_then(|p| p.name.as_deref()) {
-                    let mut e = Draft::new(EventKind::Classified, &ticket, updated);
-                    e.priority = spec.priority(Some(p));
-                    out.push(e);
-                }
-                if let Some(a) = owner(t) {
-                    let mut e = Draft::new(EventKind::Assigned, &ticket, updated);
-                    e.assignee = Some(a);
-                    out.push(e);
-                }
-                if state != Status::Open {
-                    for k in status_events(None, state) {
-                        out.push(Draft::new(k, &ticket, updated));
-                    }
-                }
-            }
-        }
-        Ok(out)
+        Ok(match article {
+            _ if is_first => vec![opened(spec, t, &ticket, updated)],
+            Some(a) => with_article(&a, state, &ticket, updated),
+            None => without_article(spec, t, state, &ticket, updated),
+        })
     }
+}
+
+/// The update's article; an empty object or null means the update came without one.
+fn article(p: &Payload) -> Result<Option<Article>, Unreadable> {
+    match &p.article {
+        Some(Value::Object(o)) if !o.is_empty() => serde_json::from_value(Value::Object(o.clone()))
+            .map(Some)
+            .map_err(|e| Unreadable::new("article", e.to_string())),
+        _ => Ok(None),
+    }
+}
+
+/// The ticket's first article: opened, at the ticket's creation time.
+fn opened(spec: &SourceSpec, t: &Ticket, ticket: &str, updated: DateTime<FixedOffset>) -> Draft {
+    let at = t
+        .created_at
+        .as_deref()
+        .and_then(parse_time)
+        .unwrap_or(updated);
+    let mut e = Draft::new(EventKind::Opened, ticket, at);
+    e.priority = spec.priority(t.priority.as_ref().and_then(|p| p.name.as_deref()));
+    e.category = spec.category(t.kind.as_deref());
+    e.channel = text(t.create_article_type.as_deref());
+    e.customer = t.customer.as_ref().and_then(User::party);
+    e.assignee = owner(t);
+    e
+}
+
+/// A later article: a public agent answer responds, a customer's reopens or resumes; the
+/// state it set (reply + pending) follows.
+fn with_article(
+    a: &Article,
+    state: Status,
+    ticket: &str,
+    updated: DateTime<FixedOffset>,
+) -> Vec<Draft> {
+    let at = a
+        .created_at
+        .as_deref()
+        .and_then(parse_time)
+        .unwrap_or(updated);
+    let mut out = Vec::new();
+    match a.sender.as_deref() {
+        Some("Agent") if a.internal != Some(true) => {
+            out.push(Draft::new(EventKind::Responded, ticket, at));
+        }
+        Some("Customer") if state == Status::Open => {
+            for k in status_events(None, Status::Open) {
+                out.push(Draft::new(k, ticket, at));
+            }
+        }
+        _ => {}
+    }
+    // An agent's answer may also set the state (reply + pending).
+    if matches!(state, Status::Waiting | Status::Resolved | Status::Closed) {
+        for k in status_events(None, state) {
+            out.push(Draft::new(k, ticket, at));
+        }
+    }
+    out
+}
+
+/// An update without an article: the ticket's priority, owner and state as they are now.
+fn without_article(
+    spec: &SourceSpec,
+    t: &Ticket,
+    state: Status,
+    ticket: &str,
+    updated: DateTime<FixedOffset>,
+) -> Vec<Draft> {
+    let mut out = Vec::new();
+    if let Some(p) = t.priority.as_ref().and_then(|p| p.name.as_deref()) {
+        let mut e = Draft::new(EventKind::Classified, ticket, updated);
+        e.priority = spec.priority(Some(p));
+        out.push(e);
+    }
+    if let Some(a) = owner(t) {
+        let mut e = Draft::new(EventKind::Assigned, ticket, updated);
+        e.assignee = Some(a);
+        out.push(e);
+    }
+    if state != Status::Open {
+        for k in status_events(None, state) {
+            out.push(Draft::new(k, ticket, updated));
+        }
+    }
+    out
 }
 
 /// Zammad's "nobody" owner is user 1 (`-`).

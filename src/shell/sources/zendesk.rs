@@ -21,11 +21,12 @@ use chrono::{DateTime, FixedOffset, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{
-    Draft, Request, Secret, Source, Unreadable, Unverified, base64_bytes, fresh, hmac_sha256_ok,
+use super::common::{
+    Draft, Request, Source, Unreadable, Unverified, base64_bytes, fresh, hmac_sha256_ok,
     parse_body, parse_time, party, scalar, status_events, text,
 };
 use crate::core::event::{EventKind, Party};
+use crate::shell::secret::Secret;
 use crate::workflow::sources::SourceSpec;
 
 const SIG: &str = "x-zendesk-webhook-signature";
@@ -178,8 +179,68 @@ fn event_subscription(
     let Some(what) = kind.strip_prefix("zen:event-type:ticket.") else {
         return vec![];
     };
-    let ticket = p
-        .detail
+    let Some(ticket) = subscription_ticket(p) else {
+        return vec![];
+    };
+    let at = p.time.as_deref().and_then(parse_time).unwrap_or(sent);
+    let one = |kind| Draft::new(kind, &ticket, at);
+    match what {
+        "created" => vec![subscription_opened(spec, p, &ticket, at)],
+        "status_changed" => {
+            let cur = side(p, "current", "status")
+                .or_else(|| p.detail.as_ref().and_then(|d| text(d.status.as_deref())));
+            let Some(cur) = cur else {
+                return vec![];
+            };
+            let from = side(p, "previous", "status").map(|s| spec.status(&s));
+            status_events(from, spec.status(&cur))
+                .into_iter()
+                .map(one)
+                .collect()
+        }
+        "priority_changed" => {
+            let mut e = one(EventKind::Classified);
+            e.priority = spec.priority(side(p, "current", "priority").as_deref());
+            e.priority.is_some().then_some(e).into_iter().collect()
+        }
+        "type_changed" => spec
+            .category(side(p, "current", "type").as_deref())
+            .map(|c| {
+                let mut e = one(EventKind::Classified);
+                e.category = Some(c);
+                e
+            })
+            .into_iter()
+            .collect(),
+        "agent_assignment_changed" => {
+            let id = side(p, "current", "id").or_else(|| {
+                p.detail
+                    .as_ref()
+                    .and_then(|d| d.assignee_id.as_ref())
+                    .and_then(scalar)
+            });
+            id.map(|id| {
+                // The event carries the agent's id only; their address stays in Zendesk.
+                let mut e = one(EventKind::Assigned);
+                e.assignee = Some(Party {
+                    name: Some(format!("Zendesk agent {id}")),
+                    ..Party::default()
+                });
+                e
+            })
+            .into_iter()
+            .collect()
+        }
+        // Only a public reply by staff answers the customer; notes and the customer's own
+        // comments meet no clock.
+        "comment_added" if public_staff_comment(p) => vec![one(EventKind::Responded)],
+        _ => vec![],
+    }
+}
+
+/// The ticket an event-subscription payload is about: `detail.id`, else its `subject`.
+fn subscription_ticket(p: &Payload) -> Option<String> {
+    p.detail
         .as_ref()
         .and_then(|d| d.id.as_ref())
         .and_then(scalar)
@@ -188,97 +249,50 @@ fn event_subscription(
                 .as_deref()
                 .and_then(|s| s.strip_prefix("zen:ticket:"))
                 .and_then(|s| text(Some(s)))
-        });
-    let Some(ticket) = ticket else {
-        return vec![];
-    };
-    let at = p.time.as_deref().and_then(parse_time).unwrap_or(sent);
-    let ev = p.event.as_ref();
-    // `previous` / `current` are values, or objects holding the field.
-    let side = |k: &str, field: &str| -> Option<String> {
-        let v = ev?.get(k)?;
-        match v {
-            Value::Object(o) => o.get(field).and_then(scalar),
-            other => scalar(other),
-        }
-    };
-    let mut out = Vec::new();
-    match what {
-        "created" => {
-            let d = p.detail.as_ref();
-            let at = d
-                .and_then(|d| d.created_at.as_deref())
-                .and_then(parse_time)
-                .unwrap_or(at);
-            let mut e = Draft::new(EventKind::Opened, &ticket, at);
-            e.priority = spec.priority(d.and_then(|d| d.priority.as_deref()));
-            e.category = spec.category(d.and_then(|d| d.kind.as_deref()));
-            e.channel = d
-                .and_then(|d| d.via.as_ref())
-                .and_then(|v| text(v.channel.as_deref()));
-            out.push(e);
-        }
-        "status_changed" => {
-            let cur = side("current", "status")
-                .or_else(|| p.detail.as_ref().and_then(|d| text(d.status.as_deref())));
-            let prev = side("previous", "status");
-            if let Some(cur) = cur {
-                let from = prev.as_deref().map(|s| spec.status(s));
-                for k in status_events(from, spec.status(&cur)) {
-                    out.push(Draft::new(k, &ticket, at));
-                }
-            }
-        }
-        "priority_changed" => {
-            let cur = side("current", "priority");
-            let mut e = Draft::new(EventKind::Classified, &ticket, at);
-            e.priority = spec.priority(cur.as_deref());
-            if e.priority.is_some() {
-                out.push(e);
-            }
-        }
-        "type_changed" => {
-            let cur = side("current", "type");
-            if let Some(c) = spec.category(cur.as_deref()) {
-                let mut e = Draft::new(EventKind::Classified, &ticket, at);
-                e.category = Some(c);
-                out.push(e);
-            }
-        }
-        "agent_assignment_changed" => {
-            let id = side("current", "id").or_else(|| {
-                p.detail
-                    .as_ref()
-                    .and_then(|d| d.assignee_id.as_ref())
-                    .and_then(scalar)
-            });
-            if let Some(id) = id {
-                // The event carries the agent's id only; their address stays in Zendesk.
-                let mut e = Draft::new(EventKind::Assigned, &ticket, at);
-                e.assignee = Some(Party {
-                    name: Some(format!("Zendesk agent {id}")),
-                    ..Party::default()
-                });
-                out.push(e);
-            }
-        }
-        "comment_added" => {
-            let c = ev.and_then(|e| e.get("comment"));
-            let public = c.and_then(|c| c.get("is_public")).and_then(Value::as_bool) == Some(true);
-            let staff = c
-                .and_then(|c| c.get("author"))
-                .and_then(|a| a.get("is_staff"))
-                .and_then(Value::as_bool)
-                == Some(true);
-            // Only a public reply by staff answers the customer; notes and the customer's
-            // own comments meet no clock.
-            if public && staff {
-                out.push(Draft::new(EventKind::Responded, &ticket, at));
-            }
-        }
-        _ => {}
+        })
+}
+
+/// `ticket.created`: opened at the ticket's own creation time, with its priority, type
+/// and channel.
+fn subscription_opened(
+    spec: &SourceSpec,
+    p: &Payload,
+    ticket: &str,
+    at: DateTime<FixedOffset>,
+) -> Draft {
+    let d = p.detail.as_ref();
+    let at = d
+        .and_then(|d| d.created_at.as_deref())
+        .and_then(parse_time)
+        .unwrap_or(at);
+    let mut e = Draft::new(EventKind::Opened, ticket, at);
+    e.priority = spec.priority(d.and_then(|d| d.priority.as_deref()));
+    e.category = spec.category(d.and_then(|d| d.kind.as_deref()));
+    e.channel = d
+        .and_then(|d| d.via.as_ref())
+        .and_then(|v| text(v.channel.as_deref()));
+    e
+}
+
+/// The event's `previous` / `current` side of a change: a value, or an object holding
+/// `field`.
+fn side(p: &Payload, k: &str, field: &str) -> Option<String> {
+    match p.event.as_ref()?.get(k)? {
+        Value::Object(o) => o.get(field).and_then(scalar),
+        other => scalar(other),
     }
-    out
+}
+
+/// A `comment_added` event for a public comment by staff.
+fn public_staff_comment(p: &Payload) -> bool {
+    let c = p.event.as_ref().and_then(|e| e.get("comment"));
+    let public = c.and_then(|c| c.get("is_public")).and_then(Value::as_bool) == Some(true);
+    let staff = c
+        .and_then(|c| c.get("author"))
+        .and_then(|a| a.get("is_staff"))
+        .and_then(Value::as_bool)
+        == Some(true);
+    public && staff
 }
 
 fn trigger(
@@ -296,26 +310,7 @@ fn trigger(
     let updated = t.updated_at.as_deref().and_then(parse_time).unwrap_or(sent);
     let mut out = Vec::new();
     match what.as_str() {
-        "created" => {
-            let at = t
-                .created_at
-                .as_deref()
-                .and_then(parse_time)
-                .unwrap_or(updated);
-            let mut e = Draft::new(EventKind::Opened, &ticket, at);
-            e.priority = spec.priority(none_dash(t.priority.as_deref()).as_deref());
-            e.category = spec.category(none_dash(t.kind.as_deref()).as_deref());
-            e.channel = none_dash(t.via.as_deref()).map(|v| v.to_lowercase());
-            e.customer = t
-                .requester
-                .as_ref()
-                .and_then(|r| party(r.name.as_deref(), r.email.as_deref()));
-            e.assignee = t
-                .assignee
-                .as_ref()
-                .and_then(|r| party(none_dash(r.name.as_deref()).as_deref(), r.email.as_deref()));
-            out.push(e);
-        }
+        "created" => out.push(trigger_opened(spec, t, &ticket, updated)),
         "agent_replied" => out.push(Draft::new(EventKind::Responded, &ticket, updated)),
         "status_changed" => {
             if let Some(cur) = none_dash(t.status.as_deref()) {
@@ -334,11 +329,7 @@ fn trigger(
             }
         }
         "assigned" => {
-            if let Some(a) = t
-                .assignee
-                .as_ref()
-                .and_then(|r| party(none_dash(r.name.as_deref()).as_deref(), r.email.as_deref()))
-            {
+            if let Some(a) = trigger_assignee(t) {
                 let mut e = Draft::new(EventKind::Assigned, &ticket, updated);
                 e.assignee = Some(a);
                 out.push(e);
@@ -363,6 +354,38 @@ fn trigger(
         }
     }
     Ok(out)
+}
+
+/// The trigger's `created` event: opened at the ticket's creation time, with its priority,
+/// type, channel and people.
+fn trigger_opened(
+    spec: &SourceSpec,
+    t: &TriggerTicket,
+    ticket: &str,
+    updated: DateTime<FixedOffset>,
+) -> Draft {
+    let at = t
+        .created_at
+        .as_deref()
+        .and_then(parse_time)
+        .unwrap_or(updated);
+    let mut e = Draft::new(EventKind::Opened, ticket, at);
+    e.priority = spec.priority(none_dash(t.priority.as_deref()).as_deref());
+    e.category = spec.category(none_dash(t.kind.as_deref()).as_deref());
+    e.channel = none_dash(t.via.as_deref()).map(|v| v.to_lowercase());
+    e.customer = t
+        .requester
+        .as_ref()
+        .and_then(|r| party(r.name.as_deref(), r.email.as_deref()));
+    e.assignee = trigger_assignee(t);
+    e
+}
+
+/// The trigger ticket's assignee (a `-` name is none).
+fn trigger_assignee(t: &TriggerTicket) -> Option<Party> {
+    t.assignee
+        .as_ref()
+        .and_then(|r| party(none_dash(r.name.as_deref()).as_deref(), r.email.as_deref()))
 }
 
 /// good → 5, bad → 1, a 1-5 number as is; "offered"/"unoffered" are no answer yet.
