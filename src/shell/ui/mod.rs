@@ -11,6 +11,7 @@
 //! Content-Security-Policy without script, `X-Frame-Options: DENY` and `no-store`.
 //! Customer contact data is never shown (names are).
 
+mod strings;
 mod view;
 
 use std::sync::{LazyLock, OnceLock};
