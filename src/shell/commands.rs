@@ -4,7 +4,6 @@
 use std::io::{BufRead, Write};
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -15,13 +14,10 @@ use crate::core::simulate::{
     SimEvent, SimResult, render_json, render_summaries_json, render_summaries_text, render_text,
     simulate, summaries,
 };
-use crate::shell::channels::Channels;
-use crate::shell::db::Db;
-use crate::shell::engine::{Engine, RetryPolicy, system_clock};
-use crate::shell::secret::{Secret, redact_url};
+use crate::shell::open::{connect, missing_sqlite_file, offline_engine, open_db_migrating};
+use crate::shell::secret::redact_url;
 use crate::shell::settings::{
-    Format, MigrateSettings, Place, ReportSettings, SimulateSettings, TicketShowSettings,
-    ValidateSettings,
+    Format, MigrateSettings, ReportSettings, SimulateSettings, TicketShowSettings, ValidateSettings,
 };
 use crate::shell::{queue, report, schema, show};
 use crate::workflow::{Config, Diag, check_dir, load_dir, render_diags};
@@ -117,55 +113,6 @@ fn split_position(line: &str) -> (&str, &str) {
     }
 }
 
-/// Load a workflow directory or say how to find out what is wrong with it.
-pub fn load_workflows(dir: &Path) -> anyhow::Result<Arc<Config>> {
-    match load_dir(dir) {
-        Ok(c) => Ok(Arc::new(c)),
-        Err(diags) => {
-            eprint!("{}", render_diags(&diags));
-            anyhow::bail!(
-                "{} error(s) in {}; fix them (slakeeper validate {})",
-                diags.len(),
-                dir.display(),
-                dir.display()
-            )
-        }
-    }
-}
-
-/// Connect to a database whose schema is this binary's: every command but `serve` and
-/// `migrate` (a database with migrations pending or applied by a newer binary is refused,
-/// and nothing is changed). Names the database (without its password) on failure.
-pub async fn open_db(url: &Secret) -> anyhow::Result<Db> {
-    let db = connect(url).await?;
-    if let Err(e) = schema::check(&db, url.expose(), false).await {
-        db.close().await;
-        return Err(e.into());
-    }
-    Ok(db)
-}
-
-/// Connect and apply pending migrations (`serve`, `migrate`); a database a newer binary
-/// migrated is refused before anything runs.
-pub async fn open_db_migrating(url: &Secret) -> anyhow::Result<Db> {
-    let db = connect(url).await?;
-    let res = match schema::check(&db, url.expose(), true).await {
-        Ok(_) => queue::migrate(&db).await.context("applying migrations"),
-        Err(e) => Err(e.into()),
-    };
-    if let Err(e) = res {
-        db.close().await;
-        return Err(e);
-    }
-    Ok(db)
-}
-
-async fn connect(url: &Secret) -> anyhow::Result<Db> {
-    Db::connect(url.expose())
-        .await
-        .with_context(|| format!("connecting to {}", redact_url(url.expose())))
-}
-
 /// `migrate [--dry-run]`.
 pub async fn migrate(s: &MigrateSettings) -> anyhow::Result<()> {
     let url = redact_url(s.database.expose());
@@ -201,40 +148,6 @@ pub async fn migrate(s: &MigrateSettings) -> anyhow::Result<()> {
     );
     db.close().await;
     Ok(())
-}
-
-/// Refuse a `sqlite://` URL whose file does not exist (so a mistyped path is not created).
-fn missing_sqlite_file(url: &str, hint: &str) -> anyhow::Result<()> {
-    if let Some(path) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-    {
-        let file = path.split('?').next().unwrap_or(path);
-        if !file.is_empty() && file != ":memory:" && !Path::new(file).exists() {
-            anyhow::bail!("database file {file} does not exist ({hint})");
-        }
-    }
-    Ok(())
-}
-
-/// An engine for inspecting commands: no channels configured, and no database created at
-/// a mistyped path.
-pub(crate) async fn offline_engine(place: &Place) -> anyhow::Result<Engine> {
-    let cfg = load_workflows(&place.workflows)?;
-    missing_sqlite_file(
-        place.database.expose(),
-        "pass --database or set SLAKEEPER_DATABASE_URL",
-    )?;
-    let db = open_db(&place.database).await?;
-    Ok(Engine {
-        db,
-        cfg,
-        channels: Channels::offline()?,
-        retry: RetryPolicy::default(),
-        clock: system_clock(),
-        group: Default::default(),
-        versions: Default::default(),
-    })
 }
 
 /// `ticket show ID`.

@@ -280,8 +280,8 @@ impl Engine {
             return None;
         }
         let ticket = n.ticket.as_deref()?;
-        let (clock, run) = crate::shell::ack::clock_run(&n.source)?;
-        crate::shell::ack::link(ticket, clock, run, self.now())
+        let (clock, run) = crate::shell::links::clock_run(&n.source)?;
+        crate::shell::links::link(ticket, clock, run, self.now())
     }
 
     /// The template (of the ticket's version), in the customer's language for customer
@@ -422,7 +422,7 @@ fn staff_ticket_url(n: &NotificationRow) -> Option<String> {
     if n.role == "customer" {
         return None;
     }
-    crate::shell::ui::ticket_url(n.ticket.as_deref()?)
+    crate::shell::links::ticket_url(n.ticket.as_deref()?)
 }
 
 #[cfg(test)]

@@ -240,7 +240,7 @@ fn clocks(v: &show::View, now: DateTime<Utc>, lang: &str) -> Vec<Value> {
             let budget = c.budget.max(1);
             let left = c.budget - line.elapsed;
             let ack_path = (active && !c.passed.is_empty() && c.acknowledged_at.is_none())
-                .then(|| crate::shell::ack::path(&t.id, &line.clock, c.run, now))
+                .then(|| crate::shell::links::path(&t.id, &line.clock, c.run, now))
                 .flatten();
             Some(json!({
                 "name": line.clock, "run": line.run, "status": format!("{:?}", line.status).to_lowercase(),
