@@ -18,6 +18,14 @@ sorted files joined with ` | ` (the key for the allow-list).
 reported but does not fail; any other cycle fails (exit 1), and so does a listed cycle that
 no longer exists (the list must shrink with the code). Without --allow, any cycle fails.
 --list prints each file's dependencies; --graph prints the graph as mermaid.
+
+Modules: the same graph with files collapsed into modules (`core`, `workflow`, `bench`, `cli`,
+and each file or folder directly under `src/shell/`, e.g. `shell/engine`, `shell/store`) must
+have no cycle either, so that "nothing below the engine imports it" holds for folders, not
+only for files. `--modules` prints that graph's transitive reduction (each module's arrows
+to the modules it needs that nothing else it needs already needs) as mermaid;
+`--check-doc FILE` fails when FILE's block between `<!-- layers:begin -->` and
+`<!-- layers:end -->` is not that graph (`--write-doc FILE` rewrites it).
 """
 
 from __future__ import annotations
@@ -368,12 +376,77 @@ def allow_list(graph: dict[Path, set[Path]], comps: list[list[Path]]) -> str:
     return "\n".join(out) + "\n"
 
 
+def module_name(p: Path) -> str:
+    parts = p.relative_to(SRC).with_suffix("").parts
+    if parts == ("shell", "mod"):
+        return "shell"  # the command dispatcher, above every shell module it runs
+    if parts[0] == "shell" and len(parts) > 1:
+        return "shell/" + parts[1]
+    return parts[0]
+
+
+def module_graph(graph: dict[Path, set[Path]]) -> dict[str, set[str]]:
+    """Files collapsed into modules. `lib.rs` is left out: files reach it only for the
+    `#[macro_export]` SQL macros, which live at the crate root whoever defines them."""
+    mods: dict[str, set[str]] = {}
+    for a, deps in graph.items():
+        ma = module_name(a)
+        if ma == "lib":
+            continue
+        mods.setdefault(ma, set())
+        for b in deps:
+            mb = module_name(b)
+            if mb not in (ma, "lib"):
+                mods[ma].add(mb)
+                mods.setdefault(mb, set())
+    return mods
+
+
+def reduction(mods: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The transitive reduction of an acyclic module graph: a -> b is kept unless b is
+    reachable from another of a's dependencies."""
+    reach: dict[str, set[str]] = {}
+
+    def below(m: str) -> set[str]:
+        if m not in reach:
+            reach[m] = set()
+            for d in mods[m]:
+                reach[m] |= {d} | below(d)
+        return reach[m]
+
+    return {m: {d for d in deps if not any(d in below(o) for o in deps if o != d)} for m, deps in mods.items()}
+
+
+def mermaid(mods: dict[str, set[str]]) -> str:
+    ident = lambda m: m.replace("/", "_")  # noqa: E731
+    lines = ["```mermaid", "flowchart TD"]
+    for m in sorted(mods):
+        for d in sorted(mods[m]):
+            lines.append(f'    {ident(m)}["{m}"] --> {ident(d)}["{d}"]')
+    lines.append("```")
+    return "\n".join(lines) + "\n"
+
+
+DOC_BEGIN, DOC_END = "<!-- layers:begin -->\n", "<!-- layers:end -->"
+
+
+def doc_block(path: Path) -> tuple[str, str, str]:
+    text = path.read_text()
+    i, j = text.find(DOC_BEGIN), text.find(DOC_END)
+    if i < 0 or j < i:
+        raise SystemExit(f"{path}: no {DOC_BEGIN.strip()} … {DOC_END} block")
+    return text[: i + len(DOC_BEGIN)], text[i + len(DOC_BEGIN) : j], text[j:]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--allow", type=Path, help="file of known imports on cycles")
     ap.add_argument("--write-allow", type=Path, help="write today's cycles to this file")
     ap.add_argument("--list", action="store_true", help="print each file's dependencies")
     ap.add_argument("--graph", action="store_true", help="print the file graph as mermaid")
+    ap.add_argument("--modules", action="store_true", help="print the module layering as mermaid")
+    ap.add_argument("--check-doc", type=Path, help="fail unless this file shows the module layering")
+    ap.add_argument("--write-doc", type=Path, help="rewrite this file's module layering block")
     args = ap.parse_args()
 
     crate = Crate()
@@ -413,9 +486,28 @@ def main() -> int:
     for line in sorted(allowed - on_cycle):
         print(f"STALE allow-list line (no longer on a cycle; delete it): {line}")
         failed = True
+    mods = module_graph(graph)
+    mod_comps = strongly_connected(mods)  # type: ignore[arg-type]
+    for comp in mod_comps:
+        failed = True
+        print(f"MODULE CYCLE: {' -> '.join(map(str, a_cycle(mods, comp)))}")  # type: ignore[arg-type]
+    if not mod_comps:
+        layers = mermaid(reduction(mods))
+        if args.modules:
+            print(layers, end="")
+        if args.write_doc:
+            before, _, after = doc_block(args.write_doc)
+            args.write_doc.write_text(before + layers + after)
+        if args.check_doc:
+            _, shown, _ = doc_block(args.check_doc)
+            if shown != layers:
+                failed = True
+                print(f"{args.check_doc}: the module layering shown is not the code's "
+                      f"(rewrite it with --write-doc {args.check_doc})")
     edges = sum(len(d) for d in graph.values())
     print(f"{len(graph)} files, {edges} imports between them, {len(comps)} cycles "
-          f"({len(on_cycle)} imports on cycles, {len(on_cycle & allowed)} of them allowed)")
+          f"({len(on_cycle)} imports on cycles, {len(on_cycle & allowed)} of them allowed); "
+          f"{len(mods)} modules, {len(mod_comps)} module cycles")
     return 1 if failed else 0
 
 

@@ -608,112 +608,187 @@ impl ServeArgs {
 }
 
 impl Command {
-    /// The plain settings of this command line; secrets given as `NAME_FILE` are read here.
+    /// The plain settings of this command line; secrets given as `NAME_FILE` are read here
+    /// (each `…Args::settings` converts its own command).
     pub fn into_settings(self) -> Result<Cmd, EnvError> {
         Ok(match self {
             Command::Serve(a) => Cmd::Serve(Box::new(a.settings()?)),
-            Command::Validate(a) => Cmd::Validate(st::ValidateSettings {
-                dir: a.dir,
-                strict_env: a.strict_env,
-                strict_calendars: a.strict_calendars,
-                now: a.now,
-            }),
-            Command::Simulate(a) => Cmd::Simulate(st::SimulateSettings {
-                events: a.events,
-                workflows: a.wf.workflows,
-                format: a.format.settings(),
-                until: a.until,
-                baseline: a.baseline,
-                risk_window: a.risk_window,
-            }),
-            Command::Migrate(a) => Cmd::Migrate(st::MigrateSettings {
-                database: a.db.url()?,
-                dry_run: a.dry_run,
-            }),
-            Command::Ticket(TicketCommand::Show(a)) => Cmd::TicketShow(st::TicketShowSettings {
-                place: place(a.db, a.wf)?,
-                id: a.id,
-                format: a.format.settings(),
-            }),
-            Command::Report(a) => Cmd::Report(st::ReportSettings {
-                place: place(a.db, a.wf)?,
-                since: a.since,
-                until: a.until,
-                workflow: a.workflow,
-                format: a.format.settings(),
-            }),
-            Command::Replan(a) => Cmd::Replan(st::ReplanSettings {
-                place: place(a.db, a.wf)?,
-                workflow: a.workflow,
-                dry_run: a.dry_run,
-            }),
-            Command::AtRisk(a) => Cmd::AtRisk(st::AtRiskSettings {
-                place: place(a.db, a.wf)?,
-                params: [
-                    ("within", Some(a.within)),
-                    ("risk_window", Some(a.risk_window)),
-                    ("workflow", a.workflow),
-                    ("priority", a.priority),
-                    ("clock", a.clock),
-                    ("assignee", a.assignee),
-                ]
-                .into_iter()
-                .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+            Command::Validate(a) => Cmd::Validate(a.settings()),
+            Command::Simulate(a) => Cmd::Simulate(a.settings()),
+            Command::Migrate(a) => Cmd::Migrate(a.settings()?),
+            Command::Ticket(TicketCommand::Show(a)) => Cmd::TicketShow(a.settings()?),
+            Command::Report(a) => Cmd::Report(a.settings()?),
+            Command::Replan(a) => Cmd::Replan(a.settings()?),
+            Command::AtRisk(a) => Cmd::AtRisk(a.settings()?),
+            Command::Calendar(CalendarCommand::Import(a)) => Cmd::CalendarImport(a.settings()),
+            Command::Calendar(CalendarCommand::Show(a)) => Cmd::CalendarShow(a.settings()),
+            Command::Export(a) => Cmd::Export(a.settings()?),
+            Command::Erase(a) => Cmd::Erase(a.settings()?),
+            Command::Backup(a) => Cmd::Backup(a.settings()?),
+            Command::Bench(a) => Cmd::Bench(a.settings()?),
+        })
+    }
+}
+
+impl ValidateArgs {
+    fn settings(self) -> st::ValidateSettings {
+        st::ValidateSettings {
+            dir: self.dir,
+            strict_env: self.strict_env,
+            strict_calendars: self.strict_calendars,
+            now: self.now,
+        }
+    }
+}
+
+impl SimulateArgs {
+    fn settings(self) -> st::SimulateSettings {
+        st::SimulateSettings {
+            events: self.events,
+            workflows: self.wf.workflows,
+            format: self.format.settings(),
+            until: self.until,
+            baseline: self.baseline,
+            risk_window: self.risk_window,
+        }
+    }
+}
+
+impl MigrateArgs {
+    fn settings(self) -> Result<st::MigrateSettings, EnvError> {
+        Ok(st::MigrateSettings {
+            database: self.db.url()?,
+            dry_run: self.dry_run,
+        })
+    }
+}
+
+impl TicketShowArgs {
+    fn settings(self) -> Result<st::TicketShowSettings, EnvError> {
+        Ok(st::TicketShowSettings {
+            place: place(self.db, self.wf)?,
+            id: self.id,
+            format: self.format.settings(),
+        })
+    }
+}
+
+impl ReportArgs {
+    fn settings(self) -> Result<st::ReportSettings, EnvError> {
+        Ok(st::ReportSettings {
+            place: place(self.db, self.wf)?,
+            since: self.since,
+            until: self.until,
+            workflow: self.workflow,
+            format: self.format.settings(),
+        })
+    }
+}
+
+impl ReplanArgs {
+    fn settings(self) -> Result<st::ReplanSettings, EnvError> {
+        Ok(st::ReplanSettings {
+            place: place(self.db, self.wf)?,
+            workflow: self.workflow,
+            dry_run: self.dry_run,
+        })
+    }
+}
+
+impl AtRiskArgs {
+    fn settings(self) -> Result<st::AtRiskSettings, EnvError> {
+        Ok(st::AtRiskSettings {
+            place: place(self.db, self.wf)?,
+            params: [
+                ("within", Some(self.within)),
+                ("risk_window", Some(self.risk_window)),
+                ("workflow", self.workflow),
+                ("priority", self.priority),
+                ("clock", self.clock),
+                ("assignee", self.assignee),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+            .collect(),
+            format: self.format.settings(),
+        })
+    }
+}
+
+impl CalendarImportArgs {
+    fn settings(self) -> st::CalendarImportSettings {
+        st::CalendarImportSettings {
+            file: self.file,
+            workday_match: self.workday_match,
+            years: self.years,
+        }
+    }
+}
+
+impl CalendarShowArgs {
+    fn settings(self) -> st::CalendarShowSettings {
+        st::CalendarShowSettings {
+            name: self.name,
+            workflows: self.wf.workflows,
+            year: self.year,
+            format: self.format.settings(),
+        }
+    }
+}
+
+impl ExportArgs {
+    fn settings(self) -> Result<st::ExportSettings, EnvError> {
+        Ok(st::ExportSettings {
+            database: self.db.url()?,
+            since: self.since,
+            until: self.until,
+            workflow: self.workflow,
+            output: self.output,
+        })
+    }
+}
+
+impl EraseArgs {
+    fn settings(self) -> Result<st::EraseSettings, EnvError> {
+        Ok(st::EraseSettings {
+            place: place(self.db, self.wf)?,
+            subject: match (self.ticket, self.customer_email) {
+                (Some(t), _) => crate::shell::erase::Subject::Ticket(t),
+                (None, Some(e)) => crate::shell::erase::Subject::CustomerEmail(e),
+                // clap's group requires exactly one of them.
+                (None, None) => crate::shell::erase::Subject::Ticket(String::new()),
+            },
+            dry_run: self.dry_run,
+            vacuum_full: self.vacuum_full,
+            format: self.format.settings(),
+        })
+    }
+}
+
+impl BackupArgs {
+    fn settings(self) -> Result<st::BackupSettings, EnvError> {
+        Ok(st::BackupSettings {
+            database: self.db.url()?,
+            output: self.output,
+            force: self.force,
+        })
+    }
+}
+
+impl BenchArgs {
+    fn settings(self) -> Result<st::BenchSettings, EnvError> {
+        Ok(st::BenchSettings {
+            database: self.db.url()?,
+            timers: self.timers,
+            pending: self.pending,
+            workers: self.workers,
+            format: self.format.settings(),
+            only: self
+                .only
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
                 .collect(),
-                format: a.format.settings(),
-            }),
-            Command::Calendar(CalendarCommand::Import(a)) => {
-                Cmd::CalendarImport(st::CalendarImportSettings {
-                    file: a.file,
-                    workday_match: a.workday_match,
-                    years: a.years,
-                })
-            }
-            Command::Calendar(CalendarCommand::Show(a)) => {
-                Cmd::CalendarShow(st::CalendarShowSettings {
-                    name: a.name,
-                    workflows: a.wf.workflows,
-                    year: a.year,
-                    format: a.format.settings(),
-                })
-            }
-            Command::Export(a) => Cmd::Export(st::ExportSettings {
-                database: a.db.url()?,
-                since: a.since,
-                until: a.until,
-                workflow: a.workflow,
-                output: a.output,
-            }),
-            Command::Erase(a) => Cmd::Erase(st::EraseSettings {
-                place: place(a.db, a.wf)?,
-                subject: match (a.ticket, a.customer_email) {
-                    (Some(t), _) => crate::shell::erase::Subject::Ticket(t),
-                    (None, Some(e)) => crate::shell::erase::Subject::CustomerEmail(e),
-                    // clap's group requires exactly one of them.
-                    (None, None) => crate::shell::erase::Subject::Ticket(String::new()),
-                },
-                dry_run: a.dry_run,
-                vacuum_full: a.vacuum_full,
-                format: a.format.settings(),
-            }),
-            Command::Backup(a) => Cmd::Backup(st::BackupSettings {
-                database: a.db.url()?,
-                output: a.output,
-                force: a.force,
-            }),
-            Command::Bench(a) => Cmd::Bench(st::BenchSettings {
-                database: a.db.url()?,
-                timers: a.timers,
-                pending: a.pending,
-                workers: a.workers,
-                format: a.format.settings(),
-                only: a
-                    .only
-                    .split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect(),
-            }),
         })
     }
 }

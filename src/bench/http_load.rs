@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::bench::Dist;
+use super::common::Dist;
 use crate::shell::engine::Engine;
 use crate::shell::http::{self, AppState};
 

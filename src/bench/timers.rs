@@ -9,7 +9,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::bench::{Dist, Ids, Scratch, engine, ingest_many, opened, rss_mib, virtual_clock};
+use super::common::{Dist, Ids, Scratch, engine, ingest_many, opened, rss_mib, virtual_clock};
 use crate::core::event::Event;
 use crate::shell::engine::{Engine, FIRE_BATCH, run_firer};
 use crate::shell::store;
@@ -232,11 +232,7 @@ async fn watch_drain(
     let total = store::timers_pending(&db).await?;
     let base = metrics.map(fired);
     let start = Instant::now();
-    let mut marks: Vec<f64> = Vec::new();
-    let (mut last_done, mut last_change, mut stall) = (0i64, 0.0f64, 0.0f64);
-    // Until the first timers are committed (new connections, a process starting): reported
-    // apart from the pauses once the drain runs.
-    let mut first: Option<(f64, i64)> = None;
+    let mut p = Progress::default();
     let mut rounds = 0u64;
     loop {
         rounds += 1;
@@ -255,59 +251,87 @@ async fn watch_drain(
         } else {
             store::timers_pending(&db).await?
         };
-        let now = start.elapsed().as_secs_f64();
-        if done > last_done {
-            if first.is_some() {
-                stall = stall.max(now - last_change);
-            } else {
-                first = Some((now, done));
-            }
-            last_done = done;
-            last_change = now;
-        }
-        while (marks.len() as i64 + 1) * 10_000 <= done {
-            marks.push(now);
-        }
+        p.note(start.elapsed().as_secs_f64(), done);
         if left == 0 || start.elapsed() > Duration::from_secs(1800) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    anyhow::ensure!(last_done == total, "the drain did not finish in 30 minutes");
-    let elapsed = start.elapsed().as_secs_f64();
-    let mut prev = 0.0;
-    let per_10k: Vec<f64> = marks
-        .iter()
-        .map(|t| {
-            let r = 10_000.0 / (t - prev).max(1e-9);
-            prev = *t;
-            r.round()
-        })
-        .collect();
-    let overall = total as f64 / elapsed.max(1e-9);
-    // From the first commit to the last: the rate once the workers run.
-    let running = match first {
-        Some((f, n)) if last_change > f => Some(((total - n) as f64 / (last_change - f)).round()),
-        _ => None,
-    };
-    Ok(json!({
-        "timers": total,
-        "workers": workers,
-        "drain_per_s": overall.round(),
-        "running_per_s": running,
-        "seconds": (elapsed * 10.0).round() / 10.0,
-        "per_10k_per_s": per_10k,
-        "first_10k_over_overall": per_10k.first().map(|f| (f / overall * 100.0).round() / 100.0),
-        // The same, timed from the first commit (the timers of the first commit are not
-        // counted: they were the start-up's).
-        "first_10k_after_start_up_over_overall": match (marks.first(), first) {
-            (Some(m), Some((f, n))) if *m > f && n < 10_000 => {
-                let rate = (10_000 - n) as f64 / (m - f);
-                Some((rate / overall * 100.0).round() / 100.0)
+    anyhow::ensure!(
+        p.last_done == total,
+        "the drain did not finish in 30 minutes"
+    );
+    Ok(p.figures(total, workers, start.elapsed().as_secs_f64()))
+}
+
+/// What [`watch_drain`] saw, in seconds since it started.
+#[derive(Default)]
+struct Progress {
+    /// When each further 10,000 timers had fired.
+    marks: Vec<f64>,
+    last_done: i64,
+    last_change: f64,
+    /// The longest wait between two counts that rose, once the drain ran.
+    stall: f64,
+    /// Until the first timers are committed (new connections, a process starting): reported
+    /// apart from the pauses once the drain runs. (when, how many then)
+    first: Option<(f64, i64)>,
+}
+
+impl Progress {
+    fn note(&mut self, now: f64, done: i64) {
+        if done > self.last_done {
+            if self.first.is_some() {
+                self.stall = self.stall.max(now - self.last_change);
+            } else {
+                self.first = Some((now, done));
+            }
+            self.last_done = done;
+            self.last_change = now;
+        }
+        while (self.marks.len() as i64 + 1) * 10_000 <= done {
+            self.marks.push(now);
+        }
+    }
+
+    fn figures(&self, total: i64, workers: usize, elapsed: f64) -> Value {
+        let (marks, first) = (&self.marks, self.first);
+        let mut prev = 0.0;
+        let per_10k: Vec<f64> = marks
+            .iter()
+            .map(|t| {
+                let r = 10_000.0 / (t - prev).max(1e-9);
+                prev = *t;
+                r.round()
+            })
+            .collect();
+        let overall = total as f64 / elapsed.max(1e-9);
+        // From the first commit to the last: the rate once the workers run.
+        let running = match first {
+            Some((f, n)) if self.last_change > f => {
+                Some(((total - n) as f64 / (self.last_change - f)).round())
             }
             _ => None,
-        },
-        "first_fired_after_s": first.map(|(f, _)| (f * 1000.0).round() / 1000.0),
-        "longest_stall_s": (stall * 1000.0).round() / 1000.0,
-    }))
+        };
+        json!({
+            "timers": total,
+            "workers": workers,
+            "drain_per_s": overall.round(),
+            "running_per_s": running,
+            "seconds": (elapsed * 10.0).round() / 10.0,
+            "per_10k_per_s": per_10k,
+            "first_10k_over_overall": per_10k.first().map(|f| (f / overall * 100.0).round() / 100.0),
+            // The same, timed from the first commit (the timers of the first commit are not
+            // counted: they were the start-up's).
+            "first_10k_after_start_up_over_overall": match (marks.first(), first) {
+                (Some(m), Some((f, n))) if *m > f && n < 10_000 => {
+                    let rate = (10_000 - n) as f64 / (m - f);
+                    Some((rate / overall * 100.0).round() / 100.0)
+                }
+                _ => None,
+            },
+            "first_fired_after_s": first.map(|(f, _)| (f * 1000.0).round() / 1000.0),
+            "longest_stall_s": (self.stall * 1000.0).round() / 1000.0,
+        })
+    }
 }

@@ -12,11 +12,11 @@
 //! values): `export` writes those fields as `null`, and a retry of the original event by the
 //! ticket system is recognised as a duplicate ([`same_event`]) instead of a conflict.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
-use crate::core::event::{Event, EventKind};
+use crate::core::event::{Event, EventKind, Party};
 use crate::core::machine::Ticket;
 
 /// The key of an erased event body that lists the paths erased from it. Not an event field:
@@ -136,15 +136,7 @@ pub fn same_event(stored: &str, incoming: &str) -> bool {
 pub fn strip_event(ev: &mut Event, personal: &BTreeSet<String>) -> Vec<String> {
     let mut paths = Vec::new();
     if let Some(c) = ev.customer.as_mut() {
-        for (f, v) in [
-            ("name", &mut c.name),
-            ("email", &mut c.email),
-            ("phone", &mut c.phone),
-        ] {
-            if v.take().is_some() {
-                paths.push(format!("customer.{f}"));
-            }
-        }
+        take_contact(c, &mut paths);
         if c.language.is_none() {
             ev.customer = None;
         }
@@ -152,12 +144,36 @@ pub fn strip_event(ev: &mut Event, personal: &BTreeSet<String>) -> Vec<String> {
     if ev.kind == EventKind::SurveyAnswered && ev.comment.take().is_some() {
         paths.push("comment".to_string());
     }
+    take_personal(&mut ev.attributes, personal, &mut paths);
+    paths
+}
+
+/// Take the customer's contact fields out of `c` (an event's and a ticket's customer lose
+/// the same ones), adding a `customer.<field>` path for each that was there.
+fn take_contact(c: &mut Party, paths: &mut Vec<String>) {
+    for (f, v) in [
+        ("name", &mut c.name),
+        ("email", &mut c.email),
+        ("phone", &mut c.phone),
+    ] {
+        if v.take().is_some() {
+            paths.push(format!("customer.{f}"));
+        }
+    }
+}
+
+/// Remove the attributes the workflow marks personal, adding an `attributes.<key>` path for
+/// each that was there.
+fn take_personal(
+    attributes: &mut BTreeMap<String, Value>,
+    personal: &BTreeSet<String>,
+    paths: &mut Vec<String>,
+) {
     for k in personal {
-        if ev.attributes.remove(k).is_some() {
+        if attributes.remove(k).is_some() {
             paths.push(format!("attributes.{k}"));
         }
     }
-    paths
 }
 
 /// Put `null` at each erased path of an exported event (`simulate` reads a null as absent),
@@ -187,24 +203,11 @@ pub fn null_erased(line: &mut Value, paths: &BTreeSet<String>) {
 /// every later notification of the ticket is made without them.
 pub fn erase_ticket(t: &mut Ticket, personal: &BTreeSet<String>) -> Vec<String> {
     let mut paths = Vec::new();
-    let c = &mut t.customer;
-    for (f, v) in [
-        ("name", &mut c.name),
-        ("email", &mut c.email),
-        ("phone", &mut c.phone),
-    ] {
-        if v.take().is_some() {
-            paths.push(format!("customer.{f}"));
-        }
-    }
+    take_contact(&mut t.customer, &mut paths);
     if t.feedback.comment.take().is_some() {
         paths.push("feedback.comment".to_string());
     }
-    for k in personal {
-        if t.attributes.remove(k).is_some() {
-            paths.push(format!("attributes.{k}"));
-        }
-    }
+    take_personal(&mut t.attributes, personal, &mut paths);
     paths
 }
 

@@ -202,6 +202,26 @@ pub struct Attainment {
     pub rate: Option<f64>,
 }
 
+impl Attainment {
+    /// Its line in the text reports (`report` and `simulate` print the same table).
+    pub fn text_line(&self) -> String {
+        format!(
+            "    {:<24} {:<14} met {:>4}  breached {:>4}  {}\n",
+            self.clock,
+            self.priority,
+            self.met,
+            self.breached,
+            percent(self.rate)
+        )
+    }
+}
+
+/// A share as the text reports print it: one decimal, or `n/a` when nothing was counted.
+pub fn percent(v: Option<f64>) -> String {
+    v.map(|x| format!("{:.1}%", x * 100.0))
+        .unwrap_or_else(|| "n/a".into())
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Breach {
     pub ticket: String,

@@ -358,11 +358,6 @@ pub fn render_summaries_json(reports: &[Report]) -> String {
     s
 }
 
-fn share(v: Option<f64>) -> String {
-    v.map(|x| format!("{:.1}%", x * 100.0))
-        .unwrap_or_else(|| "n/a".into())
-}
-
 /// The summary section of the text output: per workflow the volume, breaches, FCR, CSAT and
 /// NPS, then attainment per clock and priority.
 pub fn render_summaries_text(reports: &[Report]) -> String {
@@ -374,21 +369,14 @@ pub fn render_summaries_text(reports: &[Report]) -> String {
             r.volume,
             r.resolved,
             r.breaches.len(),
-            share(r.fcr),
-            share(r.csat),
+            report::percent(r.fcr),
+            report::percent(r.csat),
             r.nps
                 .map(|n| format!("{n:+.1}"))
                 .unwrap_or_else(|| "n/a".into())
         ));
         for a in &r.attainment {
-            s.push_str(&format!(
-                "    {:<24} {:<14} met {:>4}  breached {:>4}  {}\n",
-                a.clock,
-                a.priority,
-                a.met,
-                a.breached,
-                share(a.rate)
-            ));
+            s.push_str(&a.text_line());
         }
     }
     s

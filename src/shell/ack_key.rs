@@ -30,7 +30,7 @@ pub enum KeyError {
 
 /// The key of these settings and database (see the module comment).
 pub async fn key(s: &ServeSettings, db: &Db, now: DateTime<Utc>) -> Result<Secret, KeyError> {
-    let configured = crate::shell::ack::key(
+    let configured = crate::shell::links::key(
         s.ack.secret.as_ref(),
         s.webhook_secret.as_ref(),
         s.api_token.as_ref(),

@@ -319,7 +319,7 @@ pub async fn band_counts(
 
 /// `slakeeper at-risk`.
 pub async fn command(s: &crate::shell::settings::AtRiskSettings) -> anyhow::Result<()> {
-    let engine = crate::shell::commands::offline_engine(&s.place).await?;
+    let engine = crate::shell::open::offline_engine(&s.place).await?;
     let q = Query::parse(&s.params, &Catalog::of(&engine.cfg.catalog))
         .map_err(|e| anyhow::anyhow!("--{}: {}", e.field.replace('_', "-"), e.message))?;
     let l = list(&engine, &q).await?;

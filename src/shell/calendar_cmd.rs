@@ -11,7 +11,7 @@ use chrono::{Datelike, Utc};
 
 use crate::core::ics::{self, Options};
 use crate::core::year_view::{render_json, render_text, year_view};
-use crate::shell::commands::load_workflows;
+use crate::shell::open::load_workflows;
 use crate::shell::settings::{CalendarImportSettings, CalendarShowSettings, Format};
 
 /// `calendar import FILE [--workday-match TEXT]... [--year Y]...`: the YAML fragment on

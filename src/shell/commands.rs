@@ -4,7 +4,6 @@
 use std::io::{BufRead, Write};
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -12,16 +11,13 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::core::event::parse_event;
 use crate::core::simulate::{
-    SimEvent, render_json, render_summaries_json, render_summaries_text, render_text, simulate,
-    summaries,
+    SimEvent, SimResult, render_json, render_summaries_json, render_summaries_text, render_text,
+    simulate, summaries,
 };
-use crate::shell::channels::Channels;
-use crate::shell::db::Db;
-use crate::shell::engine::{Engine, RetryPolicy, system_clock};
-use crate::shell::secret::{Secret, redact_url};
+use crate::shell::open::{connect, missing_sqlite_file, offline_engine, open_db_migrating};
+use crate::shell::secret::redact_url;
 use crate::shell::settings::{
-    Format, MigrateSettings, Place, ReportSettings, SimulateSettings, TicketShowSettings,
-    ValidateSettings,
+    Format, MigrateSettings, ReportSettings, SimulateSettings, TicketShowSettings, ValidateSettings,
 };
 use crate::shell::{queue, report, schema, show};
 use crate::workflow::{Config, Diag, check_dir, load_dir, render_diags};
@@ -117,55 +113,6 @@ fn split_position(line: &str) -> (&str, &str) {
     }
 }
 
-/// Load a workflow directory or say how to find out what is wrong with it.
-pub fn load_workflows(dir: &Path) -> anyhow::Result<Arc<Config>> {
-    match load_dir(dir) {
-        Ok(c) => Ok(Arc::new(c)),
-        Err(diags) => {
-            eprint!("{}", render_diags(&diags));
-            anyhow::bail!(
-                "{} error(s) in {}; fix them (slakeeper validate {})",
-                diags.len(),
-                dir.display(),
-                dir.display()
-            )
-        }
-    }
-}
-
-/// Connect to a database whose schema is this binary's: every command but `serve` and
-/// `migrate` (a database with migrations pending or applied by a newer binary is refused,
-/// and nothing is changed). Names the database (without its password) on failure.
-pub async fn open_db(url: &Secret) -> anyhow::Result<Db> {
-    let db = connect(url).await?;
-    if let Err(e) = schema::check(&db, url.expose(), false).await {
-        db.close().await;
-        return Err(e.into());
-    }
-    Ok(db)
-}
-
-/// Connect and apply pending migrations (`serve`, `migrate`); a database a newer binary
-/// migrated is refused before anything runs.
-pub async fn open_db_migrating(url: &Secret) -> anyhow::Result<Db> {
-    let db = connect(url).await?;
-    let res = match schema::check(&db, url.expose(), true).await {
-        Ok(_) => queue::migrate(&db).await.context("applying migrations"),
-        Err(e) => Err(e.into()),
-    };
-    if let Err(e) = res {
-        db.close().await;
-        return Err(e);
-    }
-    Ok(db)
-}
-
-async fn connect(url: &Secret) -> anyhow::Result<Db> {
-    Db::connect(url.expose())
-        .await
-        .with_context(|| format!("connecting to {}", redact_url(url.expose())))
-}
-
 /// `migrate [--dry-run]`.
 pub async fn migrate(s: &MigrateSettings) -> anyhow::Result<()> {
     let url = redact_url(s.database.expose());
@@ -201,40 +148,6 @@ pub async fn migrate(s: &MigrateSettings) -> anyhow::Result<()> {
     );
     db.close().await;
     Ok(())
-}
-
-/// Refuse a `sqlite://` URL whose file does not exist (so a mistyped path is not created).
-fn missing_sqlite_file(url: &str, hint: &str) -> anyhow::Result<()> {
-    if let Some(path) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-    {
-        let file = path.split('?').next().unwrap_or(path);
-        if !file.is_empty() && file != ":memory:" && !Path::new(file).exists() {
-            anyhow::bail!("database file {file} does not exist ({hint})");
-        }
-    }
-    Ok(())
-}
-
-/// An engine for inspecting commands: no channels configured, and no database created at
-/// a mistyped path.
-pub(crate) async fn offline_engine(place: &Place) -> anyhow::Result<Engine> {
-    let cfg = load_workflows(&place.workflows)?;
-    missing_sqlite_file(
-        place.database.expose(),
-        "pass --database or set SLAKEEPER_DATABASE_URL",
-    )?;
-    let db = open_db(&place.database).await?;
-    Ok(Engine {
-        db,
-        cfg,
-        channels: Channels::offline()?,
-        retry: RetryPolicy::default(),
-        clock: system_clock(),
-        group: Default::default(),
-        versions: Default::default(),
-    })
 }
 
 /// `ticket show ID`.
@@ -330,41 +243,24 @@ fn read_events(s: &SimulateSettings) -> anyhow::Result<Result<Vec<SimEvent>, usi
     Ok(if bad > 0 { Err(bad) } else { Ok(events) })
 }
 
-/// `simulate EVENTS`: virtual time, no database, no mail.
+/// `simulate EVENTS`: virtual time, no database, no mail. Each step below reports its own
+/// problems on stderr and gives None; the command then exits 1.
 pub fn simulate_cmd(s: &SimulateSettings) -> anyhow::Result<ExitCode> {
+    let failed = Ok(ExitCode::from(1));
     let baseline = match &s.baseline {
         None => None,
-        Some(dir) => match load_dir(dir) {
-            Ok(c) => Some(c),
-            Err(diags) => {
-                eprint!("{}", render_diags(&diags));
-                eprintln!(
-                    "the baseline workflows have errors; fix them first (slakeeper validate)"
-                );
-                return Ok(ExitCode::from(1));
-            }
+        Some(dir) => match loaded(dir, "the baseline workflows") {
+            Some(c) => Some(c),
+            None => return failed,
         },
     };
-    let cfg = match load_dir(&s.workflows) {
-        Ok(c) => c,
-        Err(diags) => {
-            eprint!("{}", render_diags(&diags));
-            eprintln!("the workflows have errors; fix them first (slakeeper validate)");
-            return Ok(ExitCode::from(1));
-        }
+    let Some(cfg) = loaded(&s.workflows, "the workflows") else {
+        return failed;
     };
     let path = s.events.display().to_string();
-    let events = match read_events(s)? {
-        Ok(e) => e,
-        Err(bad) => {
-            eprintln!("{bad} bad event(s); nothing simulated");
-            return Ok(ExitCode::from(1));
-        }
+    let Some(events) = sim_events(s, &path)? else {
+        return failed;
     };
-    if events.is_empty() {
-        eprintln!("{path}: no events");
-        return Ok(ExitCode::from(1));
-    }
     // Default: a week after the last event arrived (a late event is late in the simulation).
     let until = s.until.unwrap_or_else(|| {
         events
@@ -374,8 +270,63 @@ pub fn simulate_cmd(s: &SimulateSettings) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(Utc::now)
             + Duration::days(7)
     });
-    let result = match simulate(&cfg.catalog, &events, until) {
-        Ok(r) => r,
+    let Some(result) = simulated(&cfg, &events, until, &path) else {
+        return failed;
+    };
+    warn_uncovered(&result);
+    let out = match baseline {
+        Some(old_cfg) => {
+            let Some(out) = against_baseline(&old_cfg, &events, until, &result, &path, s.format)
+            else {
+                return failed;
+            };
+            out
+        }
+        None => simulated_report(&result, &events, until, s),
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(out.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The workflows of `dir`, or None after printing their errors (`what` names them).
+fn loaded(dir: &Path, what: &str) -> Option<Config> {
+    match load_dir(dir) {
+        Ok(c) => Some(c),
+        Err(diags) => {
+            eprint!("{}", render_diags(&diags));
+            eprintln!("{what} have errors; fix them first (slakeeper validate)");
+            None
+        }
+    }
+}
+
+/// simulate's events, or None after saying why there are none to simulate.
+fn sim_events(s: &SimulateSettings, path: &str) -> anyhow::Result<Option<Vec<SimEvent>>> {
+    let events = match read_events(s)? {
+        Ok(e) => e,
+        Err(bad) => {
+            eprintln!("{bad} bad event(s); nothing simulated");
+            return Ok(None);
+        }
+    };
+    if events.is_empty() {
+        eprintln!("{path}: no events");
+        return Ok(None);
+    }
+    Ok(Some(events))
+}
+
+/// The simulation under the current workflows, or None after printing each event they
+/// refuse.
+fn simulated(
+    cfg: &Config,
+    events: &[SimEvent],
+    until: DateTime<Utc>,
+    path: &str,
+) -> Option<SimResult> {
+    match simulate(&cfg.catalog, events, until) {
+        Ok(r) => Some(r),
         Err(errs) => {
             for (line, e) in &errs {
                 eprintln!(
@@ -388,63 +339,72 @@ pub fn simulate_cmd(s: &SimulateSettings) -> anyhow::Result<ExitCode> {
                 );
             }
             eprintln!("{} bad event(s); nothing simulated", errs.len());
-            return Ok(ExitCode::from(1));
+            None
+        }
+    }
+}
+
+/// `--baseline`: the same events under the old definitions, compared with `result`.
+fn against_baseline(
+    old_cfg: &Config,
+    events: &[SimEvent],
+    until: DateTime<Utc>,
+    result: &SimResult,
+    path: &str,
+    format: Format,
+) -> Option<String> {
+    // The same events, so any error was already reported above; an event the old
+    // definitions refuse (e.g. a workflow they lack) is reported the same way.
+    let old = match simulate(&old_cfg.catalog, events, until) {
+        Ok(r) => r,
+        Err(errs) => {
+            for (line, e) in &errs {
+                eprintln!("{path}:{line}: baseline: {}", e.message);
+            }
+            return None;
         }
     };
-    warn_uncovered(&result);
-    let out = match baseline {
-        Some(old_cfg) => {
-            // The same events, so any error was already reported above; an event the old
-            // definitions refuse (e.g. a workflow they lack) is reported the same way.
-            let old = match simulate(&old_cfg.catalog, &events, until) {
-                Ok(r) => r,
-                Err(errs) => {
-                    for (line, e) in &errs {
-                        eprintln!("{path}:{line}: baseline: {}", e.message);
-                    }
-                    return Ok(ExitCode::from(1));
-                }
-            };
-            let cmp = crate::core::baseline::compare(&old, &result);
-            match s.format {
-                Format::Text => crate::core::baseline::render_text(&cmp),
-                Format::Json => crate::core::baseline::render_json(&cmp),
-            }
+    let cmp = crate::core::baseline::compare(&old, result);
+    Some(match format {
+        Format::Text => crate::core::baseline::render_text(&cmp),
+        Format::Json => crate::core::baseline::render_json(&cmp),
+    })
+}
+
+/// The timeline, the review figures over everything simulated (as `report` computes them)
+/// and the clocks still running at `until` with the forecast the API would give.
+fn simulated_report(
+    result: &SimResult,
+    events: &[SimEvent],
+    until: DateTime<Utc>,
+    s: &SimulateSettings,
+) -> String {
+    let since = events
+        .iter()
+        .map(|e| e.event.at_utc())
+        .min()
+        .unwrap_or(until);
+    let reports = summaries(result, since, until);
+    let risky = crate::core::forecast::simulated(result, until, s.risk_window);
+    let wfs = &result.workflows;
+    match s.format {
+        Format::Text => {
+            render_text(result)
+                + &render_summaries_text(&reports)
+                + &crate::core::forecast::render_text(&risky, wfs, until, s.risk_window)
         }
-        None => {
-            // The review figures over everything simulated, as `report` computes them.
-            let since = events
-                .iter()
-                .map(|e| e.event.at_utc())
-                .min()
-                .unwrap_or(until);
-            let reports = summaries(&result, since, until);
-            // The clocks still running at `until`, with the forecast the API would give.
-            let risky = crate::core::forecast::simulated(&result, until, s.risk_window);
-            let wfs = &result.workflows;
-            match s.format {
-                Format::Text => {
-                    render_text(&result)
-                        + &render_summaries_text(&reports)
-                        + &crate::core::forecast::render_text(&risky, wfs, until, s.risk_window)
-                }
-                Format::Json => {
-                    render_json(&result)
-                        + &render_summaries_json(&reports)
-                        + &crate::core::forecast::render_json(&risky, wfs)
-                }
-            }
+        Format::Json => {
+            render_json(result)
+                + &render_summaries_json(&reports)
+                + &crate::core::forecast::render_json(&risky, wfs)
         }
-    };
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(out.as_bytes())?;
-    Ok(ExitCode::SUCCESS)
+    }
 }
 
 /// One line on stderr per calendar and year the simulation computed deadlines in without
 /// holiday data (each ticket's timeline notes it too), so a backtest over a new year is not
 /// read as if the holidays had been known.
-fn warn_uncovered(r: &crate::core::simulate::SimResult) {
+fn warn_uncovered(r: &SimResult) {
     let mut notes: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> =
         Default::default();
     for (ticket, o) in &r.timeline {

@@ -487,7 +487,7 @@ pub fn to_text(e: &Erasure) -> String {
 
 /// `slakeeper erase`: exit 1 (with the reason) when no stored ticket matches.
 pub async fn command(s: &crate::shell::settings::EraseSettings) -> anyhow::Result<()> {
-    let engine = crate::shell::commands::offline_engine(&s.place).await?;
+    let engine = crate::shell::open::offline_engine(&s.place).await?;
     let e = erase(&engine, &s.subject, s.dry_run, s.vacuum_full).await;
     engine.db.close().await;
     let e = e?;

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use crate::core::erase;
 use crate::core::event::Event;
-use crate::shell::commands::open_db;
+use crate::shell::open::open_db;
 use crate::shell::secret::{Secret, redact_url};
 use crate::shell::settings::ExportSettings;
 use crate::shell::store::{self, from_ms};

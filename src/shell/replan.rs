@@ -7,8 +7,8 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::core::replan::ClockChange;
-use crate::shell::commands::offline_engine;
 use crate::shell::engine::replan::{ReplanError, Replanned};
+use crate::shell::open::offline_engine;
 use crate::shell::settings::ReplanSettings;
 use crate::shell::store;
 use crate::workflow::version::short;

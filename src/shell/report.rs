@@ -47,7 +47,7 @@ fn kpi_value(k: Kpi, v: Option<f64>) -> String {
     match (k, v) {
         (_, None) => "n/a".into(),
         (Kpi::Nps, Some(x)) => format!("{x:+.1}"),
-        (_, x) => pct(x),
+        (_, x) => report::percent(x),
     }
 }
 
@@ -87,11 +87,6 @@ fn kpi_label(k: Kpi) -> &'static str {
     }
 }
 
-fn pct(v: Option<f64>) -> String {
-    v.map(|x| format!("{:.1}%", x * 100.0))
-        .unwrap_or_else(|| "n/a".into())
-}
-
 fn local(r: &Report, t: DateTime<Utc>) -> String {
     match r.timezone.parse::<chrono_tz::Tz>() {
         Ok(tz) => t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string(),
@@ -103,7 +98,7 @@ fn local(r: &Report, t: DateTime<Utc>) -> String {
 pub fn template_context(r: &Report) -> Value {
     let shares = |v: &[report::Share]| -> Vec<Value> {
         v.iter()
-            .map(|s| json!({"name": s.name, "count": s.count, "share": pct(Some(s.share))}))
+            .map(|s| json!({"name": s.name, "count": s.count, "share": report::percent(Some(s.share))}))
             .collect()
     };
     json!({
@@ -123,8 +118,8 @@ pub fn template_context(r: &Report) -> Value {
             "mean": r.satisfaction_mean.map(|m| format!("{m:.1}")).unwrap_or_else(|| "n/a".into()),
             "responses": r.responses,
         },
-        "csat": pct(r.csat),
-        "fcr": pct(r.fcr),
+        "csat": report::percent(r.csat),
+        "fcr": report::percent(r.fcr),
         "nps": kpi_value(Kpi::Nps, r.nps),
         "nps_answers": {"count": r.nps_responses, "promoters": r.promoters,
                         "passives": r.passives, "detractors": r.detractors},
@@ -135,7 +130,7 @@ pub fn template_context(r: &Report) -> Value {
         })).collect::<Vec<_>>(),
         "attainment": r.attainment.iter().map(|a| json!({
             "clock": a.clock, "priority": a.priority, "met": a.met, "breached": a.breached,
-            "rate": pct(a.rate),
+            "rate": report::percent(a.rate),
         })).collect::<Vec<_>>(),
         "breaches": r.breaches.iter().map(|b| json!({
             "ticket": b.ticket, "clock": b.clock, "priority": b.priority, "due": local(r, b.due),
@@ -196,20 +191,13 @@ pub fn render_text(r: &Report) -> String {
                 "    {:<24} {:>5}  {}\n",
                 c.name,
                 c.count,
-                pct(Some(c.share))
+                report::percent(Some(c.share))
             ));
         }
     }
     s.push_str("  SLA attainment:\n");
     for a in &r.attainment {
-        s.push_str(&format!(
-            "    {:<24} {:<14} met {:>4}  breached {:>4}  {}\n",
-            a.clock,
-            a.priority,
-            a.met,
-            a.breached,
-            pct(a.rate)
-        ));
+        s.push_str(&a.text_line());
     }
     s.push_str(&format!("  breaches ({}):\n", r.breaches.len()));
     for b in &r.breaches {

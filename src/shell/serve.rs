@@ -10,11 +10,11 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::shell::channels::Channels;
-use crate::shell::commands::{load_workflows, open_db_migrating};
 use crate::shell::db::Db;
 use crate::shell::engine::{Engine, FIRE_BATCH, run_firer, system_clock, timers};
 use crate::shell::jobs::Jobs;
 use crate::shell::metrics::{self, GaugeState};
+use crate::shell::open::{load_workflows, open_db_migrating};
 use crate::shell::queue::{self, DeliveryJob, ReviewJob, WorkerOpts};
 use crate::shell::secret::Secret;
 use crate::shell::services::{self, DeliverySweep, GaugeRefresher, JobPruner, ReviewScheduler};
@@ -94,8 +94,8 @@ impl App {
         }
         let ack_key = crate::shell::ack_key::key(&settings, &engine.db, engine.now()).await?;
         if let Some(url) = &settings.ack.public_url {
-            crate::shell::ack::configure(url.trim(), ack_key.clone());
-            crate::shell::ui::configure(url.trim());
+            crate::shell::links::configure(url.trim(), ack_key.clone());
+            crate::shell::links::configure_pages(url.trim());
         }
         engine.release_held_emails().await?;
         Ok(App {
@@ -117,8 +117,8 @@ impl App {
     fn default_ack_url(&self, listen: &str) {
         let url = format!("{}://{listen}", self.scheme());
         // Ticket page links in staff messages default to the same address.
-        crate::shell::ui::configure(&url);
-        if crate::shell::ack::configure(&url, self.ack_key.clone()) {
+        crate::shell::links::configure_pages(&url);
+        if crate::shell::links::configure(&url, self.ack_key.clone()) {
             tracing::warn!(
                 "SLAKEEPER_PUBLIC_URL is not set: acknowledge links point at {url} (the listen address); set it to the address staff reach"
             );

@@ -4,98 +4,23 @@
 //! clocks, progress updates, survey and score rules, review) and the escalations.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_saphyr::Spanned;
 
-use super::Diag;
+use super::ctx::{Ctx, pos, sorted_by_pos, text};
+use super::diag::Diag;
 use super::raw::*;
+use super::routes::{Route, Routes};
 use super::templates::Templates;
+use super::{coverage, oncall};
 use crate::core::calendar::{Calendar, Shift, parse_days, parse_shifts};
 use crate::core::duration::{Span, parse_span};
 use crate::core::event::EventKind;
 use crate::core::model::*;
 use crate::core::schedule::Schedule;
-
-/// Where a role's notifications go.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Route {
-    pub email: Vec<String>,
-    pub webhook: Vec<String>,
-    /// Vendor channel entries (`slack:`, `dingtalk:`, `pagerduty:`, `http:` …), in file
-    /// order per channel.
-    pub channels: Vec<ChannelEntry>,
-    /// A rotation role pages the member on duty instead (its own channels are none).
-    pub rotation: Option<crate::core::rotation::Rotation>,
-}
-
-/// One vendor channel entry of routes.yaml. Secrets are never here: only the names of the
-/// environment variables that hold them (`url_env`, `secret_env`, `routing_key_env`,
-/// `headers_env`), read at send time.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ChannelEntry {
-    /// `slack`, `teams`, `dingtalk`, `feishu`, `wecom`, `pagerduty` or `http`.
-    pub channel: String,
-    /// A URL without a secret (PagerDuty's endpoint, an `http` URL template).
-    pub url: Option<String>,
-    pub url_env: Option<String>,
-    pub secret_env: Option<String>,
-    pub routing_key_env: Option<String>,
-    pub severity: Option<String>,
-    pub at_mobiles: Vec<String>,
-    pub method: Option<String>,
-    pub headers: Vec<(String, String)>,
-    pub headers_env: Vec<(String, String)>,
-    pub body: Option<String>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Routes {
-    pub roles: BTreeMap<String, Route>,
-}
-
-impl Routes {
-    pub fn get(&self, role: &str) -> Option<&Route> {
-        self.roles.get(role)
-    }
-}
-
-/// The file being compiled and the diagnostics collected so far.
-pub(super) struct Ctx<'a> {
-    path: &'a Path,
-    pub(super) diags: &'a mut Vec<Diag>,
-}
-
-impl<'a> Ctx<'a> {
-    pub(super) fn new(path: &'a Path, diags: &'a mut Vec<Diag>) -> Ctx<'a> {
-        Ctx { path, diags }
-    }
-    pub(super) fn err<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
-        let (line, col) = pos(at);
-        self.diags.push(Diag {
-            path: self.path.to_path_buf(),
-            line: line.max(1),
-            col: col.max(1),
-            message: message.into(),
-        });
-    }
-}
-
-fn pos<T>(s: &Spanned<T>) -> (u32, u32) {
-    (s.referenced.line() as u32, s.referenced.column() as u32)
-}
-
-pub(super) fn text(s: &Spanned<Text>) -> &str {
-    s.value.0.as_str()
-}
-
-pub(super) fn sorted_by_pos<K, V>(m: &HashMap<Spanned<K>, V>) -> Vec<(&Spanned<K>, &V)> {
-    let mut v: Vec<_> = m.iter().collect();
-    v.sort_by_key(|(k, _)| (k.referenced.line(), k.referenced.column()));
-    v
-}
 
 /// What every workflow file may refer to: the shared files of the directory, and the moment
 /// of validation (a review schedule must tick within five years of it).
@@ -202,7 +127,7 @@ fn compile_calendar(cx: &mut Ctx<'_>, name: &Spanned<Text>, cal: &RawCalendar) -
     let weekly = weekly_hours(cx, &cal.hours);
     let holidays = dates(cx, &cal.holidays, "holiday");
     let workdays = dates(cx, &cal.workdays, "make-up working day");
-    let years = super::coverage::years(cx, cal.years.as_ref());
+    let years = coverage::years(cx, cal.years.as_ref());
     let (weekly, holidays, workdays, years) = (weekly?, holidays?, workdays?, years.ok()?);
     if text(name) == "always" {
         // `always` may be given a zone (display, review cron) but must stay 24/7.
@@ -300,7 +225,7 @@ pub(super) fn compile_routes_with(
     calendars: &BTreeMap<String, Arc<Calendar>>,
 ) -> Routes {
     let mut routes = compile_routes(cx, raw);
-    super::oncall::compile_oncall(cx, raw, calendars, &mut routes);
+    oncall::compile_oncall(cx, raw, calendars, &mut routes);
     routes
 }
 
@@ -336,10 +261,7 @@ pub(super) fn compile_routes(cx: &mut Ctx<'_>, raw: &RawRoutes) -> Routes {
                 );
             }
         }
-        if route.email.is_empty()
-            && route.webhook.is_empty()
-            && !super::oncall::has_oncall(&r.value)
-        {
+        if route.email.is_empty() && route.webhook.is_empty() && !oncall::has_oncall(&r.value) {
             cx.err(role, format!("role `{name}` has no email and no webhook"));
         }
         routes.roles.insert(name.to_string(), route);

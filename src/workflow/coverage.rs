@@ -7,9 +7,10 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde_saphyr::Spanned;
 
-use super::compile::{Ctx, text};
+use super::config::Config;
+use super::ctx::{Ctx, text};
+use super::diag::Diag;
 use super::raw::Text;
-use super::{Config, Diag};
 pub use crate::core::coverage::WARN_DAYS;
 use crate::core::coverage::ending_within;
 

@@ -3,12 +3,12 @@
 //! `token_env`), each with its position. Whether they are set is not a property of the
 //! files: `validate` warns about unset ones (CI rarely holds production secrets; `--strict-env`
 //! makes them errors), and `serve` refuses to start without them. Listed even when the files
-//! have other errors, so one `validate` run reports everything.
+//! have other errors, so one `validate` run reports everything. Each file's compiler lists its
+//! own (`oncall::env_refs`, `sources::env_refs`); the loader gathers them.
 
 use std::path::{Path, PathBuf};
 
-use super::load::{Tree, parse_yaml};
-use super::raw::{RawRoutes, S};
+use super::raw::S;
 
 /// Who reads a variable: a `serve --role api` process needs only the sources' secrets, a
 /// worker only the channels'.
@@ -56,75 +56,10 @@ impl EnvRef {
     }
 }
 
-/// A plausible variable name (the compilers report anything else as an error).
+/// A plausible variable name, as shells accept them (the compilers report anything else as
+/// an error; only well-formed names are listed).
 pub(super) fn name_ok(s: &str) -> bool {
     !s.is_empty()
         && !s.starts_with(|c: char| c.is_ascii_digit())
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// Every variable the tree's `routes.yaml` and `sources.yaml` name, in file order.
-pub fn refs(dir: &Path, tree: &Tree) -> Vec<EnvRef> {
-    let mut out = Vec::new();
-    if let Some(src) = tree.get("routes.yaml") {
-        let path = dir.join("routes.yaml");
-        // Parse errors are the loader's to report; here they only mean nothing to list.
-        let mut ignored = Vec::new();
-        if let Some(raw) = parse_yaml::<RawRoutes>(&path, src, &mut ignored) {
-            out.extend(super::oncall::env_refs(&path, &raw));
-        }
-    }
-    if let Some(src) = tree.get(super::sources::FILE) {
-        out.extend(super::sources::env_refs(
-            &dir.join(super::sources::FILE),
-            src,
-        ));
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routes_and_sources_variables_are_listed_with_positions() {
-        let mut tree = Tree::new();
-        tree.insert(
-            "routes.yaml".into(),
-            "oncall:\n  slack: [{ url_env: SLK_SLACK_URL }]\n  http:\n    - url: \"https://x\"\n      headers_env: { Authorization: SLK_AUTH }\n".into(),
-        );
-        tree.insert(
-            "sources.yaml".into(),
-            "sources:\n  n: { kind: native, token_env: SLK_NATIVE }\n".into(),
-        );
-        let r = refs(Path::new("wf"), &tree);
-        let got: Vec<(String, &str, String, EnvUse)> = r
-            .iter()
-            .map(|r| (r.name.clone(), r.key, r.position(), r.used))
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                (
-                    "SLK_SLACK_URL".to_string(),
-                    "url_env",
-                    "wf/routes.yaml:2:22".to_string(),
-                    EnvUse::Delivery
-                ),
-                (
-                    "SLK_AUTH".to_string(),
-                    "headers_env",
-                    "wf/routes.yaml:5:37".to_string(),
-                    EnvUse::Delivery
-                ),
-                (
-                    "SLK_NATIVE".to_string(),
-                    "token_env",
-                    "wf/sources.yaml:2:33".to_string(),
-                    EnvUse::Intake
-                ),
-            ]
-        );
-    }
 }

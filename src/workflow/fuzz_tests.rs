@@ -14,7 +14,7 @@ use proptest::test_runner::Config;
 use serde_json::{Map, Value, json};
 
 use crate::core::event::parse_event;
-use crate::workflow::load::parse_yaml;
+use crate::workflow::files::parse_yaml;
 use crate::workflow::raw::{RawCalendars, RawRoutes, RawWorkflow};
 use crate::workflow::{Diag, load_dir_at};
 

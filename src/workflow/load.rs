@@ -1,12 +1,12 @@
-//! Reading a workflow directory: which files exist, their text (a [`Tree`]), and YAML → the
-//! positioned raw shapes of [`super::raw`]. Everything that touches the file system or the
-//! YAML library is here; [`super::compile`] only ever sees parsed values, so it can be tested
-//! without files. The file system is read once, up front ([`read_tree`]); compiling works on
-//! the tree, so a workflow version stored in the database loads exactly like a directory.
+//! Loading a workflow directory: read the file system once, up front ([`read_tree`]), then
+//! compile the [`Tree`] — so a workflow version stored in the database loads exactly like a
+//! directory. Only this file touches the file system; [`super::compile`] only ever sees
+//! parsed values, so it can be tested without files.
 //!
 //! Order: calendars and routes first (workflows refer to them), then templates, then each
-//! workflow file, then the checks across workflows (duplicate names, overlapping `match`).
-//! Every problem becomes a [`Diag`]; nothing stops at the first one.
+//! workflow file, then the checks across workflows (duplicate names, overlapping `match`),
+//! then `sources.yaml` (which names workflows). Every problem becomes a [`Diag`]; nothing
+//! stops at the first one.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,10 +14,18 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::compile::{self, Compiled, Ctx, Env, Routes, Seen};
+use super::compile::{self, Compiled, Env, Seen};
+use super::config::Config;
+use super::ctx::Ctx;
+use super::diag::{Diag, diag_at};
+use super::env::EnvRef;
+use super::files::parse_yaml;
+// The engine stores and reloads versions as `workflow::load::Tree`.
+pub use super::files::Tree;
 use super::raw::{RawCalendars, RawRoutes, RawWorkflow};
+use super::routes::Routes;
 use super::templates::Templates;
-use super::{Config, Diag};
+use super::{oncall, sources, version};
 use crate::core::calendar::Calendar;
 use crate::core::model::Catalog;
 
@@ -27,27 +35,36 @@ const SHARED_FILES: [&str; 5] = [
     "calendars.yml",
     "routes.yaml",
     "routes.yml",
-    super::sources::FILE,
+    sources::FILE,
 ];
 
-fn diag_at(path: &Path, line: u32, col: u32, message: impl Into<String>) -> Diag {
-    Diag {
-        path: path.to_path_buf(),
-        line: line.max(1),
-        col: col.max(1),
-        message: message.into(),
+/// Load and check a directory. Either everything is valid, or every error is returned.
+///
+/// Reads the system clock: loading is the edge where files come in, and "now" only decides
+/// whether a review schedule ticks soon enough to be meant. Tests pass a fixed instant to
+/// [`load_dir_at`].
+pub fn load_dir(dir: &Path) -> Result<Config, Vec<Diag>> {
+    load_dir_at(dir, Utc::now())
+}
+
+/// [`load_dir_at`], plus the environment variables the files name — listed also when the
+/// directory has errors, so `validate` reports them in the same run.
+pub fn check_dir(dir: &Path, now: DateTime<Utc>) -> (Result<Config, Vec<Diag>>, Vec<EnvRef>) {
+    match load_dir_at(dir, now) {
+        Ok(cfg) => {
+            let refs = cfg.env.clone();
+            (Ok(cfg), refs)
+        }
+        Err(diags) => {
+            let tree = read_tree(dir, &mut Vec::new());
+            (Err(diags), env_refs(dir, &tree))
+        }
     }
 }
 
-/// A workflow directory's text files by path relative to it (`general-service.yaml`,
-/// `templates/survey.en.txt`): the top-level YAML files and the templates, as read. The
-/// loader compiles a tree, so a tree kept elsewhere (a pinned workflow version in the
-/// database) loads exactly as the directory it was read from.
-pub type Tree = BTreeMap<String, String>;
-
-/// Load and check `dir` as of `now` (which only bounds how far ahead a review schedule may
-/// first tick).
-pub fn load(dir: &Path, now: DateTime<Utc>) -> Result<Config, Vec<Diag>> {
+/// [`load_dir`] as of `now` (which only bounds how far ahead a review schedule may first
+/// tick).
+pub fn load_dir_at(dir: &Path, now: DateTime<Utc>) -> Result<Config, Vec<Diag>> {
     let mut diags = Vec::new();
     if !dir.is_dir() {
         diags.push(diag_at(
@@ -62,8 +79,14 @@ pub fn load(dir: &Path, now: DateTime<Utc>) -> Result<Config, Vec<Diag>> {
     compile_tree(dir, tree, now, diags)
 }
 
+/// Load a workflow version from its stored files. `label` names it in messages (there is
+/// no directory).
+pub fn load_version(label: &str, files: Tree) -> Result<Config, Vec<Diag>> {
+    compile_tree(Path::new(label), files, Utc::now(), Vec::new())
+}
+
 /// Compile a tree read earlier. `dir` only names the files in messages.
-pub fn compile_tree(
+fn compile_tree(
     dir: &Path,
     tree: Tree,
     now: DateTime<Utc>,
@@ -102,8 +125,8 @@ pub fn compile_tree(
     }
     compile::check_overlaps(&compiled, &mut diags);
     let wfs: Vec<&crate::core::model::Workflow> = compiled.iter().map(|c| &c.workflow).collect();
-    let sources = match tree.get(super::sources::FILE) {
-        Some(src) => super::sources::parse(&dir.join(super::sources::FILE), src, &wfs, &mut diags),
+    let sources = match tree.get(sources::FILE) {
+        Some(src) => sources::parse(&dir.join(sources::FILE), src, &wfs, &mut diags),
         None => Default::default(),
     };
 
@@ -120,8 +143,8 @@ pub fn compile_tree(
             .workflows
             .insert(c.workflow.name.clone(), Arc::new(c.workflow));
     }
-    let versions = super::version::hashes(&tree, dir, &names);
-    let env = super::env::refs(dir, &tree);
+    let versions = version::hashes(&tree, dir, &names);
+    let env = env_refs(dir, &tree);
     Ok(Config {
         dir: dir.to_path_buf(),
         catalog,
@@ -137,10 +160,21 @@ pub fn compile_tree(
     })
 }
 
-/// The environment variables a directory's files name (for a directory with errors).
-pub fn env_refs(dir: &Path) -> Vec<super::env::EnvRef> {
-    let tree = read_tree(dir, &mut Vec::new());
-    super::env::refs(dir, &tree)
+/// Every environment variable the tree's `routes.yaml` and `sources.yaml` name, in file
+/// order ([`super::env`]). Parse errors are the loader's to report; here they only mean
+/// nothing to list.
+fn env_refs(dir: &Path, tree: &Tree) -> Vec<EnvRef> {
+    let mut out = Vec::new();
+    if let Some(src) = tree.get("routes.yaml") {
+        let path = dir.join("routes.yaml");
+        if let Some(raw) = parse_yaml::<RawRoutes>(&path, src, &mut Vec::new()) {
+            out.extend(oncall::env_refs(&path, &raw));
+        }
+    }
+    if let Some(src) = tree.get(sources::FILE) {
+        out.extend(sources::env_refs(&dir.join(sources::FILE), src));
+    }
+    out
 }
 
 /// Whether a top-level file name is a workflow file (YAML, not one of the shared files).
@@ -200,60 +234,6 @@ fn workflow_files(tree: &Tree) -> Vec<(&String, &String)> {
         .collect()
 }
 
-/// Parse YAML text into `T`. Public within the crate so the fuzz tests can feed it directly.
-pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    src: &str,
-    diags: &mut Vec<Diag>,
-) -> Option<T> {
-    match serde_saphyr::from_str::<T>(src) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let (line, col) = e
-                .location()
-                .map(|l| (l.line() as u32, l.column() as u32))
-                .unwrap_or((1, 1));
-            let message = yaml_message(&e.without_snippet().to_string(), src, line, col);
-            diags.push(diag_at(path, line, col, message));
-            None
-        }
-    }
-}
-
-/// Our own wording for the YAML library's errors. Its texts are written for programmers
-/// using the library ("set DuplicateKeyPolicy in Options"); ops people reading `validate`
-/// need to know what is wrong in their file. Shape errors from serde (unknown field, missing
-/// field, wrong type) already name the field and are kept, minus the library's own position
-/// suffix (we print positions first).
-fn yaml_message(library: &str, src: &str, line: u32, col: u32) -> String {
-    let msg = match library.rfind(" at line ") {
-        Some(i) => &library[..i],
-        None => library,
-    };
-    let lower = msg.to_ascii_lowercase();
-    if lower.contains("duplicate") {
-        return match key_at(src, line, col) {
-            Some(k) => format!("duplicate key `{k}`: each key may appear once in a mapping"),
-            None => "duplicate key: each key may appear once in a mapping".to_string(),
-        };
-    }
-    if lower.contains("recursion") || lower.contains("depth") {
-        return "the document is nested too deeply".to_string();
-    }
-    if lower.contains("alias") && lower.contains("limit") || lower.contains("budget") {
-        return "the document is too large (too many nodes or aliases)".to_string();
-    }
-    msg.to_string()
-}
-
-/// The mapping key written at `line:col` of `src` (1-based), for messages.
-fn key_at(src: &str, line: u32, col: u32) -> Option<String> {
-    let text = src.lines().nth(line.checked_sub(1)? as usize)?;
-    let rest: String = text.chars().skip(col.saturating_sub(1) as usize).collect();
-    let key = rest.split(':').next()?.trim().trim_matches(['"', '\'']);
-    (!key.is_empty() && key.len() <= 100).then(|| key.to_string())
-}
-
 /// The calendars, and where each one's name is written (for warnings about it).
 type Calendars = (
     BTreeMap<String, Arc<Calendar>>,
@@ -296,17 +276,46 @@ fn load_routes(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workflow::env::EnvUse;
 
     #[test]
-    fn duplicate_keys_are_worded_by_us() {
-        let src = "workflow: a\nworkflow: b\npriorities: [x]\n";
-        let mut diags = Vec::new();
-        let parsed = parse_yaml::<RawWorkflow>(Path::new("w.yaml"), src, &mut diags);
-        assert!(parsed.is_none());
-        assert_eq!(diags.len(), 1, "{diags:?}");
-        let m = &diags[0].message;
-        assert!(m.contains("duplicate key `workflow`"), "{m}");
-        assert!(!m.contains("DuplicateKeyPolicy"), "{m}");
-        assert!(!m.contains("Options"), "{m}");
+    fn routes_and_sources_variables_are_listed_with_positions() {
+        let mut tree = Tree::new();
+        tree.insert(
+            "routes.yaml".into(),
+            "oncall:\n  slack: [{ url_env: SLK_SLACK_URL }]\n  http:\n    - url: \"https://x\"\n      headers_env: { Authorization: SLK_AUTH }\n".into(),
+        );
+        tree.insert(
+            "sources.yaml".into(),
+            "sources:\n  n: { kind: native, token_env: SLK_NATIVE }\n".into(),
+        );
+        let r = env_refs(Path::new("wf"), &tree);
+        let got: Vec<(String, &str, String, EnvUse)> = r
+            .iter()
+            .map(|r| (r.name.clone(), r.key, r.position(), r.used))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "SLK_SLACK_URL".to_string(),
+                    "url_env",
+                    "wf/routes.yaml:2:22".to_string(),
+                    EnvUse::Delivery
+                ),
+                (
+                    "SLK_AUTH".to_string(),
+                    "headers_env",
+                    "wf/routes.yaml:5:37".to_string(),
+                    EnvUse::Delivery
+                ),
+                (
+                    "SLK_NATIVE".to_string(),
+                    "token_env",
+                    "wf/sources.yaml:2:33".to_string(),
+                    EnvUse::Intake
+                ),
+            ]
+        );
     }
 }

@@ -10,20 +10,24 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 
-use super::compile::{ChannelEntry, Ctx, Routes, sorted_by_pos, text};
+use super::ctx::{Ctx, sorted_by_pos, text};
+use super::env::{EnvRef, EnvUse, name_ok};
 use super::raw::{RawChannelEntry, RawRotation, RawRoute, RawRoutes, S, Text};
+use super::routes::{ChannelEntry, Routes};
 use crate::core::calendar::Calendar;
+use crate::core::channel::ChannelKind;
 use crate::core::rotation::{Rotation, default_start, parse_handoff};
 
-fn entries(r: &RawRoute) -> [(&'static str, &Option<Vec<S<RawChannelEntry>>>); 7] {
+/// A role's entries under each vendor key, in [`ChannelKind::VENDORS`] order.
+fn entries(r: &RawRoute) -> [(ChannelKind, &Option<Vec<S<RawChannelEntry>>>); 7] {
     [
-        ("slack", &r.slack),
-        ("teams", &r.teams),
-        ("dingtalk", &r.dingtalk),
-        ("feishu", &r.feishu),
-        ("wecom", &r.wecom),
-        ("pagerduty", &r.pagerduty),
-        ("http", &r.http),
+        (ChannelKind::Slack, &r.slack),
+        (ChannelKind::Teams, &r.teams),
+        (ChannelKind::Dingtalk, &r.dingtalk),
+        (ChannelKind::Feishu, &r.feishu),
+        (ChannelKind::Wecom, &r.wecom),
+        (ChannelKind::Pagerduty, &r.pagerduty),
+        (ChannelKind::Http, &r.http),
     ]
 }
 
@@ -94,22 +98,16 @@ fn env_set(cx: &mut Ctx<'_>, v: &S<Text>, key: &str) -> Option<String> {
         return None;
     }
     // Whether it is set is not a property of the files: `validate` warns about unset ones
-    // (see `super::env`), `serve` refuses them.
+    // (see [`super::env`]), `serve` refuses them.
     Some(name.to_string())
 }
 
 /// Every well-formed variable name routes.yaml gives (`url_env`, `secret_env`,
 /// `routing_key_env`, `headers_env`), with its position, whatever else is wrong with it.
-pub(super) fn env_refs(path: &std::path::Path, raw: &RawRoutes) -> Vec<super::env::EnvRef> {
+pub(super) fn env_refs(path: &std::path::Path, raw: &RawRoutes) -> Vec<EnvRef> {
     let mut out = Vec::new();
     let mut add = |v: &S<Text>, key: &'static str| {
-        out.push(super::env::EnvRef::new(
-            path,
-            v,
-            text(v),
-            key,
-            super::env::EnvUse::Delivery,
-        ));
+        out.push(EnvRef::new(path, v, text(v), key, EnvUse::Delivery));
     };
     for (_, r) in sorted_by_pos(raw) {
         for (_, list) in entries(&r.value) {
@@ -136,47 +134,58 @@ pub(super) fn env_refs(path: &std::path::Path, raw: &RawRoutes) -> Vec<super::en
             }
         }
     }
-    out.retain(|r| super::env::name_ok(&r.name));
+    out.retain(|r| name_ok(&r.name));
     out
 }
 
 /// Keys that only one channel understands, given to another.
-fn misplaced_keys(cx: &mut Ctx<'_>, channel: &str, e: &S<RawChannelEntry>) {
+fn misplaced_keys(cx: &mut Ctx<'_>, channel: ChannelKind, e: &S<RawChannelEntry>) {
+    use ChannelKind::{Dingtalk, Feishu, Http, Pagerduty};
     let r = &e.value;
-    let only = |key: &str, allowed: &[&str]| (!allowed.contains(&channel)).then(|| key.to_string());
+    let only =
+        |key: &str, allowed: &[ChannelKind]| (!allowed.contains(&channel)).then(|| key.to_string());
     let misplaced = [
         r.secret_env
             .as_ref()
-            .and_then(|_| only("secret_env", &["dingtalk", "feishu"])),
+            .and_then(|_| only("secret_env", &[Dingtalk, Feishu])),
         r.routing_key_env
             .as_ref()
-            .and_then(|_| only("routing_key_env", &["pagerduty"])),
+            .and_then(|_| only("routing_key_env", &[Pagerduty])),
         r.severity
             .as_ref()
-            .and_then(|_| only("severity", &["pagerduty"])),
+            .and_then(|_| only("severity", &[Pagerduty])),
         r.at_mobiles
             .as_ref()
-            .and_then(|_| only("at_mobiles", &["dingtalk"])),
-        r.method.as_ref().and_then(|_| only("method", &["http"])),
-        r.headers.as_ref().and_then(|_| only("headers", &["http"])),
+            .and_then(|_| only("at_mobiles", &[Dingtalk])),
+        r.method.as_ref().and_then(|_| only("method", &[Http])),
+        r.headers.as_ref().and_then(|_| only("headers", &[Http])),
         r.headers_env
             .as_ref()
-            .and_then(|_| only("headers_env", &["http"])),
-        r.body.as_ref().and_then(|_| only("body", &["http"])),
+            .and_then(|_| only("headers_env", &[Http])),
+        r.body.as_ref().and_then(|_| only("body", &[Http])),
     ];
     for key in misplaced.into_iter().flatten() {
-        cx.err(e, format!("`{key}` is not a {channel} setting"));
+        cx.err(e, format!("`{key}` is not a {} setting", channel.as_str()));
     }
 }
 
-fn compile_entry(cx: &mut Ctx<'_>, channel: &str, e: &S<RawChannelEntry>) -> Option<ChannelEntry> {
+fn compile_entry(
+    cx: &mut Ctx<'_>,
+    channel: ChannelKind,
+    e: &S<RawChannelEntry>,
+) -> Option<ChannelEntry> {
     let before = cx.diags.len();
-    let r = &e.value;
-    let mut out = ChannelEntry {
-        channel: channel.to_string(),
-        ..ChannelEntry::default()
-    };
+    let mut out = ChannelEntry::new(channel);
     misplaced_keys(cx, channel, e);
+    entry_url(cx, e, &mut out);
+    entry_keys(cx, e, &mut out);
+    entry_http(cx, e, &mut out);
+    (cx.diags.len() == before).then_some(out)
+}
+
+/// `url` or `url_env` (PagerDuty has a default URL).
+fn entry_url(cx: &mut Ctx<'_>, e: &S<RawChannelEntry>, out: &mut ChannelEntry) {
+    let r = &e.value;
     match (&r.url_env, &r.url) {
         (Some(_), Some(u)) => cx.err(u, "give `url` or `url_env`, not both"),
         (Some(v), None) => out.url_env = env_set(cx, v, "url_env"),
@@ -188,18 +197,26 @@ fn compile_entry(cx: &mut Ctx<'_>, channel: &str, e: &S<RawChannelEntry>) -> Opt
                 cx.err(u, format!("url `{s}` must be an http:// or https:// URL"));
             }
         }
-        (None, None) if channel == "pagerduty" => {
+        (None, None) if out.channel == ChannelKind::Pagerduty => {
             out.url = Some("https://events.pagerduty.com/v2/enqueue".into());
         }
         (None, None) => cx.err(
             e,
-            format!("{channel} entry needs `url_env: VAR` (the webhook URL carries its token)"),
+            format!(
+                "{} entry needs `url_env: VAR` (the webhook URL carries its token)",
+                out.channel.as_str()
+            ),
         ),
     }
+}
+
+/// The secrets, PagerDuty's routing key and severity, DingTalk's `at_mobiles`.
+fn entry_keys(cx: &mut Ctx<'_>, e: &S<RawChannelEntry>, out: &mut ChannelEntry) {
+    let r = &e.value;
     if let Some(v) = &r.secret_env {
         out.secret_env = env_set(cx, v, "secret_env");
     }
-    if channel == "pagerduty" {
+    if out.channel == ChannelKind::Pagerduty {
         match &r.routing_key_env {
             Some(v) => out.routing_key_env = env_set(cx, v, "routing_key_env"),
             None => cx.err(
@@ -228,6 +245,11 @@ fn compile_entry(cx: &mut Ctx<'_>, channel: &str, e: &S<RawChannelEntry>) -> Opt
             cx.err(m, format!("`{s}` is not a mobile number"));
         }
     }
+}
+
+/// An `http` entry's request: method, headers, body, and the URL as a template.
+fn entry_http(cx: &mut Ctx<'_>, e: &S<RawChannelEntry>, out: &mut ChannelEntry) {
+    let r = &e.value;
     if let Some(m) = &r.method {
         let v = text(m).to_ascii_uppercase();
         if matches!(v.as_str(), "POST" | "PUT" | "PATCH" | "GET" | "DELETE") {
@@ -261,11 +283,10 @@ fn compile_entry(cx: &mut Ctx<'_>, channel: &str, e: &S<RawChannelEntry>) -> Opt
         out.body = Some(text(b).to_string());
     }
     if let Some(u) = &r.url
-        && channel == "http"
+        && out.channel == ChannelKind::Http
     {
         check_template(cx, u);
     }
-    (cx.diags.len() == before).then_some(out)
 }
 
 /// An `http` template must parse (MiniJinja), and may not use customer contact data.

@@ -21,7 +21,8 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::Diag;
+use super::diag::Diag;
+use super::env::{EnvRef, EnvUse, name_ok};
 use super::raw::Text;
 use crate::core::event::EventKind;
 use crate::core::model::Workflow;
@@ -438,16 +439,9 @@ fn by_pos<V>(m: &HashMap<S<Text>, V>) -> Vec<(&S<Text>, &V)> {
     v
 }
 
-/// Environment variable names as shells accept them: the name is all we check here.
-fn env_name_ok(s: &str) -> bool {
-    !s.is_empty()
-        && !s.starts_with(|c: char| c.is_ascii_digit())
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 /// Every well-formed variable name `sources.yaml` gives (`secret_env`, `token_env`), with
 /// its position, whatever else is wrong with the file (nothing when it does not parse).
-pub fn env_refs(path: &Path, src: &str) -> Vec<super::env::EnvRef> {
+pub fn env_refs(path: &Path, src: &str) -> Vec<EnvRef> {
     let Ok(RawFile {
         sources: Some(entries),
     }) = serde_saphyr::from_str::<RawFile>(src)
@@ -460,14 +454,8 @@ pub fn env_refs(path: &Path, src: &str) -> Vec<super::env::EnvRef> {
             (&spec.value.secret_env, "secret_env"),
             (&spec.value.token_env, "token_env"),
         ] {
-            if let Some(v) = v.as_ref().filter(|v| env_name_ok(txt(v))) {
-                out.push(super::env::EnvRef::new(
-                    path,
-                    v,
-                    txt(v),
-                    key,
-                    super::env::EnvUse::Intake,
-                ));
+            if let Some(v) = v.as_ref().filter(|v| name_ok(txt(v))) {
+                out.push(EnvRef::new(path, v, txt(v), key, EnvUse::Intake));
             }
         }
     }
@@ -596,7 +584,7 @@ fn compile_auth(
 ) -> (Option<String>, Option<String>) {
     let env = |cx: &mut Cx<'_>, v: &Option<S<Text>>, ok: &mut bool| -> Option<String> {
         let v = v.as_ref()?;
-        if !env_name_ok(txt(v)) {
+        if !name_ok(txt(v)) {
             // Not echoed: a value that is not a variable name may be the secret itself.
             cx.err(
                 v,

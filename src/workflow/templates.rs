@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::Value;
 
-use super::Diag;
+use super::diag::Diag;
+use super::files::Tree;
 
 #[derive(Debug, Clone, Default)]
 pub struct Templates {
@@ -44,8 +45,8 @@ const FORBIDDEN: [&str; 4] = [
 
 impl Templates {
     /// The templates among a workflow directory's files (`templates/<name>.<language>.txt`,
-    /// by path relative to `dir`, as [`super::load::Tree`] holds them), checked.
-    pub fn from_tree(dir: &Path, tree: &super::load::Tree, diags: &mut Vec<Diag>) -> Templates {
+    /// by path relative to `dir`, as a [`Tree`] holds them), checked.
+    pub fn from_tree(dir: &Path, tree: &Tree, diags: &mut Vec<Diag>) -> Templates {
         let mut t = Templates::default();
         for (rel, src) in tree {
             let Some(file) = rel.strip_prefix("templates/") else {

@@ -3,7 +3,7 @@
 //! `routes.yaml` and every template — so the same files give the same version on every
 //! worker and after every restart, and any edit to one of them gives a new one. The files
 //! themselves ([`Tree`]) are stored with the version, so a worker started with newer files
-//! can still load and serve a ticket pinned to an older one ([`super::load_version`]).
+//! can still load and serve a ticket pinned to an older one ([`super::load::load_version`]).
 //!
 //! All templates count, not only the ones the workflow names: a subset would need the
 //! compiled workflow to choose it, and a version must load on its own (every template a
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::load::Tree;
+use super::files::Tree;
 
 /// Files every workflow version holds besides its own file (when they exist).
 const SHARED: [&str; 2] = ["calendars.yaml", "routes.yaml"];

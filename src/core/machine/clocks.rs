@@ -201,6 +201,12 @@ impl Tx<'_> {
         }
     }
 
+    /// A copy of the clock `name` if it runs or is paused (meeting or stopping anything else
+    /// does nothing).
+    fn active_clock(&self, name: &str) -> Option<Clock> {
+        self.t.clocks.get(name).filter(|c| c.is_active()).cloned()
+    }
+
     pub(super) fn meet_clock(
         &mut self,
         at: DateTime<Utc>,
@@ -208,12 +214,9 @@ impl Tx<'_> {
         name: &str,
         why: &str,
     ) {
-        let Some(mut clock) = self.t.clocks.get(name).cloned() else {
+        let Some(mut clock) = self.active_clock(name) else {
             return;
         };
-        if !clock.is_active() {
-            return;
-        }
         let cal = self.clock_cal(name);
         let due = clock.due(cal);
         let used = clock.finish(cal, at, ClockStatus::Met);
@@ -273,12 +276,9 @@ impl Tx<'_> {
         name: &str,
         why: &str,
     ) {
-        let Some(mut clock) = self.t.clocks.get(name).cloned() else {
+        let Some(mut clock) = self.active_clock(name) else {
             return;
         };
-        if !clock.is_active() {
-            return;
-        }
         let cal = self.clock_cal(name);
         clock.finish(cal, at, ClockStatus::Stopped);
         self.t.clocks.insert(name.to_string(), clock);

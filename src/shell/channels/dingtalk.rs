@@ -16,7 +16,7 @@ use crate::shell::channels::card::{cut, hmac_b64, markdown, with_query};
 use crate::shell::channels::channel::{Channel, Message, Reply, TransportError, scrub};
 use crate::shell::channels::endpoint::Endpoint;
 use crate::shell::channels::limit::Limits;
-use crate::shell::channels::send::{HttpReply, classify_http, send_http};
+use crate::shell::channels::send::{HttpReply, classify_http, post_json, send_http};
 
 /// DingTalk's documented limit per robot.
 pub const PER_MINUTE: usize = 20;
@@ -98,11 +98,11 @@ impl Channel for Dingtalk<'_> {
                 why: format!("dingtalk robot limit ({PER_MINUTE} a minute): queued"),
             });
         }
-        Ok(self
-            .http
-            .post(url)
-            .header("Content-Type", "application/json")
-            .body(body(msg, &self.ep.entry.at_mobiles).to_string()))
+        Ok(post_json(
+            &self.http,
+            &url,
+            &body(msg, &self.ep.entry.at_mobiles),
+        ))
     }
 
     async fn send(&self, req: Self::Request) -> Result<HttpReply, TransportError> {

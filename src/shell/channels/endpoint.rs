@@ -74,7 +74,7 @@ pub fn resolve(
     let entry = route
         .channels
         .iter()
-        .filter(|e| e.channel == kind.as_str())
+        .filter(|e| e.channel == kind)
         .nth(index)
         .ok_or_else(|| EndpointError::Entry {
             kind: kind.as_str(),

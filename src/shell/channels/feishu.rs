@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::shell::channels::card::{cut, hmac_b64};
 use crate::shell::channels::channel::{Channel, Message, Reply, TransportError, scrub};
 use crate::shell::channels::endpoint::Endpoint;
-use crate::shell::channels::send::{HttpReply, classify_http, send_http};
+use crate::shell::channels::send::{HttpReply, classify_http, post_json, send_http};
 
 pub const RATE_LIMITED: i64 = 11232;
 
@@ -98,11 +98,7 @@ impl Channel for Feishu<'_> {
             b["timestamp"] = json!(ts.to_string());
             b["sign"] = json!(sign(secret.expose(), ts));
         }
-        Ok(self
-            .http
-            .post(self.ep.url.expose())
-            .header("Content-Type", "application/json")
-            .body(b.to_string()))
+        Ok(post_json(&self.http, self.ep.url.expose(), &b))
     }
 
     async fn send(&self, req: Self::Request) -> Result<HttpReply, TransportError> {

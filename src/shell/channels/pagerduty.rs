@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::shell::channels::card::cut;
 use crate::shell::channels::channel::{Channel, Message, Reply, TransportError, scrub};
 use crate::shell::channels::endpoint::Endpoint;
-use crate::shell::channels::send::{HttpReply, classify_http, send_http};
+use crate::shell::channels::send::{HttpReply, classify_http, post_json, send_http};
 
 pub const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 
@@ -90,11 +90,11 @@ impl Channel for Pagerduty<'_> {
             ));
         };
         let severity = self.ep.entry.severity.as_deref().unwrap_or("critical");
-        Ok(self
-            .http
-            .post(self.ep.url.expose())
-            .header("Content-Type", "application/json")
-            .body(body(msg, key.expose(), severity).to_string()))
+        Ok(post_json(
+            &self.http,
+            self.ep.url.expose(),
+            &body(msg, key.expose(), severity),
+        ))
     }
 
     async fn send(&self, req: Self::Request) -> Result<HttpReply, TransportError> {

@@ -24,6 +24,17 @@ pub struct HttpReply {
     pub body: String,
 }
 
+/// A JSON POST, the request every chat and paging robot takes.
+pub fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+) -> reqwest::RequestBuilder {
+    http.post(url)
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+}
+
 /// Send a prepared request and read the answer; a transport error without the URL.
 pub async fn send_http(
     req: reqwest::RequestBuilder,

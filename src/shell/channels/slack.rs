@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::shell::channels::card::cut;
 use crate::shell::channels::channel::{Channel, Message, Reply, TransportError, scrub};
 use crate::shell::channels::endpoint::Endpoint;
-use crate::shell::channels::send::{HttpReply, classify_http, send_http};
+use crate::shell::channels::send::{HttpReply, classify_http, post_json, send_http};
 
 pub struct Slack<'a> {
     http: reqwest::Client,
@@ -49,11 +49,7 @@ impl Channel for Slack<'_> {
     type Response = HttpReply;
 
     fn render(&self, msg: &Message<'_>, _to: &[String]) -> Result<Self::Request, Reply> {
-        Ok(self
-            .http
-            .post(self.ep.url.expose())
-            .header("Content-Type", "application/json")
-            .body(body(msg).to_string()))
+        Ok(post_json(&self.http, self.ep.url.expose(), &body(msg)))
     }
 
     async fn send(&self, req: Self::Request) -> Result<HttpReply, TransportError> {

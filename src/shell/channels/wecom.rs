@@ -14,7 +14,7 @@ use crate::shell::channels::channel::{Channel, Message, Reply, TransportError};
 use crate::shell::channels::dingtalk::errcode_reply;
 use crate::shell::channels::endpoint::Endpoint;
 use crate::shell::channels::limit::Limits;
-use crate::shell::channels::send::{HttpReply, classify_http, send_http};
+use crate::shell::channels::send::{HttpReply, classify_http, post_json, send_http};
 
 pub const PER_MINUTE: usize = 20;
 pub const RATE_LIMITED: i64 = 45009;
@@ -52,11 +52,7 @@ impl Channel for Wecom<'_> {
                 why: format!("wecom robot limit ({PER_MINUTE} a minute): queued"),
             });
         }
-        Ok(self
-            .http
-            .post(self.ep.url.expose())
-            .header("Content-Type", "application/json")
-            .body(body(msg).to_string()))
+        Ok(post_json(&self.http, self.ep.url.expose(), &body(msg)))
     }
 
     async fn send(&self, req: Self::Request) -> Result<HttpReply, TransportError> {

@@ -280,8 +280,8 @@ impl Engine {
             return None;
         }
         let ticket = n.ticket.as_deref()?;
-        let (clock, run) = crate::shell::ack::clock_run(&n.source)?;
-        crate::shell::ack::link(ticket, clock, run, self.now())
+        let (clock, run) = crate::shell::links::clock_run(&n.source)?;
+        crate::shell::links::link(ticket, clock, run, self.now())
     }
 
     /// The template (of the ticket's version), in the customer's language for customer
@@ -332,13 +332,7 @@ impl Engine {
             let mut tx = self.db.begin().await?;
             let rows = store::release_held(&mut tx, ChannelKind::Email, now, 500).await?;
             for d in &rows {
-                let job = DeliveryJob {
-                    notification: d.notification.clone(),
-                    channel: d.channel,
-                    target: d.target.clone(),
-                    attempt: d.attempts + 1,
-                };
-                queue::push(&mut tx.conn, queue::OUTBOX, &job, ms(now)).await?;
+                queue::push(&mut tx.conn, queue::OUTBOX, &next_attempt(d), ms(now)).await?;
             }
             tx.commit().await?.record();
             total += rows.len();
@@ -362,13 +356,7 @@ impl Engine {
         let stale = store::deliveries_to_sweep(&mut tx, now, now - STALE_DELIVERY, 500).await?;
         for d in &stale {
             store::requeue_delivery(&mut tx, d, now).await?;
-            let job = DeliveryJob {
-                notification: d.notification.clone(),
-                channel: d.channel,
-                target: d.target.clone(),
-                attempt: d.attempts + 1,
-            };
-            queue::push(&mut tx.conn, queue::OUTBOX, &job, ms(now)).await?;
+            queue::push(&mut tx.conn, queue::OUTBOX, &next_attempt(d), ms(now)).await?;
         }
         tx.commit().await?.record();
         if !stale.is_empty() {
@@ -378,6 +366,17 @@ impl Engine {
             );
         }
         Ok(stale.len())
+    }
+}
+
+/// The job that makes a delivery's next attempt: what a released held email and a swept
+/// delivery are queued as (the attempt number is what tells a stale duplicate apart).
+fn next_attempt(d: &DeliveryRow) -> DeliveryJob {
+    DeliveryJob {
+        notification: d.notification.clone(),
+        channel: d.channel,
+        target: d.target.clone(),
+        attempt: d.attempts + 1,
     }
 }
 
@@ -422,7 +421,7 @@ fn staff_ticket_url(n: &NotificationRow) -> Option<String> {
     if n.role.is_customer() {
         return None;
     }
-    crate::shell::ui::ticket_url(n.ticket.as_deref()?)
+    crate::shell::links::ticket_url(n.ticket.as_deref()?)
 }
 
 #[cfg(test)]

@@ -257,7 +257,7 @@ fn clock_context(wf: &Workflow, c: &crate::core::machine::ClockRef, at: DateTime
 fn vendor_targets(role: &str, r: &crate::workflow::Route) -> Vec<Target> {
     let mut out = Vec::new();
     for kind in ChannelKind::VENDORS {
-        let entries = r.channels.iter().filter(|e| e.channel == kind.as_str());
+        let entries = r.channels.iter().filter(|e| e.channel == kind);
         for (i, _) in entries.enumerate() {
             out.push(Target::new(
                 kind,

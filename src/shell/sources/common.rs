@@ -189,6 +189,15 @@ pub fn base64_bytes(value: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
+/// [`token_ok`] as a verdict: the refusal every token-checked source gives.
+pub fn verify_token(req: &Request<'_>, token: &Secret) -> Result<(), Unverified> {
+    if token_ok(req, token) {
+        Ok(())
+    } else {
+        Err(Unverified::Token)
+    }
+}
+
 /// A shared token in `Authorization: Bearer …` or `?token=…`, compared in constant time.
 pub fn token_ok(req: &Request<'_>, token: &Secret) -> bool {
     let bearer = req

@@ -26,7 +26,7 @@ use serde_json::Value;
 
 use super::common::{
     Draft, Request, Source, Unreadable, Unverified, parse_body, parse_time, party, scalar,
-    status_events, text, token_ok,
+    status_events, text, verify_token,
 };
 use crate::core::event::{EventKind, Party};
 use crate::shell::secret::Secret;
@@ -92,11 +92,7 @@ fn parse_triggered(s: &str) -> Option<(String, String, Option<String>)> {
 
 impl Source for Freshdesk {
     fn verify(&self, req: &Request<'_>, _now: DateTime<Utc>) -> Result<(), Unverified> {
-        if token_ok(req, &self.token) {
-            Ok(())
-        } else {
-            Err(Unverified::Token)
-        }
+        verify_token(req, &self.token)
     }
 
     fn map(

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::common::{
     Draft, Request, Source, Unreadable, Unverified, parse_body, party, scalar, status_events, text,
-    time_value, token_ok,
+    time_value, verify_token,
 };
 use crate::core::event::EventKind;
 use crate::shell::secret::Secret;
@@ -40,11 +40,7 @@ fn path(ptr: &str) -> String {
 
 impl Source for Generic {
     fn verify(&self, req: &Request<'_>, _now: DateTime<Utc>) -> Result<(), Unverified> {
-        if token_ok(req, &self.token) {
-            Ok(())
-        } else {
-            Err(Unverified::Token)
-        }
+        verify_token(req, &self.token)
     }
 
     fn delivery(&self, req: &Request<'_>) -> Option<String> {

@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use super::common::{
     Draft, Request, Source, Unreadable, Unverified, hmac_sha256_ok, parse_body, parse_time, party,
-    prefixed_hex, status_events, text, time_value, token_ok,
+    prefixed_hex, status_events, text, time_value, verify_token,
 };
 use crate::core::event::EventKind;
 use crate::shell::secret::Secret;
@@ -160,13 +160,7 @@ impl Source for Jira {
                     Err(Unverified::Mismatch(SIG))
                 }
             }
-            (_, _, Some(token)) => {
-                if token_ok(req, token) {
-                    Ok(())
-                } else {
-                    Err(Unverified::Token)
-                }
-            }
+            (_, _, Some(token)) => verify_token(req, token),
             (Some(_), None, None) => Err(Unverified::Missing(SIG)),
             (None, _, None) => Err(Unverified::Token),
         }

@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::common::{Draft, Request, Source, Unreadable, Unverified, parse_body, token_ok};
+use super::common::{Draft, Request, Source, Unreadable, Unverified, parse_body, verify_token};
 use crate::core::event::parse_event;
 use crate::shell::secret::Secret;
 use crate::workflow::sources::SourceSpec;
@@ -18,11 +18,7 @@ pub struct Native {
 
 impl Source for Native {
     fn verify(&self, req: &Request<'_>, _now: DateTime<Utc>) -> Result<(), Unverified> {
-        if token_ok(req, &self.token) {
-            Ok(())
-        } else {
-            Err(Unverified::Token)
-        }
+        verify_token(req, &self.token)
     }
 
     fn map(

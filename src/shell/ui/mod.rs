@@ -11,9 +11,10 @@
 //! Content-Security-Policy without script, `X-Frame-Options: DENY` and `no-store`.
 //! Customer contact data is never shown (names are).
 
+mod strings;
 mod view;
 
-use std::sync::{LazyLock, OnceLock};
+use std::sync::LazyLock;
 
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -26,22 +27,6 @@ use sha2::Sha256;
 
 use crate::shell::secret::Secret;
 use crate::shell::state::AppState;
-
-static BASE: OnceLock<String> = OnceLock::new();
-
-/// The address staff reach slakeeper at (as for acknowledge links; the first call wins).
-pub fn configure(public_url: &str) {
-    let _ = BASE.set(public_url.trim_end_matches('/').to_string());
-}
-
-/// `{public URL}/ui/tickets/{id}`, for staff messages; None before `configure`.
-pub fn ticket_url(ticket: &str) -> Option<String> {
-    Some(format!(
-        "{}/ui/tickets/{}",
-        BASE.get()?,
-        percent_encode(ticket)
-    ))
-}
 
 pub use crate::core::ids::percent_encode;
 

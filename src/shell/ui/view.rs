@@ -7,7 +7,9 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use super::strings::strings;
 use crate::core::clock::ClockStatus;
+use crate::core::ids::percent_encode;
 use crate::core::model::Workflow;
 use crate::shell::at_risk::{self, Catalog, Query};
 use crate::shell::show;
@@ -26,163 +28,6 @@ fn language(param: Option<&str>, wf: Option<&Workflow>) -> &'static str {
     } else {
         "en"
     }
-}
-
-fn strings(lang: &str) -> Value {
-    const KEYS: [&str; 47] = [
-        "at_risk",
-        "logout",
-        "login_title",
-        "login_help",
-        "token",
-        "login",
-        "wrong_token",
-        "within",
-        "workflow",
-        "priority",
-        "clock",
-        "assignee",
-        "all",
-        "filter",
-        "runs",
-        "updated",
-        "refresh_note",
-        "ticket",
-        "due",
-        "left",
-        "risk",
-        "stage",
-        "level",
-        "acknowledged",
-        "nothing",
-        "no_history",
-        "category",
-        "customer",
-        "opened",
-        "waiting",
-        "resolved",
-        "score",
-        "clocks",
-        "target",
-        "elapsed",
-        "acknowledged_at",
-        "acknowledge",
-        "notifications",
-        "paged",
-        "attempts",
-        "no_delivery",
-        "none",
-        "timeline",
-        "no_ticket",
-        "yes",
-        "no",
-        "unavailable",
-    ];
-    let en: [&str; 47] = [
-        "At risk",
-        "Log out",
-        "Log in",
-        "Enter the read token (or the API token) once; this browser keeps it in a cookie.",
-        "Token",
-        "Log in",
-        "That token is not right.",
-        "Due within",
-        "Workflow",
-        "Priority",
-        "Clock",
-        "Assignee",
-        "All",
-        "Filter",
-        "clock runs",
-        "updated",
-        "refreshes every 30 s",
-        "Ticket",
-        "Due",
-        "Left",
-        "Risk",
-        "Stage",
-        "Level",
-        "Ack",
-        "Nothing breached or due in this window.",
-        "Fewer than 20 comparable runs in the history: no forecast",
-        "Category",
-        "Customer",
-        "Opened",
-        "Waiting on customer since",
-        "Resolved",
-        "Survey score",
-        "Clocks",
-        "target",
-        "elapsed",
-        "Acknowledged at",
-        "Acknowledge",
-        "Notifications",
-        "paged",
-        "attempt(s)",
-        "no delivery (no address on file)",
-        "None.",
-        "Timeline",
-        "No such ticket",
-        "yes",
-        "no",
-        "The database is unavailable; try again shortly.",
-    ];
-    let zh: [&str; 47] = [
-        "即将超时",
-        "退出",
-        "登录",
-        "请输入只读令牌（或 API 令牌），本浏览器会用 Cookie 记住它。",
-        "令牌",
-        "登录",
-        "令牌不正确。",
-        "截止于",
-        "流程",
-        "优先级",
-        "时限",
-        "处理人",
-        "全部",
-        "筛选",
-        "个时限",
-        "更新于",
-        "每 30 秒刷新",
-        "工单",
-        "截止时间",
-        "剩余",
-        "超时风险",
-        "阶段",
-        "升级级别",
-        "已确认",
-        "此时间窗内没有超时或即将超时的工单。",
-        "可比的历史记录不足 20 条：不做预测",
-        "类别",
-        "客户",
-        "创建时间",
-        "等待客户回复自",
-        "解决时间",
-        "满意度评分",
-        "时限",
-        "目标",
-        "已用",
-        "确认时间",
-        "确认",
-        "通知",
-        "已呼叫",
-        "次尝试",
-        "未发送（无联系方式）",
-        "无。",
-        "处理记录",
-        "没有此工单",
-        "是",
-        "否",
-        "数据库暂不可用，请稍后再试。",
-    ];
-    let vals = if lang == "zh-CN" { zh } else { en };
-    let m: serde_json::Map<String, Value> = KEYS
-        .iter()
-        .zip(vals)
-        .map(|(k, v)| (k.to_string(), json!(v)))
-        .collect();
-    Value::Object(m)
 }
 
 /// Working seconds as people read them: `1h 5m`, `-25m`, `45s`.
@@ -299,7 +144,7 @@ pub async fn list(st: &AppState, pairs: &[(String, String)]) -> (StatusCode, Val
 fn row(e: &at_risk::Entry, lang: &str, l: &Value) -> Value {
     let r = &e.run;
     json!({
-        "ticket": r.ticket, "href": super::percent_encode(&r.ticket),
+        "ticket": r.ticket, "href": percent_encode(&r.ticket),
         "workflow": r.workflow, "version": e.version.as_deref().map(short),
         "priority": r.priority, "stage": r.stage.as_str(), "clock": r.clock,
         "due": short_time(&e.wf, r.due), "due_full": at_risk::local(&e.wf, r.due),
@@ -395,7 +240,7 @@ fn clocks(v: &show::View, now: DateTime<Utc>, lang: &str) -> Vec<Value> {
             let budget = c.budget.max(1);
             let left = c.budget - line.elapsed;
             let ack_path = (active && !c.passed.is_empty() && c.acknowledged_at.is_none())
-                .then(|| crate::shell::ack::path(&t.id, &line.clock, c.run, now))
+                .then(|| crate::shell::links::path(&t.id, &line.clock, c.run, now))
                 .flatten();
             Some(json!({
                 "name": line.clock, "run": line.run, "status": format!("{:?}", line.status).to_lowercase(),
