@@ -2,8 +2,15 @@
 //! stored as text (`sk_deliveries.channel`), used as a metric label. Here, below the shell,
 //! so the workflow model and the metrics name them without reaching into the channels.
 
-/// The kinds of channel a delivery can use. Stored as text (`sk_deliveries.channel`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The kinds of channel a delivery can use. Stored as text (`sk_deliveries.channel`), and
+/// serialized as the same text, so delivery jobs queued as `"channel": "email"` before this
+/// was an enum still decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ChannelKind {
     Email,
     Webhook,
@@ -65,6 +72,27 @@ impl ChannelKind {
     }
 }
 
+impl fmt::Display for ChannelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A channel name this binary does not know (read from the database, where a newer or
+/// hand-edited row may hold one).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown channel kind `{0}`")]
+pub struct UnknownChannel(pub String);
+
+/// Read from a stored text column (`#[sqlx(try_from = "String")]`).
+impl TryFrom<String> for ChannelKind {
+    type Error = UnknownChannel;
+
+    fn try_from(value: String) -> Result<ChannelKind, UnknownChannel> {
+        ChannelKind::parse(&value).ok_or(UnknownChannel(value))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,5 +103,20 @@ mod tests {
             assert_eq!(ChannelKind::parse(k.as_str()), Some(k));
         }
         assert_eq!(ChannelKind::parse("pigeon"), None);
+    }
+
+    #[test]
+    fn serde_form_is_the_stored_text() {
+        for k in ChannelKind::ALL {
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(json, format!("\"{}\"", k.as_str()));
+            assert_eq!(serde_json::from_str::<ChannelKind>(&json).unwrap(), k);
+        }
+    }
+
+    #[test]
+    fn unknown_stored_text_is_an_error_naming_it() {
+        let err = ChannelKind::try_from("pigeon".to_string()).unwrap_err();
+        assert_eq!(err.to_string(), "unknown channel kind `pigeon`");
     }
 }

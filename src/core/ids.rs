@@ -1,18 +1,70 @@
 //! Deterministic ids of externally visible things, shared by the runtime and `simulate`, so
 //! a simulation names the same notifications the runtime sends.
 
+use std::borrow::Borrow;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+/// A string id with its own type, so one kind of id cannot be passed where another is meant.
+/// Serialized and stored as the bare text (`#[serde(transparent)]`; the store binds
+/// `as_str()` and decodes from String), and `Borrow<str>` lets maps keyed by it look up by
+/// `&str`.
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> $name {
+                $name(s)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> $name {
+                $name(s.to_string())
+            }
+        }
+
+        impl Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+string_id!(
+    /// The global notification id (`n-` and 32 hex digits), see [`notification_id`].
+    NotificationId
+);
 
 /// The global notification id: stable across re-runs and replays, used as the email
 /// Message-ID and the webhook Idempotency-Key. One per (ticket, effect source, role).
-pub fn notification_id(ticket: &str, source: &str, role: &str) -> String {
+pub fn notification_id(ticket: &str, source: &str, role: &str) -> NotificationId {
     let mut h = Sha256::new();
     h.update(ticket.as_bytes());
     h.update([0]);
     h.update(source.as_bytes());
     h.update([0]);
     h.update(role.as_bytes());
-    format!("n-{}", &hex::encode(h.finalize())[..32])
+    NotificationId(format!("n-{}", &hex::encode(h.finalize())[..32]))
 }
 
 /// Percent-encode a path segment or a query value (RFC 3986 unreserved characters stay):
@@ -28,4 +80,22 @@ pub fn percent_encode(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn an_id_is_its_text_in_json_and_in_maps() {
+        let id = notification_id("T1", "breach", "supervisor");
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{id}\""));
+        assert_eq!(serde_json::from_str::<NotificationId>(&json).unwrap(), id);
+        let map = BTreeMap::from([(id.clone(), 1)]);
+        assert_eq!(map.get(id.as_str()), Some(&1));
+        assert_eq!(NotificationId::from(id.to_string()), id);
+    }
 }

@@ -549,8 +549,8 @@ pub fn job(queue: &'static str, outcome: JobResult, seconds: f64) {
     histogram!("slakeeper_job_duration_seconds", "queue" => queue).record(seconds);
 }
 
-pub fn notification(channel: &str, outcome: DeliveryOutcome) {
-    counter!("slakeeper_notifications_total", "channel" => channel.to_string(), "outcome" => outcome.as_str()).increment(1);
+pub fn notification(channel: ChannelKind, outcome: DeliveryOutcome) {
+    counter!("slakeeper_notifications_total", "channel" => channel.as_str(), "outcome" => outcome.as_str()).increment(1);
 }
 
 /// Rows the retention service deleted from `table`.
@@ -584,8 +584,8 @@ pub fn source_request(source: &str, outcome: SourceOutcome) {
         .increment(1);
 }
 
-pub fn delivery_lag(channel: &str, seconds: f64) {
-    histogram!("slakeeper_notification_delivery_lag_seconds", "channel" => channel.to_string())
+pub fn delivery_lag(channel: ChannelKind, seconds: f64) {
+    histogram!("slakeeper_notification_delivery_lag_seconds", "channel" => channel.as_str())
         .record(seconds.max(0.0));
 }
 

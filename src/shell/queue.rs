@@ -28,6 +28,8 @@ use apalis_sqlite::SqliteStorage;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::core::channel::ChannelKind;
+use crate::core::ids::NotificationId;
 use crate::shell::db::{Conn, Db, DbError};
 
 pub const OUTBOX: &str = "slakeeper.outbox";
@@ -41,8 +43,9 @@ const EARLIER_TIMERS: &str = "slakeeper.timers";
 /// One delivery attempt of a notification.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DeliveryJob {
-    pub notification: String,
-    pub channel: String,
+    pub notification: NotificationId,
+    /// Serialized as its text (`"email"`), as it was when this was a String.
+    pub channel: ChannelKind,
     pub target: String,
     /// The attempt this job makes (1-based); a job whose attempt is not the next one is a
     /// stale duplicate and does nothing.
@@ -418,5 +421,24 @@ pub async fn supervise<J, H>(
         }
         // Short cap: timers are waiting.
         backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Jobs queued while `channel` was a String must still decode after an upgrade, and new
+    /// jobs must be readable by a binary from before (a rolling deploy).
+    #[test]
+    fn delivery_jobs_keep_their_channel_as_text() {
+        let old = r#"{"notification":"n1","channel":"pagerduty","target":"role:oncall#pagerduty/0","attempt":2}"#;
+        let job: DeliveryJob = serde_json::from_str(old).expect("old payload decodes");
+        assert_eq!(job.channel, ChannelKind::Pagerduty);
+        assert_eq!(job.notification.as_str(), "n1");
+        assert_eq!(job.attempt, 2);
+        assert_eq!(serde_json::to_string(&job).expect("encodes"), old);
+        let unknown = old.replace("pagerduty\",", "pigeon\",");
+        assert!(serde_json::from_str::<DeliveryJob>(&unknown).is_err());
     }
 }

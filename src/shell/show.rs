@@ -127,7 +127,7 @@ pub fn to_json(v: &View) -> Value {
                 "channel": d.channel, "target": d.target, "status": d.status,
                 "attempts": d.attempts, "last_error": d.last_error,
                 "sent_at": d.sent_at.map(|x| local_ms(v, x)),
-                "next_attempt_at": if d.status == "sent" { None } else { d.next_at.map(|x| local_ms(v, x)) },
+                "next_attempt_at": if d.status == store::DeliveryStatus::Sent { None } else { d.next_at.map(|x| local_ms(v, x)) },
                 "history": v.attempts.iter().filter(|a| a.notification == n.id && a.channel == d.channel && a.target == d.target)
                     .map(|a| json!({"attempt": a.attempt, "at": local_ms(v, a.at), "outcome": a.outcome, "error": a.error}))
                     .collect::<Vec<_>>(),
@@ -399,7 +399,7 @@ fn notifications_text(v: &View, s: &mut String) {
                     .as_ref()
                     .map(|e| format!("; last error: {e}"))
                     .unwrap_or_default(),
-                if d.status != "sent" {
+                if d.status != store::DeliveryStatus::Sent {
                     d.next_at
                         .map(|x| format!("; next attempt {}", local_ms(v, x)))
                         .unwrap_or_default()

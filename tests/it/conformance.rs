@@ -370,7 +370,7 @@ impl Harness {
             .notifications(ticket)
             .await
             .into_iter()
-            .map(|(n, _)| (n.template, n.role))
+            .map(|(n, _)| (n.template, n.role.to_string()))
             .collect();
         v.sort();
         v
@@ -1064,10 +1064,10 @@ async fn breach_alert_fires_at_deadline_exactly_once(h: Harness) {
         .flat_map(|(n, ds)| {
             ds.iter().map(move |d| {
                 (
-                    n.role.clone(),
-                    d.channel.clone(),
+                    n.role.to_string(),
+                    d.channel.to_string(),
                     d.target.clone(),
-                    d.status.clone(),
+                    d.status.to_string(),
                     d.attempts,
                 )
             })
@@ -1084,20 +1084,27 @@ async fn breach_alert_fires_at_deadline_exactly_once(h: Harness) {
         ]
     );
     assert!(breaches.iter().all(|(n, _)| n.at == ms(t0() + mins(30))));
-    let ids: BTreeSet<String> = breaches.iter().map(|(n, _)| n.id.clone()).collect();
+    let ids: BTreeSet<String> = breaches.iter().map(|(n, _)| n.id.to_string()).collect();
     let mut jobs: Vec<(String, String, String, i64)> = h
         .delivery_jobs()
         .await
         .into_iter()
-        .filter(|(j, _)| ids.contains(&j.notification))
-        .map(|(j, _)| (j.notification, j.channel, j.target, j.attempt))
+        .filter(|(j, _)| ids.contains(j.notification.as_str()))
+        .map(|(j, _)| {
+            (
+                j.notification.to_string(),
+                j.channel.to_string(),
+                j.target,
+                j.attempt,
+            )
+        })
         .collect();
     jobs.sort();
     let mut expected_jobs: Vec<(String, String, String, i64)> = breaches
         .iter()
         .flat_map(|(n, ds)| {
             ds.iter()
-                .map(move |d| (n.id.clone(), d.channel.clone(), d.target.clone(), 1))
+                .map(move |d| (n.id.to_string(), d.channel.to_string(), d.target.clone(), 1))
         })
         .collect();
     expected_jobs.sort();
@@ -1687,7 +1694,7 @@ async fn survey_is_sent_after_resolution(h: Harness) {
     let ns = h.notifications("F1").await;
     let survey: Vec<_> = ns.iter().filter(|(n, _)| n.template == "survey").collect();
     assert_eq!(survey.len(), 1);
-    assert_eq!(survey[0].0.role, "customer");
+    assert_eq!(survey[0].0.role.as_str(), "customer");
     let targets: Vec<(&str, &str)> = survey[0]
         .1
         .iter()
@@ -1868,14 +1875,14 @@ async fn failed_delivery_is_recorded_and_retried_with_backoff(h: Harness) {
         .notifications("E1")
         .await
         .into_iter()
-        .find(|(n, _)| n.template == "sla_breach" && n.role == "supervisor")
+        .find(|(n, _)| n.template == "sla_breach" && n.role.as_str() == "supervisor")
         .expect("breach to supervisor");
     let first = h
         .delivery_jobs()
         .await
         .into_iter()
         .map(|(j, _)| j)
-        .find(|j| j.notification == n.id && j.channel == "email")
+        .find(|j| j.notification == n.id && j.channel.as_str() == "email")
         .expect("delivery job");
     assert_eq!(first.attempt, 1);
     assert_eq!(first.target, "role:supervisor");
@@ -1888,7 +1895,7 @@ async fn failed_delivery_is_recorded_and_retried_with_backoff(h: Harness) {
                 (String, i64, Option<i64>, Option<String>),
                 "SELECT status, attempts, next_at, last_error FROM sk_deliveries
                  WHERE notification = $1 AND channel = 'email'",
-                id
+                id.as_str()
             )
             .expect("sk_deliveries")
             .expect("a delivery row")
@@ -1915,7 +1922,7 @@ async fn failed_delivery_is_recorded_and_retried_with_backoff(h: Harness) {
         h.db(),
         (i64, i64, String),
         "SELECT attempt, at, outcome FROM sk_attempts WHERE notification = $1",
-        &n.id
+        n.id.as_str()
     )
     .expect("sk_attempts");
     assert_eq!(attempts_rows, vec![(1, ms(now), "failed".to_string())]);
@@ -1923,7 +1930,7 @@ async fn failed_delivery_is_recorded_and_retried_with_backoff(h: Harness) {
         .delivery_jobs()
         .await
         .into_iter()
-        .filter(|(j, _)| j.notification == n.id && j.channel == "email" && j.attempt == 2)
+        .filter(|(j, _)| j.notification == n.id && j.channel.as_str() == "email" && j.attempt == 2)
         .collect();
     assert_eq!(retry.len(), 1);
     assert_eq!(retry[0].1, ms(now + secs(5)).div_euclid(1000));
@@ -1971,18 +1978,16 @@ async fn failing_delivery_is_given_up_a_day_after_its_first_attempt(h: Harness) 
         .notifications("G1")
         .await
         .into_iter()
-        .find(|(n, _)| n.template == "sla_breach" && n.role == "supervisor")
+        .find(|(n, _)| n.template == "sla_breach" && n.role.as_str() == "supervisor")
         .expect("breach to supervisor");
     let first_at = t0() + mins(30) + secs(1);
     h.set_clock(first_at);
     // Run each attempt's job at its due second until none is queued.
     let mut attempt = 1;
     loop {
-        let Some((job, run_at_s)) =
-            h.delivery_jobs().await.into_iter().find(|(j, _)| {
-                j.notification == n.id && j.channel == "email" && j.attempt == attempt
-            })
-        else {
+        let Some((job, run_at_s)) = h.delivery_jobs().await.into_iter().find(|(j, _)| {
+            j.notification == n.id && j.channel.as_str() == "email" && j.attempt == attempt
+        }) else {
             break;
         };
         h.set_clock(from_ms((run_at_s * 1000).max(ms(first_at))));
@@ -1996,7 +2001,7 @@ async fn failing_delivery_is_given_up_a_day_after_its_first_attempt(h: Harness) 
         (String, i64, Option<i64>),
         "SELECT status, attempts, next_at FROM sk_deliveries
          WHERE notification = $1 AND channel = 'email'",
-        &n.id
+        n.id.as_str()
     )
     .expect("sk_deliveries")
     .expect("a delivery row");
@@ -2007,7 +2012,7 @@ async fn failing_delivery_is_given_up_a_day_after_its_first_attempt(h: Harness) 
         h.db(),
         (i64,),
         "SELECT at FROM sk_attempts WHERE notification = $1 AND channel = 'email' ORDER BY attempt",
-        &n.id
+        n.id.as_str()
     )
     .expect("sk_attempts");
     let (first, last) = (times[0].0, times[times.len() - 1].0);
@@ -2054,12 +2059,12 @@ async fn lost_delivery_job_is_requeued_and_sent_once(h: Harness) {
         .notifications("U1")
         .await
         .into_iter()
-        .find(|(n, _)| n.template == "sla_breach" && n.role == "supervisor")
+        .find(|(n, _)| n.template == "sla_breach" && n.role.as_str() == "supervisor")
         .expect("breach to supervisor");
     let mine: Vec<DeliveryJob> = jobs
         .into_iter()
         .map(|(j, _)| j)
-        .filter(|j| j.notification == n.id && j.channel == "email")
+        .filter(|j| j.notification == n.id && j.channel.as_str() == "email")
         .collect();
     assert_eq!(mine.len(), 2);
     assert!(mine.iter().all(|j| j.attempt == 1));
@@ -2177,8 +2182,8 @@ async fn review_for_a_period_is_sent_once(h: Harness) {
         .delivery_jobs()
         .await
         .into_iter()
-        .filter(|(j, _)| j.notification == ns[0].0)
-        .map(|(j, _)| (j.channel, j.target))
+        .filter(|(j, _)| j.notification.as_str() == ns[0].0)
+        .map(|(j, _)| (j.channel.to_string(), j.target))
         .collect::<Vec<_>>();
     assert_eq!(
         deliveries,
@@ -2406,7 +2411,7 @@ async fn ticket_show_never_contains_customer_contact_data(h: Harness) {
     let job = h.job_at_due("V1", "survey/1").await;
     h.on_timer(&job).await;
     for (j, _) in h.delivery_jobs().await {
-        if j.channel == "email" {
+        if j.channel.as_str() == "email" {
             h.engine.on_delivery(&j).await.expect("delivery");
         }
     }
@@ -2453,7 +2458,7 @@ async fn dead_claimers_delivery_is_requeued_when_its_lease_runs_out(h: Harness) 
         .notifications("L1")
         .await
         .into_iter()
-        .find(|(n, _)| n.template == "sla_breach" && n.role == "supervisor")
+        .find(|(n, _)| n.template == "sla_breach" && n.role.as_str() == "supervisor")
         .expect("breach to supervisor");
     let d = ds.into_iter().next().expect("a delivery");
     let claimed_at = h.now();
@@ -2499,8 +2504,8 @@ async fn dead_claimers_delivery_is_requeued_when_its_lease_runs_out(h: Harness) 
         h.db(),
         (String,),
         "SELECT status FROM sk_deliveries WHERE notification = $1 AND channel = $2 AND target = $3",
-        &n.id,
-        &d.channel,
+        n.id.as_str(),
+        d.channel.as_str(),
         &d.target
     )
     .expect("status")
@@ -2648,7 +2653,7 @@ async fn a_request_rolled_back_to_its_savepoint_leaves_no_rows(h: Harness) {
     let before = h.snapshot().await;
     let ctx = json!({});
     let note = store::NewNotification {
-        id: "sp-note",
+        id: &"sp-note".into(),
         ticket: Some("SP1"),
         workflow: "general-service",
         source: "test",

@@ -23,7 +23,9 @@ use crate::workflow::templates::{RenderError, Rendered};
 pub const DELIVERY_LEASE: chrono::Duration = chrono::Duration::seconds(20);
 use crate::shell::metrics;
 use crate::shell::queue::{self, DeliveryJob};
-use crate::shell::store::{self, Attempt, DeliveryRow, NotificationRow, from_ms, ms};
+use crate::shell::store::{
+    self, Attempt, DeliveryRow, DeliveryStatus, NotificationRow, from_ms, ms,
+};
 
 /// Why an attempt could not be made: everything between the claim and the channel (the
 /// channel's own failures are [`Reply`]s).
@@ -90,12 +92,12 @@ impl Engine {
     async fn deliver_job(&self, job: &DeliveryJob) -> Result<JobOutcome, DbError> {
         let mut tx = self.db.begin().await?;
         let loaded =
-            store::load_delivery(&mut tx, &job.notification, &job.channel, &job.target).await?;
+            store::load_delivery(&mut tx, &job.notification, job.channel, &job.target).await?;
         tx.rollback().await?;
         let Some((n, d)) = loaded else {
             return Ok(JobOutcome::Moot);
         };
-        if d.status == "sent" || job.attempt != d.attempts + 1 {
+        if d.status == DeliveryStatus::Sent || job.attempt != d.attempts + 1 {
             // Sent already, or a stale duplicate of an earlier retry.
             return Ok(JobOutcome::Moot);
         }
@@ -167,29 +169,29 @@ impl Engine {
         if let Attempt::GaveUp { error } = attempt {
             tracing::error!(error = %error, give_up_after_s = self.retry.give_up_after.as_secs(),
                             "delivery still failing after --give-up-after; given up, see ticket show");
-            metrics::notification(&d.channel, metrics::DeliveryOutcome::Failed);
-            metrics::notification(&d.channel, metrics::DeliveryOutcome::GaveUp);
+            metrics::notification(d.channel, metrics::DeliveryOutcome::Failed);
+            metrics::notification(d.channel, metrics::DeliveryOutcome::GaveUp);
             return Ok(());
         }
         match reply {
             Reply::Delivered => {
-                metrics::notification(&d.channel, metrics::DeliveryOutcome::Sent);
+                metrics::notification(d.channel, metrics::DeliveryOutcome::Sent);
                 let lag = (now - from_ms(n.at)).num_milliseconds() as f64 / 1000.0;
-                metrics::delivery_lag(&d.channel, lag);
+                metrics::delivery_lag(d.channel, lag);
             }
             Reply::Retry(e) => {
                 tracing::warn!(error = %e, "delivery failed; will retry");
-                metrics::notification(&d.channel, metrics::DeliveryOutcome::Failed);
-                metrics::notification(&d.channel, metrics::DeliveryOutcome::Retried);
+                metrics::notification(d.channel, metrics::DeliveryOutcome::Failed);
+                metrics::notification(d.channel, metrics::DeliveryOutcome::Retried);
             }
             Reply::GiveUp(e) => {
                 tracing::error!(error = %e, "delivery failed for good; see ticket show");
-                metrics::notification(&d.channel, metrics::DeliveryOutcome::Failed);
+                metrics::notification(d.channel, metrics::DeliveryOutcome::Failed);
             }
             Reply::Later { after, why } => {
                 tracing::info!(reason = %why, wait_ms = after.as_millis() as u64,
                                "delivery queued behind a rate limit");
-                metrics::notification(&d.channel, metrics::DeliveryOutcome::Retried);
+                metrics::notification(d.channel, metrics::DeliveryOutcome::Retried);
             }
             Reply::Held(_) => {}
         }
@@ -210,9 +212,7 @@ impl Engine {
 
     /// Render the notification for its recipient and make one attempt on its channel.
     async fn attempt(&self, n: &NotificationRow, d: &DeliveryRow) -> Result<Reply, DeliveryError> {
-        let Some(kind) = ChannelKind::parse(&d.channel) else {
-            return Ok(Reply::GiveUp(format!("unknown channel `{}`", d.channel)));
-        };
+        let kind = d.channel;
         let (ver, ticket) = self.delivery_version(n).await?;
         let ack = self.ack_link(n);
         // E-mail shows the link in its text (chat channels have a button): the template
@@ -231,10 +231,10 @@ impl Engine {
         let to = recipients(&ver.cfg.routes, &d.target, kind, ticket.as_ref());
         let ctx: Option<Value> = serde_json::from_str(&n.context).ok();
         let msg = Message {
-            id: &n.id,
+            id: n.id.as_str(),
             ticket: n.ticket.as_deref(),
             workflow: &n.workflow,
-            role: &n.role,
+            role: n.role.as_str(),
             template: &n.template,
             reason: &n.reason,
             source: &n.source,
@@ -276,7 +276,7 @@ impl Engine {
     /// The acknowledge link of a staff escalation message (None for customers, and for
     /// messages that are not about a clock run).
     fn ack_link(&self, n: &NotificationRow) -> Option<String> {
-        if matches!(n.role.as_str(), "customer") {
+        if n.role.is_customer() {
             return None;
         }
         let ticket = n.ticket.as_deref()?;
@@ -330,7 +330,7 @@ impl Engine {
         let mut total = 0;
         loop {
             let mut tx = self.db.begin().await?;
-            let rows = store::release_held(&mut tx, ChannelKind::Email.as_str(), now, 500).await?;
+            let rows = store::release_held(&mut tx, ChannelKind::Email, now, 500).await?;
             for d in &rows {
                 queue::push(&mut tx.conn, queue::OUTBOX, &next_attempt(d), ms(now)).await?;
             }
@@ -374,7 +374,7 @@ impl Engine {
 fn next_attempt(d: &DeliveryRow) -> DeliveryJob {
     DeliveryJob {
         notification: d.notification.clone(),
-        channel: d.channel.clone(),
+        channel: d.channel,
         target: d.target.clone(),
         attempt: d.attempts + 1,
     }
@@ -418,7 +418,7 @@ fn recipients(
 /// The ticket page of a staff message (`/ui/tickets/{id}`); None for customer messages
 /// (the page is for staff) and for messages about no ticket.
 fn staff_ticket_url(n: &NotificationRow) -> Option<String> {
-    if n.role == "customer" {
+    if n.role.is_customer() {
         return None;
     }
     crate::shell::links::ticket_url(n.ticket.as_deref()?)

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::context::wake_if_soon;
 use super::context::{After, Engine, Version, fmt_local};
 use crate::core::duration::format_seconds;
-use crate::core::ids::notification_id;
+use crate::core::ids::{NotificationId, notification_id};
 use crate::core::machine::{
     ClockOutcome, Effect, Fact, Notification, Out, Ticket, Timer, TimerKey, TimerKind,
 };
@@ -45,16 +45,16 @@ impl Carry<'_> {
 /// One delivery row and its first job per (channel, target) of a new notification.
 pub(crate) async fn queue_deliveries(
     tx: &mut Tx,
-    id: &str,
+    id: &NotificationId,
     targets: &[Target],
     now: DateTime<Utc>,
 ) -> Result<(), DbError> {
     for target in targets {
-        let channel = target.channel.as_str();
+        let channel = target.channel;
         if store::insert_delivery(tx, id, channel, &target.to, now).await? {
             let job = DeliveryJob {
-                notification: id.to_string(),
-                channel: channel.to_string(),
+                notification: id.clone(),
+                channel,
                 target: target.to.clone(),
                 attempt: 1,
             };
@@ -173,7 +173,7 @@ impl Engine {
     ) -> Result<(), DbError> {
         for role in &n.notify {
             let id = notification_id(&t.id, &n.source, role.as_str());
-            let ctx = self.context(&v.wf, t, n, &id, at);
+            let ctx = self.context(&v.wf, t, n, id.as_str(), at);
             let row = store::NewNotification {
                 id: &id,
                 ticket: Some(&t.id),

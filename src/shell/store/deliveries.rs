@@ -6,12 +6,15 @@ use chrono::{DateTime, Utc};
 
 use super::sql::ms;
 use super::unit::Tx;
+use crate::core::channel::ChannelKind;
+use crate::core::ids::NotificationId;
+use crate::core::model::Role;
 use crate::shell::db::{Db, DbError};
 use crate::{db_all, sql_all, sql_exec, sql_opt};
 
 /// A notification to record in the outbox.
 pub struct NewNotification<'a> {
-    pub id: &'a str,
+    pub id: &'a NotificationId,
     pub ticket: Option<&'a str>,
     pub workflow: &'a str,
     pub source: &'a str,
@@ -33,7 +36,7 @@ pub async fn insert_notification(
         "INSERT INTO sk_notifications (id, ticket, workflow, source, role, template, reason,
                                        context, at, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
-        n.id,
+        n.id.as_str(),
         n.ticket,
         n.workflow,
         n.source,
@@ -49,8 +52,8 @@ pub async fn insert_notification(
 
 pub async fn insert_delivery(
     tx: &mut Tx,
-    notification: &str,
-    channel: &str,
+    notification: &NotificationId,
+    channel: ChannelKind,
     target: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, DbError> {
@@ -59,8 +62,8 @@ pub async fn insert_delivery(
         "INSERT INTO sk_deliveries (notification, channel, target, status, attempts, next_at,
                                     created_at)
          VALUES ($1, $2, $3, 'pending', 0, $4, $4) ON CONFLICT DO NOTHING",
-        notification,
-        channel,
+        notification.as_str(),
+        channel.as_str(),
         target,
         ms(now)
     )?;
@@ -69,10 +72,13 @@ pub async fn insert_delivery(
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DeliveryRow {
-    pub notification: String,
-    pub channel: String,
+    #[sqlx(try_from = "String")]
+    pub notification: NotificationId,
+    #[sqlx(try_from = "String")]
+    pub channel: ChannelKind,
     pub target: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: DeliveryStatus,
     pub attempts: i64,
     pub next_at: Option<i64>,
     pub last_error: Option<String>,
@@ -82,11 +88,14 @@ pub struct DeliveryRow {
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct NotificationRow {
-    pub id: String,
+    #[sqlx(try_from = "String")]
+    pub id: NotificationId,
     pub ticket: Option<String>,
     pub workflow: String,
     pub source: String,
-    pub role: String,
+    /// Open-ended (any role named in `routes.yaml`), so reading it cannot fail.
+    #[sqlx(try_from = "String")]
+    pub role: Role,
     pub template: String,
     pub reason: String,
     pub context: String,
@@ -96,8 +105,8 @@ pub struct NotificationRow {
 
 pub async fn load_delivery(
     tx: &mut Tx,
-    notification: &str,
-    channel: &str,
+    notification: &NotificationId,
+    channel: ChannelKind,
     target: &str,
 ) -> Result<Option<(NotificationRow, DeliveryRow)>, DbError> {
     let d = sql_opt!(
@@ -106,8 +115,8 @@ pub async fn load_delivery(
         "SELECT notification, channel, target, status, attempts, next_at, last_error, sent_at,
                 created_at
          FROM sk_deliveries WHERE notification = $1 AND channel = $2 AND target = $3",
-        notification,
-        channel,
+        notification.as_str(),
+        channel.as_str(),
         target
     )?;
     let Some(d) = d else { return Ok(None) };
@@ -116,7 +125,7 @@ pub async fn load_delivery(
         NotificationRow,
         "SELECT id, ticket, workflow, source, role, template, reason, context, at, created_at
          FROM sk_notifications WHERE id = $1",
-        notification
+        notification.as_str()
     )?;
     Ok(n.map(|n| (n, d)))
 }
@@ -136,8 +145,8 @@ pub async fn claim_delivery(
         "UPDATE sk_deliveries SET status = 'sending', next_at = $5
          WHERE notification = $1 AND channel = $2 AND target = $3 AND attempts = $4
            AND status IN ('pending', 'retrying')",
-        &d.notification,
-        &d.channel,
+        d.notification.as_str(),
+        d.channel.as_str(),
         &d.target,
         attempt - 1,
         ms(lease_until)
@@ -189,8 +198,8 @@ pub async fn requeue_delivery(
         tx,
         "UPDATE sk_deliveries SET status = 'retrying', next_at = $4
          WHERE notification = $1 AND channel = $2 AND target = $3",
-        &d.notification,
-        &d.channel,
+        d.notification.as_str(),
+        d.channel.as_str(),
         &d.target,
         ms(now)
     )?;
@@ -244,6 +253,75 @@ impl std::fmt::Display for AttemptOutcome {
     }
 }
 
+/// Where a delivery stands, as `sk_deliveries.status` stores it (and `ticket show` prints it).
+/// The SQL in this module and in erasure and retention names the same words in its filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Waiting for its first attempt (or released from `held`).
+    Pending,
+    /// Claimed by a worker for an attempt; `next_at` is the claim's lease.
+    Sending,
+    /// Failed; the next attempt is queued for `next_at`.
+    Retrying,
+    Sent,
+    /// Failed for good (a reply that no retry can fix).
+    Failed,
+    /// Still failing `--give-up-after` past its first attempt.
+    GaveUp,
+    /// Its channel is not configured; released once it is.
+    Held,
+    /// Its ticket was erased before it was sent.
+    Cancelled,
+}
+
+impl DeliveryStatus {
+    pub const ALL: [DeliveryStatus; 8] = [
+        DeliveryStatus::Pending,
+        DeliveryStatus::Sending,
+        DeliveryStatus::Retrying,
+        DeliveryStatus::Sent,
+        DeliveryStatus::Failed,
+        DeliveryStatus::GaveUp,
+        DeliveryStatus::Held,
+        DeliveryStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Sending => "sending",
+            DeliveryStatus::Retrying => "retrying",
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::GaveUp => "gave_up",
+            DeliveryStatus::Held => "held",
+            DeliveryStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for DeliveryStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Read from `sk_deliveries.status` (`#[sqlx(try_from = "String")]`).
+impl TryFrom<String> for DeliveryStatus {
+    type Error = UnknownValue;
+
+    fn try_from(value: String) -> Result<DeliveryStatus, UnknownValue> {
+        DeliveryStatus::ALL
+            .into_iter()
+            .find(|s| s.as_str() == value)
+            .ok_or(UnknownValue {
+                what: "delivery status",
+                value,
+            })
+    }
+}
+
 /// A stored text column holding a value this binary does not know.
 #[derive(Debug, thiserror::Error)]
 #[error("unknown {what} `{value}` in the database")]
@@ -274,8 +352,8 @@ pub async fn first_tried(tx: &mut Tx, d: &DeliveryRow, now: DateTime<Utc>) -> Re
         tx,
         "UPDATE sk_deliveries SET first_tried_at = COALESCE(first_tried_at, $4)
          WHERE notification = $1 AND channel = $2 AND target = $3",
-        &d.notification,
-        &d.channel,
+        d.notification.as_str(),
+        d.channel.as_str(),
         &d.target,
         ms(now)
     )?;
@@ -284,8 +362,8 @@ pub async fn first_tried(tx: &mut Tx, d: &DeliveryRow, now: DateTime<Utc>) -> Re
         (Option<i64>,),
         "SELECT first_tried_at FROM sk_deliveries
          WHERE notification = $1 AND channel = $2 AND target = $3",
-        &d.notification,
-        &d.channel,
+        d.notification.as_str(),
+        d.channel.as_str(),
         &d.target
     )?;
     Ok(first.and_then(|(f,)| f).unwrap_or(ms(now)))
@@ -299,15 +377,31 @@ pub async fn record_attempt(
     result: &Attempt<'_>,
 ) -> Result<(), DbError> {
     let (outcome, status, error, next_at, sent_at) = match *result {
-        Attempt::Sent => (AttemptOutcome::Sent, "sent", None, None, Some(ms(now))),
+        Attempt::Sent => (
+            AttemptOutcome::Sent,
+            DeliveryStatus::Sent,
+            None,
+            None,
+            Some(ms(now)),
+        ),
         Attempt::Failed { error, next } => (
             AttemptOutcome::Failed,
-            if next.is_some() { "retrying" } else { "failed" },
+            if next.is_some() {
+                DeliveryStatus::Retrying
+            } else {
+                DeliveryStatus::Failed
+            },
             Some(error),
             next.map(ms),
             None,
         ),
-        Attempt::GaveUp { error } => (AttemptOutcome::Failed, "gave_up", Some(error), None, None),
+        Attempt::GaveUp { error } => (
+            AttemptOutcome::Failed,
+            DeliveryStatus::GaveUp,
+            Some(error),
+            None,
+            None,
+        ),
     };
     // A delivery cancelled by an erasure while this attempt was in flight stays cancelled,
     // and its outcome (whose error text may quote the erased address) is not recorded.
@@ -316,10 +410,10 @@ pub async fn record_attempt(
         "UPDATE sk_deliveries SET status = $4, attempts = $5, next_at = $6, last_error = $7,
                 sent_at = $8, first_tried_at = COALESCE(first_tried_at, $9)
          WHERE notification = $1 AND channel = $2 AND target = $3 AND status <> 'cancelled'",
-        &d.notification,
-        &d.channel,
+        d.notification.as_str(),
+        d.channel.as_str(),
         &d.target,
-        status,
+        status.as_str(),
         attempt,
         next_at,
         error,
@@ -333,8 +427,8 @@ pub async fn record_attempt(
         tx,
         "INSERT INTO sk_attempts (notification, channel, target, attempt, at, outcome, error)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-        &d.notification,
-        &d.channel,
+        d.notification.as_str(),
+        d.channel.as_str(),
         &d.target,
         attempt,
         ms(now),
@@ -358,8 +452,8 @@ pub async fn hold_delivery(
         tx,
         "INSERT INTO sk_attempts (notification, channel, target, attempt, at, outcome, error)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-        &d.notification,
-        &d.channel,
+        d.notification.as_str(),
+        d.channel.as_str(),
         &d.target,
         attempt,
         ms(now),
@@ -372,8 +466,8 @@ pub async fn hold_delivery(
         tx,
         "UPDATE sk_deliveries SET status = 'held', next_at = NULL, last_error = $4
          WHERE notification = $1 AND channel = $2 AND target = $3 AND status <> 'cancelled'",
-        &d.notification,
-        &d.channel,
+        d.notification.as_str(),
+        d.channel.as_str(),
         &d.target,
         why
     )?;
@@ -383,7 +477,7 @@ pub async fn hold_delivery(
 /// Held deliveries of `channel`, given back to the queue (status `pending`, due `now`).
 pub async fn release_held(
     tx: &mut Tx,
-    channel: &str,
+    channel: ChannelKind,
     now: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<DeliveryRow>, DbError> {
@@ -393,7 +487,7 @@ pub async fn release_held(
         "SELECT notification, channel, target, status, attempts, next_at, last_error, sent_at,
                 created_at
          FROM sk_deliveries WHERE status = 'held' AND channel = $1 LIMIT $2",
-        channel,
+        channel.as_str(),
         limit
     )?;
     for d in &rows {
@@ -401,8 +495,8 @@ pub async fn release_held(
             tx,
             "UPDATE sk_deliveries SET status = 'pending', next_at = $4
              WHERE notification = $1 AND channel = $2 AND target = $3 AND status = 'held'",
-            &d.notification,
-            &d.channel,
+            d.notification.as_str(),
+            d.channel.as_str(),
             &d.target,
             ms(now)
         )?;
@@ -417,4 +511,28 @@ pub async fn held_deliveries(db: &Db) -> Result<Vec<(String, i64)>, DbError> {
         (String, i64),
         "SELECT channel, COUNT(*) FROM sk_deliveries WHERE status = 'held' GROUP BY channel"
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip_through_text_and_serialize_as_it() {
+        for s in DeliveryStatus::ALL {
+            assert_eq!(
+                DeliveryStatus::try_from(s.as_str().to_string()).ok(),
+                Some(s)
+            );
+            assert_eq!(
+                serde_json::to_value(s).ok(),
+                Some(serde_json::Value::from(s.as_str()))
+            );
+        }
+        let err = DeliveryStatus::try_from("lost".to_string()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown delivery status `lost` in the database"
+        );
+    }
 }

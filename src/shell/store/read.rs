@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 
 use super::deliveries::{AttemptOutcome, DeliveryRow, NotificationRow};
 use super::sql::ms;
+use crate::core::channel::ChannelKind;
+use crate::core::ids::NotificationId;
 use crate::core::machine::Ticket;
 use crate::shell::db::{Db, DbError};
 use crate::{db_all, db_opt};
@@ -83,8 +85,10 @@ pub async fn ticket_notifications(
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct AttemptRow {
-    pub notification: String,
-    pub channel: String,
+    #[sqlx(try_from = "String")]
+    pub notification: NotificationId,
+    #[sqlx(try_from = "String")]
+    pub channel: ChannelKind,
     pub target: String,
     pub attempt: i64,
     pub at: i64,

@@ -275,7 +275,7 @@ fn notifications(v: &show::View) -> Vec<Value> {
         .map(|(n, ds)| {
             json!({
                 "at": local_ms(v, n.at), "template": n.template, "role": n.role,
-                "paged": paged.get(&n.id),
+                "paged": paged.get(n.id.as_str()),
                 "deliveries": ds.iter().map(|d| json!({
                     "channel": d.channel, "target": d.target, "status": d.status,
                     "attempts": d.attempts, "last_error": d.last_error,
