@@ -22,4 +22,5 @@ pub mod routing;
 pub mod schedule;
 pub mod simulate;
 pub mod timer;
+pub mod words;
 pub mod year_view;

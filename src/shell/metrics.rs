@@ -22,6 +22,7 @@ use crate::core::event::EventKind;
 use crate::core::machine::{CallbackOutcome, Fact, Outcome, TimerKind};
 use crate::core::model::{Catalog, Kpi, Workflow};
 use crate::core::report::nps_class;
+use crate::core::words::words;
 
 /// Seconds to days: SLA times span from a 15-second phone answer to a 7-day resolution.
 const SLA_BUCKETS: [f64; 18] = [
@@ -45,42 +46,23 @@ pub enum MetricsError {
     Install(#[source] metrics_exporter_prometheus::BuildError),
 }
 
-/// A bounded label set: an enum whose `as_str()` is the label value on `/metrics` and whose
-/// `ALL` lists every value, so `preregister` exports each series at 0 from the same list the
-/// emitters' values come from (a value cannot be emitted without being pre-registered).
-macro_rules! label_set {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident => $value:literal,)+ }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum $name {
-            $($variant,)+
-        }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
-
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $value,)+
-                }
-            }
-        }
-    };
-}
-
-label_set! {
+// Each bounded label set is an enum (`core::words!`) whose `as_str()` is the label value on
+// `/metrics` and whose `ALL` lists every value, so `preregister` exports each series at 0
+// from the same list the emitters' values come from (a value cannot be emitted without being
+// pre-registered).
+words! {
     /// `slakeeper_events_total{outcome}`.
-    EventOutcome {
+    pub EventOutcome {
         Accepted => "accepted",
         Duplicate => "duplicate",
         Rejected => "rejected",
     }
 }
 
-label_set! {
+words! {
     /// `slakeeper_notifications_total{outcome}`: one attempt counts `sent`, or `failed` and
     /// then `retried` or `gave_up` (a rate-limit wait counts only `retried`).
-    DeliveryOutcome {
+    pub DeliveryOutcome {
         Sent => "sent",
         Failed => "failed",
         Retried => "retried",
@@ -88,9 +70,9 @@ label_set! {
     }
 }
 
-label_set! {
+words! {
     /// `slakeeper_jobs_total{outcome}`: what a job did (`engine::JobOutcome`), or `failed`.
-    JobResult {
+    pub JobResult {
         Applied => "applied",
         Moot => "moot",
         Deferred => "deferred",
@@ -98,18 +80,18 @@ label_set! {
     }
 }
 
-label_set! {
+words! {
     /// `slakeeper_progress_updates_total{outcome}`: a due update sent, or skipped because
     /// one was logged.
-    ProgressOutcome {
+    pub ProgressOutcome {
         Sent => "sent",
         Skipped => "skipped",
     }
 }
 
-label_set! {
+words! {
     /// `slakeeper_reviews_total{outcome}`: sent on schedule, or caught up after downtime.
-    ReviewOutcome {
+    pub ReviewOutcome {
         Sent => "sent",
         CaughtUp => "caught_up",
     }
@@ -126,10 +108,10 @@ impl ReviewOutcome {
     }
 }
 
-label_set! {
+words! {
     /// `slakeeper_source_requests_total{outcome}`, one per webhook request of a configured
     /// source (see `sources::route`).
-    SourceOutcome {
+    pub SourceOutcome {
         Accepted => "accepted",
         Duplicate => "duplicate",
         Ignored => "ignored",
@@ -138,10 +120,10 @@ label_set! {
     }
 }
 
-label_set! {
+words! {
     /// `slakeeper_pruned_rows_total{table}`: the tables the retention service deletes from.
     /// Listed here, not in `retention`, so that metrics stays a leaf of the shell.
-    PrunedTable {
+    pub PrunedTable {
         Tickets => "sk_tickets",
         Events => "sk_events",
         Timeline => "sk_timeline",

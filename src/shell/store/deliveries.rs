@@ -9,6 +9,7 @@ use super::unit::Tx;
 use crate::core::channel::ChannelKind;
 use crate::core::ids::NotificationId;
 use crate::core::model::Role;
+use crate::core::words::words;
 use crate::shell::db::{Db, DbError};
 use crate::{db_all, sql_all, sql_exec, sql_opt};
 
@@ -221,89 +222,40 @@ pub enum Attempt<'a> {
     },
 }
 
-/// How a delivery attempt ended, as `sk_attempts.outcome` stores it (and `ticket show` prints
-/// it): `sent`, `failed` (retried or not), or `held` (its channel is not configured).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AttemptOutcome {
-    Sent,
-    Failed,
-    Held,
-}
-
-impl AttemptOutcome {
-    pub const ALL: [AttemptOutcome; 3] = [
-        AttemptOutcome::Sent,
-        AttemptOutcome::Failed,
-        AttemptOutcome::Held,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AttemptOutcome::Sent => "sent",
-            AttemptOutcome::Failed => "failed",
-            AttemptOutcome::Held => "held",
-        }
+words! {
+    /// How a delivery attempt ended, as `sk_attempts.outcome` stores it (and `ticket show`
+    /// prints it): `sent`, `failed` (retried or not), or `held` (its channel is not configured).
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "lowercase")]
+    pub AttemptOutcome {
+        Sent => "sent",
+        Failed => "failed",
+        Held => "held",
     }
 }
 
-impl std::fmt::Display for AttemptOutcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Where a delivery stands, as `sk_deliveries.status` stores it (and `ticket show` prints it).
-/// The SQL in this module and in erasure and retention names the same words in its filters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryStatus {
-    /// Waiting for its first attempt (or released from `held`).
-    Pending,
-    /// Claimed by a worker for an attempt; `next_at` is the claim's lease.
-    Sending,
-    /// Failed; the next attempt is queued for `next_at`.
-    Retrying,
-    Sent,
-    /// Failed for good (a reply that no retry can fix).
-    Failed,
-    /// Still failing `--give-up-after` past its first attempt.
-    GaveUp,
-    /// Its channel is not configured; released once it is.
-    Held,
-    /// Its ticket was erased before it was sent.
-    Cancelled,
-}
-
-impl DeliveryStatus {
-    pub const ALL: [DeliveryStatus; 8] = [
-        DeliveryStatus::Pending,
-        DeliveryStatus::Sending,
-        DeliveryStatus::Retrying,
-        DeliveryStatus::Sent,
-        DeliveryStatus::Failed,
-        DeliveryStatus::GaveUp,
-        DeliveryStatus::Held,
-        DeliveryStatus::Cancelled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryStatus::Pending => "pending",
-            DeliveryStatus::Sending => "sending",
-            DeliveryStatus::Retrying => "retrying",
-            DeliveryStatus::Sent => "sent",
-            DeliveryStatus::Failed => "failed",
-            DeliveryStatus::GaveUp => "gave_up",
-            DeliveryStatus::Held => "held",
-            DeliveryStatus::Cancelled => "cancelled",
-        }
-    }
-}
-
-impl std::fmt::Display for DeliveryStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+words! {
+    /// Where a delivery stands, as `sk_deliveries.status` stores it (and `ticket show` prints
+    /// it). The SQL in this module and in erasure and retention names the same words in its
+    /// filters.
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "snake_case")]
+    pub DeliveryStatus {
+        /// Waiting for its first attempt (or released from `held`).
+        Pending => "pending",
+        /// Claimed by a worker for an attempt; `next_at` is the claim's lease.
+        Sending => "sending",
+        /// Failed; the next attempt is queued for `next_at`.
+        Retrying => "retrying",
+        Sent => "sent",
+        /// Failed for good (a reply that no retry can fix).
+        Failed => "failed",
+        /// Still failing `--give-up-after` past its first attempt.
+        GaveUp => "gave_up",
+        /// Its channel is not configured; released once it is.
+        Held => "held",
+        /// Its ticket was erased before it was sent.
+        Cancelled => "cancelled",
     }
 }
 
@@ -312,13 +264,10 @@ impl TryFrom<String> for DeliveryStatus {
     type Error = UnknownValue;
 
     fn try_from(value: String) -> Result<DeliveryStatus, UnknownValue> {
-        DeliveryStatus::ALL
-            .into_iter()
-            .find(|s| s.as_str() == value)
-            .ok_or(UnknownValue {
-                what: "delivery status",
-                value,
-            })
+        DeliveryStatus::parse(&value).ok_or(UnknownValue {
+            what: "delivery status",
+            value,
+        })
     }
 }
 
@@ -335,13 +284,10 @@ impl TryFrom<String> for AttemptOutcome {
     type Error = UnknownValue;
 
     fn try_from(value: String) -> Result<AttemptOutcome, UnknownValue> {
-        AttemptOutcome::ALL
-            .into_iter()
-            .find(|o| o.as_str() == value)
-            .ok_or(UnknownValue {
-                what: "attempt outcome",
-                value,
-            })
+        AttemptOutcome::parse(&value).ok_or(UnknownValue {
+            what: "attempt outcome",
+            value,
+        })
     }
 }
 
@@ -519,7 +465,7 @@ mod tests {
 
     #[test]
     fn statuses_round_trip_through_text_and_serialize_as_it() {
-        for s in DeliveryStatus::ALL {
+        for &s in DeliveryStatus::ALL {
             assert_eq!(
                 DeliveryStatus::try_from(s.as_str().to_string()).ok(),
                 Some(s)
