@@ -667,7 +667,7 @@ impl TicketShowArgs {
     fn settings(self) -> Result<st::TicketShowSettings, EnvError> {
         Ok(st::TicketShowSettings {
             place: place(self.db, self.wf)?,
-            id: self.id,
+            id: self.id.into(),
             format: self.format.settings(),
         })
     }
@@ -753,10 +753,10 @@ impl EraseArgs {
         Ok(st::EraseSettings {
             place: place(self.db, self.wf)?,
             subject: match (self.ticket, self.customer_email) {
-                (Some(t), _) => crate::shell::erase::Subject::Ticket(t),
+                (Some(t), _) => crate::shell::erase::Subject::Ticket(t.into()),
                 (None, Some(e)) => crate::shell::erase::Subject::CustomerEmail(e),
                 // clap's group requires exactly one of them.
-                (None, None) => crate::shell::erase::Subject::Ticket(String::new()),
+                (None, None) => crate::shell::erase::Subject::Ticket(String::new().into()),
             },
             dry_run: self.dry_run,
             vacuum_full: self.vacuum_full,

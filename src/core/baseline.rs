@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
+use crate::core::ids::TicketId;
 use crate::core::machine::{ClockLine, Effect, LineOutcome};
 use crate::core::simulate::SimResult;
 
@@ -58,7 +59,7 @@ pub type ClockKey = (String, String, String);
 /// A ticket clock whose outcome or due time differs between the two runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Changed {
-    pub ticket: String,
+    pub ticket: TicketId,
     pub workflow: String,
     pub clock: String,
     pub old: Option<ClockLine>,
@@ -76,7 +77,7 @@ pub struct Comparison {
     pub changed: Vec<Changed>,
 }
 
-type PerTicketClock<'a> = BTreeMap<(String, String), &'a ClockLine>;
+type PerTicketClock<'a> = BTreeMap<(TicketId, String), &'a ClockLine>;
 
 fn index(r: &SimResult) -> PerTicketClock<'_> {
     r.clocks
@@ -85,14 +86,14 @@ fn index(r: &SimResult) -> PerTicketClock<'_> {
         .collect()
 }
 
-fn workflow_of(r: &SimResult, ticket: &str) -> String {
+fn workflow_of(r: &SimResult, ticket: &TicketId) -> String {
     r.tickets
         .get(ticket)
         .map(|t| t.workflow.clone())
         .unwrap_or_else(|| "-".into())
 }
 
-fn priority_of(r: &SimResult, ticket: &str) -> String {
+fn priority_of(r: &SimResult, ticket: &TicketId) -> String {
     r.tickets
         .get(ticket)
         .and_then(|t| t.priority.clone())
@@ -123,7 +124,7 @@ pub fn compare(old: &SimResult, new: &SimResult) -> Comparison {
         }
     }
     let (a, b) = (index(old), index(new));
-    let keys: BTreeSet<&(String, String)> = a.keys().chain(b.keys()).collect();
+    let keys: BTreeSet<&(TicketId, String)> = a.keys().chain(b.keys()).collect();
     for k in keys {
         let (o, n) = (a.get(k).copied(), b.get(k).copied());
         if o.map(|c| &c.outcome) != n.map(|c| &c.outcome) {

@@ -11,6 +11,8 @@ use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::core::ids::{EventId, TicketId};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventKind {
     #[serde(rename = "ticket.opened")]
@@ -134,8 +136,8 @@ impl Party {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
-    pub id: String,
-    pub ticket: String,
+    pub id: EventId,
+    pub ticket: TicketId,
     #[serde(rename = "type")]
     pub kind: EventKind,
     /// When it happened in the ticket system, with the offset it was sent with.
@@ -432,8 +434,8 @@ pub fn parse_event(v: &Value, now: DateTime<Utc>) -> Result<Event, EventError> {
     let score = score_field(obj)?;
     let nps = nps_field(obj, kind)?;
     let ev = Event {
-        id: id.to_string(),
-        ticket: ticket.to_string(),
+        id: EventId::from(id),
+        ticket: TicketId::from(ticket),
         kind,
         at,
         workflow: opt("workflow")?,

@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::core::calendar::Calendar;
 use crate::core::clock::{Clock, ClockStatus};
+use crate::core::ids::TicketId;
 use crate::core::machine::Ticket;
 use crate::core::model::{CALLBACK, Stage, Workflow};
 
@@ -140,7 +141,7 @@ impl History {
 /// One running clock run as the at-risk list shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunAtRisk {
-    pub ticket: String,
+    pub ticket: TicketId,
     pub workflow: String,
     pub priority: String,
     pub stage: Stage,
@@ -377,7 +378,7 @@ pub fn simulated(
 /// `simulate`'s text section: each run still running at `until`, with its risk.
 pub fn render_text(
     runs: &[RunAtRisk],
-    workflows: &BTreeMap<String, std::sync::Arc<Workflow>>,
+    workflows: &BTreeMap<TicketId, std::sync::Arc<Workflow>>,
     until: DateTime<Utc>,
     window: Duration,
 ) -> String {
@@ -408,7 +409,7 @@ pub fn render_text(
 /// `simulate --format json`: one `{"kind":"at_risk",…}` object per run.
 pub fn render_json(
     runs: &[RunAtRisk],
-    workflows: &BTreeMap<String, std::sync::Arc<Workflow>>,
+    workflows: &BTreeMap<TicketId, std::sync::Arc<Workflow>>,
 ) -> String {
     let mut s = String::new();
     for r in runs {

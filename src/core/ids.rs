@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(transparent)]
         pub struct $name(String);
 
@@ -36,6 +36,12 @@ macro_rules! string_id {
             }
         }
 
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
         impl Borrow<str> for $name {
             fn borrow(&self) -> &str {
                 &self.0
@@ -43,12 +49,44 @@ macro_rules! string_id {
         }
 
         impl fmt::Display for $name {
+            // `pad`, not `write_str`: tables print ids with `{:<16}`, and a width must hold.
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.pad(&self.0)
+            }
+        }
+
+        // Comparing with text is reading the id, not mixing kinds of ids: a caller holding
+        // a `&str` from outside (a URL path, a CLI argument) may ask "is this the one?".
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl PartialEq<String> for $name {
+            fn eq(&self, other: &String) -> bool {
+                &self.0 == other
             }
         }
     };
 }
+
+string_id!(
+    /// A ticket's id, as the ticket system names it (any text; see [`percent_encode`] for
+    /// putting one in a URL).
+    TicketId
+);
+
+string_id!(
+    /// An event's id, unique per ticket system: the key that makes a re-sent event a no-op.
+    EventId
+);
 
 string_id!(
     /// The global notification id (`n-` and 32 hex digits), see [`notification_id`].
@@ -97,5 +135,19 @@ mod tests {
         let map = BTreeMap::from([(id.clone(), 1)]);
         assert_eq!(map.get(id.as_str()), Some(&1));
         assert_eq!(NotificationId::from(id.to_string()), id);
+    }
+
+    #[test]
+    fn ticket_and_event_ids_read_and_print_as_their_text() {
+        let ev: crate::core::event::Event = serde_json::from_str(
+            r#"{"id":"e-1","ticket":"T/1","type":"ticket.opened","at":"2026-01-05T09:00:00+08:00"}"#,
+        )
+        .unwrap();
+        assert_eq!(ev.ticket, "T/1");
+        assert_eq!(ev.id, EventId::from("e-1"));
+        // Tables print ids in columns: a width pads the text as it did a `String`.
+        assert_eq!(format!("[{:<5}]", ev.ticket), "[T/1  ]");
+        assert_eq!(serde_json::to_value(&ev.ticket).unwrap(), "T/1");
+        assert_eq!(String::from(ev.ticket.clone()), "T/1");
     }
 }

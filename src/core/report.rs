@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::core::ids::TicketId;
 use crate::core::machine::{ClockOutcome, Effect, Fact, Outcome};
 use crate::core::model::{Kpi, Kpis, Workflow};
 
@@ -147,7 +148,7 @@ pub fn met_time_columns(clock: &str, seconds: i64) -> FactColumns {
 pub fn fact_of(
     e: &Effect,
     at: DateTime<Utc>,
-    ticket: &str,
+    ticket: &TicketId,
     ticket_priority: &str,
     opened_at: DateTime<Utc>,
 ) -> Option<FactRow> {
@@ -157,7 +158,7 @@ pub fn fact_of(
         _ => return None,
     };
     Some(FactRow {
-        ticket: ticket.to_string(),
+        ticket: ticket.clone(),
         priority: priority.to_string(),
         kind: c.kind.to_string(),
         clock: c.clock,
@@ -169,7 +170,7 @@ pub fn fact_of(
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenedRow {
-    pub ticket: String,
+    pub ticket: TicketId,
     pub priority: String,
     pub category: Option<String>,
 }
@@ -177,7 +178,7 @@ pub struct OpenedRow {
 /// One counted fact (see the `sk_facts` table).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FactRow {
-    pub ticket: String,
+    pub ticket: TicketId,
     pub priority: String,
     pub kind: String,
     pub clock: Option<String>,
@@ -224,7 +225,7 @@ pub fn percent(v: Option<f64>) -> String {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Breach {
-    pub ticket: String,
+    pub ticket: TicketId,
     pub clock: String,
     pub priority: String,
     pub due: DateTime<Utc>,
@@ -333,13 +334,13 @@ impl<'a> Tally<'a> {
                 if let Some(v) = f.value {
                     self.handling.push(v);
                 }
-                self.fcr.resolved.insert(&f.ticket);
+                self.fcr.resolved.insert(f.ticket.as_str());
                 if f.outcome.as_deref() != Some("first_contact") {
-                    self.fcr.follow_up.insert(&f.ticket);
+                    self.fcr.follow_up.insert(f.ticket.as_str());
                 }
             }
             "reopen" => {
-                self.fcr.reopened.insert(&f.ticket);
+                self.fcr.reopened.insert(f.ticket.as_str());
             }
             "score" => {
                 if let Some(v) = f.value {

@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::core::coverage;
 use crate::core::event::{Event, EventError, EventKind};
+use crate::core::ids::TicketId;
 use crate::core::machine::{
     ApplyError, ClockLine, Effect, Out, Ticket, advance_virtual, advance_virtual_before, apply,
     clock_summary, needs_replay, replay,
@@ -32,11 +33,11 @@ pub struct SimEvent {
 #[derive(Debug, Clone)]
 pub struct SimResult {
     /// (ticket, effect), in time order.
-    pub timeline: Vec<(String, Out)>,
+    pub timeline: Vec<(TicketId, Out)>,
     /// (ticket, clock line), tickets in first-seen order.
-    pub clocks: Vec<(String, ClockLine)>,
-    pub tickets: BTreeMap<String, Ticket>,
-    pub workflows: BTreeMap<String, Arc<Workflow>>,
+    pub clocks: Vec<(TicketId, ClockLine)>,
+    pub tickets: BTreeMap<TicketId, Ticket>,
+    pub workflows: BTreeMap<TicketId, Arc<Workflow>>,
     pub duplicates: usize,
 }
 
@@ -49,7 +50,7 @@ pub fn simulate(
 ) -> Result<SimResult, Vec<(usize, EventError)>> {
     let (order, per_ticket, duplicates) = by_ticket(events);
     let wf_of = workflows_of(catalog, &per_ticket)?;
-    let mut timeline: Vec<(usize, String, usize, Out)> = Vec::new();
+    let mut timeline: Vec<(usize, TicketId, usize, Out)> = Vec::new();
     let mut clocks = Vec::new();
     let mut tickets = BTreeMap::new();
     for (rank, ticket) in order.iter().enumerate() {
@@ -77,15 +78,15 @@ pub fn simulate(
     })
 }
 
-type PerTicket<'a> = BTreeMap<String, Vec<&'a SimEvent>>;
-type Workflows = BTreeMap<String, Arc<Workflow>>;
+type PerTicket<'a> = BTreeMap<TicketId, Vec<&'a SimEvent>>;
+type Workflows = BTreeMap<TicketId, Arc<Workflow>>;
 
 /// Events grouped by ticket (tickets in first-seen order), repeated ids left out as the API
 /// leaves them out, and how many there were.
-fn by_ticket(events: &[SimEvent]) -> (Vec<String>, PerTicket<'_>, usize) {
+fn by_ticket(events: &[SimEvent]) -> (Vec<TicketId>, PerTicket<'_>, usize) {
     let mut seen_ids = HashSet::new();
     let mut duplicates = 0;
-    let mut order: Vec<String> = Vec::new();
+    let mut order: Vec<TicketId> = Vec::new();
     let mut per_ticket: PerTicket<'_> = BTreeMap::new();
     for se in events {
         let ev = &se.event;
@@ -273,7 +274,7 @@ pub fn render_json(r: &SimResult) -> String {
                 "notify": n.notify.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
                 // The ids the runtime gives these notifications, one per role.
                 "ids": n.notify.iter()
-                    .map(|r| crate::core::ids::notification_id(ticket, &n.source, r.as_str()))
+                    .map(|r| crate::core::ids::notification_id(ticket.as_str(), &n.source, r.as_str()))
                     .collect::<Vec<_>>(),
                 "reason": n.reason,
             });

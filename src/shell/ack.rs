@@ -54,7 +54,7 @@ async fn confirm_page(State(st): State<AppState>, Path(token): Path<String>) -> 
              <p>Repeats and later escalation levels of this clock stop.</p>\
              <form method=post><button type=submit>Acknowledge</button></form>",
             clock = escape(&a.clock),
-            ticket = escape(&a.ticket),
+            ticket = escape(a.ticket.as_str()),
         ))
         .into_response(),
     }
@@ -86,8 +86,8 @@ async fn acknowledge(State(st): State<AppState>, Path(token): Path<String>) -> R
              <h1>Acknowledged: the {} escalation of ticket {}.</h1>\
              <p><a href=\"/ui/tickets/{}\">Back to the ticket</a></p>",
             escape(&a.clock),
-            escape(&a.ticket),
-            crate::core::ids::percent_encode(&a.ticket)
+            escape(a.ticket.as_str()),
+            crate::core::ids::percent_encode(a.ticket.as_str())
         ))
         .into_response(),
         Err(e) => {

@@ -10,6 +10,7 @@ use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::core::event::parse_event;
+use crate::core::ids::TicketId;
 use crate::core::simulate::{
     SimEvent, SimResult, render_json, render_summaries_json, render_summaries_text, render_text,
     simulate, summaries,
@@ -405,7 +406,7 @@ fn simulated_report(
 /// holiday data (each ticket's timeline notes it too), so a backtest over a new year is not
 /// read as if the holidays had been known.
 fn warn_uncovered(r: &SimResult) {
-    let mut notes: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> =
+    let mut notes: std::collections::BTreeMap<&str, std::collections::BTreeSet<&TicketId>> =
         Default::default();
     for (ticket, o) in &r.timeline {
         if let crate::core::machine::Effect::Note { text } = &o.effect

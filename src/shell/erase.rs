@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 
 use crate::core::erase;
 use crate::core::event::EventError;
+use crate::core::ids::TicketId;
 use crate::core::machine::Ticket;
 use crate::shell::db::{Db, DbError};
 use crate::shell::engine::Engine;
@@ -32,7 +33,7 @@ pub use crate::shell::settings::Subject;
 #[derive(Debug, thiserror::Error)]
 pub enum EraseError {
     #[error("no ticket `{0}` is stored")]
-    NoTicket(String),
+    NoTicket(TicketId),
     /// The address is not repeated: it is the personal data being erased.
     #[error("no stored ticket has that customer e-mail address")]
     NoCustomer,
@@ -65,7 +66,7 @@ impl Rows {
 /// What the erasure did (or would do) to one ticket. Names and counts, never values.
 #[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
 pub struct TicketErasure {
-    pub ticket: String,
+    pub ticket: TicketId,
     pub events: Rows,
     pub state: Rows,
     pub notifications: Rows,
@@ -120,24 +121,24 @@ pub async fn erase(
 /// The tickets to erase, by id. An address is matched in two steps: a `LIKE` on the stored
 /// JSON (both databases, no JSON functions) narrows the rows, then the parsed customer
 /// address must equal it, ignoring case.
-async fn find_tickets(db: &Db, subject: &Subject) -> Result<Vec<String>, DbError> {
+async fn find_tickets(db: &Db, subject: &Subject) -> Result<Vec<TicketId>, DbError> {
     let addr = match subject {
         Subject::Ticket(id) => {
-            let rows: Vec<(String,)> = db_all_tickets(db, id).await?;
+            let rows: Vec<(TicketId,)> = db_all_tickets(db, id).await?;
             return Ok(rows.into_iter().map(|(t,)| t).collect());
         }
         Subject::CustomerEmail(a) => a.trim().to_lowercase(),
     };
     let pattern = format!("%{}%", like_escape(&addr));
-    let events: Vec<(String, String)> = crate::db_all!(
+    let events: Vec<(TicketId, String)> = crate::db_all!(
         db,
-        (String, String),
+        (TicketId, String),
         "SELECT ticket, body FROM sk_events WHERE LOWER(body) LIKE $1 ESCAPE '\\'",
         &pattern
     )?;
-    let states: Vec<(String, String)> = crate::db_all!(
+    let states: Vec<(TicketId, String)> = crate::db_all!(
         db,
-        (String, String),
+        (TicketId, String),
         "SELECT id, state FROM sk_tickets WHERE LOWER(state) LIKE $1 ESCAPE '\\'",
         &pattern
     )?;
@@ -153,10 +154,10 @@ async fn find_tickets(db: &Db, subject: &Subject) -> Result<Vec<String>, DbError
 }
 
 /// A ticket id as stored: an opened ticket, or events still waiting for their opening.
-async fn db_all_tickets(db: &Db, id: &str) -> Result<Vec<(String,)>, DbError> {
+async fn db_all_tickets(db: &Db, id: &TicketId) -> Result<Vec<(TicketId,)>, DbError> {
     Ok(crate::db_all!(
         db,
-        (String,),
+        (TicketId,),
         "SELECT id FROM sk_tickets WHERE id = $1
          UNION SELECT ticket FROM sk_events WHERE ticket = $1",
         id
@@ -170,7 +171,11 @@ fn like_escape(s: &str) -> String {
 }
 
 /// One ticket, in one transaction under its lock; rolled back on a dry run.
-async fn erase_ticket(engine: &Engine, id: &str, dry_run: bool) -> Result<TicketErasure, DbError> {
+async fn erase_ticket(
+    engine: &Engine,
+    id: &TicketId,
+    dry_run: bool,
+) -> Result<TicketErasure, DbError> {
     let now = engine.now();
     let mut tx = engine.db.begin().await?;
     store::lock_tickets(&mut tx, &[id]).await?;
@@ -182,7 +187,7 @@ async fn erase_ticket(engine: &Engine, id: &str, dry_run: bool) -> Result<Ticket
     )?;
     let personal = personal_attributes(engine, workflow.map(|(w,)| w).as_deref());
     let mut r = TicketErasure {
-        ticket: id.to_string(),
+        ticket: id.clone(),
         ..Default::default()
     };
     let mut values = erase_events(&mut tx, id, &personal, &mut r).await?;
@@ -225,7 +230,7 @@ fn personal_attributes(engine: &Engine, workflow: Option<&str>) -> BTreeSet<Stri
 /// The stored events. Returns the personal values they held.
 async fn erase_events(
     tx: &mut Tx,
-    id: &str,
+    id: &TicketId,
     personal: &BTreeSet<String>,
     r: &mut TicketErasure,
 ) -> Result<Vec<String>, DbError> {
@@ -257,7 +262,7 @@ async fn erase_events(
 /// The ticket state, marked erased so later events are stripped too. Returns the values.
 async fn erase_state(
     tx: &mut Tx,
-    id: &str,
+    id: &TicketId,
     personal: &BTreeSet<String>,
     now: chrono::DateTime<chrono::Utc>,
     r: &mut TicketErasure,
@@ -294,7 +299,7 @@ async fn erase_state(
 /// The template contexts of the ticket's notifications (sent or not).
 async fn erase_contexts(
     tx: &mut Tx,
-    id: &str,
+    id: &TicketId,
     personal: &BTreeSet<String>,
     r: &mut TicketErasure,
 ) -> Result<(), DbError> {
@@ -323,7 +328,7 @@ async fn erase_contexts(
 }
 
 /// Error texts of the ticket's deliveries and attempts that quote a personal value.
-async fn scrub_errors(tx: &mut Tx, id: &str, values: &[String]) -> Result<u64, DbError> {
+async fn scrub_errors(tx: &mut Tx, id: &TicketId, values: &[String]) -> Result<u64, DbError> {
     let mut n = 0;
     for table in ["sk_deliveries", "sk_attempts"] {
         let col = if table == "sk_deliveries" {
@@ -527,7 +532,7 @@ pub fn parse_request(v: &Value) -> Result<(Subject, bool), EventError> {
         Some(_) => Err(bad(k, &format!("`{k}` must be a non-empty string"))),
     };
     let subject = match (text("ticket")?, text("customer_email")?) {
-        (Some(t), None) => Subject::Ticket(t),
+        (Some(t), None) => Subject::Ticket(t.into()),
         (None, Some(e)) if e.contains('@') => Subject::CustomerEmail(e),
         (None, Some(_)) => {
             return Err(bad(

@@ -11,6 +11,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::core::event::{EventError, EventKind, parse_event};
+use crate::core::ids::TicketId;
 use crate::shell::engine::IngestError;
 use crate::shell::metrics::{self, EventOutcome, Metric};
 use crate::shell::{auth, json_input, queue, show};
@@ -361,9 +362,9 @@ async fn post_events(
 
 async fn get_ticket(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<TicketId>,
 ) -> Result<Json<Value>, ApiError> {
-    if id.contains('\0') || id.len() > 200 {
+    if id.as_str().contains('\0') || id.as_str().len() > 200 {
         return Err(ApiError {
             field: Some("id".into()),
             ..ApiError::new(

@@ -23,6 +23,7 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::core::ids::TicketId;
 use crate::shell::secret::Secret;
 
 /// How long a link stays valid: long enough for a night's pager rotation, short enough that
@@ -79,7 +80,7 @@ fn mac(key: &[u8], data: &[u8]) -> Vec<u8> {
 /// What a token acknowledges.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ack {
-    pub ticket: String,
+    pub ticket: TicketId,
     pub clock: String,
     pub run: u32,
     pub expires: DateTime<Utc>,
@@ -147,7 +148,7 @@ pub fn verify(key: &[u8], token: &str, now: DateTime<Utc>) -> Result<Ack, TokenE
         return Err(TokenError::Expired);
     }
     Ok(Ack {
-        ticket: ticket.to_string(),
+        ticket: TicketId::from(*ticket),
         clock: clock.to_string(),
         run: run.parse().map_err(|_| TokenError::Invalid)?,
         expires,
@@ -155,10 +156,10 @@ pub fn verify(key: &[u8], token: &str, now: DateTime<Utc>) -> Result<Ack, TokenE
 }
 
 /// The link for a clock run, valid [`LINK_TTL`] from `now`; None when not configured.
-pub fn link(ticket: &str, clock: &str, run: u32, now: DateTime<Utc>) -> Option<String> {
+pub fn link(ticket: &TicketId, clock: &str, run: u32, now: DateTime<Utc>) -> Option<String> {
     let c = CONFIG.get()?;
     let a = Ack {
-        ticket: ticket.to_string(),
+        ticket: ticket.clone(),
         clock: clock.to_string(),
         run,
         expires: now + LINK_TTL,
@@ -172,7 +173,7 @@ pub fn link(ticket: &str, clock: &str, run: u32, now: DateTime<Utc>) -> Option<S
 
 /// The link's path (`/v1/ack/{token}`), for a button on slakeeper's own pages; None when
 /// not configured.
-pub fn path(ticket: &str, clock: &str, run: u32, now: DateTime<Utc>) -> Option<String> {
+pub fn path(ticket: &TicketId, clock: &str, run: u32, now: DateTime<Utc>) -> Option<String> {
     let url = link(ticket, clock, run, now)?;
     let c = CONFIG.get()?;
     url.strip_prefix(&c.public_url).map(str::to_string)
@@ -192,11 +193,11 @@ pub fn configure_pages(public_url: &str) {
 }
 
 /// `{public URL}/ui/tickets/{id}`, for staff messages; None before `configure`.
-pub fn ticket_url(ticket: &str) -> Option<String> {
+pub fn ticket_url(ticket: &TicketId) -> Option<String> {
     Some(format!(
         "{}/ui/tickets/{}",
         PAGES.get()?,
-        crate::core::ids::percent_encode(ticket)
+        crate::core::ids::percent_encode(ticket.as_str())
     ))
 }
 

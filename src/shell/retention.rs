@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::core::ids::TicketId;
 use crate::shell::db::{Conn, Db, DbError};
 use crate::shell::engine::Engine;
 use crate::shell::metrics::{self, PrunedTable};
@@ -146,7 +147,7 @@ pub async fn prune_closed_tickets(
         tx.rollback().await?;
         return Ok((0, false));
     }
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let refs: Vec<&TicketId> = ids.iter().collect();
     // Ingest of a late event for one of them waits for this transaction (PostgreSQL; SQLite
     // holds the database), then finds no ticket and parks the event.
     crate::shell::store::lock_tickets(&mut tx, &refs).await?;
@@ -170,15 +171,15 @@ async fn closed_tickets(
     tx: &mut Tx,
     before: DateTime<Utc>,
     limit: i64,
-) -> Result<Vec<String>, DbError> {
+) -> Result<Vec<TicketId>, DbError> {
     // No row locks here: the caller takes the tickets' advisory locks next, in the order
     // ingest takes them (a row lock first would deadlock with an ingest holding the advisory
     // lock). Two workers' rounds picking the same tickets wait for each other; the second
     // finds them gone. A ticket with a delivery still in flight waits for it (held e-mails,
     // which wait for an SMTP server, do not hold it back).
-    let rows: Vec<(String,)> = sql_all!(
+    let rows: Vec<(TicketId,)> = sql_all!(
         tx,
-        (String,),
+        (TicketId,),
         "SELECT id FROM sk_tickets t WHERE closed_at IS NOT NULL AND closed_at < $1
            AND is_open = 0
            AND NOT EXISTS (SELECT 1 FROM sk_notifications n

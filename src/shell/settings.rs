@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::core::ids::TicketId;
 use crate::shell::secret::Secret;
 
 /// Which parts of the engine a `serve` process runs.
@@ -162,7 +163,7 @@ pub struct MigrateSettings {
 #[derive(Debug, Clone)]
 pub struct TicketShowSettings {
     pub place: Place,
-    pub id: String,
+    pub id: TicketId,
     pub format: Format,
 }
 
@@ -307,7 +308,7 @@ pub struct BackupSettings {
 /// Whose data to erase.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Subject {
-    Ticket(String),
+    Ticket(TicketId),
     /// Every ticket whose events or state carry this customer address (case-insensitive).
     CustomerEmail(String),
 }

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use crate::core::ids::TicketId;
 use crate::core::machine::{ClockLine, Ticket, clock_summary_at};
 use crate::core::model::Workflow;
 use crate::shell::db::DbError;
@@ -14,7 +15,7 @@ use crate::workflow::version::short;
 
 pub struct View {
     pub ticket: Option<Ticket>,
-    pub id: String,
+    pub id: TicketId,
     /// The workflow of the version serving the ticket.
     pub workflow: Option<std::sync::Arc<Workflow>>,
     /// The version the ticket is pinned to, the current one of its workflow (this process's
@@ -29,7 +30,7 @@ pub struct View {
     pub parked: i64,
 }
 
-pub async fn load(engine: &Engine, id: &str) -> Result<Option<View>, DbError> {
+pub async fn load(engine: &Engine, id: &TicketId) -> Result<Option<View>, DbError> {
     let db = &engine.db;
     let pinned = store::ticket_pinned(db, id).await?;
     let parked = store::parked_events(db, id).await?;
@@ -58,7 +59,7 @@ pub async fn load(engine: &Engine, id: &str) -> Result<Option<View>, DbError> {
         _ => Vec::new(),
     };
     Ok(Some(View {
-        id: id.to_string(),
+        id: id.clone(),
         clocks,
         timeline: store::ticket_timeline(db, id).await?,
         notifications: store::ticket_notifications(db, id).await?,

@@ -29,6 +29,7 @@ use sqlx::postgres::PgConnection;
 use crate::common::{self, Backend, TestDb, pg_admin_url, refuse_skipped_pg, with_database};
 use slakeeper::core::clock::ClockStatus;
 use slakeeper::core::event::{Event, parse_event};
+use slakeeper::core::ids::TicketId;
 use slakeeper::core::machine::Ticket;
 use slakeeper::core::model::Stage;
 use slakeeper::core::report::FactColumns;
@@ -352,14 +353,14 @@ impl Harness {
     }
 
     async fn state(&self, ticket: &str) -> Ticket {
-        store::ticket_state(self.db(), ticket)
+        store::ticket_state(self.db(), &TicketId::from(ticket))
             .await
             .expect("ticket_state")
             .unwrap_or_else(|| panic!("no state for {ticket}"))
     }
 
     async fn notifications(&self, ticket: &str) -> Vec<(NotificationRow, Vec<DeliveryRow>)> {
-        store::ticket_notifications(self.db(), ticket)
+        store::ticket_notifications(self.db(), &TicketId::from(ticket))
             .await
             .expect("notifications")
     }
@@ -424,7 +425,7 @@ impl Harness {
 
     /// (kind, detail) of a ticket's timeline rows, in order.
     async fn timeline(&self, ticket: &str) -> Vec<(String, Value)> {
-        store::ticket_timeline(self.db(), ticket)
+        store::ticket_timeline(self.db(), &TicketId::from(ticket))
             .await
             .expect("timeline")
             .into_iter()
@@ -1536,9 +1537,19 @@ async fn events_before_opened_are_parked_then_applied(h: Harness) {
     h.set_clock(t0() + mins(20));
     h.ingest(&[simple("P1", "ticket.responded", t0() + mins(5))])
         .await;
-    assert_eq!(store::ticket_state(h.db(), "P1").await.expect("read"), None);
-    assert_eq!(store::parked_events(h.db(), "P1").await.expect("read"), 1);
-    let view = show::load(&h.engine, "P1")
+    assert_eq!(
+        store::ticket_state(h.db(), &"P1".into())
+            .await
+            .expect("read"),
+        None
+    );
+    assert_eq!(
+        store::parked_events(h.db(), &"P1".into())
+            .await
+            .expect("read"),
+        1
+    );
+    let view = show::load(&h.engine, &"P1".into())
         .await
         .expect("show")
         .expect("a view of a parked ticket");
@@ -1550,7 +1561,12 @@ async fn events_before_opened_are_parked_then_applied(h: Harness) {
     h.ingest(&[opened("P1", t0(), "urgent", "complaint")]).await;
 
     // Assert: both applied in `at` order; the response met the first_response clock.
-    assert_eq!(store::parked_events(h.db(), "P1").await.expect("read"), 0);
+    assert_eq!(
+        store::parked_events(h.db(), &"P1".into())
+            .await
+            .expect("read"),
+        0
+    );
     let statuses = db_all!(h.db(), (String,), "SELECT status FROM sk_events").expect("sk_events");
     assert!(statuses.iter().all(|(s,)| s == "applied"), "{statuses:?}");
     let s = h.state("P1").await;
@@ -1601,8 +1617,18 @@ async fn large_batch_finds_parked_events_of_earlier_requests_and_its_own(h: Harn
         );
         h.assert_timers_mirror_state(t).await;
     }
-    assert_eq!(store::parked_events(h.db(), "Q0").await.expect("read"), 0);
-    assert_eq!(store::parked_events(h.db(), "Q1").await.expect("read"), 0);
+    assert_eq!(
+        store::parked_events(h.db(), &"Q0".into())
+            .await
+            .expect("read"),
+        0
+    );
+    assert_eq!(
+        store::parked_events(h.db(), &"Q1".into())
+            .await
+            .expect("read"),
+        0
+    );
     for i in 2..8 {
         assert_eq!(
             h.state(&format!("Q{i}")).await.clocks["first_response"].status,
@@ -2419,7 +2445,7 @@ async fn ticket_show_never_contains_customer_contact_data(h: Harness) {
 
     for id in ["V1", "V2"] {
         // Act
-        let view = show::load(&h.engine, id)
+        let view = show::load(&h.engine, &TicketId::from(id))
             .await
             .expect("show")
             .expect("known ticket");
@@ -2557,7 +2583,7 @@ async fn shown_elapsed_is_live_and_times_carry_seconds(h: Harness) {
 
     // Act: ten minutes and seven seconds later, nothing else happened.
     h.set_clock(t0() + mins(10) + secs(7));
-    let v = show::load(&h.engine, "E1")
+    let v = show::load(&h.engine, &"E1".into())
         .await
         .expect("load")
         .expect("ticket");
@@ -2588,7 +2614,7 @@ async fn shown_elapsed_is_live_and_times_carry_seconds(h: Harness) {
 async fn a_fact_counts_once_whether_buffered_twice_or_stored_before(h: Harness) {
     // Arrange
     open_urgent(&h, "F1").await;
-    let t = store::ticket_state(&h.engine.db, "F1")
+    let t = store::ticket_state(&h.engine.db, &"F1".into())
         .await
         .expect("read")
         .expect("F1 is stored");
@@ -2654,7 +2680,7 @@ async fn a_request_rolled_back_to_its_savepoint_leaves_no_rows(h: Harness) {
     let ctx = json!({});
     let note = store::NewNotification {
         id: &"sp-note".into(),
-        ticket: Some("SP1"),
+        ticket: Some(&"SP1".into()),
         workflow: "general-service",
         source: "test",
         role: "supervisor",
@@ -2664,7 +2690,7 @@ async fn a_request_rolled_back_to_its_savepoint_leaves_no_rows(h: Harness) {
         at: t0(),
     };
     let mut tx = h.engine.db.begin().await.expect("begin");
-    store::lookup_events(&mut tx, &["SP1-opened", "SP2-opened"])
+    store::lookup_events(&mut tx, &[&"SP1-opened".into(), &"SP2-opened".into()])
         .await
         .expect("lookup");
 
@@ -2672,7 +2698,7 @@ async fn a_request_rolled_back_to_its_savepoint_leaves_no_rows(h: Harness) {
     // then is rolled back; the second buffers its event and is released.
     store::savepoint(&mut tx).await.expect("savepoint");
     let r1 = store::insert_event(&mut tx, &evs[0], "applied", t0()).await;
-    store::timeline(&mut tx, "SP1", t0(), t0(), "event", &json!({}))
+    store::timeline(&mut tx, &"SP1".into(), t0(), t0(), "event", &json!({}))
         .await
         .expect("timeline");
     let written = store::insert_notification(&mut tx, &note, t0()).await;
@@ -2748,7 +2774,7 @@ async fn an_event_id_stored_by_a_concurrent_transaction_is_a_transient_race_post
     let mut tx1 = h.engine.db.begin().await.expect("begin");
     let mut tx2 = h.engine.db.begin().await.expect("begin");
     for tx in [&mut tx1, &mut tx2] {
-        store::lookup_events(tx, &["RA-opened"])
+        store::lookup_events(tx, &[&"RA-opened".into()])
             .await
             .expect("lookup");
     }

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::core::clock::Clock;
 use crate::core::event::Party;
+use crate::core::ids::TicketId;
 use crate::core::model::{Dimension, Role, Stage, attribute_text};
 use crate::core::timer::TimerKey;
 
@@ -74,7 +75,7 @@ pub struct Feedback {
 /// ticket's events and the passage of time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ticket {
-    pub id: String,
+    pub id: TicketId,
     pub workflow: String,
     pub stage: Stage,
     pub priority: Option<String>,
@@ -286,7 +287,7 @@ pub enum ApplyError {
     /// The first event seen for a ticket is not `ticket.opened`: the shell keeps it until the
     /// opening event arrives (events may arrive out of order).
     #[error("ticket {0} has not been opened yet")]
-    NotOpened(String),
+    NotOpened(TicketId),
 }
 
 /// What happened to a timer fired by its key.

@@ -10,6 +10,7 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 
 use crate::core::channel::ChannelKind;
+use crate::core::ids::{NotificationId, TicketId};
 
 /// Where one delivery goes: a channel and a target that names the recipient without holding
 /// contact data (`customer`, `assignee`, `role:NAME`, or a webhook URL from routes.yaml).
@@ -32,8 +33,8 @@ impl Target {
 #[derive(Debug, Clone)]
 pub struct Message<'a> {
     /// The stable notification id: email Message-ID, webhook Idempotency-Key.
-    pub id: &'a str,
-    pub ticket: Option<&'a str>,
+    pub id: &'a NotificationId,
+    pub ticket: Option<&'a TicketId>,
     pub workflow: &'a str,
     pub role: &'a str,
     pub template: &'a str,

@@ -101,8 +101,8 @@ impl Channel for Http<'_> {
             req = req.body(b);
         }
         Ok(req
-            .header("Idempotency-Key", msg.id)
-            .header("X-Slakeeper-Notification", msg.id))
+            .header("Idempotency-Key", msg.id.as_str())
+            .header("X-Slakeeper-Notification", msg.id.as_str()))
     }
 
     async fn send(&self, req: Self::Request) -> Result<HttpReply, TransportError> {

@@ -9,6 +9,7 @@
 
 use serde_json::{Value, json};
 
+use crate::core::ids::TicketId;
 use crate::shell::channels::card::cut;
 use crate::shell::channels::channel::{Channel, Message, Reply, TransportError, scrub};
 use crate::shell::channels::endpoint::Endpoint;
@@ -46,7 +47,11 @@ pub fn action_and_key(ticket: Option<&str>, source: &str, id: &str) -> (&'static
 }
 
 pub fn body(msg: &Message<'_>, routing_key: &str, severity: &str) -> Value {
-    let (action, key) = action_and_key(msg.ticket, msg.source, msg.id);
+    let (action, key) = action_and_key(
+        msg.ticket.map(TicketId::as_str),
+        msg.source,
+        msg.id.as_str(),
+    );
     let mut v = json!({
         "routing_key": routing_key,
         "event_action": action,

@@ -231,8 +231,8 @@ impl Engine {
         let to = recipients(&ver.cfg.routes, &d.target, kind, ticket.as_ref());
         let ctx: Option<Value> = serde_json::from_str(&n.context).ok();
         let msg = Message {
-            id: n.id.as_str(),
-            ticket: n.ticket.as_deref(),
+            id: &n.id,
+            ticket: n.ticket.as_ref(),
             workflow: &n.workflow,
             role: n.role.as_str(),
             template: &n.template,
@@ -279,7 +279,7 @@ impl Engine {
         if n.role.is_customer() {
             return None;
         }
-        let ticket = n.ticket.as_deref()?;
+        let ticket = n.ticket.as_ref()?;
         let (clock, run) = crate::shell::links::clock_run(&n.source)?;
         crate::shell::links::link(ticket, clock, run, self.now())
     }
@@ -421,7 +421,7 @@ fn staff_ticket_url(n: &NotificationRow) -> Option<String> {
     if n.role.is_customer() {
         return None;
     }
-    crate::shell::links::ticket_url(n.ticket.as_deref()?)
+    crate::shell::links::ticket_url(n.ticket.as_ref()?)
 }
 
 #[cfg(test)]

@@ -172,7 +172,7 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<(), DbError> {
         for role in &n.notify {
-            let id = notification_id(&t.id, &n.source, role.as_str());
+            let id = notification_id(t.id.as_str(), &n.source, role.as_str());
             let ctx = self.context(&v.wf, t, n, id.as_str(), at);
             let row = store::NewNotification {
                 id: &id,

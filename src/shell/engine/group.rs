@@ -15,6 +15,7 @@ use tokio::sync::{Mutex, mpsc};
 use tracing::Instrument;
 
 use super::context::{After, Engine, IngestError, Ingested, Req};
+use crate::core::ids::TicketId;
 use crate::shell::db::DbError;
 use crate::shell::{metrics, store};
 
@@ -65,9 +66,9 @@ impl Engine {
 
     async fn group_once(&self, group: &[Req]) -> Result<Outcomes, DbError> {
         let mut tx = self.db.begin().await?;
-        let tickets: Vec<&str> = group
+        let tickets: Vec<&TicketId> = group
             .iter()
-            .flat_map(|r| r.events.iter().map(|e| e.ticket.as_str()))
+            .flat_map(|r| r.events.iter().map(|e| &e.ticket))
             .collect();
         store::lock_tickets(&mut tx, &tickets).await?;
         // Read once for the whole group: which event ids are stored (new events are then

@@ -15,6 +15,7 @@ use super::context::{After, Engine, IngestError, Ingested, Slot, Version, Versio
 use crate::core::duration::format_seconds;
 use crate::core::erase;
 use crate::core::event::{Event, EventError, EventKind};
+use crate::core::ids::TicketId;
 use crate::core::machine::{
     Effect, Out, Ticket, Timer, TimerKey, advance, apply, needs_replay, replay,
 };
@@ -33,17 +34,17 @@ struct Batch<'a> {
     now: DateTime<Utc>,
     res: Ingested,
     after: After,
-    slots: HashMap<String, Option<Slot>>,
+    slots: HashMap<TicketId, Option<Slot>>,
     /// Each ticket's timers as committed before this batch: a timer born in the batch and
     /// fired in it is the sender's lateness, not the queue's (see `effects`).
-    committed: HashMap<String, BTreeMap<TimerKey, Timer>>,
+    committed: HashMap<TicketId, BTreeMap<TimerKey, Timer>>,
     /// How far in time each event may be applied (see [`Batch::new`]).
     horizons: Vec<DateTime<Utc>>,
     /// For a request of many events: which of its tickets exist, and how many events each
     /// had stored before it, read in two statements instead of two per ticket.
     prefetched: Option<store::Prefetch>,
     /// Events stored by this request, per ticket.
-    inserted: HashMap<String, i64>,
+    inserted: HashMap<TicketId, i64>,
 }
 
 /// Requests with at least this many events read their tickets up front.
@@ -140,7 +141,7 @@ impl Engine {
         batch: bool,
     ) -> Result<(Ingested, After), IngestError> {
         let mut tx = self.db.begin().await?;
-        let tickets: Vec<&str> = events.iter().map(|e| e.ticket.as_str()).collect();
+        let tickets: Vec<&TicketId> = events.iter().map(|e| &e.ticket).collect();
         store::lock_tickets(&mut tx, &tickets).await?;
         // Read the clock only once the tickets are ours: two requests about one ticket then
         // get their `received_at` in the order they are applied, which is the order
@@ -499,7 +500,7 @@ impl Engine {
         tx: &mut Tx,
         ver: &Version,
         old: Option<&Ticket>,
-        ticket: &str,
+        ticket: &TicketId,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
         after: &mut After,
@@ -539,7 +540,7 @@ impl Engine {
     pub(super) async fn replace_timers(
         &self,
         tx: &mut Tx,
-        ticket: &str,
+        ticket: &TicketId,
         old: &BTreeMap<TimerKey, Timer>,
         state: &Ticket,
     ) -> Result<(), DbError> {

@@ -85,7 +85,7 @@ impl Engine {
         at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<(), DbError> {
-        let id = notification_id(&t.id, source, role.as_str());
+        let id = notification_id(t.id.as_str(), source, role.as_str());
         let reason = if source.starts_with(ACK_SOURCE) {
             "escalation acknowledged"
         } else {

@@ -18,6 +18,7 @@ use serde_json::json;
 
 use super::context::{After, Engine, Version, VersionError};
 use super::ingest::{targets, visible};
+use crate::core::ids::TicketId;
 use crate::core::machine::{Effect, Outcome, replay};
 use crate::core::replan::{ClockChange, changes};
 use crate::shell::db::DbError;
@@ -27,7 +28,7 @@ use crate::shell::store::Tx;
 /// What `replan` did (or, dry, would do) to one ticket.
 #[derive(Debug, Clone)]
 pub struct Replanned {
-    pub id: String,
+    pub id: TicketId,
     pub workflow: String,
     pub priority: Option<String>,
     /// The version it was pinned to (None: opened before versions were kept).
@@ -66,7 +67,7 @@ impl Engine {
     /// ticket (closed since it was listed).
     pub async fn replan_ticket(
         &self,
-        id: &str,
+        id: &TicketId,
         now: DateTime<Utc>,
         dry: bool,
     ) -> Result<Option<Replanned>, ReplanError> {
@@ -88,7 +89,7 @@ impl Engine {
 
     async fn replan_once(
         &self,
-        id: &str,
+        id: &TicketId,
         now: DateTime<Utc>,
         dry: bool,
     ) -> Result<(Option<Replanned>, After), ReplanError> {
@@ -117,7 +118,7 @@ impl Engine {
         let events = store::ticket_events(&mut tx, id).await?;
         let (state, outs) = replay(&new.wf, &events, now, &old.emitted);
         let mut r = Replanned {
-            id: id.to_string(),
+            id: id.clone(),
             workflow: old.workflow.clone(),
             priority: old.priority.clone(),
             from: pinned,

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::context::{After, Engine, JobOutcome, Slot, VersionError, WAKE};
+use crate::core::ids::TicketId;
 use crate::core::machine::{Fired, Ticket, fire};
 use crate::shell::db::DbError;
 use crate::shell::metrics;
@@ -74,7 +75,7 @@ pub async fn run_firer(
 /// A ticket timer coming due: the firer's unit of work.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueTimer {
-    pub ticket: String,
+    pub ticket: TicketId,
     pub key: String,
     /// The exact due instant in milliseconds.
     pub due_ms: i64,
@@ -172,11 +173,11 @@ impl Engine {
         let mut tx = self.db.begin().await?;
         // The same per-ticket locks as ingest, in the same sorted order: a firing and an
         // event about one ticket never interleave, and two batches never deadlock.
-        let tickets: Vec<&str> = jobs.iter().map(|j| j.ticket.as_str()).collect();
+        let tickets: Vec<&TicketId> = jobs.iter().map(|j| &j.ticket).collect();
         store::lock_tickets(&mut tx, &tickets).await?;
         let now = self.now();
         let mut after = After::default();
-        let mut slots: HashMap<String, Option<Slot>> = HashMap::new();
+        let mut slots: HashMap<TicketId, Option<Slot>> = HashMap::new();
         // Every ticket of the batch in one read (one statement, not one per ticket).
         let mut ids = tickets;
         ids.sort_unstable();

@@ -256,8 +256,8 @@ fn finish(
             .category
             .or_else(|| opened.then(|| spec.category.clone()).flatten());
         out.push(Event {
-            id,
-            ticket,
+            id: id.into(),
+            ticket: ticket.into(),
             kind: d.kind,
             at,
             workflow: d

@@ -43,7 +43,7 @@ impl Source for Native {
             })?;
             out.push(Draft {
                 kind: ev.kind,
-                ticket: ev.ticket,
+                ticket: ev.ticket.into(),
                 at: ev.at,
                 priority: ev.priority,
                 category: ev.category,
@@ -55,7 +55,7 @@ impl Source for Native {
                 clock: ev.clock,
                 attributes: ev.attributes,
                 workflow: ev.workflow,
-                id: Some(ev.id),
+                id: Some(ev.id.into()),
             });
         }
         Ok(out)

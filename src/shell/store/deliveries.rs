@@ -8,6 +8,7 @@ use super::sql::ms;
 use super::unit::Tx;
 use crate::core::channel::ChannelKind;
 use crate::core::ids::NotificationId;
+use crate::core::ids::TicketId;
 use crate::core::model::Role;
 use crate::core::words::words;
 use crate::shell::db::{Db, DbError};
@@ -16,7 +17,7 @@ use crate::{db_all, sql_all, sql_exec, sql_opt};
 /// A notification to record in the outbox.
 pub struct NewNotification<'a> {
     pub id: &'a NotificationId,
-    pub ticket: Option<&'a str>,
+    pub ticket: Option<&'a TicketId>,
     pub workflow: &'a str,
     pub source: &'a str,
     pub role: &'a str,
@@ -73,7 +74,6 @@ pub async fn insert_delivery(
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DeliveryRow {
-    #[sqlx(try_from = "String")]
     pub notification: NotificationId,
     #[sqlx(try_from = "String")]
     pub channel: ChannelKind,
@@ -89,9 +89,8 @@ pub struct DeliveryRow {
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct NotificationRow {
-    #[sqlx(try_from = "String")]
     pub id: NotificationId,
-    pub ticket: Option<String>,
+    pub ticket: Option<TicketId>,
     pub workflow: String,
     pub source: String,
     /// Open-ended (any role named in `routes.yaml`), so reading it cannot fail.

@@ -10,6 +10,7 @@ use sqlx::AssertSqlSafe;
 use super::sql::{col, fetch_in, from_ms, ms, sqlite_rows, values_list};
 use super::unit::{EventWrite, Tx};
 use crate::core::event::Event;
+use crate::core::ids::{EventId, TicketId};
 use crate::shell::db::{Conn, DbError};
 use crate::{sql_all, sql_exec, sql_opt};
 
@@ -50,19 +51,19 @@ fn compare(stored: &str, body: &str) -> Stored {
 /// Read which of `ids` are stored (and their bodies), in one statement: [`insert_event`]
 /// then decides new/duplicate/conflict for them without a statement and buffers the new
 /// ones until commit.
-pub async fn lookup_events(tx: &mut Tx, ids: &[&str]) -> Result<(), DbError> {
+pub async fn lookup_events(tx: &mut Tx, ids: &[&EventId]) -> Result<(), DbError> {
     let todo: Vec<&str> = ids
         .iter()
-        .copied()
+        .map(|id| id.as_str())
         .filter(|id| !tx.event_lookup.contains_key(*id) && !tx.event_pos.contains_key(*id))
         .collect();
     if todo.is_empty() {
         return Ok(());
     }
-    let found: Vec<(String, String)> =
+    let found: Vec<(EventId, String)> =
         fetch_in(tx, "SELECT id, body FROM sk_events", "id", &todo, "", false).await?;
     for id in todo {
-        tx.event_lookup.insert(id.to_string(), None);
+        tx.event_lookup.insert(EventId::from(id), None);
     }
     for (id, body) in found {
         tx.event_lookup.insert(id, Some(body));
@@ -157,10 +158,10 @@ pub async fn erase_new_event(
 /// All of a ticket's events (applied and parked), in `at` order then arrival order, each
 /// with its `received_at`: a rebuild applies them as they arrived, as `simulate` does.
 /// Events buffered in this transaction are included.
-pub async fn ticket_events(tx: &mut Tx, ticket: &str) -> Result<Vec<Event>, DbError> {
+pub async fn ticket_events(tx: &mut Tx, ticket: &TicketId) -> Result<Vec<Event>, DbError> {
     let mut rows = sql_all!(
         tx,
-        (String, i64, i64, String),
+        (String, i64, i64, EventId),
         "SELECT body, received_at, at, id FROM sk_events WHERE ticket = $1
          ORDER BY at, received_at, id",
         ticket
@@ -169,7 +170,7 @@ pub async fn ticket_events(tx: &mut Tx, ticket: &str) -> Result<Vec<Event>, DbEr
     rows.extend(
         tx.events
             .iter()
-            .filter(|e| e.ticket == ticket)
+            .filter(|e| &e.ticket == ticket)
             .map(|e| (e.body.clone(), e.received_at, e.at, e.id.clone())),
     );
     if rows.len() > before {
@@ -188,23 +189,23 @@ pub async fn ticket_events(tx: &mut Tx, ticket: &str) -> Result<Vec<Event>, DbEr
 /// What a request of many events needs to know about its tickets before it starts.
 #[derive(Debug, Default)]
 pub struct Prefetch {
-    existing: std::collections::HashSet<String>,
-    stored: HashMap<String, i64>,
+    existing: std::collections::HashSet<TicketId>,
+    stored: HashMap<TicketId, i64>,
 }
 
 impl Prefetch {
     /// Whether the ticket exists (stored, or saved earlier in this transaction).
-    pub fn exists(&self, ticket: &str) -> bool {
+    pub fn exists(&self, ticket: &TicketId) -> bool {
         self.existing.contains(ticket)
     }
 
     /// Events stored for the ticket before the request began.
-    pub fn stored_before(&self, ticket: &str) -> i64 {
+    pub fn stored_before(&self, ticket: &TicketId) -> i64 {
         self.stored.get(ticket).copied().unwrap_or(0)
     }
 
     /// A request of the same transaction committed these events (group commit).
-    pub fn add_stored(&mut self, inserted: &HashMap<String, i64>) {
+    pub fn add_stored(&mut self, inserted: &HashMap<TicketId, i64>) {
         for (t, n) in inserted {
             *self.stored.entry(t.clone()).or_default() += n;
         }
@@ -218,9 +219,9 @@ pub async fn prefetch_for<'e>(
     tx: &mut Tx,
     events: impl IntoIterator<Item = &'e Event>,
 ) -> Result<Prefetch, DbError> {
-    let (mut tickets, ids): (Vec<&str>, Vec<&str>) = events
+    let (mut tickets, ids): (Vec<&str>, Vec<&EventId>) = events
         .into_iter()
-        .map(|e| (e.ticket.as_str(), e.id.as_str()))
+        .map(|e| (e.ticket.as_str(), &e.id))
         .unzip();
     lookup_events(tx, &ids).await?;
     tickets.sort_unstable();
@@ -233,11 +234,11 @@ pub async fn prefetch_for<'e>(
 async fn prefetch(tx: &mut Tx, ids: &[&str]) -> Result<Prefetch, DbError> {
     let mut p = Prefetch::default();
     p.existing.extend(tx.tickets.iter().map(|w| w.id.clone()));
-    let found: Vec<(String,)> =
+    let found: Vec<(TicketId,)> =
         fetch_in(tx, "SELECT id FROM sk_tickets", "id", ids, "", false).await?;
     p.existing.extend(found.into_iter().map(|r| r.0));
     p.stored.extend(
-        fetch_in::<(String, i64)>(
+        fetch_in::<(TicketId, i64)>(
             tx,
             "SELECT ticket, COUNT(*) FROM sk_events",
             "ticket",
@@ -250,8 +251,8 @@ async fn prefetch(tx: &mut Tx, ids: &[&str]) -> Result<Prefetch, DbError> {
     Ok(p)
 }
 
-pub async fn mark_events_applied(tx: &mut Tx, ticket: &str) -> Result<(), DbError> {
-    for e in tx.events.iter_mut().filter(|e| e.ticket == ticket) {
+pub async fn mark_events_applied(tx: &mut Tx, ticket: &TicketId) -> Result<(), DbError> {
+    for e in tx.events.iter_mut().filter(|e| &e.ticket == ticket) {
         e.status = "applied";
     }
     sql_exec!(
@@ -263,7 +264,7 @@ pub async fn mark_events_applied(tx: &mut Tx, ticket: &str) -> Result<(), DbErro
 }
 
 /// Keep an event that arrived before its ticket's `ticket.opened`.
-pub async fn park_event(tx: &mut Tx, id: &str) -> Result<(), DbError> {
+pub async fn park_event(tx: &mut Tx, id: &EventId) -> Result<(), DbError> {
     if let Some(&i) = tx.event_pos.get(id) {
         tx.events[i].status = "parked";
         return Ok(());

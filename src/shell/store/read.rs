@@ -7,6 +7,7 @@ use super::deliveries::{AttemptOutcome, DeliveryRow, NotificationRow};
 use super::sql::ms;
 use crate::core::channel::ChannelKind;
 use crate::core::ids::NotificationId;
+use crate::core::ids::TicketId;
 use crate::core::machine::Ticket;
 use crate::shell::db::{Db, DbError};
 use crate::{db_all, db_opt};
@@ -20,7 +21,7 @@ pub struct TimelineRow {
     pub detail: String,
 }
 
-pub async fn ticket_state(db: &Db, id: &str) -> Result<Option<Ticket>, DbError> {
+pub async fn ticket_state(db: &Db, id: &TicketId) -> Result<Option<Ticket>, DbError> {
     let row = db_opt!(
         db,
         (String,),
@@ -31,7 +32,7 @@ pub async fn ticket_state(db: &Db, id: &str) -> Result<Option<Ticket>, DbError> 
         .transpose()
 }
 
-pub async fn parked_events(db: &Db, id: &str) -> Result<i64, DbError> {
+pub async fn parked_events(db: &Db, id: &TicketId) -> Result<i64, DbError> {
     let row = db_opt!(
         db,
         (i64,),
@@ -41,7 +42,7 @@ pub async fn parked_events(db: &Db, id: &str) -> Result<i64, DbError> {
     Ok(row.map(|(n,)| n).unwrap_or(0))
 }
 
-pub async fn ticket_timeline(db: &Db, id: &str) -> Result<Vec<TimelineRow>, DbError> {
+pub async fn ticket_timeline(db: &Db, id: &TicketId) -> Result<Vec<TimelineRow>, DbError> {
     Ok(db_all!(
         db,
         TimelineRow,
@@ -52,7 +53,7 @@ pub async fn ticket_timeline(db: &Db, id: &str) -> Result<Vec<TimelineRow>, DbEr
 
 pub async fn ticket_notifications(
     db: &Db,
-    id: &str,
+    id: &TicketId,
 ) -> Result<Vec<(NotificationRow, Vec<DeliveryRow>)>, DbError> {
     let ns = db_all!(
         db,
@@ -85,7 +86,6 @@ pub async fn ticket_notifications(
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct AttemptRow {
-    #[sqlx(try_from = "String")]
     pub notification: NotificationId,
     #[sqlx(try_from = "String")]
     pub channel: ChannelKind,
@@ -97,7 +97,7 @@ pub struct AttemptRow {
     pub error: Option<String>,
 }
 
-pub async fn ticket_attempts(db: &Db, id: &str) -> Result<Vec<AttemptRow>, DbError> {
+pub async fn ticket_attempts(db: &Db, id: &TicketId) -> Result<Vec<AttemptRow>, DbError> {
     Ok(db_all!(
         db,
         AttemptRow,
@@ -138,7 +138,7 @@ pub async fn pending_deliveries(db: &Db) -> Result<Vec<(String, i64)>, DbError> 
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct FactRow {
-    pub ticket: String,
+    pub ticket: TicketId,
     pub priority: String,
     pub category: Option<String>,
     pub kind: String,
@@ -172,10 +172,10 @@ pub async fn opened_between(
     workflow: &str,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
-) -> Result<Vec<(String, String, Option<String>)>, DbError> {
+) -> Result<Vec<(TicketId, String, Option<String>)>, DbError> {
     Ok(db_all!(
         db,
-        (String, String, Option<String>),
+        (TicketId, String, Option<String>),
         "SELECT id, priority, category FROM (
            SELECT id, priority, category, opened_at AS at FROM sk_tickets
             WHERE workflow = $1 AND opened_at >= $2 AND opened_at < $3
@@ -252,7 +252,7 @@ pub async fn export_page(
 }
 
 /// An open ticket as `replan` lists them: (id, workflow, pinned version).
-pub type OpenTicket = (String, String, Option<String>);
+pub type OpenTicket = (TicketId, String, Option<String>);
 
 /// Open tickets, by id (`replan`).
 pub async fn open_tickets(db: &Db) -> Result<Vec<OpenTicket>, DbError> {

@@ -6,7 +6,55 @@ use chrono::{DateTime, TimeZone, Utc};
 use sqlx::AssertSqlSafe;
 
 use super::unit::Tx;
+use crate::core::ids::{EventId, NotificationId, TicketId};
 use crate::shell::db::{Conn, DbError};
+
+/// The ids are text columns on both databases: a statement binds `&ev.ticket` and reads
+/// `(TicketId, …)` rows as it does `String`s, and the core stays free of sqlx (the impls
+/// live here, in the crate that owns both the trait's use and the type).
+macro_rules! text_column {
+    ($($t:ty),*) => {$(
+        impl<DB: sqlx::Database> sqlx::Type<DB> for $t
+        where
+            String: sqlx::Type<DB>,
+        {
+            fn type_info() -> DB::TypeInfo {
+                <String as sqlx::Type<DB>>::type_info()
+            }
+
+            fn compatible(ty: &DB::TypeInfo) -> bool {
+                <String as sqlx::Type<DB>>::compatible(ty)
+            }
+        }
+
+        impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $t
+        where
+            String: sqlx::Encode<'q, DB>,
+        {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <DB as sqlx::Database>::ArgumentBuffer,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                // An owned copy: SQLite's argument buffer keeps owned text anyway, and a
+                // borrowed `&str` would need the buffer's lifetime.
+                <String as sqlx::Encode<'q, DB>>::encode(self.as_str().to_owned(), buf)
+            }
+        }
+
+        impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $t
+        where
+            String: sqlx::Decode<'r, DB>,
+        {
+            fn decode(
+                value: <DB as sqlx::Database>::ValueRef<'r>,
+            ) -> Result<Self, sqlx::error::BoxDynError> {
+                <String as sqlx::Decode<'r, DB>>::decode(value).map(<$t>::from)
+            }
+        }
+    )*};
+}
+
+text_column!(TicketId, EventId, NotificationId);
 
 /// SQLite's `VALUES` lists for a multi-row statement: `rows` groups of `cols` anonymous
 /// `?`, each followed by `extra` (a constant column). Anonymous because sqlx asks SQLite

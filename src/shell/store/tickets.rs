@@ -9,6 +9,7 @@ use sqlx::AssertSqlSafe;
 use super::sql::{col, fetch_in, ms, sqlite_rows, values_list};
 use super::unit::{TicketWrite, Tx};
 use crate::core::forecast::{self, NextDue};
+use crate::core::ids::TicketId;
 use crate::core::machine::Ticket;
 use crate::shell::db::{Conn, Db, DbError};
 use crate::{db_opt, sql_opt};
@@ -17,11 +18,11 @@ use crate::{db_opt, sql_opt};
 /// advisory lock per ticket, taken in sorted order (no deadlock between two batches), so
 /// opening, parking and un-parking one ticket are never interleaved; a row lock could not
 /// cover a ticket that has no row yet. SQLite: `BEGIN IMMEDIATE` already holds the database.
-pub async fn lock_tickets(tx: &mut Tx, tickets: &[&str]) -> Result<(), DbError> {
+pub async fn lock_tickets(tx: &mut Tx, tickets: &[&TicketId]) -> Result<(), DbError> {
     let Conn::Pg(t) = &mut tx.conn else {
         return Ok(());
     };
-    let mut ids: Vec<&str> = tickets.to_vec();
+    let mut ids: Vec<&str> = tickets.iter().map(|t| t.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
     // One round trip for all of them: a function scan of the sorted array takes the locks
@@ -37,8 +38,8 @@ pub async fn lock_tickets(tx: &mut Tx, tickets: &[&str]) -> Result<(), DbError> 
 }
 
 /// Whether the ticket was saved earlier in this transaction (and so exists).
-pub fn saved_in(tx: &Tx, ticket: &str) -> bool {
-    tx.tickets.iter().any(|w| w.id == ticket)
+pub fn saved_in(tx: &Tx, ticket: &TicketId) -> bool {
+    tx.tickets.iter().any(|w| &w.id == ticket)
 }
 
 /// The ticket's state and the workflow version it is pinned to (None: opened before
@@ -46,11 +47,11 @@ pub fn saved_in(tx: &Tx, ticket: &str) -> bool {
 /// the database write lock from `BEGIN IMMEDIATE`).
 pub async fn load_ticket(
     tx: &mut Tx,
-    id: &str,
+    id: &TicketId,
 ) -> Result<Option<(Ticket, Option<String>)>, DbError> {
     // A save buffered earlier in this transaction (another request of the same group) is
     // the ticket's state now.
-    if let Some(w) = tx.tickets.iter().rev().find(|w| w.id == id) {
+    if let Some(w) = tx.tickets.iter().rev().find(|w| &w.id == id) {
         let t: Ticket =
             serde_json::from_str(&w.state).map_err(DbError::json("stored ticket state"))?;
         return Ok(Some((t, Some(w.workflow_version.clone()))));
@@ -75,20 +76,20 @@ pub async fn load_ticket(
 /// one). Tickets not stored are absent from the map.
 pub async fn load_tickets(
     tx: &mut Tx,
-    ids: &[&str],
-) -> Result<HashMap<String, (Ticket, Option<String>)>, DbError> {
+    ids: &[&TicketId],
+) -> Result<HashMap<TicketId, (Ticket, Option<String>)>, DbError> {
     let mut out = HashMap::new();
     let mut todo = Vec::new();
     for id in ids {
         if saved_in(tx, id) {
             if let Some(t) = load_ticket(tx, id).await? {
-                out.insert(id.to_string(), t);
+                out.insert((*id).clone(), t);
             }
         } else {
-            todo.push(*id);
+            todo.push(id.as_str());
         }
     }
-    let rows: Vec<(String, String, Option<String>)> = fetch_in(
+    let rows: Vec<(TicketId, String, Option<String>)> = fetch_in(
         tx,
         "SELECT id, state, workflow_version FROM sk_tickets",
         "id",
@@ -225,7 +226,10 @@ pub(super) async fn flush_tickets(tx: &mut Tx) -> Result<(), DbError> {
 }
 
 /// A ticket's state and the workflow version it is pinned to, outside a transaction.
-pub async fn ticket_pinned(db: &Db, id: &str) -> Result<Option<(Ticket, Option<String>)>, DbError> {
+pub async fn ticket_pinned(
+    db: &Db,
+    id: &TicketId,
+) -> Result<Option<(Ticket, Option<String>)>, DbError> {
     let row = db_opt!(
         db,
         (String, Option<String>),

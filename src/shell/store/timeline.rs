@@ -5,11 +5,12 @@ use chrono::{DateTime, Utc};
 
 use super::sql::{col, ms, sqlite_rows, values_list};
 use super::unit::{TimelineWrite, Tx};
+use crate::core::ids::TicketId;
 use crate::shell::db::{Conn, DbError};
 
 pub async fn timeline(
     tx: &mut Tx,
-    ticket: &str,
+    ticket: &TicketId,
     at: DateTime<Utc>,
     now: DateTime<Utc>,
     kind: &str,
@@ -17,7 +18,7 @@ pub async fn timeline(
 ) -> Result<(), DbError> {
     // Buffered: written with the others at commit (see `Tx::timeline`), in this order.
     tx.timeline.push(TimelineWrite {
-        ticket: ticket.to_string(),
+        ticket: ticket.clone(),
         at: ms(at),
         recorded_at: ms(now),
         kind: kind.to_string(),

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::sql::{ms, sqlite_rows, values_list};
 use super::unit::{TimerOp, Tx};
+use crate::core::ids::TicketId;
 use crate::shell::db::{Conn, Db, DbError};
 use crate::{db_opt, sql_all, sql_exec};
 
@@ -18,7 +19,7 @@ pub(super) async fn flush_timers(tx: &mut Tx) -> Result<(), DbError> {
         return Ok(());
     }
     // (ticket, key) -> the row to write (kind, due, scheduled_at), or None to delete it.
-    type Last = HashMap<(String, String), Option<(String, i64, i64)>>;
+    type Last = HashMap<(TicketId, String), Option<(String, i64, i64)>>;
     let mut last = Last::new();
     for op in ops {
         match op {
@@ -106,14 +107,14 @@ pub(super) async fn flush_timers(tx: &mut Tx) -> Result<(), DbError> {
 /// transaction that writes it (claims run in their own).
 pub async fn upsert_timer(
     tx: &mut Tx,
-    ticket: &str,
+    ticket: &TicketId,
     key: &str,
     kind: &str,
     due: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<(), DbError> {
     tx.timer_ops.push(TimerOp::Upsert {
-        ticket: ticket.to_string(),
+        ticket: ticket.clone(),
         key: key.to_string(),
         kind: kind.to_string(),
         due: ms(due),
@@ -125,7 +126,7 @@ pub async fn upsert_timer(
 /// A timer taken by a firer.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct DueTimer {
-    pub ticket: String,
+    pub ticket: TicketId,
     pub key: String,
     pub due: i64,
 }
@@ -156,7 +157,7 @@ pub async fn claim_due_timers(
 }
 
 /// Give a claimed timer back (it turned out not to be due yet).
-pub async fn release_timer(tx: &mut Tx, ticket: &str, key: &str) -> Result<(), DbError> {
+pub async fn release_timer(tx: &mut Tx, ticket: &TicketId, key: &str) -> Result<(), DbError> {
     sql_exec!(
         tx,
         "UPDATE sk_timers SET claimed_until = 0 WHERE ticket = $1 AND key = $2",
@@ -180,18 +181,18 @@ pub async fn next_due(db: &Db, now: DateTime<Utc>) -> Result<Option<i64>, DbErro
     Ok(row.map(|r| r.0))
 }
 
-pub async fn delete_timer(tx: &mut Tx, ticket: &str, key: &str) -> Result<(), DbError> {
+pub async fn delete_timer(tx: &mut Tx, ticket: &TicketId, key: &str) -> Result<(), DbError> {
     tx.timer_ops.push(TimerOp::Delete {
-        ticket: ticket.to_string(),
+        ticket: ticket.clone(),
         key: key.to_string(),
     });
     Ok(())
 }
 
-pub async fn delete_timers(tx: &mut Tx, ticket: &str) -> Result<(), DbError> {
+pub async fn delete_timers(tx: &mut Tx, ticket: &TicketId) -> Result<(), DbError> {
     sql_exec!(tx, "DELETE FROM sk_timers WHERE ticket = $1", ticket)?;
     tx.timer_ops.push(TimerOp::DeletedAll {
-        ticket: ticket.to_string(),
+        ticket: ticket.clone(),
     });
     Ok(())
 }

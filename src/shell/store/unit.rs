@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::core::ids::{EventId, TicketId};
 use crate::shell::db::{Conn, Db, DbError};
 use crate::shell::metrics::Metric;
 
@@ -26,9 +27,9 @@ pub struct Tx {
     /// `store::ticket_events` reads them back.
     pub(crate) events: Vec<EventWrite>,
     /// Index into `events` by id.
-    pub(crate) event_pos: HashMap<String, usize>,
+    pub(crate) event_pos: HashMap<EventId, usize>,
     /// Ids `store::lookup_events` looked up: the body stored under each, or None.
-    pub(crate) event_lookup: HashMap<String, Option<String>>,
+    pub(crate) event_lookup: HashMap<EventId, Option<String>>,
     /// Facts, likewise; which were new (and so count in the metrics) is known at flush.
     pub(crate) facts: Vec<FactWrite>,
     /// Ids in `facts`: a fact buffered twice is written (and counted) once.
@@ -75,8 +76,8 @@ pub(crate) struct Marks {
 
 /// One buffered `sk_events` row.
 pub(crate) struct EventWrite {
-    pub id: String,
-    pub ticket: String,
+    pub id: EventId,
+    pub ticket: TicketId,
     pub kind: &'static str,
     pub at: i64,
     pub received_at: i64,
@@ -87,7 +88,7 @@ pub(crate) struct EventWrite {
 /// One buffered `sk_facts` row, with the metric it counts in when it is new.
 pub(crate) struct FactWrite {
     pub id: String,
-    pub ticket: String,
+    pub ticket: TicketId,
     pub workflow: String,
     pub priority: String,
     pub category: Option<String>,
@@ -101,7 +102,7 @@ pub(crate) struct FactWrite {
 
 /// One buffered `sk_tickets` save.
 pub(crate) struct TicketWrite {
-    pub id: String,
+    pub id: TicketId,
     pub workflow: String,
     pub stage: String,
     pub priority: String,
@@ -121,25 +122,25 @@ pub(crate) struct TicketWrite {
 /// One buffered write to `sk_timers`.
 pub(crate) enum TimerOp {
     Upsert {
-        ticket: String,
+        ticket: TicketId,
         key: String,
         kind: String,
         due: i64,
         scheduled_at: i64,
     },
     Delete {
-        ticket: String,
+        ticket: TicketId,
         key: String,
     },
     /// Every row of the ticket was deleted at once (not buffered).
     DeletedAll {
-        ticket: String,
+        ticket: TicketId,
     },
 }
 
 /// One buffered `sk_timeline` row.
 pub(crate) struct TimelineWrite {
-    pub ticket: String,
+    pub ticket: TicketId,
     pub at: i64,
     pub recorded_at: i64,
     pub kind: String,

@@ -25,6 +25,7 @@ use hmac::{Hmac, Mac};
 use minijinja::Environment;
 use sha2::Sha256;
 
+use crate::core::ids::TicketId;
 use crate::shell::secret::Secret;
 use crate::shell::state::AppState;
 
@@ -250,11 +251,11 @@ fn serde_urlencoded_pairs(pairs: &[(String, String)]) -> String {
 async fn ticket_page(
     State(st): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path<TicketId>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> Response {
     if !allowed(&st, &headers) {
-        return to_login(&format!("/ui/tickets/{}", percent_encode(&id)));
+        return to_login(&format!("/ui/tickets/{}", percent_encode(id.as_str())));
     }
     let (status, name, ctx) = view::ticket(&st, &id, &q).await;
     page(status, name, ctx)

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::strings::strings;
 use crate::core::clock::ClockStatus;
+use crate::core::ids::TicketId;
 use crate::core::ids::percent_encode;
 use crate::core::model::Workflow;
 use crate::shell::at_risk::{self, Catalog, Query};
@@ -144,7 +145,7 @@ pub async fn list(st: &AppState, pairs: &[(String, String)]) -> (StatusCode, Val
 fn row(e: &at_risk::Entry, lang: &str, l: &Value) -> Value {
     let r = &e.run;
     json!({
-        "ticket": r.ticket, "href": percent_encode(&r.ticket),
+        "ticket": r.ticket, "href": percent_encode(r.ticket.as_str()),
         "workflow": r.workflow, "version": e.version.as_deref().map(short),
         "priority": r.priority, "stage": r.stage.as_str(), "clock": r.clock,
         "due": short_time(&e.wf, r.due), "due_full": at_risk::local(&e.wf, r.due),
@@ -158,7 +159,7 @@ fn row(e: &at_risk::Entry, lang: &str, l: &Value) -> Value {
 
 pub async fn ticket(
     st: &AppState,
-    id: &str,
+    id: &TicketId,
     pairs: &[(String, String)],
 ) -> (StatusCode, &'static str, Value) {
     let engine = &st.engine;
