@@ -2,40 +2,28 @@
 //! stored as text (`sk_deliveries.channel`), used as a metric label. Here, below the shell,
 //! so the workflow model and the metrics name them without reaching into the channels.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
-/// The kinds of channel a delivery can use. Stored as text (`sk_deliveries.channel`), and
-/// serialized as the same text, so delivery jobs queued as `"channel": "email"` before this
-/// was an enum still decode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ChannelKind {
-    Email,
-    Webhook,
-    Slack,
-    Teams,
-    Dingtalk,
-    Feishu,
-    Wecom,
-    Pagerduty,
-    Http,
+crate::core::words::words! {
+    /// The kinds of channel a delivery can use. Stored as text (`sk_deliveries.channel`), and
+    /// serialized as the same text, so delivery jobs queued as `"channel": "email"` before
+    /// this was an enum still decode.
+    #[derive(Hash, PartialOrd, Ord, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub ChannelKind {
+        Email => "email",
+        Webhook => "webhook",
+        Slack => "slack",
+        Teams => "teams",
+        Dingtalk => "dingtalk",
+        Feishu => "feishu",
+        Wecom => "wecom",
+        Pagerduty => "pagerduty",
+        Http => "http",
+    }
 }
 
 impl ChannelKind {
-    pub const ALL: [ChannelKind; 9] = [
-        ChannelKind::Email,
-        ChannelKind::Webhook,
-        ChannelKind::Slack,
-        ChannelKind::Teams,
-        ChannelKind::Dingtalk,
-        ChannelKind::Feishu,
-        ChannelKind::Wecom,
-        ChannelKind::Pagerduty,
-        ChannelKind::Http,
-    ];
-
     /// The kinds configured per routes.yaml entry (`slack: [{ url_env: … }]`), whose target
     /// names the entry (`role:NAME#KIND/INDEX`) and whose URL and secrets come from the
     /// environment at send time.
@@ -49,32 +37,8 @@ impl ChannelKind {
         ChannelKind::Http,
     ];
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChannelKind::Email => "email",
-            ChannelKind::Webhook => "webhook",
-            ChannelKind::Slack => "slack",
-            ChannelKind::Teams => "teams",
-            ChannelKind::Dingtalk => "dingtalk",
-            ChannelKind::Feishu => "feishu",
-            ChannelKind::Wecom => "wecom",
-            ChannelKind::Pagerduty => "pagerduty",
-            ChannelKind::Http => "http",
-        }
-    }
-
     pub fn is_vendor(self) -> bool {
         ChannelKind::VENDORS.contains(&self)
-    }
-
-    pub fn parse(s: &str) -> Option<ChannelKind> {
-        ChannelKind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
-
-impl fmt::Display for ChannelKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -99,7 +63,7 @@ mod tests {
 
     #[test]
     fn kinds_round_trip_through_text() {
-        for k in ChannelKind::ALL {
+        for &k in ChannelKind::ALL {
             assert_eq!(ChannelKind::parse(k.as_str()), Some(k));
         }
         assert_eq!(ChannelKind::parse("pigeon"), None);
@@ -107,7 +71,7 @@ mod tests {
 
     #[test]
     fn serde_form_is_the_stored_text() {
-        for k in ChannelKind::ALL {
+        for &k in ChannelKind::ALL {
             let json = serde_json::to_string(&k).unwrap();
             assert_eq!(json, format!("\"{}\"", k.as_str()));
             assert_eq!(serde_json::from_str::<ChannelKind>(&json).unwrap(), k);

@@ -364,7 +364,7 @@ pub fn preregister(catalog: &Catalog, queues: &[&'static str]) {
                 .absolute(0);
         }
     }
-    for ch in ChannelKind::ALL.map(|k| k.as_str()) {
+    for ch in ChannelKind::ALL.iter().map(|k| k.as_str()) {
         for o in DeliveryOutcome::ALL {
             counter!("slakeeper_notifications_total", "channel" => ch, "outcome" => o.as_str())
                 .absolute(0);
@@ -640,7 +640,7 @@ pub fn set_db_gauges(
             .set(t.get(k.as_str()).copied().unwrap_or(0) as f64);
     }
     let p: BTreeMap<&str, i64> = pending.iter().map(|(k, n)| (k.as_str(), *n)).collect();
-    for ch in ChannelKind::ALL.map(|k| k.as_str()) {
+    for ch in ChannelKind::ALL.iter().map(|k| k.as_str()) {
         gauge!("slakeeper_notifications_pending", "channel" => ch)
             .set(p.get(ch).copied().unwrap_or(0) as f64);
     }
@@ -649,7 +649,7 @@ pub fn set_db_gauges(
 /// `slakeeper_notifications_held` per channel, from the database (like the pending gauge).
 pub fn set_held(held: &[(String, i64)]) {
     let h: BTreeMap<&str, i64> = held.iter().map(|(k, n)| (k.as_str(), *n)).collect();
-    for ch in ChannelKind::ALL.map(|k| k.as_str()) {
+    for ch in ChannelKind::ALL.iter().map(|k| k.as_str()) {
         gauge!("slakeeper_notifications_held", "channel" => ch)
             .set(h.get(ch).copied().unwrap_or(0) as f64);
     }

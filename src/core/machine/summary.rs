@@ -63,16 +63,18 @@ pub struct ClockLine {
     pub outcome: LineOutcome,
 }
 
-/// How a clock run stands in a report line: its status, except that a breach stays a breach
-/// (met late or still running) and a paused clock counts as running. Serialised, and shown,
-/// as the lowercase word, as the string it replaced was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LineOutcome {
-    Running,
-    Met,
-    Stopped,
-    Breached,
+crate::core::words::words! {
+    /// How a clock run stands in a report line: its status, except that a breach stays a
+    /// breach (met late or still running) and a paused clock counts as running. Serialised,
+    /// and shown, as the lowercase word, as the string it replaced was.
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub LineOutcome {
+        Running => "running",
+        Met => "met",
+        Stopped => "stopped",
+        Breached => "breached",
+    }
 }
 
 impl LineOutcome {
@@ -85,22 +87,6 @@ impl LineOutcome {
             ClockStatus::Stopped => LineOutcome::Stopped,
             ClockStatus::Running | ClockStatus::Paused => LineOutcome::Running,
         }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LineOutcome::Running => "running",
-            LineOutcome::Met => "met",
-            LineOutcome::Stopped => "stopped",
-            LineOutcome::Breached => "breached",
-        }
-    }
-}
-
-impl std::fmt::Display for LineOutcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // `pad`, so a width in a format string (`{:<8}`) lays it out as it did the string.
-        f.pad(self.as_str())
     }
 }
 
