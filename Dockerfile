@@ -43,8 +43,8 @@ WORKDIR /var/lib/slakeeper
 VOLUME ["/var/lib/slakeeper"]
 EXPOSE 8080
 USER slakeeper:slakeeper
-# Ready = the database is reachable and migrated. A `--role worker` container serves no
-# HTTP: disable the check for it (compose.yaml does).
+# Ready = the database is reachable and migrated. A `--role worker` container answers it too
+# (it serves /healthz, /readyz and /metrics on SLAKEEPER_LISTEN).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["/usr/local/bin/slakeeper-healthcheck"]
 ENTRYPOINT ["/usr/local/bin/slakeeper"]

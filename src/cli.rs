@@ -290,7 +290,7 @@ pub struct ServeArgs {
     pub db: DbArgs,
     #[command(flatten)]
     pub wf: WorkflowArgs,
-    /// Address to listen on.
+    /// Address to listen on (`--role worker`: only /healthz, /readyz and /metrics).
     #[arg(long, env = "SLAKEEPER_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
     /// Which parts of the engine this process runs.

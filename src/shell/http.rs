@@ -35,16 +35,33 @@ pub fn router_with(state: AppState, extra: Router) -> Router {
     let routes = Router::new()
         .route("/v1/events", post(post_events))
         .route("/v1/tickets/{id}", get(get_ticket))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
+        .merge(probe_routes())
         .merge(crate::shell::ack::routes())
         .route("/v1/at-risk", get(get_at_risk))
         .route("/v1/erasures", post(post_erasure))
         .merge(crate::shell::ui::routes())
         .with_state(state)
         .merge(extra);
-    auth::protect(routes, tokens)
+    layers(auth::protect(routes, tokens))
+}
+
+/// What a `--role worker` process answers: liveness, readiness and its own metrics (the
+/// timers it fires, the deliveries it sends, and the database-wide gauges when it holds
+/// their lease), with the same tokens, layers and error shape as the API.
+pub fn probes_router(state: AppState) -> Router {
+    let tokens = state.tokens.clone();
+    layers(auth::protect(probe_routes().with_state(state), tokens))
+}
+
+fn probe_routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+}
+
+fn layers(routes: Router) -> Router {
+    routes
         .layer(DefaultBodyLimit::max(MAX_BODY))
         // A client that stops sending its body mid-way holds a connection: cut it off.
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(

@@ -131,6 +131,8 @@ impl App {
         let mut tasks = JoinSet::new();
         if self.settings.role.serves_http() {
             self.spawn_http(&mut tasks, stop.clone()).await?;
+        } else {
+            self.spawn_probes(&mut tasks, stop.clone()).await?;
         }
         if self.settings.role.runs_workers() {
             self.spawn_workers(&mut tasks, &stop);
@@ -156,11 +158,7 @@ impl App {
         tasks: &mut JoinSet<()>,
         stop: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
-        let listen = &self.settings.listen;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
-        let addr = listener.local_addr()?;
+        let (listener, addr) = self.bind().await?;
         let tokens = tokens(&self.settings);
         // Closed unless opened on purpose: checked on the bound address (a host name
         // resolves to what it resolves to).
@@ -197,6 +195,45 @@ impl App {
         tracing::info!(%addr, workflows = self.engine.cfg.catalog.workflows.len(),
             backend = self.engine.db.backend(), role = ?self.settings.role,
             database = %redact_url(self.settings.place.database.expose()), "serving");
+        Ok(())
+    }
+
+    async fn bind(&self) -> anyhow::Result<(tokio::net::TcpListener, std::net::SocketAddr)> {
+        let listen = &self.settings.listen;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        Ok((listener, addr))
+    }
+
+    /// A worker-only process answers `/healthz`, `/readyz` and `/metrics` on `--listen`:
+    /// what only workers count (timers fired, breaches a timer finds, deliveries) and the
+    /// gauges, when this process holds their lease, reach Prometheus, and an orchestrator
+    /// can probe it. No API route is served, so no API token is required to listen.
+    async fn spawn_probes(
+        &self,
+        tasks: &mut JoinSet<()>,
+        stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let (listener, addr) = self.bind().await?;
+        let app = http::probes_router(http::AppState {
+            engine: self.engine.clone(),
+            tokens: tokens(&self.settings),
+            metrics: Some(self.metrics.clone()),
+        });
+        tasks.spawn(http::serve_with(
+            listener,
+            app,
+            stop,
+            self.settings.header_timeout,
+            self.tls.clone(),
+        ));
+        // The same first line as the API's, for scripts and tests.
+        println!("slakeeper listening on {}://{addr}", self.scheme());
+        tracing::info!(%addr, backend = self.engine.db.backend(), role = ?self.settings.role,
+            database = %redact_url(self.settings.place.database.expose()),
+            "serving /healthz, /readyz and /metrics");
         Ok(())
     }
 

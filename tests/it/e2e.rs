@@ -829,3 +829,70 @@ fn a_worker_killed_while_sending_delays_alerts_by_at_most_30s_postgres() {
 crate::both_databases! {
     breach_alert_is_sent_at_the_deadline => breach_alert_is_sent_at_the_deadline,
 }
+
+/// The sum of every series of `name` whose labels include all of `labels` (`k="v"`), in a
+/// /metrics text.
+fn series_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter(|l| labels.iter().all(|kv| l.contains(kv)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn a_worker_answers_probes_and_exports_what_only_it_counts() {
+    // Arrange: an API process and a worker-only process on one database.
+    let smtp = Smtp::start();
+    let hooks = Hooks::start();
+    let wf = workflows(hooks.port, false);
+    let db = TestDb::new(Backend::Sqlite);
+    let start = |role| {
+        App::start(AppOpts {
+            role,
+            ..AppOpts::new(&db.url, wf.dir.path(), smtp.port)
+        })
+    };
+    let api = start("api");
+    let worker = start("worker");
+    let client = reqwest::blocking_client();
+    // Act: a ticket whose first response (normal: 6 s) breaches; the worker's timer finds it.
+    let ev = opened("w1", "T-WORKER", "normal", &now_rfc3339(0));
+    assert_eq!(api.post(&json!({"events": [ev]})).1["accepted"], 1);
+    smtp.wait_mails(LONG, |m| {
+        !matching(m, "supervisor@test.local", "[SLA breach] T-WORKER").is_empty()
+    });
+    // The gauges come from whichever process holds their lease (refreshed every 5 s).
+    let open = wait_for(LONG, || {
+        let (a, w) = (api.metrics(), worker.metrics());
+        let each = [
+            series_sum(&a, "slakeeper_tickets_open", &[]),
+            series_sum(&w, "slakeeper_tickets_open", &[]),
+        ];
+        (each[0] + each[1] == 1.0).then_some(each)
+    });
+    // Assert: probes answer; the API is not served there.
+    assert_eq!(client.text(&format!("{}/healthz", worker.base)), "ok\n");
+    assert_eq!(client.get(&format!("{}/readyz", worker.base)).0, 200);
+    assert_eq!(worker.post(&json!({"events": []})).0, 404);
+    // The breach and the timer firings are counted by the worker, not by the API.
+    let (a, w) = (api.metrics(), worker.metrics());
+    let breached = ["outcome=\"breached\""];
+    let fired = ["queue=\"slakeeper.timers\"", "outcome=\"applied\""];
+    assert!(
+        series_sum(&w, "slakeeper_sla_outcomes_total", &breached) >= 1.0,
+        "{w}"
+    );
+    assert_eq!(
+        series_sum(&a, "slakeeper_sla_outcomes_total", &breached),
+        0.0
+    );
+    assert!(series_sum(&w, "slakeeper_jobs_total", &fired) >= 1.0, "{w}");
+    assert_eq!(series_sum(&a, "slakeeper_jobs_total", &fired), 0.0);
+    // One open ticket, exported by exactly one of the two (a sum over both is right).
+    let open = open.unwrap_or_else(|| panic!("tickets_open never summed to 1:\n{a}\n{w}"));
+    assert!(open.contains(&0.0) && open.contains(&1.0), "{open:?}");
+}

@@ -371,6 +371,13 @@ fn image_compose_file_is_valid_and_mounts_files_that_exist() {
         services["worker"]["command"],
         json!(["serve", "--role", "worker"])
     );
+    // A worker answers /readyz too: the image's health check stays on.
+    assert_ne!(
+        services["worker"]["healthcheck"]["disable"],
+        json!(true),
+        "{}",
+        services["worker"]
+    );
     for s in ["api", "worker"] {
         let env = &services[s]["environment"];
         assert!(env["SLAKEEPER_API_TOKEN_FILE"].is_string(), "{s}: {env}");
@@ -427,6 +434,21 @@ fn image_compose_prometheus_config_passes_promtool_with_the_shipped_rules() {
     // token as a secret file (promtool checks that credentials_file exists).
     copy_tree(&root().join("grafana/alerts"), &dir.path().join("rules"));
     let cfg = std::fs::read_to_string(dir.path().join("prometheus.yml")).expect("read");
+    // One job scrapes the api and every worker (counters only workers increment).
+    let parsed: Value = serde_saphyr::from_str(&cfg).expect("prometheus.yml is YAML");
+    let job = &parsed["scrape_configs"][0];
+    assert_eq!(job["job_name"], "slakeeper", "{job}");
+    assert_eq!(
+        job["static_configs"][0]["targets"],
+        json!(["api:8080"]),
+        "{job}"
+    );
+    assert_eq!(
+        job["dns_sd_configs"][0]["names"],
+        json!(["worker"]),
+        "{job}"
+    );
+    assert_eq!(job["dns_sd_configs"][0]["port"], json!(8080), "{job}");
     let secret = dir.path().join("metrics_token");
     std::fs::write(&secret, "t").expect("write");
     std::fs::write(

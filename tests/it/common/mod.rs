@@ -614,25 +614,25 @@ impl App {
                 }
             });
         }
-        let mut base = String::new();
-        if o.role != "worker" {
-            let out = child.stdout.take().expect("stdout");
-            let mut reader = BufReader::new(out);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            base = line
-                .trim()
-                .strip_prefix("slakeeper listening on ")
-                .unwrap_or_else(|| {
-                    panic!(
-                        "unexpected first line {line:?}; stderr: {:?}",
-                        log.lock().map(|l| l.clone())
-                    )
-                })
-                .to_string();
-            std::thread::spawn(move || for _ in reader.lines() {});
-        } else {
-            // Workers print nothing on stdout; give them a moment to register.
+        // Every role prints where it listens first (a worker serves /healthz, /readyz and
+        // /metrics there).
+        let out = child.stdout.take().expect("stdout");
+        let mut reader = BufReader::new(out);
+        let mut line = String::new();
+        let _ = reader.read_line(&mut line);
+        let base = line
+            .trim()
+            .strip_prefix("slakeeper listening on ")
+            .unwrap_or_else(|| {
+                panic!(
+                    "unexpected first line {line:?}; stderr: {:?}",
+                    log.lock().map(|l| l.clone())
+                )
+            })
+            .to_string();
+        std::thread::spawn(move || for _ in reader.lines() {});
+        if o.role == "worker" {
+            // Its queue workers start after the listener: give them a moment to register.
             std::thread::sleep(Duration::from_millis(300));
         }
         App { child, base, log }
