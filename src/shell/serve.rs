@@ -175,13 +175,35 @@ impl App {
         };
         let sources = sources::Registry::build(&self.engine.cfg.sources, &secret)?;
         let app = http::router_with(
-            http::AppState {
-                engine: self.engine.clone(),
-                tokens,
-                metrics: Some(self.metrics.clone()),
-            },
+            self.state(tokens),
             sources::route::router(self.engine.clone(), Arc::new(sources)),
         );
+        self.serve_on(tasks, listener, app, stop)?;
+        self.default_ack_url(&addr.to_string());
+        tracing::info!(%addr, workflows = self.engine.cfg.catalog.workflows.len(),
+            backend = self.engine.db.backend(), role = ?self.settings.role,
+            database = %redact_url(self.settings.place.database.expose()), "serving");
+        Ok(())
+    }
+
+    fn state(&self, tokens: auth::Tokens) -> http::AppState {
+        http::AppState {
+            engine: self.engine.clone(),
+            tokens,
+            metrics: Some(self.metrics.clone()),
+        }
+    }
+
+    /// Serve `app` on `listener` until `stop`, and say where on stdout, first thing: scripts
+    /// (and tests) find the port there when `--listen` used `:0`.
+    fn serve_on(
+        &self,
+        tasks: &mut JoinSet<()>,
+        listener: tokio::net::TcpListener,
+        app: axum::Router,
+        stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let addr = listener.local_addr()?;
         tasks.spawn(http::serve_with(
             listener,
             app,
@@ -189,12 +211,7 @@ impl App {
             self.settings.header_timeout,
             self.tls.clone(),
         ));
-        self.default_ack_url(&addr.to_string());
-        // Printed on stdout so scripts (and tests) can find the port when --listen used :0.
         println!("slakeeper listening on {}://{addr}", self.scheme());
-        tracing::info!(%addr, workflows = self.engine.cfg.catalog.workflows.len(),
-            backend = self.engine.db.backend(), role = ?self.settings.role,
-            database = %redact_url(self.settings.place.database.expose()), "serving");
         Ok(())
     }
 
@@ -217,20 +234,8 @@ impl App {
         stop: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
         let (listener, addr) = self.bind().await?;
-        let app = http::probes_router(http::AppState {
-            engine: self.engine.clone(),
-            tokens: tokens(&self.settings),
-            metrics: Some(self.metrics.clone()),
-        });
-        tasks.spawn(http::serve_with(
-            listener,
-            app,
-            stop,
-            self.settings.header_timeout,
-            self.tls.clone(),
-        ));
-        // The same first line as the API's, for scripts and tests.
-        println!("slakeeper listening on {}://{addr}", self.scheme());
+        let app = http::probes_router(self.state(tokens(&self.settings)));
+        self.serve_on(tasks, listener, app, stop)?;
         tracing::info!(%addr, backend = self.engine.db.backend(), role = ?self.settings.role,
             database = %redact_url(self.settings.place.database.expose()),
             "serving /healthz, /readyz and /metrics");

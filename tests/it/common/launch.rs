@@ -4,7 +4,7 @@
 //! quoted-printable and non-ASCII as base64).
 
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -79,36 +79,7 @@ impl Launch {
 
     /// Start a process that serves HTTP: wait for its `listening on` line.
     pub fn start(mut self) -> App {
-        let mut child = self.cmd.spawn().expect("start slakeeper");
-        let log: Arc<Mutex<Vec<String>>> = Arc::default();
-        if let Some(err) = child.stderr.take() {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(err).lines().map_while(Result::ok) {
-                    if let Ok(mut l) = log.lock() {
-                        l.push(line);
-                    }
-                }
-            });
-        }
-        let out = child.stdout.take().expect("stdout");
-        let mut reader = BufReader::new(out);
-        let mut line = String::new();
-        let _ = reader.read_line(&mut line);
-        let base = line
-            .trim()
-            .strip_prefix("slakeeper listening on ")
-            .unwrap_or_else(|| {
-                let _ = child.kill();
-                std::thread::sleep(Duration::from_millis(200));
-                panic!(
-                    "unexpected first line {line:?}; stderr:\n{}",
-                    log.lock().map(|l| l.join("\n")).unwrap_or_default()
-                )
-            })
-            .to_string();
-        std::thread::spawn(move || for _ in reader.lines() {});
-        App { child, base, log }
+        App::spawn(&mut self.cmd)
     }
 
     /// Run a process expected to stop by itself (a refusal, `validate`); killed after 60 s.

@@ -602,6 +602,17 @@ impl App {
         for (k, v) in o.extra_env {
             cmd.env(k, v);
         }
+        let app = App::spawn(&mut cmd);
+        if o.role == "worker" {
+            // Its queue workers start after the listener: give them a moment to register.
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        app
+    }
+
+    /// Start `cmd` (stdout and stderr piped) and wait for its `listening on` line, which
+    /// every role prints first (a worker serves /healthz, /readyz and /metrics there).
+    pub fn spawn(cmd: &mut Command) -> App {
         let mut child = cmd.spawn().expect("start slakeeper");
         let log: Arc<Mutex<Vec<String>>> = Arc::default();
         if let Some(err) = child.stderr.take() {
@@ -614,8 +625,6 @@ impl App {
                 }
             });
         }
-        // Every role prints where it listens first (a worker serves /healthz, /readyz and
-        // /metrics there).
         let out = child.stdout.take().expect("stdout");
         let mut reader = BufReader::new(out);
         let mut line = String::new();
@@ -624,17 +633,15 @@ impl App {
             .trim()
             .strip_prefix("slakeeper listening on ")
             .unwrap_or_else(|| {
+                let _ = child.kill();
+                std::thread::sleep(Duration::from_millis(200));
                 panic!(
-                    "unexpected first line {line:?}; stderr: {:?}",
-                    log.lock().map(|l| l.clone())
+                    "unexpected first line {line:?}; stderr:\n{}",
+                    log.lock().map(|l| l.join("\n")).unwrap_or_default()
                 )
             })
             .to_string();
         std::thread::spawn(move || for _ in reader.lines() {});
-        if o.role == "worker" {
-            // Its queue workers start after the listener: give them a moment to register.
-            std::thread::sleep(Duration::from_millis(300));
-        }
         App { child, base, log }
     }
 
