@@ -201,14 +201,8 @@ fn opening_on_purpose_is_warned_once_and_loopback_without_a_token_once() {
 
 /// `slakeeper_http_requests_total{route=ROUTE,status=STATUS}` in an exposition.
 fn requests(metrics: &str, route: &str, status: u16) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("slakeeper_http_requests_total{"))
-        .filter(|l| {
-            l.contains(&format!("route=\"{route}\"")) && l.contains(&format!("status=\"{status}\""))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    let (route, status) = (format!("route=\"{route}\""), format!("status=\"{status}\""));
+    metric_sum(metrics, "slakeeper_http_requests_total", &[&route, &status])
 }
 
 fn scoped_tokens(backend: Backend) {

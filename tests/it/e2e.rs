@@ -717,12 +717,7 @@ fn a_postgres_outage_does_not_end_the_process_and_loses_no_timer() {
         );
     }
     // The workers noticed, and were rebuilt rather than left dead.
-    let restarts: f64 = app
-        .metrics()
-        .lines()
-        .filter(|l| l.starts_with("slakeeper_worker_restarts_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+    let restarts = metric_sum(&app.metrics(), "slakeeper_worker_restarts_total", &[]);
     assert!(
         restarts >= 1.0,
         "no worker restart recorded:\n{}",
@@ -830,19 +825,6 @@ crate::both_databases! {
     breach_alert_is_sent_at_the_deadline => breach_alert_is_sent_at_the_deadline,
 }
 
-/// The sum of every series of `name` whose labels include all of `labels` (`k="v"`), in a
-/// /metrics text.
-fn series_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter(|l| labels.iter().all(|kv| l.contains(kv)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[test]
 fn a_worker_answers_probes_and_exports_what_only_it_counts() {
     // Arrange: an API process and a worker-only process on one database.
@@ -869,8 +851,8 @@ fn a_worker_answers_probes_and_exports_what_only_it_counts() {
     let open = wait_for(LONG, || {
         let (a, w) = (api.metrics(), worker.metrics());
         let each = [
-            series_sum(&a, "slakeeper_tickets_open", &[]),
-            series_sum(&w, "slakeeper_tickets_open", &[]),
+            metric_sum(&a, "slakeeper_tickets_open", &[]),
+            metric_sum(&w, "slakeeper_tickets_open", &[]),
         ];
         (each[0] + each[1] == 1.0).then_some(each)
     });
@@ -883,15 +865,15 @@ fn a_worker_answers_probes_and_exports_what_only_it_counts() {
     let breached = ["outcome=\"breached\""];
     let fired = ["queue=\"slakeeper.timers\"", "outcome=\"applied\""];
     assert!(
-        series_sum(&w, "slakeeper_sla_outcomes_total", &breached) >= 1.0,
+        metric_sum(&w, "slakeeper_sla_outcomes_total", &breached) >= 1.0,
         "{w}"
     );
     assert_eq!(
-        series_sum(&a, "slakeeper_sla_outcomes_total", &breached),
+        metric_sum(&a, "slakeeper_sla_outcomes_total", &breached),
         0.0
     );
-    assert!(series_sum(&w, "slakeeper_jobs_total", &fired) >= 1.0, "{w}");
-    assert_eq!(series_sum(&a, "slakeeper_jobs_total", &fired), 0.0);
+    assert!(metric_sum(&w, "slakeeper_jobs_total", &fired) >= 1.0, "{w}");
+    assert_eq!(metric_sum(&a, "slakeeper_jobs_total", &fired), 0.0);
     // One open ticket, exported by exactly one of the two (a sum over both is right).
     let open = open.unwrap_or_else(|| panic!("tickets_open never summed to 1:\n{a}\n{w}"));
     assert!(open.contains(&0.0) && open.contains(&1.0), "{open:?}");

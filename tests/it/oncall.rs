@@ -444,11 +444,12 @@ fn emails_without_smtp_are_held_then_sent_when_smtp_is_configured() {
     assert_eq!(s, 202);
     // Assert: held (a gauge), not failed and retried.
     let held = wait_for(LONG, || {
-        let m = app.metrics();
-        m.lines()
-            .find(|l| l.starts_with("slakeeper_notifications_held{channel=\"email\"}"))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .filter(|n| *n >= 2.0)
+        let held = metric_sum(
+            &app.metrics(),
+            "slakeeper_notifications_held",
+            &["channel=\"email\""],
+        );
+        Some(held).filter(|n| *n >= 2.0)
     });
     assert!(held.is_some(), "{}", app.metrics());
     std::thread::sleep(Duration::from_secs(2));

@@ -684,6 +684,19 @@ impl Drop for App {
     }
 }
 
+/// The sum of every series of `name` whose labels include all of `labels` (`k="v"`), in a
+/// Prometheus exposition (`/metrics`); 0 when there is none.
+pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter(|l| labels.iter().all(|kv| l.contains(kv)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// A tiny blocking HTTP client over reqwest's async client (tests run on plain threads).
 pub mod reqwest {
     use serde_json::Value;
