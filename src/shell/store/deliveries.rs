@@ -38,7 +38,7 @@ pub async fn insert_notification(
         "INSERT INTO sk_notifications (id, ticket, workflow, source, role, template, reason,
                                        context, at, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
-        n.id.as_str(),
+        n.id,
         n.ticket,
         n.workflow,
         n.source,
@@ -64,7 +64,7 @@ pub async fn insert_delivery(
         "INSERT INTO sk_deliveries (notification, channel, target, status, attempts, next_at,
                                     created_at)
          VALUES ($1, $2, $3, 'pending', 0, $4, $4) ON CONFLICT DO NOTHING",
-        notification.as_str(),
+        notification,
         channel.as_str(),
         target,
         ms(now)
@@ -115,7 +115,7 @@ pub async fn load_delivery(
         "SELECT notification, channel, target, status, attempts, next_at, last_error, sent_at,
                 created_at
          FROM sk_deliveries WHERE notification = $1 AND channel = $2 AND target = $3",
-        notification.as_str(),
+        notification,
         channel.as_str(),
         target
     )?;
@@ -125,7 +125,7 @@ pub async fn load_delivery(
         NotificationRow,
         "SELECT id, ticket, workflow, source, role, template, reason, context, at, created_at
          FROM sk_notifications WHERE id = $1",
-        notification.as_str()
+        notification
     )?;
     Ok(n.map(|n| (n, d)))
 }
@@ -145,7 +145,7 @@ pub async fn claim_delivery(
         "UPDATE sk_deliveries SET status = 'sending', next_at = $5
          WHERE notification = $1 AND channel = $2 AND target = $3 AND attempts = $4
            AND status IN ('pending', 'retrying')",
-        d.notification.as_str(),
+        &d.notification,
         d.channel.as_str(),
         &d.target,
         attempt - 1,
@@ -198,7 +198,7 @@ pub async fn requeue_delivery(
         tx,
         "UPDATE sk_deliveries SET status = 'retrying', next_at = $4
          WHERE notification = $1 AND channel = $2 AND target = $3",
-        d.notification.as_str(),
+        &d.notification,
         d.channel.as_str(),
         &d.target,
         ms(now)
@@ -297,7 +297,7 @@ pub async fn first_tried(tx: &mut Tx, d: &DeliveryRow, now: DateTime<Utc>) -> Re
         tx,
         "UPDATE sk_deliveries SET first_tried_at = COALESCE(first_tried_at, $4)
          WHERE notification = $1 AND channel = $2 AND target = $3",
-        d.notification.as_str(),
+        &d.notification,
         d.channel.as_str(),
         &d.target,
         ms(now)
@@ -307,7 +307,7 @@ pub async fn first_tried(tx: &mut Tx, d: &DeliveryRow, now: DateTime<Utc>) -> Re
         (Option<i64>,),
         "SELECT first_tried_at FROM sk_deliveries
          WHERE notification = $1 AND channel = $2 AND target = $3",
-        d.notification.as_str(),
+        &d.notification,
         d.channel.as_str(),
         &d.target
     )?;
@@ -355,7 +355,7 @@ pub async fn record_attempt(
         "UPDATE sk_deliveries SET status = $4, attempts = $5, next_at = $6, last_error = $7,
                 sent_at = $8, first_tried_at = COALESCE(first_tried_at, $9)
          WHERE notification = $1 AND channel = $2 AND target = $3 AND status <> 'cancelled'",
-        d.notification.as_str(),
+        &d.notification,
         d.channel.as_str(),
         &d.target,
         status.as_str(),
@@ -368,11 +368,24 @@ pub async fn record_attempt(
     if n == 0 {
         return Ok(());
     }
+    log_attempt(tx, d, attempt, now, outcome, error).await
+}
+
+/// One line of the attempt log (`sk_attempts`); written once per attempt number, however
+/// often the attempt's transaction is retried.
+async fn log_attempt(
+    tx: &mut Tx,
+    d: &DeliveryRow,
+    attempt: i64,
+    now: DateTime<Utc>,
+    outcome: AttemptOutcome,
+    error: Option<&str>,
+) -> Result<(), DbError> {
     sql_exec!(
         tx,
         "INSERT INTO sk_attempts (notification, channel, target, attempt, at, outcome, error)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-        d.notification.as_str(),
+        &d.notification,
         d.channel.as_str(),
         &d.target,
         attempt,
@@ -393,25 +406,14 @@ pub async fn hold_delivery(
     now: DateTime<Utc>,
     why: &str,
 ) -> Result<(), DbError> {
-    sql_exec!(
-        tx,
-        "INSERT INTO sk_attempts (notification, channel, target, attempt, at, outcome, error)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-        d.notification.as_str(),
-        d.channel.as_str(),
-        &d.target,
-        attempt,
-        ms(now),
-        AttemptOutcome::Held.as_str(),
-        why
-    )?;
+    log_attempt(tx, d, attempt, now, AttemptOutcome::Held, Some(why)).await?;
     // `attempts` stays: a held delivery has not been tried, and the released job is the
     // same attempt number again.
     sql_exec!(
         tx,
         "UPDATE sk_deliveries SET status = 'held', next_at = NULL, last_error = $4
          WHERE notification = $1 AND channel = $2 AND target = $3 AND status <> 'cancelled'",
-        d.notification.as_str(),
+        &d.notification,
         d.channel.as_str(),
         &d.target,
         why
@@ -440,7 +442,7 @@ pub async fn release_held(
             tx,
             "UPDATE sk_deliveries SET status = 'pending', next_at = $4
              WHERE notification = $1 AND channel = $2 AND target = $3 AND status = 'held'",
-            d.notification.as_str(),
+            &d.notification,
             d.channel.as_str(),
             &d.target,
             ms(now)
