@@ -25,57 +25,50 @@ fn history(rng: &mut Rng, i: usize, now: DateTime<Utc>) -> Vec<Value> {
     let priority = ["urgent", "important", "normal"][rng.below(3) as usize];
     let category = ["consultation", "business", "complaint", "urgent"][rng.below(4) as usize];
     let mut at = now - chrono::Duration::hours(30) - rng.mins(0, 40 * 60);
-    let mut evs = vec![json!({
+    let mut h = History::new(json!({
         "id": format!("{t}-opened"), "ticket": t, "type": "ticket.opened", "at": rfc(at),
         "priority": priority, "category": category, "channel": "email",
         "customer": {"name": "Li", "email": format!("{t}@customer.test")},
         "assignee": {"name": "Wang", "email": "wang@staff.test"},
-    })];
-    let mut push = |kind: &str, at: DateTime<Utc>, extra: Value| {
-        let mut e = json!({"id": format!("{t}-{}-{}", kind, evs.len()), "ticket": t,
-                           "type": kind, "at": rfc(at)});
-        if let (Some(o), Some(x)) = (e.as_object_mut(), extra.as_object()) {
-            o.extend(x.clone());
-        }
-        evs.push(e);
-    };
+    }));
     if rng.chance(80) {
         at += rng.mins(1, 180);
-        push("ticket.responded", at, json!({}));
+        h.push("ticket.responded", at, json!({}));
     }
     if rng.chance(20) {
         at += rng.mins(1, 60);
-        push("ticket.waiting_on_customer", at, json!({}));
+        h.push("ticket.waiting_on_customer", at, json!({}));
         at += rng.mins(1, 180);
-        push("ticket.resumed", at, json!({}));
+        h.push("ticket.resumed", at, json!({}));
     }
     let planned = rng.chance(60);
     if planned {
         at += rng.mins(1, 120);
-        push("ticket.plan_agreed", at, json!({}));
+        h.push("ticket.plan_agreed", at, json!({}));
         if rng.chance(40) {
             at += rng.mins(30, 600);
-            push("ticket.progress_updated", at, json!({}));
+            h.push("ticket.progress_updated", at, json!({}));
         }
     }
     if rng.chance(60) {
         at += rng.mins(10, 600);
         let resolved = at;
-        push("ticket.resolved", at, json!({}));
+        h.push("ticket.resolved", at, json!({}));
         // An answer only when its call-back hour is long past too.
         let answer = resolved + chrono::Duration::hours(24) + rng.mins(1, 120);
         if rng.chance(60) && answer < now - chrono::Duration::hours(3) {
             let score = 1 + rng.below(5);
-            push("survey.answered", answer, json!({"score": score}));
+            h.push("survey.answered", answer, json!({"score": score}));
             if score <= 3 && rng.chance(50) {
-                push("callback.completed", answer + rng.mins(5, 90), json!({}));
+                h.push("callback.completed", answer + rng.mins(5, 90), json!({}));
             }
         }
     } else if planned {
         // The progress cycle runs on: put its next occurrence half an interval from now, so
         // nothing falls due while the test runs.
         let every = if priority == "urgent" { 4 } else { 24 };
-        let reference = evs
+        let reference = h
+            .events
             .iter()
             .rev()
             .find(|e| e["type"] == "ticket.plan_agreed" || e["type"] == "ticket.progress_updated")
@@ -87,7 +80,7 @@ fn history(rng: &mut Rng, i: usize, now: DateTime<Utc>) -> Vec<Value> {
             let since = (now - r).num_seconds().rem_euclid(interval.num_seconds());
             let want = interval.num_seconds() / 2;
             let shift = chrono::Duration::seconds(since - want);
-            for e in evs.iter_mut() {
+            for e in h.events.iter_mut() {
                 if let Some(d) = e["at"]
                     .as_str()
                     .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
@@ -97,7 +90,7 @@ fn history(rng: &mut Rng, i: usize, now: DateTime<Utc>) -> Vec<Value> {
             }
         }
     }
-    evs
+    h.events
 }
 
 /// Fisher-Yates with our generator.

@@ -42,19 +42,10 @@ fn slakeeper(args: &[&str]) -> (bool, String, String) {
 
 /// One ticket after `open`: responded, plan agreed, resolved, maybe a survey answer and a
 /// call-back. `start` is when it opens; every later step follows at a random distance.
-fn history(rng: &mut Rng, open: Value, start: DateTime<Utc>, resolve: bool) -> Vec<Value> {
-    let t = open["ticket"].as_str().unwrap_or_default().to_string();
+fn history(rng: &mut Rng, mut open: Value, start: DateTime<Utc>, resolve: bool) -> Vec<Value> {
     let mut at = start;
-    let mut evs = vec![open];
-    evs[0]["at"] = json!(rfc(at));
-    let mut push = |kind: &str, at: DateTime<Utc>, extra: Value| {
-        let mut e = json!({"id": format!("{t}-{}-{}", kind, evs.len()), "ticket": t,
-                           "type": kind, "at": rfc(at)});
-        if let (Some(o), Some(x)) = (e.as_object_mut(), extra.as_object()) {
-            o.extend(x.clone());
-        }
-        evs.push(e);
-    };
+    open["at"] = json!(rfc(at));
+    let mut h = History::new(open);
     if rng.chance(85) {
         // Most teams answer within the hour; some tickets wait much longer.
         at += if rng.chance(70) {
@@ -62,26 +53,26 @@ fn history(rng: &mut Rng, open: Value, start: DateTime<Utc>, resolve: bool) -> V
         } else {
             rng.mins(30, 300)
         };
-        push("ticket.responded", at, json!({}));
+        h.push("ticket.responded", at, json!({}));
     }
     if rng.chance(60) {
         at += rng.mins(5, 120);
-        push("ticket.plan_agreed", at, json!({}));
+        h.push("ticket.plan_agreed", at, json!({}));
     }
     if resolve || rng.chance(70) {
         at += rng.mins(20, 24 * 60);
         let resolved = at;
-        push("ticket.resolved", at, json!({}));
+        h.push("ticket.resolved", at, json!({}));
         if rng.chance(60) {
             let answer = resolved + chrono::Duration::hours(24) + rng.mins(1, 120);
             let score = 1 + rng.below(5);
-            push("survey.answered", answer, json!({"score": score}));
+            h.push("survey.answered", answer, json!({"score": score}));
             if score <= 3 && rng.chance(50) {
-                push("callback.completed", answer + rng.mins(5, 90), json!({}));
+                h.push("callback.completed", answer + rng.mins(5, 90), json!({}));
             }
         }
     }
-    evs
+    h.events
 }
 
 type Clocks = BTreeSet<(String, String, Option<i64>, Option<i64>)>;

@@ -66,24 +66,16 @@ fn history(rng: &mut Rng, i: usize, now: DateTime<Utc>) -> Vec<Value> {
     let t = format!("AGR-{i:03}");
     let pick = |rng: &mut Rng, v: &[&str]| v[rng.below(v.len() as u64) as usize].to_string();
     let mut at = now - chrono::Duration::hours(30) - rng.mins(0, 42 * 60);
-    let mut evs = vec![json!({
+    let mut h = History::new(json!({
         "id": format!("{t}-opened"), "ticket": t, "type": "ticket.opened", "at": rfc(at),
         "workflow": wf, "priority": pick(rng, prios), "category": pick(rng, cats),
         "channel": "email",
         "customer": {"name": "Li", "email": format!("{t}@customer.test")},
         "assignee": {"name": "Wang", "email": "wang@staff.test"},
-    })];
-    let mut push = |kind: &str, at: DateTime<Utc>, extra: Value| {
-        let mut e = json!({"id": format!("{t}-{}-{}", kind, evs.len()), "ticket": t,
-                           "type": kind, "at": rfc(at)});
-        if let (Some(o), Some(x)) = (e.as_object_mut(), extra.as_object()) {
-            o.extend(x.clone());
-        }
-        evs.push(e);
-    };
+    }));
     if rng.chance(25) {
         at += rng.mins(1, 90);
-        push(
+        h.push(
             "ticket.classified",
             at,
             json!({"priority": pick(rng, prios)}),
@@ -91,42 +83,42 @@ fn history(rng: &mut Rng, i: usize, now: DateTime<Utc>) -> Vec<Value> {
     }
     if rng.chance(75) {
         at += rng.mins(1, 240);
-        push("ticket.responded", at, json!({}));
+        h.push("ticket.responded", at, json!({}));
     }
     if rng.chance(50) {
         at += rng.mins(1, 120);
-        push("ticket.plan_agreed", at, json!({}));
+        h.push("ticket.plan_agreed", at, json!({}));
     }
     for round in 0..2 {
         if !rng.chance(if round == 0 { 70 } else { 60 }) {
             break;
         }
         at += rng.mins(10, 600);
-        push("ticket.resolved", at, json!({}));
+        h.push("ticket.resolved", at, json!({}));
         if rng.chance(60) {
             at += rng.mins(60, 20 * 60);
             let mut answer = json!({"score": 1 + rng.below(5)});
             if rng.chance(70) {
                 answer["nps"] = json!(rng.below(11));
             }
-            push("survey.answered", at, answer);
+            h.push("survey.answered", at, answer);
         }
         if round == 0 && rng.chance(25) {
             at += rng.mins(10, 120);
-            push("ticket.reopened", at, json!({}));
+            h.push("ticket.reopened", at, json!({}));
         } else {
             break;
         }
     }
     // Nothing may be dated after the end of the period (now), or it would not be applied
     // before `until` on either side.
-    evs.retain(|e| {
+    h.events.retain(|e| {
         e["at"]
             .as_str()
             .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
             .is_some_and(|d| d.with_timezone(&Utc) < now - chrono::Duration::minutes(5))
     });
-    evs
+    h.events
 }
 
 fn shuffle<T>(rng: &mut Rng, v: &mut [T]) {

@@ -843,6 +843,34 @@ impl Rng {
 }
 
 /// An instant as RFC 3339 to the second, UTC.
+/// One ticket's events as the random-history tests build them: each pushed event's id is
+/// `{ticket}-{type}-{n}`, `n` the number of events before it.
+pub struct History {
+    ticket: String,
+    pub events: Vec<Value>,
+}
+
+impl History {
+    pub fn new(opened: Value) -> History {
+        let ticket = opened["ticket"].as_str().unwrap_or_default().to_string();
+        History {
+            ticket,
+            events: vec![opened],
+        }
+    }
+
+    /// An event of `kind` at `at`, with `extra`'s fields.
+    pub fn push(&mut self, kind: &str, at: DateTime<Utc>, extra: Value) {
+        let t = &self.ticket;
+        let mut e = serde_json::json!({"id": format!("{t}-{}-{}", kind, self.events.len()),
+                                       "ticket": t, "type": kind, "at": rfc(at)});
+        if let (Some(o), Some(x)) = (e.as_object_mut(), extra.as_object()) {
+            o.extend(x.clone());
+        }
+        self.events.push(e);
+    }
+}
+
 pub fn rfc(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
