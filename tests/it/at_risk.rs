@@ -28,18 +28,6 @@ fn shipped_workflows(hook_port: u16) -> tempfile::TempDir {
     dir
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read dir").flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            copy_dir(&p, &to.join(e.file_name()));
-        } else {
-            std::fs::copy(&p, to.join(e.file_name())).expect("copy");
-        }
-    }
-}
-
 /// A `due` as `GET /v1/tickets/{id}` writes it (`2026-11-23 10:32:51 +08:00`).
 fn local_time(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S %:z")

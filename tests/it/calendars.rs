@@ -17,19 +17,13 @@ use std::time::Duration;
 use crate::common::*;
 use serde_json::Value;
 
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
 fn bin() -> PathBuf {
     std::env::var_os("SLAKEEPER_TEST_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_slakeeper")))
 }
 
-fn slakeeper(args: &[&str]) -> Run {
+fn slakeeper(args: &[&str]) -> launch::Exited {
     let out = Command::new(bin())
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(args)
@@ -37,7 +31,7 @@ fn slakeeper(args: &[&str]) -> Run {
         .env_remove("SLAKEEPER_STRICT_CALENDARS")
         .output()
         .expect("run slakeeper");
-    Run {
+    launch::Exited {
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -45,7 +39,7 @@ fn slakeeper(args: &[&str]) -> Run {
 }
 
 /// `simulate EVENTS --workflows workflows --until UNTIL` on the shipped workflows.
-fn simulate_until(events: &str, until: &str) -> Run {
+fn simulate_until(events: &str, until: &str) -> launch::Exited {
     slakeeper(&[
         "simulate",
         events,
@@ -307,18 +301,6 @@ fn years_must_be_years() {
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read_dir").flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            copy_dir(&p, &to.join(e.file_name()));
-        } else {
-            std::fs::copy(&p, to.join(e.file_name())).expect("copy");
-        }
-    }
 }
 
 // ------------------------------------------------------------------ serve: log, metric, timeline

@@ -5,26 +5,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn slakeeper(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_slakeeper"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(args)
-        .env_remove("SLAKEEPER_WORKFLOWS")
-        .env_remove("SLAKEEPER_DATABASE_URL")
-        .output()
-        .expect("run slakeeper");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+use crate::common::run_slakeeper as slakeeper;
 
 const UNTIL: &str = "2026-11-26T00:00:00+08:00";
 

@@ -45,18 +45,6 @@ fn ok(cmd: &mut Command) -> String {
     text(&out.stdout)
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read dir").flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            copy_tree(&p, &to.join(e.file_name()));
-        } else {
-            std::fs::copy(&p, to.join(e.file_name())).expect("copy");
-        }
-    }
-}
-
 /// Readable by the container's user (uid 10001): tempdirs are 0700.
 fn open_up(p: &Path) {
     use std::os::unix::fs::PermissionsExt;
@@ -77,8 +65,8 @@ fn context() -> tempfile::TempDir {
     for f in ["Dockerfile", ".dockerignore"] {
         std::fs::copy(root().join(f), ctx.path().join(f)).expect("copy");
     }
-    copy_tree(&root().join("workflows"), &ctx.path().join("workflows"));
-    copy_tree(
+    copy_dir(&root().join("workflows"), &ctx.path().join("workflows"));
+    copy_dir(
         &root().join("deploy/docker"),
         &ctx.path().join("deploy/docker"),
     );
@@ -344,7 +332,7 @@ fn image_compose_file_is_valid_and_mounts_files_that_exist() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::copy(root().join("compose.yaml"), dir.path().join("compose.yaml")).expect("copy");
     for d in ["deploy", "grafana"] {
-        copy_tree(&root().join(d), &dir.path().join(d));
+        copy_dir(&root().join(d), &dir.path().join(d));
     }
     // Act
     let out = run(Command::new(&compose).current_dir(dir.path()).args([
@@ -432,7 +420,7 @@ fn image_compose_prometheus_config_passes_promtool_with_the_shipped_rules() {
     .expect("copy");
     // As compose mounts them: grafana/alerts at rules/ beside prometheus.yml, and the metrics
     // token as a secret file (promtool checks that credentials_file exists).
-    copy_tree(&root().join("grafana/alerts"), &dir.path().join("rules"));
+    copy_dir(&root().join("grafana/alerts"), &dir.path().join("rules"));
     let cfg = std::fs::read_to_string(dir.path().join("prometheus.yml")).expect("read");
     // One job scrapes the api and every worker (counters only workers increment).
     let parsed: Value = serde_saphyr::from_str(&cfg).expect("prometheus.yml is YAML");

@@ -7,12 +7,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use crate::common::*;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
+
+fn slakeeper(args: &[&str]) -> (bool, String, String) {
+    let r = run_slakeeper(args);
+    (r.code == Some(0), r.stdout, r.stderr)
+}
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -23,21 +27,6 @@ fn parse_local(s: &str) -> Option<i64> {
         .or_else(|_| DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S %:z"))
         .ok()
         .map(|d| d.timestamp())
-}
-
-fn slakeeper(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_slakeeper"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(args)
-        .env_remove("SLAKEEPER_WORKFLOWS")
-        .env_remove("SLAKEEPER_DATABASE_URL")
-        .output()
-        .expect("run slakeeper");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// One ticket after `open`: responded, plan agreed, resolved, maybe a survey answer and a

@@ -13,7 +13,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use crate::common::*;
@@ -25,19 +24,13 @@ fn root() -> PathBuf {
 }
 
 fn slakeeper(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_slakeeper"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(args)
-        .env_remove("SLAKEEPER_WORKFLOWS")
-        .env_remove("SLAKEEPER_DATABASE_URL")
-        .output()
-        .expect("run slakeeper");
+    let r = run_slakeeper(args);
     assert!(
-        out.status.success(),
+        r.code == Some(0),
         "slakeeper {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        r.stderr
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    r.stdout
 }
 
 /// (workflow, priorities, categories) of the shipped workflows the histories use.

@@ -14,7 +14,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -22,17 +21,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 fn slakeeper(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_slakeeper"))
-        .args(args)
-        .env_remove("SLAKEEPER_WORKFLOWS")
-        .env_remove("SLAKEEPER_DATABASE_URL")
-        .output()
-        .expect("run slakeeper");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let r = run_slakeeper(args);
+    (r.code == Some(0), r.stdout, r.stderr)
 }
 
 fn show(db: &TestDb, wf: &Path, id: &str) -> Value {

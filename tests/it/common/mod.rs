@@ -843,6 +843,36 @@ impl Rng {
 }
 
 /// An instant as RFC 3339 to the second, UTC.
+/// `slakeeper ARGS` run to its end from the repository root, without the variables that
+/// would point it at another workflow directory or database: what it printed.
+pub fn run_slakeeper(args: &[&str]) -> launch::Exited {
+    let out = Command::new(env!("CARGO_BIN_EXE_slakeeper"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .env_remove("SLAKEEPER_WORKFLOWS")
+        .env_remove("SLAKEEPER_DATABASE_URL")
+        .output()
+        .expect("run slakeeper");
+    launch::Exited {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Copy a directory tree (the shipped workflows, to change a copy in a test).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).expect("copy");
+        }
+    }
+}
+
 /// One ticket's events as the random-history tests build them: each pushed event's id is
 /// `{ticket}-{type}-{n}`, `n` the number of events before it.
 pub struct History {
