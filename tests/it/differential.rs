@@ -101,14 +101,6 @@ fn shuffle<T>(rng: &mut Rng, v: &mut [T]) {
     }
 }
 
-fn parse_local(s: &str) -> Option<i64> {
-    DateTime::parse_from_rfc3339(s)
-        .or_else(|_| DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S %:z"))
-        .ok()
-        .map(|d| d.timestamp())
-}
-
-type Clocks = BTreeSet<(String, String, Option<i64>, Option<i64>)>;
 /// (template, role, notification id): the id is what the email Message-ID and webhook
 /// Idempotency-Key carry, so equal ids mean the same messages.
 type Notes = BTreeSet<(String, String, String)>;
@@ -155,12 +147,7 @@ fn simulate(
         let ticket = v["ticket"].as_str().unwrap_or_default().to_string();
         match v["kind"].as_str() {
             Some("clock") => {
-                clocks.entry(ticket).or_default().insert((
-                    v["clock"].as_str().unwrap_or_default().to_string(),
-                    v["outcome"].as_str().unwrap_or_default().to_string(),
-                    v["due"].as_str().and_then(parse_local),
-                    v["done"].as_str().and_then(parse_local),
-                ));
+                clocks.entry(ticket).or_default().insert(clock_run(&v));
             }
             Some("notification") => {
                 let roles = v["notify"].as_array().cloned().unwrap_or_default();
@@ -187,14 +174,7 @@ fn runtime(app: &App, ticket: &str) -> (Clocks, Notes) {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|c| {
-            (
-                c["clock"].as_str().unwrap_or_default().to_string(),
-                c["outcome"].as_str().unwrap_or_default().to_string(),
-                c["due"].as_str().and_then(parse_local),
-                c["done"].as_str().and_then(parse_local),
-            )
-        })
+        .map(clock_run)
         .collect();
     let notes = t["notifications"]
         .as_array()

@@ -22,13 +22,6 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn parse_local(s: &str) -> Option<i64> {
-    DateTime::parse_from_rfc3339(s)
-        .or_else(|_| DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S %:z"))
-        .ok()
-        .map(|d| d.timestamp())
-}
-
 /// One ticket after `open`: responded, plan agreed, resolved, maybe a survey answer and a
 /// call-back. `start` is when it opens; every later step follows at a random distance.
 fn history(rng: &mut Rng, mut open: Value, start: DateTime<Utc>, resolve: bool) -> Vec<Value> {
@@ -63,8 +56,6 @@ fn history(rng: &mut Rng, mut open: Value, start: DateTime<Utc>, resolve: bool) 
     }
     h.events
 }
-
-type Clocks = BTreeSet<(String, String, Option<i64>, Option<i64>)>;
 
 // ------------------------------------------------------------------ export -> simulate
 
@@ -175,12 +166,7 @@ fn export_then_simulate(backend: Backend) {
         if v["kind"] == "clock" {
             sim.entry(v["ticket"].as_str().unwrap_or_default().to_string())
                 .or_default()
-                .insert((
-                    v["clock"].as_str().unwrap_or_default().to_string(),
-                    v["outcome"].as_str().unwrap_or_default().to_string(),
-                    v["due"].as_str().and_then(parse_local),
-                    v["done"].as_str().and_then(parse_local),
-                ));
+                .insert(clock_run(&v));
         }
     }
     let mut diffs = Vec::new();
@@ -191,14 +177,7 @@ fn export_then_simulate(backend: Backend) {
             .as_array()
             .into_iter()
             .flatten()
-            .map(|c| {
-                (
-                    c["clock"].as_str().unwrap_or_default().to_string(),
-                    c["outcome"].as_str().unwrap_or_default().to_string(),
-                    c["due"].as_str().and_then(parse_local),
-                    c["done"].as_str().and_then(parse_local),
-                )
-            })
+            .map(clock_run)
             .collect();
         let want = sim.get(t).cloned().unwrap_or_default();
         assert!(!runtime.is_empty(), "{t} has clocks");
@@ -387,18 +366,6 @@ fn a_shorter_urgent_first_response_shows_in_the_baseline_diff() {
     assert!(ok);
     assert!(!out.lines().any(|l| l.starts_with('*')), "{out}");
     assert!(out.contains("tickets whose outcome changed: 0"), "{out}");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read dir").flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            copy_dir(&p, &to.join(e.file_name()));
-        } else {
-            std::fs::copy(&p, to.join(e.file_name())).expect("copy");
-        }
-    }
 }
 
 // ------------------------------------------------------------------ replan --dry-run

@@ -860,6 +860,29 @@ pub fn run_slakeeper(args: &[&str]) -> launch::Exited {
     }
 }
 
+/// Clock runs as the tests compare the runtime with `simulate`: (clock, outcome, due, done),
+/// the times as epoch seconds.
+pub type Clocks = std::collections::BTreeSet<(String, String, Option<i64>, Option<i64>)>;
+
+/// A time as the API (RFC 3339) or `simulate` (`%Y-%m-%d %H:%M:%S %:z`) prints it, as epoch
+/// seconds.
+pub fn parse_local(s: &str) -> Option<i64> {
+    DateTime::parse_from_rfc3339(s)
+        .or_else(|_| DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S %:z"))
+        .ok()
+        .map(|d| d.timestamp())
+}
+
+/// One clock run of a `GET /v1/tickets/{id}` answer or of a `simulate --format json` line.
+pub fn clock_run(c: &Value) -> (String, String, Option<i64>, Option<i64>) {
+    (
+        c["clock"].as_str().unwrap_or_default().to_string(),
+        c["outcome"].as_str().unwrap_or_default().to_string(),
+        c["due"].as_str().and_then(parse_local),
+        c["done"].as_str().and_then(parse_local),
+    )
+}
+
 /// Copy a directory tree (the shipped workflows, to change a copy in a test).
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
