@@ -627,22 +627,8 @@ impl Drop for Browser {
 
 /// POST events with the API token (the server below requires one).
 fn post_authorized(app: &App, token: &str, body: &Value) -> u16 {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        ::reqwest::Client::new()
-            .post(format!("{}/v1/events", app.base))
-            .bearer_auth(token)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .map(|r| r.status().as_u16())
-            .unwrap_or(0)
-    })
+    let url = format!("{}/v1/events", app.base);
+    launch::Http::new().post(&url, Some(token), body).0
 }
 
 /// Where screenshots go: docs/ when SLAKEEPER_UPDATE_SCREENSHOTS=1 (they are kept in the

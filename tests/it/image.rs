@@ -123,33 +123,8 @@ impl Drop for Image {
 }
 
 fn http(method: &str, url: &str, token: Option<&str>, body: Option<&Value>) -> (u16, Value) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let c = ::reqwest::Client::new();
-        let mut r = match method {
-            "POST" => c.post(url),
-            _ => c.get(url),
-        };
-        if let Some(t) = token {
-            r = r.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            r = r
-                .header("content-type", "application/json")
-                .body(b.to_string());
-        }
-        match r.send().await {
-            Ok(resp) => {
-                let s = resp.status().as_u16();
-                (s, resp.json().await.unwrap_or(Value::Null))
-            }
-            Err(_) => (0, Value::Null),
-        }
-    })
+    let (s, text) = launch::Http::new().call(method, url, token, body);
+    (s, launch::json(&text))
 }
 
 /// Issue 21 rows 9 and 11: the project's image, built from the Dockerfile on a minimal base

@@ -39,7 +39,7 @@ struct Served {
     app: App,
     db: TestDb,
     wf: tempfile::TempDir,
-    http: reqwest_raw::Client,
+    http: crate::common::reqwest::Client,
 }
 
 impl Served {
@@ -81,7 +81,7 @@ impl Served {
             app,
             db,
             wf,
-            http: reqwest_raw::Client::new(),
+            http: crate::common::reqwest::blocking_client(),
         }
     }
 
@@ -93,11 +93,13 @@ impl Served {
         headers: &[(String, String)],
     ) -> (u16, Value, Duration) {
         let t = Instant::now();
-        let (s, v) = self.http.post(
-            &format!("{}/v1/sources/{source}", self.app.base),
-            body,
-            headers,
-        );
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let url = format!("{}/v1/sources/{source}", self.app.base);
+        let (s, text) = self.http.request("POST", &url, body.to_vec(), &headers);
+        let v = serde_json::from_str(&text).unwrap_or(Value::Null);
         let took = t.elapsed();
         assert!(took < Duration::from_secs(2), "answered in {took:?}");
         (s, v, took)
@@ -787,42 +789,6 @@ fn validate_reports_sources_yaml_errors_with_positions() {
 }
 
 // ------------------------------------------------------------------ raw HTTP
-
-/// A blocking client that sends raw bytes with arbitrary headers (the shared one sends JSON
-/// values only).
-mod reqwest_raw {
-    use serde_json::Value;
-
-    pub struct Client {
-        rt: tokio::runtime::Runtime,
-        c: ::reqwest::Client,
-    }
-
-    impl Client {
-        pub fn new() -> Client {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            Client {
-                rt: tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime"),
-                c: ::reqwest::Client::new(),
-            }
-        }
-
-        pub fn post(&self, url: &str, body: &[u8], headers: &[(String, String)]) -> (u16, Value) {
-            self.rt.block_on(async {
-                let mut r = self.c.post(url).body(body.to_vec());
-                for (k, v) in headers {
-                    r = r.header(k, v);
-                }
-                let resp = r.send().await.expect("POST");
-                let s = resp.status().as_u16();
-                (s, resp.json().await.unwrap_or(Value::Null))
-            })
-        }
-    }
-}
 
 crate::both_databases! {
     zendesk_trigger_deliveries_drive_the_clocks => zendesk_triggers,

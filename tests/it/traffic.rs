@@ -13,29 +13,19 @@ fn raw(
     body: Vec<u8>,
     auth: Option<&str>,
 ) -> (u16, Value) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let c = ::reqwest::Client::new();
-        let m = ::reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut r = c.request(m, format!("{}{path}", app.base)).body(body);
-        if let Some(ct) = ctype {
-            r = r.header("content-type", ct);
-        }
-        if let Some(a) = auth {
-            r = r.header("authorization", a);
-        }
-        let resp = r.send().await.expect("request");
-        let s = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        (
-            s,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    })
+    let mut headers = Vec::new();
+    if let Some(ct) = ctype {
+        headers.push(("content-type", ct));
+    }
+    if let Some(a) = auth {
+        headers.push(("authorization", a));
+    }
+    let url = format!("{}{path}", app.base);
+    let (s, text) = common::reqwest::blocking_client().request(method, &url, body, &headers);
+    (
+        s,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 /// Post `evs[i]` from `clients[i]`, all leaving at the same instant (a barrier); each 202.

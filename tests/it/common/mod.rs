@@ -721,6 +721,26 @@ pub mod reqwest {
         pub fn post(&self, url: &str, body: &Value) -> (u16, Value) {
             self.post_raw(url, &body.to_string())
         }
+        /// Any method, raw bytes and these headers: the answer's status and text (a
+        /// request that cannot be sent fails the test).
+        pub fn request(
+            &self,
+            method: &str,
+            url: &str,
+            body: Vec<u8>,
+            headers: &[(&str, &str)],
+        ) -> (u16, String) {
+            let m = ::reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+            let mut r = self.c.request(m, url).body(body);
+            for (k, v) in headers {
+                r = r.header(*k, *v);
+            }
+            self.rt.block_on(async {
+                let resp = r.send().await.expect("request");
+                let s = resp.status().as_u16();
+                (s, resp.text().await.unwrap_or_default())
+            })
+        }
         pub fn post_raw(&self, url: &str, body: &str) -> (u16, Value) {
             self.rt.block_on(async {
                 let r = self
